@@ -1,0 +1,305 @@
+/*
+ * cagectl.c - command-line client for cagehost's HTTP API.
+ *
+ *   cagectl [-u URL] call MODULE METHOD [PAYLOAD|-]
+ *   cagectl [-u URL] enqueue [-q QUEUE] [-k KEY] MODULE METHOD [PAYLOAD|-]
+ *   cagectl [-u URL] show ID
+ *   cagectl [-u URL] requeue ID
+ *
+ * URL defaults to $CAGEHOST_URL or http://127.0.0.1:8610.  A payload of
+ * "-" is read from standard input.  Exit status: 0 on success, 1 when the
+ * host answered with an error (printed on stderr), 2 on usage errors, 3
+ * when the host could not be reached.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct target {
+	char host[256];
+	char port[16];
+};
+
+struct response {
+	int status;
+	char *raw;		/* whole response, NUL-terminated */
+	char *body;		/* points into raw */
+	size_t body_len;
+};
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: cagectl [-u URL] call MODULE METHOD [PAYLOAD|-]\n"
+		"       cagectl [-u URL] enqueue [-q QUEUE] [-k IDEMPOTENCY_KEY] MODULE METHOD [PAYLOAD|-]\n"
+		"       cagectl [-u URL] show ID\n"
+		"       cagectl [-u URL] requeue ID\n"
+		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610\n");
+	exit(2);
+}
+
+static int parse_url(const char *url, struct target *t)
+{
+	const char *p = url, *colon, *slash;
+	size_t len;
+
+	if (strncmp(p, "http://", 7) == 0)
+		p += 7;
+	slash = strchr(p, '/');
+	len = slash ? (size_t)(slash - p) : strlen(p);
+	colon = memchr(p, ':', len);
+	if (!colon) {
+		if (len >= sizeof t->host)
+			return -1;
+		snprintf(t->host, sizeof t->host, "%.*s", (int)len, p);
+		snprintf(t->port, sizeof t->port, "80");
+		return 0;
+	}
+	if ((size_t)(colon - p) >= sizeof t->host || len - (size_t)(colon - p) - 1 >= sizeof t->port)
+		return -1;
+	snprintf(t->host, sizeof t->host, "%.*s", (int)(colon - p), p);
+	snprintf(t->port, sizeof t->port, "%.*s", (int)(len - (size_t)(colon - p) - 1), colon + 1);
+	return 0;
+}
+
+static char *read_all(FILE *in, size_t *len)
+{
+	size_t cap = 4096;
+	char *buf = malloc(cap);
+
+	*len = 0;
+	while (buf) {
+		size_t n = fread(buf + *len, 1, cap - *len, in);
+
+		*len += n;
+		if (n == 0)
+			break;
+		if (*len == cap) {
+			char *grown = realloc(buf, cap * 2);
+
+			if (!grown) {
+				free(buf);
+				return NULL;
+			}
+			buf = grown;
+			cap *= 2;
+		}
+	}
+	return buf;
+}
+
+static int connect_to(const struct target *t)
+{
+	struct addrinfo hints = { 0 }, *res, *ai;
+	int fd = -1, rc;
+
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(t->host, t->port, &hints, &res);
+	if (rc) {
+		fprintf(stderr, "cagectl: %s:%s: %s\n", t->host, t->port, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		fprintf(stderr, "cagectl: cannot connect to %s:%s: %s\n", t->host, t->port,
+			strerror(errno));
+	freeaddrinfo(res);
+	return fd;
+}
+
+static int send_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int request(const struct target *t, const char *method, const char *path,
+		   const char *extra_headers, const char *body, size_t body_len,
+		   struct response *res)
+{
+	char head[2048];
+	size_t cap = 65536, len = 0;
+	char *end;
+	int fd, n;
+
+	fd = connect_to(t);
+	if (fd < 0)
+		return -1;
+	n = snprintf(head, sizeof head,
+		     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Length: %zu\r\n"
+		     "Accept: text/plain, application/json\r\nConnection: close\r\n%s\r\n",
+		     method, path, t->host, t->port, body_len, extra_headers);
+	if (n < 0 || (size_t)n >= sizeof head || send_all(fd, head, (size_t)n) < 0 ||
+	    send_all(fd, body, body_len) < 0) {
+		fprintf(stderr, "cagectl: sending the request failed: %s\n", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	res->raw = malloc(cap + 1);
+	while (res->raw) {
+		ssize_t got = read(fd, res->raw + len, cap - len);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		len += (size_t)got;
+		if (len == cap) {
+			char *grown = realloc(res->raw, cap * 2 + 1);
+
+			if (!grown)
+				break;
+			res->raw = grown;
+			cap *= 2;
+		}
+	}
+	close(fd);
+	if (!res->raw || sscanf(res->raw, "HTTP/1.%*d %d", &res->status) != 1) {
+		fprintf(stderr, "cagectl: no valid HTTP response from %s:%s\n", t->host, t->port);
+		return -1;
+	}
+	res->raw[len] = '\0';
+	end = strstr(res->raw, "\r\n\r\n");
+	res->body = end ? end + 4 : res->raw + len;
+	res->body_len = len - (size_t)(res->body - res->raw);
+	return 0;
+}
+
+/* Prints the "error" value of a JSON error body, or the body as is. */
+static void print_error(const struct response *res)
+{
+	const char *e = strstr(res->body, "\"error\": \"");
+
+	fprintf(stderr, "cagectl: HTTP %d: ", res->status);
+	if (!e) {
+		fprintf(stderr, "%.*s\n", (int)res->body_len, res->body);
+		return;
+	}
+	for (e += 10; *e && *e != '"'; e++) {
+		if (*e == '\\' && e[1])
+			e++;
+		fputc(*e, stderr);
+	}
+	fputc('\n', stderr);
+}
+
+static char *payload_arg(int argc, char **argv, int i, size_t *len)
+{
+	if (i >= argc) {
+		*len = 0;
+		return strdup("");
+	}
+	if (!strcmp(argv[i], "-"))
+		return read_all(stdin, len);
+	*len = strlen(argv[i]);
+	return strdup(argv[i]);
+}
+
+int main(int argc, char **argv)
+{
+	const char *url = getenv("CAGEHOST_URL");
+	const char *queue = "default", *key = NULL, *cmd;
+	char path[1024], headers[512] = "";
+	struct response res = { 0 };
+	struct target t;
+	char *body = NULL;
+	size_t body_len = 0;
+	int i = 1, rc;
+
+	if (i + 1 < argc && !strcmp(argv[i], "-u")) {
+		url = argv[i + 1];
+		i += 2;
+	}
+	if (!url)
+		url = "http://127.0.0.1:8610";
+	if (parse_url(url, &t) < 0) {
+		fprintf(stderr, "cagectl: cannot parse URL '%s'\n", url);
+		return 2;
+	}
+	if (i >= argc)
+		usage();
+	cmd = argv[i++];
+	if (!strcmp(cmd, "call")) {
+		if (argc - i < 2 || argc - i > 3)
+			usage();
+		snprintf(path, sizeof path, "/v1/call/%s/%s", argv[i], argv[i + 1]);
+		body = payload_arg(argc, argv, i + 2, &body_len);
+	} else if (!strcmp(cmd, "enqueue")) {
+		while (i + 1 < argc && argv[i][0] == '-' && argv[i][1]) {
+			if (!strcmp(argv[i], "-q"))
+				queue = argv[i + 1];
+			else if (!strcmp(argv[i], "-k"))
+				key = argv[i + 1];
+			else
+				usage();
+			i += 2;
+		}
+		if (argc - i < 2 || argc - i > 3)
+			usage();
+		snprintf(path, sizeof path, "/v1/enqueue/%s/%s/%s", queue, argv[i], argv[i + 1]);
+		if (key)
+			snprintf(headers, sizeof headers, "Idempotency-Key: %s\r\n", key);
+		body = payload_arg(argc, argv, i + 2, &body_len);
+	} else if (!strcmp(cmd, "show") || !strcmp(cmd, "requeue")) {
+		if (argc - i != 1)
+			usage();
+		snprintf(path, sizeof path, "/v1/calls/%s%s", argv[i],
+			 !strcmp(cmd, "requeue") ? "/requeue" : "");
+		body = strdup("");
+	} else {
+		usage();
+	}
+	if (!body) {
+		fprintf(stderr, "cagectl: cannot read the payload\n");
+		return 2;
+	}
+	rc = request(&t, (!strcmp(cmd, "show")) ? "GET" : "POST", path, headers, body, body_len,
+		     &res);
+	free(body);
+	if (rc < 0)
+		return 3;
+	if (res.status < 200 || res.status > 299) {
+		print_error(&res);
+		free(res.raw);
+		return 1;
+	}
+	if (!strcmp(cmd, "enqueue")) {
+		/* {"id": "0194f3a2b1c00001"...} -> the id alone */
+		const char *id = strstr(res.body, "\"id\": \"");
+
+		if (id)
+			printf("%.16s%s\n", id + 7,
+			       strstr(res.body, "\"duplicate\"") ? " (duplicate: stored earlier)" : "");
+		else
+			fwrite(res.body, 1, res.body_len, stdout);
+	} else if (!strcmp(cmd, "requeue")) {
+		printf("requeued %s\n", argv[argc - 1]);
+	} else {
+		fwrite(res.body, 1, res.body_len, stdout);
+		if (!strcmp(cmd, "call") && res.body_len && res.body[res.body_len - 1] != '\n' &&
+		    isatty(STDOUT_FILENO))
+			putchar('\n');
+	}
+	free(res.raw);
+	return 0;
+}

@@ -1,0 +1,78 @@
+/*
+ * clock.c - wall and monotonic time, and the fixed-width ISO 8601 form used
+ * in records, keys, logs and the HTTP API.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+
+int64_t clock_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t clock_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char *clock_format_iso(int64_t ms, char *out, size_t size)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms < 0)
+		secs = 0, ms = 0;
+	gmtime_r(&secs, &tm);
+	snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	return out;
+}
+
+static int digits(const char *p, int n, int *value)
+{
+	*value = 0;
+	for (int i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		*value = *value * 10 + (p[i] - '0');
+	}
+	return 0;
+}
+
+int clock_parse_iso(const char *text, size_t len, int64_t *ms)
+{
+	int year, mon, day, hour, min, sec, milli;
+	struct tm tm;
+
+	if (len != CLOCK_ISO_LEN || text[4] != '-' || text[7] != '-' ||
+	    text[10] != 'T' || text[13] != ':' || text[16] != ':' ||
+	    text[19] != '.' || text[23] != 'Z')
+		return -1;
+	if (digits(text, 4, &year) || digits(text + 5, 2, &mon) ||
+	    digits(text + 8, 2, &day) || digits(text + 11, 2, &hour) ||
+	    digits(text + 14, 2, &min) || digits(text + 17, 2, &sec) ||
+	    digits(text + 20, 3, &milli))
+		return -1;
+	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 ||
+	    min > 59 || sec > 60)
+		return -1;
+	memset(&tm, 0, sizeof tm);
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
+	*ms = (int64_t)timegm(&tm) * 1000 + milli;
+	return 0;
+}

@@ -1,0 +1,439 @@
+/*
+ * conf.c - INI parsing and validation of the host configuration (see
+ * conf.h).  The grammar: "[host]", "[queue NAME]", "key = value" lines,
+ * blank lines and lines starting with '#' or ';'.  Values run to the end of
+ * the line; surrounding blanks are trimmed.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "duration.h"
+
+#ifndef PLUGINDIR
+#define PLUGINDIR "/usr/local/lib/cagehost/plugins"
+#endif
+#ifndef DATADIR_DEFAULT
+#define DATADIR_DEFAULT "/var/lib/cagehost"
+#endif
+
+#define CONF_MAX_BYTES (1 << 20)
+
+struct parser {
+	const char *file;
+	int line;
+	const char *base_dir;
+	struct host_conf *conf;
+	struct queue_conf *queue;	/* current [queue] section, NULL in [host] */
+	bool in_section;
+	bool default_seen;	/* [queue default] appeared */
+	char *err;
+	size_t err_size;
+};
+
+__attribute__((format(printf, 2, 3)))
+static int fail(struct parser *p, const char *fmt, ...)
+{
+	int n = snprintf(p->err, p->err_size, "%s:%d: ", p->file, p->line);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->err + n, p->err_size - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static struct queue_conf *queue_new(struct host_conf *conf, const char *name)
+{
+	struct queue_conf *q = calloc(1, sizeof *q);
+
+	if (!q)
+		return NULL;
+	snprintf(q->name, sizeof q->name, "%s", name);
+	retry_policy_default(&q->retry);
+	q->attempt_timeout_ms = 30 * 1000;
+	q->concurrency = 0;
+	q->wake_on_new_version = true;
+	q->next = conf->queues;
+	conf->queues = q;
+	return q;
+}
+
+const struct queue_conf *conf_queue(const struct host_conf *conf, const char *name)
+{
+	for (const struct queue_conf *q = conf->queues; q; q = q->next)
+		if (strcmp(q->name, name) == 0)
+			return q;
+	return NULL;
+}
+
+static void conf_defaults(struct host_conf *conf)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	memset(conf, 0, sizeof *conf);
+	snprintf(conf->listen_host, sizeof conf->listen_host, "127.0.0.1");
+	conf->listen_port = 8610;
+	snprintf(conf->data_dir, sizeof conf->data_dir, "%s", DATADIR_DEFAULT);
+	snprintf(conf->plugin_dir, sizeof conf->plugin_dir, "%s", PLUGINDIR);
+	conf->workers = cpus < 2 ? 2 : (int)cpus;
+	conf->max_body_size = 1 << 20;
+	conf->max_header_size = 8 << 10;
+	conf->sync_timeout_ms = 30 * 1000;
+	conf->done_retention_ms = 3600 * 1000;
+	conf->checkpoint_interval_ms = 10 * 1000;
+	conf->log_level = LOG_INFO;
+}
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+static int parse_int(struct parser *p, const char *key, const char *value,
+		     long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno || end == value || *end != '\0')
+		return fail(p, "%s: '%s' is not a whole number", key, value);
+	if (v < min || v > max)
+		return fail(p, "%s: %ld is out of range %ld..%ld", key, v, min, max);
+	*out = v;
+	return 0;
+}
+
+static int parse_size(struct parser *p, const char *key, const char *value, size_t *out)
+{
+	static const struct { const char *suffix; size_t mult; } units[] = {
+		{ "", 1 }, { "k", 1024 }, { "K", 1024 }, { "M", 1 << 20 }, { "G", 1 << 30 },
+	};
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(value, &end, 10);
+	if (errno || end == value || value[0] == '-')
+		return fail(p, "%s: '%s' is not a size (like 65536, 64k, 1M)", key, value);
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(end, units[i].suffix) == 0) {
+			if (v == 0 || v > (1ULL << 32) / units[i].mult)
+				return fail(p, "%s: '%s' is out of range 1..4G", key, value);
+			*out = (size_t)v * units[i].mult;
+			return 0;
+		}
+	}
+	return fail(p, "%s: '%s' has an unknown unit (use k, M or G)", key, value);
+}
+
+static int parse_duration(struct parser *p, const char *key, const char *value,
+			  int64_t min_ms, int64_t *out)
+{
+	char why[160];
+	char shown[32];
+
+	if (duration_parse(value, out, why, sizeof why) < 0)
+		return fail(p, "%s: %s", key, why);
+	if (*out < min_ms)
+		return fail(p, "%s: must be at least %s", key,
+			    duration_format(min_ms, shown, sizeof shown));
+	return 0;
+}
+
+static int parse_bool(struct parser *p, const char *key, const char *value, bool *out)
+{
+	if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "on") ||
+	    !strcmp(value, "1"))
+		*out = true;
+	else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "off") ||
+		 !strcmp(value, "0"))
+		*out = false;
+	else
+		return fail(p, "%s: '%s' is not yes or no", key, value);
+	return 0;
+}
+
+static int parse_path(struct parser *p, const char *key, const char *value,
+		      char *out, size_t size)
+{
+	int n;
+
+	if (value[0] == '\0')
+		return fail(p, "%s: empty path", key);
+	if (value[0] == '/' || !p->base_dir)
+		n = snprintf(out, size, "%s", value);
+	else
+		n = snprintf(out, size, "%s/%s", p->base_dir, value);
+	if (n < 0 || (size_t)n >= size)
+		return fail(p, "%s: path too long", key);
+	return 0;
+}
+
+static int parse_listen(struct parser *p, const char *value)
+{
+	struct host_conf *c = p->conf;
+	const char *colon = strrchr(value, ':');
+	long port;
+	size_t host_len;
+
+	if (!colon || colon == value)
+		return fail(p, "listen: '%s' is not ADDRESS:PORT", value);
+	host_len = (size_t)(colon - value);
+	if (value[0] == '[' && value[host_len - 1] == ']')
+		value++, host_len -= 2;
+	if (host_len >= sizeof c->listen_host)
+		return fail(p, "listen: address too long");
+	if (parse_int(p, "listen port", colon + 1, 0, 65535, &port) < 0)
+		return -1;
+	memcpy(c->listen_host, value, host_len);
+	c->listen_host[host_len] = '\0';
+	c->listen_port = (int)port;
+	return 0;
+}
+
+static int host_key(struct parser *p, const char *key, const char *value)
+{
+	struct host_conf *c = p->conf;
+	long n;
+
+	if (!strcmp(key, "listen"))
+		return parse_listen(p, value);
+	if (!strcmp(key, "data_dir"))
+		return parse_path(p, key, value, c->data_dir, sizeof c->data_dir);
+	if (!strcmp(key, "plugin_dir"))
+		return parse_path(p, key, value, c->plugin_dir, sizeof c->plugin_dir);
+	if (!strcmp(key, "workers")) {
+		if (parse_int(p, key, value, 1, 256, &n) < 0)
+			return -1;
+		c->workers = (int)n;
+		return 0;
+	}
+	if (!strcmp(key, "max_body_size"))
+		return parse_size(p, key, value, &c->max_body_size);
+	if (!strcmp(key, "max_header_size"))
+		return parse_size(p, key, value, &c->max_header_size);
+	if (!strcmp(key, "sync_timeout"))
+		return parse_duration(p, key, value, 1, &c->sync_timeout_ms);
+	if (!strcmp(key, "done_retention"))
+		return parse_duration(p, key, value, 0, &c->done_retention_ms);
+	if (!strcmp(key, "checkpoint_interval"))
+		return parse_duration(p, key, value, 100, &c->checkpoint_interval_ms);
+	if (!strcmp(key, "log_level")) {
+		static const char *const levels[] = { "error", "warning", "info", "debug" };
+
+		for (int i = 0; i < 4; i++) {
+			if (!strcmp(value, levels[i])) {
+				c->log_level = (enum log_level)i;
+				return 0;
+			}
+		}
+		return fail(p, "log_level: '%s' is not error, warning, info or debug", value);
+	}
+	return fail(p, "unknown key '%s' in [host]", key);
+}
+
+static int queue_key(struct parser *p, const char *key, const char *value)
+{
+	struct queue_conf *q = p->queue;
+	char *end;
+	long n;
+
+	if (!strcmp(key, "retry_interval"))
+		return parse_duration(p, key, value, 1, &q->retry.interval_ms);
+	if (!strcmp(key, "retry_max_interval"))
+		return parse_duration(p, key, value, 1, &q->retry.max_interval_ms);
+	if (!strcmp(key, "lifetime"))
+		return parse_duration(p, key, value, 0, &q->retry.lifetime_ms);
+	if (!strcmp(key, "attempt_timeout"))
+		return parse_duration(p, key, value, 1, &q->attempt_timeout_ms);
+	if (!strcmp(key, "retry_factor")) {
+		errno = 0;
+		q->retry.factor = strtod(value, &end);
+		if (errno || end == value || *end != '\0' || !(q->retry.factor >= 1.0) ||
+		    q->retry.factor > 100.0)
+			return fail(p, "retry_factor: '%s' is not a number from 1 to 100", value);
+		return 0;
+	}
+	if (!strcmp(key, "concurrency")) {
+		if (parse_int(p, key, value, 0, 1000000, &n) < 0)
+			return -1;
+		q->concurrency = (int)n;
+		return 0;
+	}
+	if (!strcmp(key, "wake_on_new_version"))
+		return parse_bool(p, key, value, &q->wake_on_new_version);
+	return fail(p, "unknown key '%s' in [queue %s]", key, q->name);
+}
+
+static int section(struct parser *p, char *line)
+{
+	char *end = strchr(line, ']');
+	char *name;
+
+	if (!end || trim(end + 1)[0] != '\0')
+		return fail(p, "malformed section header (expected [host] or [queue NAME])");
+	*end = '\0';
+	name = trim(line + 1);
+	p->in_section = true;
+	if (!strcmp(name, "host")) {
+		p->queue = NULL;
+		return 0;
+	}
+	if (strncmp(name, "queue", 5) != 0 || !isspace((unsigned char)name[5]))
+		return fail(p, "unknown section [%s] (expected [host] or [queue NAME])", name);
+	name = trim(name + 5);
+	if (!name_is_valid(name, strlen(name)))
+		return fail(p, "invalid queue name '%s' (letters, digits, '_', '-', '.'; at most %d)",
+			    name, NAME_MAX_LEN);
+	for (struct queue_conf *q = p->conf->queues; q; q = q->next) {
+		if (!strcmp(q->name, name)) {
+			/* "default" exists before the file is read: configure it once */
+			if (strcmp(name, "default") != 0 || p->default_seen)
+				return fail(p, "queue '%s' is defined twice", name);
+			p->default_seen = true;
+			p->queue = q;
+			return 0;
+		}
+	}
+	p->queue = queue_new(p->conf, name);
+	if (!p->queue)
+		return fail(p, "out of memory");
+	return 0;
+}
+
+static int check_queues(struct parser *p)
+{
+	for (struct queue_conf *q = p->conf->queues; q; q = q->next) {
+		if (q->retry.max_interval_ms < q->retry.interval_ms) {
+			snprintf(p->err, p->err_size,
+				 "%s: [queue %s]: retry_max_interval is shorter than retry_interval",
+				 p->file, q->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int conf_parse(const char *name, const char *text, const char *base_dir,
+	       struct host_conf *conf, char *err, size_t err_size)
+{
+	struct parser p = { name, 0, base_dir, conf, NULL, false, false, err, err_size };
+	const char *cursor = text;
+	char line[4096];
+
+	conf_defaults(conf);
+	if (!queue_new(conf, "default")) {
+		snprintf(err, err_size, "%s: out of memory", name);
+		return -1;
+	}
+	while (*cursor) {
+		const char *nl = strchr(cursor, '\n');
+		size_t len = nl ? (size_t)(nl - cursor) : strlen(cursor);
+		char *s, *eq;
+
+		p.line++;
+		if (len >= sizeof line) {
+			fail(&p, "line longer than %zu bytes", sizeof line - 1);
+			goto fail;
+		}
+		memcpy(line, cursor, len);
+		line[len] = '\0';
+		cursor += len + (nl ? 1 : 0);
+		s = trim(line);
+		if (s[0] == '\0' || s[0] == '#' || s[0] == ';')
+			continue;
+		if (s[0] == '[') {
+			if (section(&p, s) < 0)
+				goto fail;
+			continue;
+		}
+		eq = strchr(s, '=');
+		if (!eq) {
+			fail(&p, "expected 'key = value', got '%s'", s);
+			goto fail;
+		}
+		*eq = '\0';
+		if (!p.in_section) {
+			fail(&p, "'%s' is outside any section (start with [host])", trim(s));
+			goto fail;
+		}
+		if ((p.queue ? queue_key : host_key)(&p, trim(s), trim(eq + 1)) < 0)
+			goto fail;
+	}
+	if (check_queues(&p) < 0)
+		goto fail;
+	return 0;
+fail:
+	conf_release(conf);
+	return -1;
+}
+
+int conf_load(const char *path, struct host_conf *conf, char *err, size_t err_size)
+{
+	char base[PATH_MAX];
+	char *text = NULL;
+	const char *slash;
+	size_t len = 0;
+	FILE *f;
+	int rc;
+
+	f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, err_size, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	text = malloc(CONF_MAX_BYTES + 1);
+	if (!text) {
+		fclose(f);
+		snprintf(err, err_size, "%s: out of memory", path);
+		return -1;
+	}
+	len = fread(text, 1, CONF_MAX_BYTES + 1, f);
+	fclose(f);
+	if (len > CONF_MAX_BYTES) {
+		free(text);
+		snprintf(err, err_size, "%s: larger than %d bytes", path, CONF_MAX_BYTES);
+		return -1;
+	}
+	text[len] = '\0';
+	if (memchr(text, '\0', len)) {
+		free(text);
+		snprintf(err, err_size, "%s: contains a NUL byte; not a text file", path);
+		return -1;
+	}
+	slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(base, sizeof base, ".");
+	else if (slash == path)
+		snprintf(base, sizeof base, "/");
+	else
+		snprintf(base, sizeof base, "%.*s", (int)(slash - path), path);
+	rc = conf_parse(path, text, base, conf, err, err_size);
+	free(text);
+	return rc;
+}
+
+void conf_release(struct host_conf *conf)
+{
+	while (conf->queues) {
+		struct queue_conf *next = conf->queues->next;
+
+		free(conf->queues);
+		conf->queues = next;
+	}
+}

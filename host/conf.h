@@ -1,0 +1,76 @@
+/*
+ * conf.h - the host's configuration: an INI file with a [host] section and
+ * one [queue NAME] section per queue.  Every error names file:line.
+ *
+ *   [host]
+ *   listen = 127.0.0.1:8610
+ *   data_dir = /var/lib/cagehost
+ *   plugin_dir = /usr/local/lib/cagehost/plugins
+ *   workers = 4
+ *
+ *   [queue default]
+ *   retry_interval = 60s
+ *   retry_factor = 1.5
+ *   retry_max_interval = 1h
+ *   lifetime = 3d
+ *   attempt_timeout = 30s
+ *   concurrency = 0
+ *
+ * Relative paths are taken relative to the config file's directory.
+ */
+#ifndef CAGEHOST_CONF_H
+#define CAGEHOST_CONF_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "names.h"
+#include "retry.h"
+
+struct queue_conf {
+	char name[NAME_MAX_LEN + 1];
+	struct retry_policy retry;
+	int64_t attempt_timeout_ms;	/* worker is killed past this */
+	int concurrency;		/* attempts running at once; 0 = no limit */
+	bool wake_on_new_version;	/* retry waiting calls soon after a module fix */
+	struct queue_conf *next;
+};
+
+struct host_conf {
+	char listen_host[256];
+	int listen_port;
+	char data_dir[PATH_MAX];
+	char plugin_dir[PATH_MAX];
+	int workers;			/* worker processes */
+	size_t max_body_size;		/* bytes; larger requests get 413 */
+	size_t max_header_size;		/* bytes; larger headers get 431 */
+	int64_t sync_timeout_ms;	/* attempt timeout of sync calls */
+	int64_t done_retention_ms;	/* how long finished calls stay visible */
+	int64_t checkpoint_interval_ms;
+	enum log_level log_level;
+	struct queue_conf *queues;	/* "default" always present */
+};
+
+/*
+ * Reads the file at path into *conf (defaults for everything not set).
+ * Returns 0, or -1 with "path:line: reason" in err.  On success the caller
+ * owns conf's queue list and frees it with conf_release().
+ */
+int conf_load(const char *path, struct host_conf *conf, char *err, size_t err_size);
+
+/*
+ * Parses text as if it were the file named `name` (used by conf_load and
+ * by tests).  base_dir anchors relative paths.
+ */
+int conf_parse(const char *name, const char *text, const char *base_dir,
+	       struct host_conf *conf, char *err, size_t err_size);
+
+/* The queue called name, or NULL. */
+const struct queue_conf *conf_queue(const struct host_conf *conf, const char *name);
+
+void conf_release(struct host_conf *conf);
+
+#endif

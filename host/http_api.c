@@ -1,0 +1,698 @@
+/*
+ * http_api.c - request routing and the handlers of the HTTP interface (see
+ * http_api.h).  Enqueue replies wait for the turn's commit (batch.h); sync
+ * calls wait for their worker job.  Every request gets exactly one reply.
+ */
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "clock.h"
+#include "conf.h"
+#include "http_api.h"
+#include "log.h"
+#include "names.h"
+#include "plugin_dir.h"
+#include "record.h"
+#include "scheduler.h"
+#include "store.h"
+#include "worker.h"
+
+/* Sync calls waiting for a worker beyond this get 503. */
+#define MAX_SYNC_WAITING 10000
+
+struct http_api {
+	struct http_api_deps d;
+	struct evhttp *http;
+	uint64_t enqueued, duplicates, sync_calls, rejected;
+};
+
+struct sync_call {
+	struct job job;
+	struct http_api *api;
+	struct evhttp_request *req;
+};
+
+struct enqueue_reply {
+	struct http_api *api;
+	struct evhttp_request *req;
+	char id[CALL_ID_LEN + 1];
+	bool duplicate;
+};
+
+static void json_string(struct evbuffer *out, const char *s, size_t len)
+{
+	evbuffer_add(out, "\"", 1);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			evbuffer_add_printf(out, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			evbuffer_add_printf(out, "\\u%04x", c);
+		else
+			evbuffer_add(out, &s[i], 1);
+	}
+	evbuffer_add(out, "\"", 1);
+}
+
+static void json_field(struct evbuffer *out, const char *key, const char *value, bool comma)
+{
+	evbuffer_add_printf(out, "%s\"%s\": ", comma ? ", " : "", key);
+	json_string(out, value, strlen(value));
+}
+
+static void reply_json(struct evhttp_request *req, int code, const char *reason,
+		       struct evbuffer *body)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "application/json");
+	evhttp_send_reply(req, code, reason, body);
+}
+
+__attribute__((format(printf, 4, 5)))
+static void reply_error(struct evhttp_request *req, int code, const char *reason,
+			const char *fmt, ...)
+{
+	struct evbuffer *body = evbuffer_new();
+	char text[RECORD_ERROR_MAX + 256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	if (!body) {
+		evhttp_send_error(req, code, reason);
+		return;
+	}
+	evbuffer_add_printf(body, "{");
+	json_field(body, "error", text, false);
+	evbuffer_add_printf(body, "}\n");
+	reply_json(req, code, reason, body);
+	evbuffer_free(body);
+}
+
+/* Splits path into at most max segments (in place).  Returns the count. */
+static int split_path(char *path, char **parts, int max)
+{
+	int n = 0;
+	char *save = NULL;
+
+	for (char *p = strtok_r(path, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+		if (n == max)
+			return max + 1;
+		parts[n++] = p;
+	}
+	return n;
+}
+
+static bool check_name(struct evhttp_request *req, const char *what, const char *name)
+{
+	if (name_is_valid(name, strlen(name)))
+		return true;
+	reply_error(req, 400, "Bad Request",
+		    "invalid %s name '%.64s' (letters, digits, '_', '-', '.'; 1 to %d; no leading '.')",
+		    what, name, NAME_MAX_LEN);
+	return false;
+}
+
+static char *body_copy(struct evhttp_request *req, size_t *len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	char *copy;
+
+	*len = evbuffer_get_length(in);
+	copy = malloc(*len + 1);
+	if (!copy)
+		return NULL;
+	evbuffer_remove(in, copy, *len);
+	copy[*len] = '\0';
+	return copy;
+}
+
+static void sync_done(struct job *job, struct job_result *res)
+{
+	struct sync_call *c = job->arg;
+	struct evhttp_request *req = c->req;
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+	struct evbuffer *body;
+
+	if (res->version[0])
+		evhttp_add_header(headers, "X-Cage-Version", res->version);
+	switch (res->status) {
+	case WORKER_OK:
+		body = evbuffer_new();
+		if (!body) {
+			reply_error(req, 500, "Internal Server Error", "out of memory");
+			break;
+		}
+		if (res->reply_len)
+			evbuffer_add(body, res->reply, res->reply_len);
+		evhttp_add_header(headers, "Content-Type", "application/octet-stream");
+		evhttp_send_reply(req, 200, "OK", body);
+		evbuffer_free(body);
+		break;
+	case WORKER_NO_MODULE:
+	case WORKER_NO_METHOD:
+		reply_error(req, 404, "Not Found", "%s", res->error);
+		break;
+	case WORKER_FAIL:
+		reply_error(req, 422, "Unprocessable Entity", "handler failed: %s",
+			    res->error[0] ? res->error : "(no message)");
+		break;
+	case WORKER_RETRY:
+		reply_error(req, 503, "Service Unavailable", "handler asked for a retry: %s",
+			    res->error[0] ? res->error : "(no message)");
+		break;
+	case WORKER_TIMEOUT:
+		reply_error(req, 504, "Gateway Timeout", "%s", res->error);
+		break;
+	default:
+		reply_error(req, 502, "Bad Gateway", "%s", res->error);
+		break;
+	}
+	free(c->job.payload);
+	free(c);
+}
+
+static void handle_call(struct http_api *api, struct evhttp_request *req, char *module,
+			char *method)
+{
+	struct sync_call *c;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		reply_error(req, 405, "Method Not Allowed", "use POST");
+		return;
+	}
+	if (!check_name(req, "module", module) || !check_name(req, "method", method))
+		return;
+	if (pool_waiting(api->d.pool, CLASS_SYNC) >= MAX_SYNC_WAITING) {
+		api->rejected++;
+		reply_error(req, 503, "Service Unavailable",
+			    "%d sync calls are already waiting for a worker", MAX_SYNC_WAITING);
+		return;
+	}
+	c = calloc(1, sizeof *c);
+	if (!c || !(c->job.payload = body_copy(req, &c->job.payload_len))) {
+		free(c);
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	c->api = api;
+	c->req = req;
+	c->job.kind = JOB_CALL;
+	c->job.class = CLASS_SYNC;
+	snprintf(c->job.module, sizeof c->job.module, "%s", module);
+	snprintf(c->job.method, sizeof c->job.method, "%s", method);
+	c->job.attempt = 1;
+	c->job.timeout_ms = api->d.conf->sync_timeout_ms;
+	c->job.done = sync_done;
+	c->job.arg = c;
+	api->sync_calls++;
+	plugins_run(api->d.plugins, &c->job);
+}
+
+static void enqueue_committed(bool ok, void *arg)
+{
+	struct enqueue_reply *r = arg;
+	struct evbuffer *body = evbuffer_new();
+
+	if (!ok) {
+		reply_error(r->req, 503, "Service Unavailable",
+			    "the call could not be stored; it was not accepted: %s",
+			    store_error(r->api->d.store));
+	} else if (!body) {
+		reply_error(r->req, 500, "Internal Server Error", "out of memory");
+	} else {
+		evbuffer_add_printf(body, "{\"id\": \"%s\"%s}\n", r->id,
+				    r->duplicate ? ", \"duplicate\": true" : "");
+		reply_json(r->req, 202, "Accepted", body);
+	}
+	if (body)
+		evbuffer_free(body);
+	free(r);
+}
+
+static bool valid_idem_key(const char *key)
+{
+	size_t len = strlen(key);
+
+	if (len == 0 || len > RECORD_IDEM_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isprint((unsigned char)key[i]))
+			return false;
+	return true;
+}
+
+static void handle_enqueue(struct http_api *api, struct evhttp_request *req, char *queue,
+			   char *module, char *method)
+{
+	const char *key = evhttp_find_header(evhttp_request_get_input_headers(req),
+					     "Idempotency-Key");
+	struct enqueue_reply *r;
+	struct call_record rec;
+	size_t payload_len;
+	char *payload;
+	int rc;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		reply_error(req, 405, "Method Not Allowed", "use POST");
+		return;
+	}
+	if (!check_name(req, "queue", queue) || !check_name(req, "module", module) ||
+	    !check_name(req, "method", method))
+		return;
+	if (!conf_queue(api->d.conf, queue)) {
+		reply_error(req, 404, "Not Found", "no queue %s (queues are defined in the config)",
+			    queue);
+		return;
+	}
+	if (key && !valid_idem_key(key)) {
+		reply_error(req, 400, "Bad Request",
+			    "Idempotency-Key must be 1 to %d printable ASCII characters",
+			    RECORD_IDEM_MAX);
+		return;
+	}
+	r = calloc(1, sizeof *r);
+	if (!r) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	r->api = api;
+	r->req = req;
+	if (key) {
+		rc = store_find_idem(api->d.store, key, r->id);
+		if (rc < 0)
+			goto storage_error;
+		if (rc == 0) {
+			/* the first call may not be durable yet: answer after the commit */
+			r->duplicate = true;
+			api->duplicates++;
+			if (batch_wait(api->d.batch, enqueue_committed, r) < 0)
+				goto oom;
+			return;
+		}
+	}
+	memset(&rec, 0, sizeof rec);
+	rec.state = CALL_PENDING;
+	store_new_id(api->d.store, rec.id);
+	snprintf(rec.queue, sizeof rec.queue, "%s", queue);
+	snprintf(rec.module, sizeof rec.module, "%s", module);
+	snprintf(rec.method, sizeof rec.method, "%s", method);
+	rec.enqueued_ms = rec.when_ms = clock_wall_ms();
+	if (key)
+		snprintf(rec.idem_key, sizeof rec.idem_key, "%s", key);
+	payload = body_copy(req, &payload_len);
+	if (!payload)
+		goto oom;
+	rec.payload = payload;
+	rec.payload_len = payload_len;
+	rc = store_add_call(api->d.store, &rec);
+	free(payload);
+	if (rc < 0)
+		goto storage_error;
+	snprintf(r->id, sizeof r->id, "%s", rec.id);
+	api->enqueued++;
+	if (batch_wait(api->d.batch, enqueue_committed, r) < 0)
+		goto oom;
+	return;
+storage_error:
+	/* nothing of this request may commit: the whole turn's batch fails */
+	log_error("enqueue: %s", store_error(api->d.store));
+	batch_touch(api->d.batch);
+	reply_error(req, 503, "Service Unavailable", "the call could not be stored: %s",
+		    store_error(api->d.store));
+	free(r);
+	return;
+oom:
+	reply_error(req, 500, "Internal Server Error", "out of memory");
+	free(r);
+}
+
+struct history {
+	struct evbuffer *out;
+	bool text;
+	int count;
+};
+
+static void add_history(uint32_t n, const struct attempt_record *a, void *arg)
+{
+	struct history *h = arg;
+	char at[CLOCK_ISO_LEN + 1];
+
+	clock_format_iso(a->at_ms, at, sizeof at);
+	if (h->text) {
+		evbuffer_add_printf(h->out, "  #%-3" PRIu32 " %s  %-20s %-5s %s\n", n, at,
+				    a->version, record_outcome_name(a->outcome), a->error);
+	} else {
+		evbuffer_add_printf(h->out, "%s{\"attempt\": %" PRIu32, h->count ? ", " : "", n);
+		json_field(h->out, "at", at, true);
+		json_field(h->out, "version", a->version, true);
+		json_field(h->out, "outcome", record_outcome_name(a->outcome), true);
+		json_field(h->out, "error", a->error, true);
+		evbuffer_add_printf(h->out, "}");
+	}
+	h->count++;
+}
+
+static bool wants_text(struct evhttp_request *req)
+{
+	const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+
+	return accept && strstr(accept, "text/plain") && !strstr(accept, "json");
+}
+
+static void describe_call(struct http_api *api, struct evhttp_request *req,
+			  const struct call_record *r, const char *state)
+{
+	struct evbuffer *out = evbuffer_new();
+	struct history h = { out, wants_text(req), 0 };
+	char enq[CLOCK_ISO_LEN + 1], when[CLOCK_ISO_LEN + 1];
+	bool pending = r->state == CALL_PENDING;
+
+	if (!out) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	clock_format_iso(r->enqueued_ms, enq, sizeof enq);
+	clock_format_iso(r->when_ms, when, sizeof when);
+	if (h.text) {
+		evbuffer_add_printf(out,
+			"id:            %s\nstate:         %s\nqueue:         %s\n"
+			"module:        %s\nmethod:        %s\nattempts:      %" PRIu32 "\n"
+			"enqueued:      %s\n%s %s\nlast version:  %s\nlast error:    %s\n"
+			"payload:       %zu bytes\n%s",
+			r->id, state, r->queue, r->module, r->method, r->attempts, enq,
+			pending ? "next attempt: " : "finished:     ", when,
+			r->version[0] ? r->version : "-", r->error[0] ? r->error : "-",
+			r->payload_len, "");
+		if (r->idem_key[0])
+			evbuffer_add_printf(out, "idempotency:   %s\n", r->idem_key);
+		evbuffer_add_printf(out, "history:\n");
+	} else {
+		evbuffer_add_printf(out, "{");
+		json_field(out, "id", r->id, false);
+		json_field(out, "state", state, true);
+		json_field(out, "queue", r->queue, true);
+		json_field(out, "module", r->module, true);
+		json_field(out, "method", r->method, true);
+		evbuffer_add_printf(out, ", \"attempts\": %" PRIu32, r->attempts);
+		json_field(out, "enqueued", enq, true);
+		if (pending)
+			json_field(out, "next_attempt", when, true);
+		else
+			evbuffer_add_printf(out, ", \"next_attempt\": null");
+		if (!pending)
+			json_field(out, "finished", when, true);
+		if (r->version[0])
+			json_field(out, "version", r->version, true);
+		if (r->error[0])
+			json_field(out, "last_error", r->error, true);
+		else
+			evbuffer_add_printf(out, ", \"last_error\": null");
+		if (r->idem_key[0])
+			json_field(out, "idempotency_key", r->idem_key, true);
+		if (r->state != CALL_DONE)
+			evbuffer_add_printf(out, ", \"payload_bytes\": %zu", r->payload_len);
+		evbuffer_add_printf(out, ", \"history\": [");
+	}
+	if (store_list_attempts(api->d.store, r->id, add_history, &h) < 0)
+		log_error("history of %s: %s", r->id, store_error(api->d.store));
+	if (h.text) {
+		if (!h.count)
+			evbuffer_add_printf(out, "  (no attempts yet)\n");
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  "text/plain; charset=utf-8");
+		evhttp_send_reply(req, 200, "OK", out);
+	} else {
+		evbuffer_add_printf(out, "]}\n");
+		reply_json(req, 200, "OK", out);
+	}
+	evbuffer_free(out);
+}
+
+static bool valid_id(const char *id)
+{
+	if (strlen(id) != CALL_ID_LEN)
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!isxdigit((unsigned char)*p) || isupper((unsigned char)*p))
+			return false;
+	return true;
+}
+
+/* Finds call id in any table; 1 when unknown, -1 (replied) on error. */
+static int find_call(struct http_api *api, struct evhttp_request *req, const char *id,
+		     struct call_record *rec, void **buf)
+{
+	static const enum store_table tables[] = { TABLE_CALLS, TABLE_DONE, TABLE_DEAD };
+
+	for (size_t i = 0; i < 3; i++) {
+		int rc = store_get_call(api->d.store, tables[i], id, rec, buf);
+
+		if (rc < 0) {
+			reply_error(req, 500, "Internal Server Error", "%s",
+				    store_error(api->d.store));
+			return -1;
+		}
+		if (rc == 0)
+			return 0;
+	}
+	reply_error(req, 404, "Not Found", "no call %s", id);
+	return 1;
+}
+
+static void handle_show(struct http_api *api, struct evhttp_request *req, const char *id)
+{
+	struct call_record rec;
+	void *buf;
+	const char *state;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		reply_error(req, 405, "Method Not Allowed", "use GET");
+		return;
+	}
+	if (!valid_id(id)) {
+		reply_error(req, 400, "Bad Request", "a call id is 16 lowercase hex digits");
+		return;
+	}
+	if (find_call(api, req, id, &rec, &buf) != 0)
+		return;
+	state = record_state_name(rec.state);
+	if (rec.state == CALL_PENDING && scheduler_is_running(api->d.scheduler, id))
+		state = "running";
+	describe_call(api, req, &rec, state);
+	free(buf);
+}
+
+static void requeue_committed(bool ok, void *arg)
+{
+	struct enqueue_reply *r = arg;
+
+	if (ok)
+		reply_error(r->req, 202, "Accepted", "call %s is pending again", r->id);
+	else
+		reply_error(r->req, 503, "Service Unavailable", "could not requeue %s: %s", r->id,
+			    store_error(r->api->d.store));
+	free(r);
+}
+
+static void handle_requeue(struct http_api *api, struct evhttp_request *req, const char *id)
+{
+	struct enqueue_reply *r;
+	struct call_record rec;
+	void *buf;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		reply_error(req, 405, "Method Not Allowed", "use POST");
+		return;
+	}
+	if (!valid_id(id)) {
+		reply_error(req, 400, "Bad Request", "a call id is 16 lowercase hex digits");
+		return;
+	}
+	if (find_call(api, req, id, &rec, &buf) != 0)
+		return;
+	if (rec.state != CALL_DEAD) {
+		reply_error(req, 409, "Conflict", "call %s is %s, not dead", id,
+			    record_state_name(rec.state));
+		free(buf);
+		return;
+	}
+	r = calloc(1, sizeof *r);
+	rec.state = CALL_PENDING;
+	rec.when_ms = clock_wall_ms();
+	/* a requeued call gets a fresh lifetime */
+	rec.enqueued_ms = rec.when_ms;
+	if (!r || store_requeue_dead(api->d.store, &rec) < 0) {
+		reply_error(req, 503, "Service Unavailable", "could not requeue %s: %s", id,
+			    r ? store_error(api->d.store) : "out of memory");
+		batch_touch(api->d.batch);
+		free(r);
+		free(buf);
+		return;
+	}
+	free(buf);
+	r->api = api;
+	r->req = req;
+	snprintf(r->id, sizeof r->id, "%s", id);
+	log_info("call %s requeued from the dead store", id);
+	batch_wait(api->d.batch, requeue_committed, r);
+}
+
+static void handle_metrics(struct http_api *api, struct evhttp_request *req)
+{
+	struct evbuffer *out = evbuffer_new();
+	struct store_stats st;
+	struct scheduler_stats sc;
+
+	if (!out) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	store_get_stats(api->d.store, &st);
+	scheduler_get_stats(api->d.scheduler, &sc);
+	evbuffer_add_printf(out,
+		"# HELP cagehost_enqueued_total Calls accepted for queues (202).\n"
+		"# TYPE cagehost_enqueued_total counter\n"
+		"cagehost_enqueued_total %" PRIu64 "\n"
+		"# TYPE cagehost_enqueue_duplicates_total counter\n"
+		"cagehost_enqueue_duplicates_total %" PRIu64 "\n"
+		"# TYPE cagehost_sync_calls_total counter\n"
+		"cagehost_sync_calls_total %" PRIu64 "\n"
+		"# TYPE cagehost_commits_total counter\n"
+		"cagehost_commits_total %" PRIu64 "\n"
+		"# HELP cagehost_synced_commits_total Commits that waited for the disk (fsync).\n"
+		"# TYPE cagehost_synced_commits_total counter\n"
+		"cagehost_synced_commits_total %" PRIu64 "\n"
+		"# TYPE cagehost_attempts_total counter\n"
+		"cagehost_attempts_total{outcome=\"ok\"} %" PRIu64 "\n"
+		"cagehost_attempts_total{outcome=\"retry\"} %" PRIu64 "\n"
+		"cagehost_attempts_total{outcome=\"fail\"} %" PRIu64 "\n"
+		"# TYPE cagehost_calls_dead_total counter\n"
+		"cagehost_calls_dead_total %" PRIu64 "\n"
+		"# TYPE cagehost_calls_woken_total counter\n"
+		"cagehost_calls_woken_total %" PRIu64 "\n"
+		"# TYPE cagehost_attempts_in_flight gauge\n"
+		"cagehost_attempts_in_flight %d\n"
+		"# TYPE cagehost_workers gauge\n"
+		"cagehost_workers %d\n"
+		"# TYPE cagehost_workers_busy gauge\n"
+		"cagehost_workers_busy %d\n"
+		"# TYPE cagehost_modules_loaded gauge\n"
+		"cagehost_modules_loaded %d\n",
+		api->enqueued, api->duplicates, api->sync_calls, st.commits, st.synced_commits,
+		sc.attempts_ok, sc.attempts_retry, sc.attempts_fail, sc.calls_dead,
+		sc.calls_woken, sc.in_flight, pool_size(api->d.pool), pool_busy(api->d.pool),
+		plugins_count(api->d.plugins));
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "text/plain; version=0.0.4");
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
+static void route(struct evhttp_request *req, void *arg)
+{
+	struct http_api *api = arg;
+	const char *uri = evhttp_request_get_uri(req);
+	char path[1024];
+	char *parts[6];
+	const char *q;
+	size_t len;
+	int n;
+
+	if (!uri || uri[0] != '/') {
+		reply_error(req, 400, "Bad Request", "malformed request target");
+		return;
+	}
+	q = strchr(uri, '?');
+	len = q ? (size_t)(q - uri) : strlen(uri);
+	if (len >= sizeof path) {
+		reply_error(req, 414, "URI Too Long", "path longer than %zu bytes", sizeof path - 1);
+		return;
+	}
+	memcpy(path, uri, len);
+	path[len] = '\0';
+	if (!strcmp(path, "/healthz")) {
+		struct evbuffer *out = evbuffer_new();
+
+		evbuffer_add_printf(out, "ok\n");
+		evhttp_send_reply(req, 200, "OK", out);
+		evbuffer_free(out);
+		return;
+	}
+	if (!strcmp(path, "/metrics")) {
+		handle_metrics(api, req);
+		return;
+	}
+	n = split_path(path, parts, 5);
+	if (n >= 2 && strcmp(parts[0], "v1") == 0) {
+		if (n == 4 && !strcmp(parts[1], "call")) {
+			handle_call(api, req, parts[2], parts[3]);
+			return;
+		}
+		if (n == 5 && !strcmp(parts[1], "enqueue")) {
+			handle_enqueue(api, req, parts[2], parts[3], parts[4]);
+			return;
+		}
+		if (n == 3 && !strcmp(parts[1], "calls")) {
+			handle_show(api, req, parts[2]);
+			return;
+		}
+		if (n == 4 && !strcmp(parts[1], "calls") && !strcmp(parts[3], "requeue")) {
+			handle_requeue(api, req, parts[2]);
+			return;
+		}
+	}
+	reply_error(req, 404, "Not Found",
+		    "no such endpoint; see /v1/call/MODULE/METHOD, /v1/enqueue/QUEUE/MODULE/METHOD, "
+		    "/v1/calls/ID, /healthz, /metrics");
+}
+
+struct http_api *http_api_new(struct event_base *base, const struct http_api_deps *deps)
+{
+	struct http_api *api = calloc(1, sizeof *api);
+	const struct host_conf *conf = deps->conf;
+
+	if (!api)
+		return NULL;
+	api->d = *deps;
+	api->http = evhttp_new(base);
+	if (!api->http)
+		goto fail;
+	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
+	evhttp_set_max_body_size(api->http, (ev_ssize_t)conf->max_body_size);
+	evhttp_set_max_headers_size(api->http, (ev_ssize_t)conf->max_header_size);
+	evhttp_set_timeout(api->http, 60);
+	evhttp_set_gencb(api->http, route, api);
+	if (evhttp_bind_socket(api->http, conf->listen_host, (ev_uint16_t)conf->listen_port) < 0) {
+		log_error("cannot listen on %s:%d (in use, or not an address of this host)",
+			  conf->listen_host, conf->listen_port);
+		goto fail;
+	}
+	return api;
+fail:
+	http_api_free(&api);
+	return NULL;
+}
+
+void http_api_free(struct http_api **ap)
+{
+	struct http_api *api = *ap;
+
+	if (!api)
+		return;
+	if (api->http)
+		evhttp_free(api->http);
+	free(api);
+	*ap = NULL;
+}

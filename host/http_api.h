@@ -1,0 +1,39 @@
+/*
+ * http_api.h - the HTTP interface (libevent evhttp):
+ *
+ *   POST /v1/call/{module}/{method}            run now; 200 + the reply
+ *   POST /v1/enqueue/{queue}/{module}/{method} store; 202 {"id": ...} once durable
+ *   GET  /v1/calls/{id}                        state, attempts, history (JSON;
+ *                                              text with Accept: text/plain)
+ *   POST /v1/calls/{id}/requeue                a dead call becomes pending again
+ *   GET  /healthz                              200 "ok"
+ *   GET  /metrics                              Prometheus text format
+ *
+ * Errors are JSON {"error": "reason"} with a fitting status.
+ */
+#ifndef CAGEHOST_HTTP_API_H
+#define CAGEHOST_HTTP_API_H
+
+struct event_base;
+struct host_conf;
+struct store;
+struct batch;
+struct plugin_dir;
+struct worker_pool;
+struct scheduler;
+struct http_api;
+
+struct http_api_deps {
+	const struct host_conf *conf;
+	struct store *store;
+	struct batch *batch;
+	struct plugin_dir *plugins;
+	struct worker_pool *pool;
+	struct scheduler *scheduler;
+};
+
+/* Binds conf->listen.  Returns NULL and logs why on failure. */
+struct http_api *http_api_new(struct event_base *base, const struct http_api_deps *deps);
+void http_api_free(struct http_api **api);
+
+#endif

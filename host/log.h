@@ -1,0 +1,25 @@
+/*
+ * log.h - the host's log: one line per event on stderr, with a UTC
+ * timestamp and a level.  Used by the host process and, after fork, by
+ * worker processes (which tag their lines with their pid).
+ */
+#ifndef CAGEHOST_LOG_H
+#define CAGEHOST_LOG_H
+
+enum log_level { LOG_ERROR = 0, LOG_WARNING = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+/* Lines above this level are dropped.  Default LOG_INFO. */
+void log_set_level(enum log_level level);
+
+/* Sets the tag printed after the timestamp ("cagehost", "worker 1234"). */
+void log_set_tag(const char *tag);
+
+__attribute__((format(printf, 2, 3)))
+void log_msg(enum log_level level, const char *fmt, ...);
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,221 @@
+/*
+ * main.c - cagehost: reads the config, opens the store, starts the worker
+ * pool and the plugin directory watch, and once every plugin present at
+ * start has been probed, starts the scheduler and the HTTP listener.
+ * SIGTERM/SIGINT end the loop; the turn's writes are committed and the
+ * store is closed cleanly (attempts still running are retried next time).
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "clock.h"
+#include "conf.h"
+#include "duration.h"
+#include "http_api.h"
+#include "log.h"
+#include "plugin_dir.h"
+#include "scheduler.h"
+#include "store.h"
+#include "worker.h"
+
+struct host {
+	struct host_conf conf;
+	struct event_base *base;
+	struct store *store;
+	struct batch *batch;
+	struct worker_pool *pool;
+	struct plugin_dir *plugins;
+	struct scheduler *scheduler;
+	struct http_api *http;
+	struct event *checkpoint_timer, *sweep_timer;
+	struct event *sigterm, *sigint;
+	int exit_code;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: cagehost -c FILE [--check]\n"
+		"  -c, --config FILE  configuration file (INI; see etc/cagehost.conf)\n"
+		"      --check        validate the configuration and exit\n"
+		"  -h, --help         show this help\n");
+}
+
+static void print_conf(const struct host_conf *c)
+{
+	char a[32], b[32], d[32], e[32];
+
+	printf("listen %s:%d\ndata_dir %s\nplugin_dir %s\nworkers %d\n", c->listen_host,
+	       c->listen_port, c->data_dir, c->plugin_dir, c->workers);
+	for (const struct queue_conf *q = c->queues; q; q = q->next)
+		printf("queue %s: retry_interval %s, retry_factor %g, retry_max_interval %s, "
+		       "lifetime %s, attempt_timeout %s, concurrency %d, wake_on_new_version %s\n",
+		       q->name, duration_format(q->retry.interval_ms, a, sizeof a),
+		       q->retry.factor, duration_format(q->retry.max_interval_ms, b, sizeof b),
+		       duration_format(q->retry.lifetime_ms, d, sizeof d),
+		       duration_format(q->attempt_timeout_ms, e, sizeof e), q->concurrency,
+		       q->wake_on_new_version ? "yes" : "no");
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct host *h = arg;
+
+	(void)what;
+	log_info("got %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	event_base_loopexit(h->base, NULL);
+}
+
+static void on_checkpoint(evutil_socket_t fd, short what, void *arg)
+{
+	struct host *h = arg;
+
+	(void)fd;
+	(void)what;
+	if (store_checkpoint(h->store) < 0)
+		log_error("checkpoint: %s", store_error(h->store));
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct host *h = arg;
+	int n = store_sweep_done(h->store, clock_wall_ms() - h->conf.done_retention_ms, 5000);
+
+	(void)fd;
+	(void)what;
+	if (n < 0)
+		log_error("removing old finished calls: %s", store_error(h->store));
+	else if (n > 0)
+		batch_touch(h->batch);
+}
+
+static void on_plugins_ready(void *arg)
+{
+	struct host *h = arg;
+	struct http_api_deps deps = { &h->conf, h->store, h->batch, h->plugins, h->pool,
+				      h->scheduler };
+
+	h->http = http_api_new(h->base, &deps);
+	if (!h->http) {
+		h->exit_code = 1;
+		event_base_loopexit(h->base, NULL);
+		return;
+	}
+	scheduler_start(h->scheduler);
+	log_info("serving on %s:%d (data_dir %s, plugin_dir %s, %d workers)",
+		 h->conf.listen_host, h->conf.listen_port, h->conf.data_dir, h->conf.plugin_dir,
+		 h->conf.workers);
+}
+
+static struct event *add_timer(struct host *h, int64_t every_ms, event_callback_fn cb)
+{
+	struct timeval tv = { every_ms / 1000, (every_ms % 1000) * 1000 };
+	struct event *ev = event_new(h->base, -1, EV_PERSIST, cb, h);
+
+	if (ev)
+		event_add(ev, &tv);
+	return ev;
+}
+
+static int run(struct host *h)
+{
+	char err[1024], cache_dir[PATH_MAX + 16];
+
+	signal(SIGPIPE, SIG_IGN);
+	h->base = event_base_new();
+	if (!h->base) {
+		log_error("cannot create the event loop");
+		return 1;
+	}
+	if (store_open(&h->store, h->conf.data_dir, err, sizeof err) < 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	h->batch = batch_new(h->base, h->store);
+	h->pool = pool_new(h->base, h->conf.workers);
+	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h->conf.data_dir);
+	h->plugins = h->pool ? plugins_new(h->base, h->pool, h->conf.plugin_dir, cache_dir) : NULL;
+	if (!h->batch || !h->pool || !h->plugins)
+		return 1;
+	h->scheduler = scheduler_new(h->base, &h->conf, h->store, h->batch, h->plugins, h->pool);
+	h->checkpoint_timer = add_timer(h, h->conf.checkpoint_interval_ms, on_checkpoint);
+	h->sweep_timer = add_timer(h, 1000, on_sweep);
+	h->sigterm = evsignal_new(h->base, SIGTERM, on_signal, h);
+	h->sigint = evsignal_new(h->base, SIGINT, on_signal, h);
+	if (!h->scheduler || !h->checkpoint_timer || !h->sweep_timer || !h->sigterm || !h->sigint)
+		return 1;
+	event_add(h->sigterm, NULL);
+	event_add(h->sigint, NULL);
+	plugins_on_ready(h->plugins, on_plugins_ready, h);
+	event_base_dispatch(h->base);
+	batch_flush(h->batch);
+	return h->exit_code;
+}
+
+static void shutdown_host(struct host *h)
+{
+	http_api_free(&h->http);
+	scheduler_free(&h->scheduler);
+	plugins_free(&h->plugins);
+	pool_free(&h->pool);
+	batch_free(&h->batch);
+	store_close(&h->store);
+	struct event **events[] = { &h->checkpoint_timer, &h->sweep_timer, &h->sigterm, &h->sigint };
+	for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
+		if (*events[i])
+			event_free(*events[i]);
+	if (h->base)
+		event_base_free(h->base);
+	conf_release(&h->conf);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL;
+	bool check_only = false;
+	struct host h;
+	char err[1024];
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c': config = optarg; break;
+		case 'k': check_only = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!config || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	memset(&h, 0, sizeof h);
+	if (conf_load(config, &h.conf, err, sizeof err) < 0) {
+		fprintf(stderr, "cagehost: %s\n", err);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: OK\n", config);
+		print_conf(&h.conf);
+		conf_release(&h.conf);
+		return 0;
+	}
+	log_set_level(h.conf.log_level);
+	rc = run(&h);
+	shutdown_host(&h);
+	return rc;
+}

@@ -1,0 +1,320 @@
+/*
+ * record.c - encoding and decoding of call and attempt records (format in
+ * record.h).
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "record.h"
+
+struct out {
+	char *data;
+	size_t len, cap;
+	bool failed;
+};
+
+static void out_grow(struct out *o, size_t more)
+{
+	size_t cap = o->cap ? o->cap : 256;
+	char *data;
+
+	if (o->failed || o->len + more <= o->cap)
+		return;
+	while (cap < o->len + more)
+		cap *= 2;
+	data = realloc(o->data, cap);
+	if (!data) {
+		o->failed = true;
+		return;
+	}
+	o->data = data;
+	o->cap = cap;
+}
+
+static void out_bytes(struct out *o, const void *bytes, size_t n)
+{
+	out_grow(o, n);
+	if (o->failed)
+		return;
+	memcpy(o->data + o->len, bytes, n);
+	o->len += n;
+}
+
+static void out_str(struct out *o, const char *s)
+{
+	out_bytes(o, s, strlen(s));
+}
+
+static void out_time(struct out *o, const char *key, int64_t ms)
+{
+	char iso[CLOCK_ISO_LEN + 1];
+
+	out_str(o, key);
+	out_str(o, clock_format_iso(ms, iso, sizeof iso));
+}
+
+/* key="value" with '"' and '\' escaped; control characters become spaces. */
+static void out_quoted(struct out *o, const char *key, const char *value)
+{
+	out_str(o, key);
+	out_bytes(o, "\"", 1);
+	for (const char *p = value; *p; p++) {
+		char c = *p;
+
+		if (c == '"' || c == '\\')
+			out_bytes(o, "\\", 1);
+		if ((unsigned char)c < 0x20 || c == 0x7f)
+			c = ' ';
+		out_bytes(o, &c, 1);
+	}
+	out_bytes(o, "\"", 1);
+}
+
+static char *out_finish(struct out *o, size_t *len)
+{
+	if (o->failed) {
+		free(o->data);
+		return NULL;
+	}
+	*len = o->len;
+	return o->data;
+}
+
+char *record_encode_call(const struct call_record *r, int include_payload, size_t *len)
+{
+	static const char *const when_keys[] = { " next=", " done=", " dead=" };
+	struct out o = { 0 };
+	char num[32];
+
+	out_str(&o, "cagecall/1");
+	out_time(&o, when_keys[r->state], r->when_ms);
+	out_str(&o, " id=");
+	out_str(&o, r->id);
+	out_str(&o, " queue=");
+	out_str(&o, r->queue);
+	out_str(&o, " module=");
+	out_str(&o, r->module);
+	out_str(&o, " method=");
+	out_str(&o, r->method);
+	snprintf(num, sizeof num, " attempts=%" PRIu32, r->attempts);
+	out_str(&o, num);
+	out_time(&o, " enqueued=", r->enqueued_ms);
+	if (r->idem_key[0])
+		out_quoted(&o, " idem=", r->idem_key);
+	if (r->version[0]) {
+		out_str(&o, " version=");
+		out_str(&o, r->version);
+	}
+	if (r->error[0])
+		out_quoted(&o, " error=", r->error);
+	if (include_payload) {
+		out_str(&o, " payload=");
+		out_bytes(&o, r->payload, r->payload_len);
+	}
+	return out_finish(&o, len);
+}
+
+struct in {
+	const char *p, *end;
+};
+
+/*
+ * Reads the next "key=" into key (NUL-terminated).  Returns 0, 1 at the
+ * end of the record, or -1 when malformed.
+ */
+static int in_key(struct in *in, char *key, size_t size)
+{
+	size_t n = 0;
+
+	while (in->p < in->end && *in->p == ' ')
+		in->p++;
+	if (in->p == in->end)
+		return 1;
+	while (in->p < in->end && *in->p != '=' && *in->p != ' ') {
+		if (n + 1 >= size)
+			return -1;
+		key[n++] = *in->p++;
+	}
+	if (in->p == in->end || *in->p != '=')
+		return -1;
+	in->p++;
+	key[n] = '\0';
+	return 0;
+}
+
+/* Reads a bare or quoted value into out (truncating at size - 1). */
+static int in_value(struct in *in, char *out, size_t size)
+{
+	size_t n = 0;
+
+	if (in->p < in->end && *in->p == '"') {
+		in->p++;
+		while (in->p < in->end && *in->p != '"') {
+			if (*in->p == '\\' && in->p + 1 < in->end)
+				in->p++;
+			if (n + 1 < size)
+				out[n++] = *in->p;
+			in->p++;
+		}
+		if (in->p == in->end)
+			return -1;
+		in->p++;
+	} else {
+		while (in->p < in->end && *in->p != ' ') {
+			if (n + 1 < size)
+				out[n++] = *in->p;
+			in->p++;
+		}
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+static int parse_time(const char *text, int64_t *ms)
+{
+	return clock_parse_iso(text, strlen(text), ms);
+}
+
+int record_decode_call(const void *data, size_t len, struct call_record *r,
+		       char *err, size_t err_size)
+{
+	static const char *const when_keys[] = { "next", "done", "dead" };
+	struct in in = { data, (const char *)data + len };
+	char key[32], value[RECORD_ERROR_MAX + 1];
+	bool have_when = false, have_id = false;
+
+	memset(r, 0, sizeof *r);
+	if (len < 11 || memcmp(data, "cagecall/1 ", 11) != 0) {
+		snprintf(err, err_size, "not a cagecall/1 record");
+		return -1;
+	}
+	in.p += 11;
+	for (;;) {
+		int rc = in_key(&in, key, sizeof key);
+
+		if (rc == 1)
+			break;
+		if (rc < 0)
+			goto malformed;
+		if (!strcmp(key, "payload")) {
+			r->payload = in.p;
+			r->payload_len = (size_t)(in.end - in.p);
+			break;
+		}
+		if (in_value(&in, value, sizeof value) < 0)
+			goto malformed;
+		for (int s = 0; s < 3; s++) {
+			if (!strcmp(key, when_keys[s])) {
+				r->state = (enum call_state)s;
+				if (parse_time(value, &r->when_ms) < 0)
+					goto malformed;
+				have_when = true;
+			}
+		}
+		if (!strcmp(key, "id")) {
+			snprintf(r->id, sizeof r->id, "%s", value);
+			have_id = true;
+		} else if (!strcmp(key, "queue")) {
+			snprintf(r->queue, sizeof r->queue, "%s", value);
+		} else if (!strcmp(key, "module")) {
+			snprintf(r->module, sizeof r->module, "%s", value);
+		} else if (!strcmp(key, "method")) {
+			snprintf(r->method, sizeof r->method, "%s", value);
+		} else if (!strcmp(key, "attempts")) {
+			r->attempts = (uint32_t)strtoul(value, NULL, 10);
+		} else if (!strcmp(key, "enqueued")) {
+			if (parse_time(value, &r->enqueued_ms) < 0)
+				goto malformed;
+		} else if (!strcmp(key, "idem")) {
+			snprintf(r->idem_key, sizeof r->idem_key, "%s", value);
+		} else if (!strcmp(key, "version")) {
+			snprintf(r->version, sizeof r->version, "%s", value);
+		} else if (!strcmp(key, "error")) {
+			snprintf(r->error, sizeof r->error, "%s", value);
+		}
+	}
+	if (!have_when || !have_id || !r->queue[0] || !r->module[0] || !r->method[0]) {
+		snprintf(err, err_size, "record lacks a required field");
+		return -1;
+	}
+	if (!r->payload)
+		r->payload = "";
+	return 0;
+malformed:
+	snprintf(err, err_size, "malformed field '%s' at byte %zu", key,
+		 (size_t)(in.p - (const char *)data));
+	return -1;
+}
+
+static const char *const outcome_names[] = { "ok", "retry", "fail" };
+
+const char *record_outcome_name(enum attempt_outcome outcome)
+{
+	return outcome_names[outcome];
+}
+
+const char *record_state_name(enum call_state state)
+{
+	static const char *const names[] = { "pending", "done", "dead" };
+
+	return names[state];
+}
+
+char *record_encode_attempt(const struct attempt_record *a, size_t *len)
+{
+	struct out o = { 0 };
+
+	out_str(&o, "cageattempt/1");
+	out_time(&o, " at=", a->at_ms);
+	out_str(&o, " version=");
+	out_str(&o, a->version[0] ? a->version : "-");
+	out_str(&o, " outcome=");
+	out_str(&o, outcome_names[a->outcome]);
+	if (a->error[0])
+		out_quoted(&o, " error=", a->error);
+	return out_finish(&o, len);
+}
+
+int record_decode_attempt(const void *data, size_t len, struct attempt_record *a)
+{
+	struct in in = { data, (const char *)data + len };
+	char key[32], value[RECORD_ERROR_MAX + 1];
+
+	memset(a, 0, sizeof *a);
+	if (len < 14 || memcmp(data, "cageattempt/1 ", 14) != 0)
+		return -1;
+	in.p += 14;
+	for (;;) {
+		int rc = in_key(&in, key, sizeof key);
+
+		if (rc == 1)
+			return 0;
+		if (rc < 0 || in_value(&in, value, sizeof value) < 0)
+			return -1;
+		if (!strcmp(key, "at")) {
+			if (parse_time(value, &a->at_ms) < 0)
+				return -1;
+		} else if (!strcmp(key, "version")) {
+			snprintf(a->version, sizeof a->version, "%.*s", RECORD_VERSION_MAX, value);
+		} else if (!strcmp(key, "outcome")) {
+			for (int i = 0; i < 3; i++)
+				if (!strcmp(value, outcome_names[i]))
+					a->outcome = (enum attempt_outcome)i;
+		} else if (!strcmp(key, "error")) {
+			snprintf(a->error, sizeof a->error, "%s", value);
+		}
+	}
+}
+
+void record_clean_text(char *out, size_t size, const char *text)
+{
+	size_t n = 0;
+
+	for (; *text && n + 1 < size; text++)
+		out[n++] = ((unsigned char)*text < 0x20 || *text == 0x7f) ? ' ' : *text;
+	out[n] = '\0';
+}

@@ -1,0 +1,480 @@
+/*
+ * scheduler.c - dispatch of due queued calls and the bookkeeping after
+ * each attempt (see scheduler.h).
+ */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "clock.h"
+#include "conf.h"
+#include "log.h"
+#include "plugin_dir.h"
+#include "retry.h"
+#include "scheduler.h"
+#include "store.h"
+#include "worker.h"
+
+#define MAX_TIMER_MS 1000
+#define BUCKETS 1024
+#define WAKE_TICK_MS 100
+#define WAKE_PER_TICK 1000	/* WAKE_PER_SECOND = 10,000 */
+#define WAKE_SCAN_PER_TICK 20000
+
+struct attempt {
+	struct scheduler *sched;
+	struct job job;
+	struct call_record rec;		/* as dispatched; payload = job.payload */
+	const struct queue_conf *queue;
+	int64_t started_ms;		/* wall clock */
+	struct attempt *next_in_bucket;
+	struct attempt *next_new;	/* collection list during a scan */
+};
+
+struct wake {
+	char module[NAME_MAX_LEN + 1];
+	char after_id[CALL_ID_LEN + 1];
+	struct wake *next;
+};
+
+struct scheduler {
+	struct event_base *base;
+	const struct host_conf *conf;
+	struct store *store;
+	struct batch *batch;
+	struct plugin_dir *plugins;
+	struct worker_pool *pool;
+	bool started;
+	struct event *timer, *kick;
+	struct attempt *buckets[BUCKETS];
+	int in_flight;
+	int *queue_running;		/* by queue index */
+	const struct queue_conf **queues;
+	int queue_count;
+	struct wake *wakes;
+	struct event *wake_timer;
+	struct scheduler_stats stats;
+};
+
+static unsigned bucket_of(const char *id)
+{
+	unsigned h = 5381;
+
+	for (; *id; id++)
+		h = h * 33 + (unsigned char)*id;
+	return h % BUCKETS;
+}
+
+static struct attempt *find_attempt(const struct scheduler *s, const char *id)
+{
+	for (struct attempt *a = s->buckets[bucket_of(id)]; a; a = a->next_in_bucket)
+		if (!strcmp(a->rec.id, id))
+			return a;
+	return NULL;
+}
+
+bool scheduler_is_running(const struct scheduler *s, const char *id)
+{
+	return find_attempt(s, id) != NULL;
+}
+
+static int queue_index(const struct scheduler *s, const struct queue_conf *q)
+{
+	for (int i = 0; i < s->queue_count; i++)
+		if (s->queues[i] == q)
+			return i;
+	return 0;
+}
+
+static const struct queue_conf *queue_of(const struct scheduler *s, const char *name)
+{
+	const struct queue_conf *q = conf_queue(s->conf, name);
+
+	/* a queue removed from the config: its calls follow the default */
+	return q ? q : conf_queue(s->conf, "default");
+}
+
+static void forget(struct attempt *a)
+{
+	struct scheduler *s = a->sched;
+	struct attempt **p = &s->buckets[bucket_of(a->rec.id)];
+
+	while (*p && *p != a)
+		p = &(*p)->next_in_bucket;
+	if (*p)
+		*p = a->next_in_bucket;
+	s->in_flight--;
+	s->queue_running[queue_index(s, a->queue)]--;
+	free(a->job.payload);
+	free(a);
+}
+
+static void after_commit(bool ok, void *arg)
+{
+	struct attempt *a = arg;
+	struct scheduler *s = a->sched;
+
+	if (!ok)
+		log_warning("call %s: the outcome of attempt %u was not stored; it will run again",
+			    a->rec.id, a->rec.attempts + 1);
+	forget(a);
+	scheduler_kick(s);
+}
+
+static void to_dead(struct scheduler *s, struct call_record *rec, const char *reason)
+{
+	rec->state = CALL_DEAD;
+	rec->when_ms = clock_wall_ms();
+	record_clean_text(rec->error, sizeof rec->error, reason);
+	s->stats.calls_dead++;
+	log_warning("call %s (%s/%s.%s) is dead after %u attempt(s): %s", rec->id, rec->queue,
+		    rec->module, rec->method, rec->attempts, rec->error);
+}
+
+static void attempt_done(struct job *job, struct job_result *res)
+{
+	struct attempt *a = job->arg;
+	struct scheduler *s = a->sched;
+	struct call_record rec = a->rec;
+	struct attempt_record history;
+	char reason[RECORD_ERROR_MAX + 64];
+	int64_t next;
+	int rc;
+
+	memset(&history, 0, sizeof history);
+	history.at_ms = a->started_ms;
+	snprintf(history.version, sizeof history.version, "%s", res->version);
+	record_clean_text(history.error, sizeof history.error, res->error);
+	rec.attempts++;
+	snprintf(rec.version, sizeof rec.version, "%s", res->version);
+	if (res->status == WORKER_OK) {
+		history.outcome = OUTCOME_OK;
+		rec.state = CALL_DONE;
+		rec.when_ms = clock_wall_ms();
+		rec.error[0] = '\0';
+		s->stats.attempts_ok++;
+	} else if (res->status == WORKER_FAIL) {
+		history.outcome = OUTCOME_FAIL;
+		snprintf(reason, sizeof reason, "handler failed: %s",
+			 res->error[0] ? res->error : "(no message)");
+		to_dead(s, &rec, reason);
+		s->stats.attempts_fail++;
+	} else {
+		history.outcome = OUTCOME_RETRY;
+		if (!history.error[0])
+			snprintf(history.error, sizeof history.error, "handler asked for a retry");
+		snprintf(rec.error, sizeof rec.error, "%s", history.error);
+		s->stats.attempts_retry++;
+		if (retry_next_due(&a->queue->retry, rec.enqueued_ms, rec.attempts, rec.when_ms,
+				   a->started_ms, &next)) {
+			rec.when_ms = next;
+		} else {
+			snprintf(reason, sizeof reason, "expired after %u attempts; last error: %s",
+				 rec.attempts, history.error);
+			to_dead(s, &rec, reason);
+		}
+	}
+	rec.payload = a->job.payload;
+	rec.payload_len = a->job.payload_len;
+	rc = store_add_attempt(s->store, rec.id, rec.attempts, &history);
+	if (rc == 0)
+		rc = rec.state == CALL_PENDING ? store_update_call(s->store, &rec)
+					       : store_finish_call(s->store, &rec);
+	if (rc < 0)
+		log_error("call %s: %s", rec.id, store_error(s->store));
+	if (batch_wait(s->batch, after_commit, a) < 0) {
+		batch_touch(s->batch);
+		after_commit(true, a);
+	}
+}
+
+struct collect {
+	struct scheduler *sched;
+	int room;
+	struct attempt *list;
+};
+
+static int collect_due(const struct call_record *r, void *arg)
+{
+	struct collect *c = arg;
+	struct scheduler *s = c->sched;
+	const struct queue_conf *q;
+	struct attempt *a;
+	int qi;
+
+	if (find_attempt(s, r->id))
+		return 0;
+	q = queue_of(s, r->queue);
+	qi = queue_index(s, q);
+	if (q->concurrency && s->queue_running[qi] >= q->concurrency)
+		return 0;
+	a = calloc(1, sizeof *a);
+	if (!a)
+		return 1;
+	a->job.payload = malloc(r->payload_len + 1);
+	if (!a->job.payload) {
+		free(a);
+		return 1;
+	}
+	memcpy(a->job.payload, r->payload, r->payload_len);
+	a->job.payload[r->payload_len] = '\0';
+	a->job.payload_len = r->payload_len;
+	a->sched = s;
+	a->rec = *r;
+	a->rec.payload = a->job.payload;
+	a->queue = q;
+	/* count it now, so the rest of this scan respects the limits */
+	a->next_in_bucket = s->buckets[bucket_of(r->id)];
+	s->buckets[bucket_of(r->id)] = a;
+	s->in_flight++;
+	s->queue_running[qi]++;
+	a->next_new = c->list;
+	c->list = a;
+	return --c->room <= 0;
+}
+
+static void arm(struct scheduler *s)
+{
+	int64_t due, delay = MAX_TIMER_MS;
+	struct timeval tv;
+	int rc = store_next_due(s->store, &due);
+
+	if (rc < 0)
+		log_error("scheduler: %s", store_error(s->store));
+	if (rc == 0) {
+		delay = due - clock_wall_ms();
+		/* due already but all in flight or held back: completions kick us */
+		if (delay <= 0 || delay > MAX_TIMER_MS)
+			delay = MAX_TIMER_MS;
+	}
+	tv.tv_sec = delay / 1000;
+	tv.tv_usec = (delay % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
+}
+
+static void dispatch(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	struct collect c = { s, 0, NULL };
+	int64_t now = clock_wall_ms();
+
+	(void)fd;
+	(void)what;
+	if (!s->started)
+		return;
+	c.room = 2 * pool_size(s->pool) - s->in_flight;
+	if (c.room > 0 &&
+	    store_scan_due(s->store, now, c.room + s->in_flight + 64, collect_due, &c) < 0)
+		log_error("scheduler: %s", store_error(s->store));
+	while (c.list) {
+		struct attempt *a = c.list;
+
+		c.list = a->next_new;
+		a->started_ms = now;
+		a->job.kind = JOB_CALL;
+		a->job.class = CLASS_QUEUED;
+		snprintf(a->job.module, sizeof a->job.module, "%s", a->rec.module);
+		snprintf(a->job.method, sizeof a->job.method, "%s", a->rec.method);
+		snprintf(a->job.id, sizeof a->job.id, "%s", a->rec.id);
+		snprintf(a->job.queue, sizeof a->job.queue, "%s", a->rec.queue);
+		a->job.attempt = a->rec.attempts + 1;
+		a->job.timeout_ms = a->queue->attempt_timeout_ms;
+		a->job.done = attempt_done;
+		a->job.arg = a;
+		plugins_run(s->plugins, &a->job);
+	}
+	arm(s);
+}
+
+void scheduler_kick(struct scheduler *s)
+{
+	event_active(s->kick, EV_TIMEOUT, 0);
+}
+
+static void on_pool_idle(void *arg)
+{
+	struct scheduler *s = arg;
+
+	if (s->in_flight < 2 * pool_size(s->pool))
+		scheduler_kick(s);
+}
+
+struct wake_pass {
+	struct scheduler *sched;
+	struct wake *wake;
+	int64_t now;
+	int woken;
+	bool more;
+	struct call_record *found;
+	void **payloads;
+	int count;
+};
+
+static int wake_visit(const struct call_record *r, void *arg)
+{
+	struct wake_pass *p = arg;
+	const struct queue_conf *q;
+
+	snprintf(p->wake->after_id, sizeof p->wake->after_id, "%s", r->id);
+	p->more = true;
+	if (strcmp(r->module, p->wake->module) != 0 || r->when_ms <= p->now ||
+	    find_attempt(p->sched, r->id))
+		return 0;
+	q = queue_of(p->sched, r->queue);
+	if (!q->wake_on_new_version)
+		return 0;
+	p->payloads[p->count] = malloc(r->payload_len + 1);
+	if (!p->payloads[p->count])
+		return 1;
+	memcpy(p->payloads[p->count], r->payload, r->payload_len);
+	p->found[p->count] = *r;
+	p->found[p->count].payload = p->payloads[p->count];
+	return ++p->count >= WAKE_PER_TICK;
+}
+
+static void wake_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	struct timeval tv = { 0, WAKE_TICK_MS * 1000 };
+	struct wake *w = s->wakes;
+	struct wake_pass p = { s, w, clock_wall_ms(), 0, false, NULL, NULL, 0 };
+
+	(void)fd;
+	(void)what;
+	if (!w)
+		return;
+	p.found = calloc(WAKE_PER_TICK, sizeof *p.found);
+	p.payloads = calloc(WAKE_PER_TICK, sizeof *p.payloads);
+	if (p.found && p.payloads &&
+	    store_scan_calls(s->store, w->after_id, WAKE_SCAN_PER_TICK, wake_visit, &p) < 0)
+		log_error("waking calls of %s: %s", w->module, store_error(s->store));
+	for (int i = 0; i < p.count; i++) {
+		p.found[i].when_ms = p.now;
+		if (store_update_call(s->store, &p.found[i]) == 0)
+			s->stats.calls_woken++;
+		free(p.payloads[i]);
+	}
+	free(p.found);
+	free(p.payloads);
+	if (p.count)
+		batch_touch(s->batch);
+	if (!p.more) {
+		s->wakes = w->next;
+		free(w);
+	}
+	if (s->wakes)
+		evtimer_add(s->wake_timer, &tv);
+}
+
+void scheduler_wake_module(struct scheduler *s, const char *module)
+{
+	struct wake *w, **tail = &s->wakes;
+
+	for (w = s->wakes; w; w = w->next) {
+		if (!strcmp(w->module, module)) {
+			w->after_id[0] = '\0';	/* start over for the newer version */
+			return;
+		}
+		tail = &w->next;
+	}
+	w = calloc(1, sizeof *w);
+	if (!w)
+		return;
+	snprintf(w->module, sizeof w->module, "%s", module);
+	*tail = w;
+	if (!evtimer_pending(s->wake_timer, NULL))
+		event_active(s->wake_timer, EV_TIMEOUT, 0);
+}
+
+static void on_new_version(const char *module, void *arg)
+{
+	scheduler_wake_module(arg, module);
+}
+
+static void on_commit(void *arg)
+{
+	scheduler_kick(arg);
+}
+
+struct scheduler *scheduler_new(struct event_base *base, const struct host_conf *conf,
+				struct store *store, struct batch *batch,
+				struct plugin_dir *plugins, struct worker_pool *pool)
+{
+	struct scheduler *s = calloc(1, sizeof *s);
+	int n = 0;
+
+	if (!s)
+		return NULL;
+	s->base = base;
+	s->conf = conf;
+	s->store = store;
+	s->batch = batch;
+	s->plugins = plugins;
+	s->pool = pool;
+	for (const struct queue_conf *q = conf->queues; q; q = q->next)
+		n++;
+	s->queue_count = n;
+	s->queues = calloc((size_t)n, sizeof *s->queues);
+	s->queue_running = calloc((size_t)n, sizeof *s->queue_running);
+	s->timer = evtimer_new(base, dispatch, s);
+	s->kick = event_new(base, -1, 0, dispatch, s);
+	s->wake_timer = evtimer_new(base, wake_tick, s);
+	if (!s->queues || !s->queue_running || !s->timer || !s->kick || !s->wake_timer) {
+		scheduler_free(&s);
+		return NULL;
+	}
+	n = 0;
+	for (const struct queue_conf *q = conf->queues; q; q = q->next)
+		s->queues[n++] = q;
+	pool_on_idle(pool, on_pool_idle, s);
+	plugins_on_new_version(plugins, on_new_version, s);
+	batch_after_commit(batch, on_commit, s);
+	return s;
+}
+
+void scheduler_start(struct scheduler *s)
+{
+	s->started = true;
+	scheduler_kick(s);
+}
+
+void scheduler_free(struct scheduler **sp)
+{
+	struct scheduler *s = *sp;
+
+	if (!s)
+		return;
+	for (int i = 0; i < BUCKETS; i++) {
+		while (s->buckets[i]) {
+			struct attempt *a = s->buckets[i];
+
+			s->buckets[i] = a->next_in_bucket;
+			free(a->job.payload);
+			free(a);
+		}
+	}
+	while (s->wakes) {
+		struct wake *w = s->wakes;
+
+		s->wakes = w->next;
+		free(w);
+	}
+	if (s->timer)
+		event_free(s->timer);
+	if (s->kick)
+		event_free(s->kick);
+	if (s->wake_timer)
+		event_free(s->wake_timer);
+	free(s->queues);
+	free(s->queue_running);
+	free(s);
+	*sp = NULL;
+}
+
+void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stats)
+{
+	*stats = s->stats;
+	stats->in_flight = s->in_flight;
+}

@@ -1,0 +1,56 @@
+/*
+ * scheduler.h - runs queued calls when they are due.
+ *
+ * One timer is armed for the earliest due call (re-checked at least every
+ * second, since due times are wall-clock).  When it fires, due calls are
+ * read from the store's due index, earliest first, and handed to the
+ * module registry as attempts, keeping at most twice the worker count in
+ * flight and each queue within its `concurrency`.  When an attempt ends, the
+ * call is finished (done), rescheduled by its queue's retry policy, or moved
+ * to the dead store (FAIL or expired), and the attempt is recorded - all in
+ * the turn's transaction.  A call stays "in flight" until that transaction
+ * has committed, so it can never be dispatched twice at once.
+ *
+ * When a module gets a new good version, pending calls of that module in
+ * queues with wake_on_new_version are made due now, at most
+ * WAKE_PER_SECOND per second, so a fix drains its backlog without waiting
+ * out each call's retry delay.
+ */
+#ifndef CAGEHOST_SCHEDULER_H
+#define CAGEHOST_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct store;
+struct batch;
+struct plugin_dir;
+struct worker_pool;
+struct host_conf;
+struct scheduler;
+
+struct scheduler *scheduler_new(struct event_base *base, const struct host_conf *conf,
+				struct store *store, struct batch *batch,
+				struct plugin_dir *plugins, struct worker_pool *pool);
+void scheduler_free(struct scheduler **s);
+
+/* Starts dispatching (after the plugin directory is ready). */
+void scheduler_start(struct scheduler *s);
+
+/* Looks for due calls soon (after an enqueue or a finished attempt). */
+void scheduler_kick(struct scheduler *s);
+
+/* True while an attempt of call id is running. */
+bool scheduler_is_running(const struct scheduler *s, const char *id);
+
+/* Makes pending calls of module due now (see above). */
+void scheduler_wake_module(struct scheduler *s, const char *module);
+
+struct scheduler_stats {
+	uint64_t attempts_ok, attempts_retry, attempts_fail, calls_dead, calls_woken;
+	int in_flight;
+};
+void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stats);
+
+#endif

@@ -1,0 +1,645 @@
+/*
+ * store.c - the Berkeley DB call store (contract in store.h).
+ *
+ * Durable write procedure (what makes a 202 true):
+ *   1. store_add_call() puts the record into calls.db (and idem.db) inside
+ *      the turn's transaction; BDB updates due.db in the same transaction.
+ *   2. store_commit() commits with DB_TXN_SYNC: the log records are written
+ *      and fdatasync'd before txn->commit returns.
+ *   3. Only then does the HTTP layer answer 202.
+ * After a crash, DB_RECOVER on open replays the log, so every commit that
+ * returned is present.  Checkpoints (store_checkpoint) bound the log that
+ * recovery reads, and DB_LOG_AUTO_REMOVE deletes log files older than the
+ * last checkpoint, so disk use follows the pending calls, not the traffic.
+ */
+#include <db.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "store.h"
+
+struct store {
+	DB_ENV *env;
+	DB *calls, *due, *attempts, *done, *dead, *idem;
+	DB_TXN *txn;		/* the open batch, or NULL */
+	bool txn_adds_calls;	/* commit must be synchronous */
+	uint64_t last_id;
+	int lock_fd;
+	struct store_stats stats;
+	char error[512];
+};
+
+__attribute__((format(printf, 2, 3)))
+static int fail(struct store *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->error, sizeof s->error, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* BDB says the environment is damaged: the only safe move is a restart. */
+static void check_fatal(struct store *s, int rc)
+{
+	if (rc == DB_RUNRECOVERY) {
+		log_error("database needs recovery (%s); exiting - start cagehost again to recover",
+			  db_strerror(rc));
+		(void)s;
+		_exit(70);
+	}
+}
+
+static int db_fail(struct store *s, const char *what, int rc)
+{
+	check_fatal(s, rc);
+	return fail(s, "%s: %s", what, db_strerror(rc));
+}
+
+const char *store_error(const struct store *s)
+{
+	return s->error;
+}
+
+/* due.db key: the ISO due time at the start of a pending record. */
+static int due_of(DB *secondary, const DBT *pkey, const DBT *pdata, DBT *skey)
+{
+	(void)secondary;
+	(void)pkey;
+	if (pdata->size < RECORD_NEXT_PREFIX_LEN + CLOCK_ISO_LEN ||
+	    memcmp(pdata->data, RECORD_NEXT_PREFIX, RECORD_NEXT_PREFIX_LEN) != 0)
+		return DB_DONOTINDEX;
+	memset(skey, 0, sizeof *skey);
+	skey->data = (char *)pdata->data + RECORD_NEXT_PREFIX_LEN;
+	skey->size = CLOCK_ISO_LEN;
+	return 0;
+}
+
+static int open_db(struct store *s, DB **db, const char *file, bool dupsort)
+{
+	int rc = db_create(db, s->env, 0);
+
+	if (rc)
+		return db_fail(s, file, rc);
+	if (dupsort)
+		(*db)->set_flags(*db, DB_DUPSORT);
+	rc = (*db)->open(*db, NULL, file, NULL, DB_BTREE, DB_CREATE | DB_AUTO_COMMIT, 0600);
+	if (rc) {
+		(*db)->close(*db, 0);
+		*db = NULL;
+		return fail(s, "cannot open %s: %s", file, db_strerror(rc));
+	}
+	return 0;
+}
+
+static uint64_t last_key_id(DB *db)
+{
+	DBC *c;
+	DBT k, d;
+	uint64_t id = 0;
+	char text[CALL_ID_LEN + 1];
+
+	if (db->cursor(db, NULL, &c, 0))
+		return 0;
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
+	d.flags = DB_DBT_PARTIAL;	/* the key is all we need */
+	if (c->get(c, &k, &d, DB_LAST) == 0 && k.size == CALL_ID_LEN) {
+		memcpy(text, k.data, CALL_ID_LEN);
+		text[CALL_ID_LEN] = '\0';
+		id = strtoull(text, NULL, 16);
+	}
+	c->close(c);
+	return id;
+}
+
+static int lock_dir(struct store *s, const char *dir)
+{
+	char path[4096], pid[32];
+	int n;
+
+	snprintf(path, sizeof path, "%s/cagehost.lock", dir);
+	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lock_fd < 0)
+		return fail(s, "cannot create %s: %s", path, strerror(errno));
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		n = (int)pread(s->lock_fd, pid, sizeof pid - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		return fail(s, "another cagehost (pid %s) is using %s", n > 0 ? pid : "?", dir);
+	}
+	n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+	if (ftruncate(s->lock_fd, 0) < 0 || pwrite(s->lock_fd, pid, (size_t)n, 0) != n)
+		return fail(s, "cannot write %s: %s", path, strerror(errno));
+	return 0;
+}
+
+static void bdb_message(const DB_ENV *env, const char *prefix, const char *msg)
+{
+	(void)env;
+	log_error("%s: %s", prefix, msg);
+}
+
+int store_open(struct store **out, const char *dir, char *err, size_t err_size)
+{
+	struct store *s = calloc(1, sizeof *s);
+	int rc;
+
+	*out = NULL;
+	if (!s) {
+		snprintf(err, err_size, "out of memory");
+		return -1;
+	}
+	s->lock_fd = -1;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		fail(s, "cannot create data_dir %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (lock_dir(s, dir) < 0)
+		goto fail;
+	rc = db_env_create(&s->env, 0);
+	if (rc) {
+		db_fail(s, "db_env_create", rc);
+		goto fail;
+	}
+	s->env->set_errcall(s->env, bdb_message);
+	s->env->set_errpfx(s->env, "berkeley db");
+	s->env->set_cachesize(s->env, 0, 32 << 20, 1);
+	s->env->set_lg_bsize(s->env, 1 << 20);
+	s->env->set_lg_max(s->env, 8 << 20);
+	s->env->set_lk_detect(s->env, DB_LOCK_DEFAULT);
+	s->env->log_set_config(s->env, DB_LOG_AUTO_REMOVE, 1);
+	s->env->set_flags(s->env, DB_TXN_WRITE_NOSYNC, 1);
+	rc = s->env->open(s->env, dir,
+			  DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
+			  DB_INIT_MPOOL | DB_RECOVER, 0600);
+	if (rc) {
+		fail(s, "cannot open the database environment in %s: %s", dir, db_strerror(rc));
+		goto fail;
+	}
+	if (open_db(s, &s->calls, "calls.db", false) || open_db(s, &s->due, "due.db", true) ||
+	    open_db(s, &s->attempts, "attempts.db", false) ||
+	    open_db(s, &s->done, "done.db", false) || open_db(s, &s->dead, "dead.db", false) ||
+	    open_db(s, &s->idem, "idem.db", false))
+		goto fail;
+	/* DB_CREATE builds due.db from calls.db if it is missing or new. */
+	rc = s->calls->associate(s->calls, NULL, s->due, due_of, DB_CREATE | DB_AUTO_COMMIT);
+	if (rc) {
+		db_fail(s, "cannot index calls.db by due time", rc);
+		goto fail;
+	}
+	s->last_id = last_key_id(s->calls);
+	if (last_key_id(s->done) > s->last_id)
+		s->last_id = last_key_id(s->done);
+	if (last_key_id(s->dead) > s->last_id)
+		s->last_id = last_key_id(s->dead);
+	*out = s;
+	return 0;
+fail:
+	snprintf(err, err_size, "%s", s->error);
+	store_close(&s);
+	return -1;
+}
+
+void store_close(struct store **sp)
+{
+	struct store *s = *sp;
+
+	if (!s)
+		return;
+	if (s->txn)
+		store_abort(s);
+	/* the secondary closes before its primary */
+	DB **dbs[] = { &s->due, &s->calls, &s->attempts, &s->done, &s->dead, &s->idem };
+	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+		if (*dbs[i])
+			(*dbs[i])->close(*dbs[i], 0);
+		*dbs[i] = NULL;
+	}
+	if (s->env) {
+		s->env->txn_checkpoint(s->env, 0, 0, DB_FORCE);
+		s->env->close(s->env, 0);
+	}
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	free(s);
+	*sp = NULL;
+}
+
+void store_new_id(struct store *s, char id[CALL_ID_LEN + 1])
+{
+	uint64_t now = (uint64_t)clock_wall_ms() << 16;
+
+	s->last_id = now > s->last_id ? now : s->last_id + 1;
+	snprintf(id, CALL_ID_LEN + 1, "%016" PRIx64, s->last_id);
+}
+
+static DB_TXN *txn(struct store *s)
+{
+	int rc;
+
+	if (!s->txn) {
+		rc = s->env->txn_begin(s->env, NULL, &s->txn, 0);
+		if (rc) {
+			db_fail(s, "txn_begin", rc);
+			s->txn = NULL;
+		}
+	}
+	return s->txn;
+}
+
+static void dbt_bytes(DBT *dbt, const void *data, size_t len)
+{
+	memset(dbt, 0, sizeof *dbt);
+	dbt->data = (void *)data;
+	dbt->size = (u_int32_t)len;
+}
+
+static int put(struct store *s, DB *db, const char *what, const void *key, size_t key_len,
+	       const void *data, size_t data_len, u_int32_t flags)
+{
+	DB_TXN *t = txn(s);
+	DBT k, d;
+	int rc;
+
+	if (!t)
+		return -1;
+	dbt_bytes(&k, key, key_len);
+	dbt_bytes(&d, data, data_len);
+	rc = db->put(db, t, &k, &d, flags);
+	if (rc)
+		return db_fail(s, what, rc);
+	return 0;
+}
+
+static int del(struct store *s, DB *db, const char *what, const void *key, size_t key_len)
+{
+	DB_TXN *t = txn(s);
+	DBT k;
+	int rc;
+
+	if (!t)
+		return -1;
+	dbt_bytes(&k, key, key_len);
+	rc = db->del(db, t, &k, 0);
+	if (rc && rc != DB_NOTFOUND)
+		return db_fail(s, what, rc);
+	return 0;
+}
+
+static int put_call(struct store *s, DB *db, const char *what, const struct call_record *r,
+		    bool with_payload, u_int32_t flags)
+{
+	size_t len;
+	char *bytes = record_encode_call(r, with_payload, &len);
+	int rc;
+
+	if (!bytes)
+		return fail(s, "%s: out of memory", what);
+	rc = put(s, db, what, r->id, strlen(r->id), bytes, len, flags);
+	free(bytes);
+	return rc;
+}
+
+int store_add_call(struct store *s, const struct call_record *r)
+{
+	if (put_call(s, s->calls, "add call", r, true, DB_NOOVERWRITE) < 0)
+		return -1;
+	if (r->idem_key[0] &&
+	    put(s, s->idem, "add idempotency key", r->idem_key, strlen(r->idem_key), r->id,
+		strlen(r->id), 0) < 0)
+		return -1;
+	s->txn_adds_calls = true;
+	s->stats.calls_added++;
+	return 0;
+}
+
+int store_update_call(struct store *s, const struct call_record *r)
+{
+	return put_call(s, s->calls, "update call", r, true, 0);
+}
+
+int store_finish_call(struct store *s, const struct call_record *r)
+{
+	bool dead = r->state == CALL_DEAD;
+
+	if (del(s, s->calls, "remove call", r->id, strlen(r->id)) < 0)
+		return -1;
+	return put_call(s, dead ? s->dead : s->done, dead ? "keep dead call" : "keep done call",
+			r, dead, 0);
+}
+
+int store_requeue_dead(struct store *s, const struct call_record *r)
+{
+	if (del(s, s->dead, "remove dead call", r->id, strlen(r->id)) < 0)
+		return -1;
+	if (put_call(s, s->calls, "requeue call", r, true, 0) < 0)
+		return -1;
+	s->txn_adds_calls = true;
+	return 0;
+}
+
+static void attempt_key(char *key, size_t size, const char *id, uint32_t n)
+{
+	snprintf(key, size, "%s/%04" PRIu32, id, n);
+}
+
+int store_add_attempt(struct store *s, const char *id, uint32_t n, const struct attempt_record *a)
+{
+	char key[CALL_ID_LEN + 16];
+	size_t len;
+	char *bytes = record_encode_attempt(a, &len);
+	int rc;
+
+	if (!bytes)
+		return fail(s, "add attempt: out of memory");
+	attempt_key(key, sizeof key, id, n);
+	rc = put(s, s->attempts, "add attempt", key, strlen(key), bytes, len, 0);
+	free(bytes);
+	return rc;
+}
+
+int store_get_call(struct store *s, enum store_table table, const char *id,
+		   struct call_record *r, void **buf)
+{
+	DB *db = table == TABLE_CALLS ? s->calls : table == TABLE_DONE ? s->done : s->dead;
+	char why[128];
+	DBT k, d;
+	int rc;
+
+	*buf = NULL;
+	dbt_bytes(&k, id, strlen(id));
+	memset(&d, 0, sizeof d);
+	d.flags = DB_DBT_MALLOC;
+	rc = db->get(db, s->txn, &k, &d, s->txn ? 0 : DB_READ_COMMITTED);
+	if (rc == DB_NOTFOUND)
+		return 1;
+	if (rc)
+		return db_fail(s, "read call", rc);
+	if (record_decode_call(d.data, d.size, r, why, sizeof why) < 0) {
+		free(d.data);
+		return fail(s, "call %s: %s", id, why);
+	}
+	*buf = d.data;
+	return 0;
+}
+
+int store_find_idem(struct store *s, const char *key, char id[CALL_ID_LEN + 1])
+{
+	DBT k, d;
+	int rc;
+
+	dbt_bytes(&k, key, strlen(key));
+	memset(&d, 0, sizeof d);
+	d.flags = DB_DBT_USERMEM;
+	d.data = id;
+	d.ulen = CALL_ID_LEN;
+	rc = s->idem->get(s->idem, s->txn, &k, &d, s->txn ? 0 : DB_READ_COMMITTED);
+	if (rc == DB_NOTFOUND)
+		return 1;
+	if (rc)
+		return db_fail(s, "read idempotency key", rc);
+	id[d.size < CALL_ID_LEN ? d.size : CALL_ID_LEN] = '\0';
+	return 0;
+}
+
+static int open_cursor(struct store *s, DB *db, DBC **c)
+{
+	int rc = db->cursor(db, s->txn, c, s->txn ? 0 : DB_READ_COMMITTED);
+
+	if (rc)
+		return db_fail(s, "cursor", rc);
+	return 0;
+}
+
+int store_next_due(struct store *s, int64_t *due_ms)
+{
+	DBC *c;
+	DBT k, d;
+	int rc;
+
+	if (open_cursor(s, s->due, &c) < 0)
+		return -1;
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
+	d.flags = DB_DBT_PARTIAL;
+	rc = c->get(c, &k, &d, DB_FIRST);
+	c->close(c);
+	if (rc == DB_NOTFOUND)
+		return 1;
+	if (rc)
+		return db_fail(s, "read due index", rc);
+	if (clock_parse_iso(k.data, k.size, due_ms) < 0)
+		return fail(s, "due.db holds a key that is not a time");
+	return 0;
+}
+
+int store_scan_due(struct store *s, int64_t now_ms, int max,
+		   int (*visit)(const struct call_record *r, void *arg), void *arg)
+{
+	char now_iso[CLOCK_ISO_LEN + 1], why[128];
+	struct call_record r;
+	DBC *c;
+	DBT sk, pk, pd;
+	int rc, seen = 0;
+
+	clock_format_iso(now_ms, now_iso, sizeof now_iso);
+	if (open_cursor(s, s->due, &c) < 0)
+		return -1;
+	memset(&sk, 0, sizeof sk);
+	memset(&pk, 0, sizeof pk);
+	memset(&pd, 0, sizeof pd);
+	for (rc = c->pget(c, &sk, &pk, &pd, DB_FIRST); rc == 0 && seen < max;
+	     rc = c->pget(c, &sk, &pk, &pd, DB_NEXT)) {
+		if (sk.size != CLOCK_ISO_LEN || memcmp(sk.data, now_iso, CLOCK_ISO_LEN) > 0)
+			break;
+		seen++;
+		if (record_decode_call(pd.data, pd.size, &r, why, sizeof why) < 0) {
+			log_error("calls.db: skipping unreadable record %.*s: %s", (int)pk.size,
+				  (char *)pk.data, why);
+			continue;
+		}
+		if (visit(&r, arg))
+			break;
+	}
+	c->close(c);
+	if (rc && rc != DB_NOTFOUND)
+		return db_fail(s, "scan due calls", rc);
+	return 0;
+}
+
+int store_scan_calls(struct store *s, const char *after_id, int max,
+		     int (*visit)(const struct call_record *r, void *arg), void *arg)
+{
+	struct call_record r;
+	char why[128];
+	DBC *c;
+	DBT k, d;
+	int rc, seen = 0;
+
+	if (open_cursor(s, s->calls, &c) < 0)
+		return -1;
+	memset(&d, 0, sizeof d);
+	dbt_bytes(&k, after_id, strlen(after_id));
+	rc = c->get(c, &k, &d, after_id[0] ? DB_SET_RANGE : DB_FIRST);
+	for (; rc == 0 && seen < max; rc = c->get(c, &k, &d, DB_NEXT)) {
+		if (k.size == strlen(after_id) && !memcmp(k.data, after_id, k.size))
+			continue;
+		seen++;
+		if (record_decode_call(d.data, d.size, &r, why, sizeof why) < 0)
+			continue;
+		if (visit(&r, arg))
+			break;
+	}
+	c->close(c);
+	if (rc && rc != DB_NOTFOUND)
+		return db_fail(s, "scan calls", rc);
+	return 0;
+}
+
+int store_list_attempts(struct store *s, const char *id,
+			void (*visit)(uint32_t n, const struct attempt_record *a, void *arg),
+			void *arg)
+{
+	struct attempt_record a;
+	char prefix[CALL_ID_LEN + 2];
+	size_t plen;
+	DBC *c;
+	DBT k, d;
+	int rc;
+
+	plen = (size_t)snprintf(prefix, sizeof prefix, "%s/", id);
+	if (open_cursor(s, s->attempts, &c) < 0)
+		return -1;
+	dbt_bytes(&k, prefix, plen);
+	memset(&d, 0, sizeof d);
+	for (rc = c->get(c, &k, &d, DB_SET_RANGE); rc == 0; rc = c->get(c, &k, &d, DB_NEXT)) {
+		if (k.size <= plen || memcmp(k.data, prefix, plen) != 0)
+			break;
+		if (record_decode_attempt(d.data, d.size, &a) == 0)
+			visit((uint32_t)strtoul((char *)k.data + plen, NULL, 10), &a, arg);
+	}
+	c->close(c);
+	if (rc && rc != DB_NOTFOUND)
+		return db_fail(s, "list attempts", rc);
+	return 0;
+}
+
+static int delete_attempts(struct store *s, const char *id)
+{
+	char prefix[CALL_ID_LEN + 2];
+	size_t plen = (size_t)snprintf(prefix, sizeof prefix, "%s/", id);
+	DBC *c;
+	DBT k, d;
+	int rc;
+
+	if (!txn(s) || open_cursor(s, s->attempts, &c) < 0)
+		return -1;
+	dbt_bytes(&k, prefix, plen);
+	memset(&d, 0, sizeof d);
+	d.flags = DB_DBT_PARTIAL;
+	for (rc = c->get(c, &k, &d, DB_SET_RANGE); rc == 0; rc = c->get(c, &k, &d, DB_NEXT)) {
+		if (k.size <= plen || memcmp(k.data, prefix, plen) != 0)
+			break;
+		rc = c->del(c, 0);
+		if (rc)
+			break;
+	}
+	c->close(c);
+	if (rc && rc != DB_NOTFOUND)
+		return db_fail(s, "delete attempts", rc);
+	return 0;
+}
+
+int store_sweep_done(struct store *s, int64_t cutoff_ms, int max)
+{
+	char cutoff_id[CALL_ID_LEN + 1], why[128];
+	struct call_record r;
+	int deleted = 0, rc;
+	DBC *c;
+	DBT k, d;
+
+	/* ids start with the enqueue time: nothing enqueued after the cutoff
+	 * can have finished before it */
+	snprintf(cutoff_id, sizeof cutoff_id, "%016" PRIx64, (uint64_t)cutoff_ms << 16);
+	if (!txn(s) || open_cursor(s, s->done, &c) < 0)
+		return -1;
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
+	for (rc = c->get(c, &k, &d, DB_FIRST); rc == 0 && deleted < max;
+	     rc = c->get(c, &k, &d, DB_NEXT)) {
+		if (k.size != CALL_ID_LEN || memcmp(k.data, cutoff_id, CALL_ID_LEN) > 0)
+			break;
+		if (record_decode_call(d.data, d.size, &r, why, sizeof why) == 0 &&
+		    r.when_ms >= cutoff_ms)
+			continue;
+		if (r.idem_key[0] && del(s, s->idem, "sweep idempotency key", r.idem_key,
+					 strlen(r.idem_key)) < 0)
+			break;
+		if (delete_attempts(s, r.id) < 0)
+			break;
+		rc = c->del(c, 0);
+		if (rc)
+			break;
+		deleted++;
+	}
+	c->close(c);
+	if (rc && rc != DB_NOTFOUND)
+		return db_fail(s, "sweep done calls", rc);
+	return deleted;
+}
+
+bool store_in_transaction(const struct store *s)
+{
+	return s->txn != NULL;
+}
+
+int store_commit(struct store *s)
+{
+	int rc;
+
+	if (!s->txn)
+		return 0;
+	rc = s->txn->commit(s->txn, s->txn_adds_calls ? DB_TXN_SYNC : DB_TXN_WRITE_NOSYNC);
+	s->stats.commits++;
+	if (s->txn_adds_calls)
+		s->stats.synced_commits++;
+	s->txn = NULL;
+	s->txn_adds_calls = false;
+	if (rc)
+		return db_fail(s, "commit", rc);
+	return 0;
+}
+
+void store_abort(struct store *s)
+{
+	if (!s->txn)
+		return;
+	s->txn->abort(s->txn);
+	s->txn = NULL;
+	s->txn_adds_calls = false;
+}
+
+int store_checkpoint(struct store *s)
+{
+	int rc = s->env->txn_checkpoint(s->env, 0, 0, 0);
+
+	if (rc)
+		return db_fail(s, "checkpoint", rc);
+	return 0;
+}
+
+void store_get_stats(const struct store *s, struct store_stats *stats)
+{
+	*stats = s->stats;
+}

@@ -1,0 +1,130 @@
+/*
+ * store.h - the durable call store: a Berkeley DB transactional environment
+ * in data_dir, owned by the host process alone.
+ *
+ * Files in data_dir (all B-trees with text keys and text records, see
+ * record.h, so `db5.3_dump -p -h DATA_DIR FILE` reads well):
+ *   calls.db     pending calls, key = call id
+ *   due.db       index of calls.db by next attempt time (maintained by BDB)
+ *   attempts.db  one record per attempt, key = "ID/NNNN"
+ *   done.db      finished calls (no payload), kept for done_retention
+ *   dead.db      calls that failed for good or expired, with payload
+ *   idem.db      Idempotency-Key -> call id
+ *   cagehost.lock  held while a host runs on this directory
+ *   modules/     private copies of loaded plugin versions
+ *   log.*, __db.*  Berkeley DB's log and region files
+ *
+ * Writes are grouped: every store_* write joins the current transaction,
+ * which store_commit() ends (the host commits once per event-loop turn).
+ * The commit is synchronous (fsync'd) when the transaction holds a new call,
+ * because the caller is told 202 only after it; other transactions are
+ * written without waiting for the disk - losing one in a power cut means an
+ * attempt runs again, never that a call is lost.  Reads see the current
+ * transaction's own writes.
+ *
+ * Every function returns 0 on success and -1 on failure with a message in
+ * store_error(); lookups return 1 for "not found".  A failure that BDB says
+ * needs recovery ends the process (recovery runs on the next start).
+ */
+#ifndef CAGEHOST_STORE_H
+#define CAGEHOST_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "record.h"
+
+struct store;
+
+/* Opens (creating and recovering as needed) the store in dir. */
+int store_open(struct store **out, const char *dir, char *err, size_t err_size);
+
+/* Aborts any open transaction, checkpoints, closes; *s becomes NULL. */
+void store_close(struct store **s);
+
+/* The last error message. */
+const char *store_error(const struct store *s);
+
+/* A new call id: 16 lowercase hex digits, increasing, starting with the time. */
+void store_new_id(struct store *s, char id[CALL_ID_LEN + 1]);
+
+/* Writes a new pending call (and its Idempotency-Key, if any). */
+int store_add_call(struct store *s, const struct call_record *r);
+
+/* Overwrites a pending call (after a failed attempt). */
+int store_update_call(struct store *s, const struct call_record *r);
+
+/*
+ * Removes a pending call and keeps it as done (without payload) or dead
+ * (with payload), according to r->state.
+ */
+int store_finish_call(struct store *s, const struct call_record *r);
+
+/* Moves a dead call back to pending, due at r->when_ms. */
+int store_requeue_dead(struct store *s, const struct call_record *r);
+
+/* Records attempt number n of call id. */
+int store_add_attempt(struct store *s, const char *id, uint32_t n,
+		      const struct attempt_record *a);
+
+enum store_table { TABLE_CALLS, TABLE_DONE, TABLE_DEAD };
+
+/*
+ * Reads call id from table into *r.  On success *buf holds the record
+ * bytes r->payload points into; the caller frees *buf.  Returns 0, 1 when
+ * absent, -1 on error.
+ */
+int store_get_call(struct store *s, enum store_table table, const char *id,
+		   struct call_record *r, void **buf);
+
+/* Looks up an Idempotency-Key.  Returns 0 and fills id, 1 when unknown. */
+int store_find_idem(struct store *s, const char *key, char id[CALL_ID_LEN + 1]);
+
+/* The earliest planned attempt.  Returns 0, or 1 when nothing is pending. */
+int store_next_due(struct store *s, int64_t *due_ms);
+
+/*
+ * Calls visit() for pending calls due at or before now_ms, earliest first,
+ * until visit returns nonzero or `max` calls were visited.  The record and
+ * its payload are valid during the call only.
+ */
+int store_scan_due(struct store *s, int64_t now_ms, int max,
+		   int (*visit)(const struct call_record *r, void *arg), void *arg);
+
+/*
+ * Calls visit() for pending calls in id order, starting after after_id
+ * ("" = from the first), for at most max calls or until visit returns
+ * nonzero.  Used for rare whole-queue passes (waking calls after a fix).
+ */
+int store_scan_calls(struct store *s, const char *after_id, int max,
+		     int (*visit)(const struct call_record *r, void *arg), void *arg);
+
+/* Calls visit() for each attempt of call id, in order. */
+int store_list_attempts(struct store *s, const char *id,
+			void (*visit)(uint32_t n, const struct attempt_record *a, void *arg),
+			void *arg);
+
+/*
+ * Deletes up to max done calls finished before cutoff_ms, with their
+ * attempts and Idempotency-Keys.  Returns the number deleted, or -1.
+ */
+int store_sweep_done(struct store *s, int64_t cutoff_ms, int max);
+
+/* True when writes wait for store_commit(). */
+bool store_in_transaction(const struct store *s);
+
+/* Commits the current transaction (fsync'd if it added calls). */
+int store_commit(struct store *s);
+
+/* Aborts the current transaction. */
+void store_abort(struct store *s);
+
+/* Writes a checkpoint and removes log files no longer needed. */
+int store_checkpoint(struct store *s);
+
+struct store_stats {
+	uint64_t commits, synced_commits, calls_added;
+};
+void store_get_stats(const struct store *s, struct store_stats *stats);
+
+#endif

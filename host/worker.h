@@ -1,0 +1,114 @@
+/*
+ * worker.h - the worker processes that run plugin code.
+ *
+ * Plugin code never runs in the host.  The host keeps a pool of worker
+ * processes, forked at start and replaced whenever one dies.  Each worker
+ * takes one job at a time over a socketpair:
+ *
+ *   host -> worker  JOB:    kind, path of the module's private copy, module,
+ *                           method, version label, call id, queue, attempt,
+ *                           payload
+ *   worker -> host  RESULT: status, reply, error text, version label,
+ *                           method names (probe only, space-separated)
+ *
+ * A job of kind PROBE loads a module version and describes it; a CALL job
+ * runs one attempt.  The worker dlopens the private copy named in the job
+ * (a new version has a new path, so it is loaded afresh) and keeps it loaded
+ * for the next job naming the same path.  A worker that crashes, exits or
+ * outlives the job's timeout is killed and replaced, and the job ends with
+ * status WORKER_CRASHED or WORKER_TIMEOUT and a reason naming module@version.
+ */
+#ifndef CAGEHOST_WORKER_H
+#define CAGEHOST_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "names.h"
+#include "record.h"
+
+struct event_base;
+
+/* Largest reply a handler may set (cage_reply fails above it). */
+#define WORKER_MAX_REPLY ((size_t)32 << 20)
+
+enum job_kind { JOB_PROBE = 0, JOB_CALL = 1 };
+
+/* Jobs wait in the first non-empty class, in this order. */
+enum job_class { CLASS_PROBE, CLASS_SYNC, CLASS_QUEUED, CLASS_COUNT };
+
+enum worker_status {
+	WORKER_OK = 0,		/* handler said CAGE_OK (probe: loaded fine) */
+	WORKER_RETRY = 1,	/* handler said CAGE_RETRY */
+	WORKER_FAIL = 2,	/* handler said CAGE_FAIL */
+	WORKER_NO_METHOD = 3,	/* module has no such method */
+	WORKER_LOAD_FAILED = 4,	/* dlopen or descriptor check failed */
+	WORKER_BAD_OUTCOME = 5,	/* handler returned something else */
+	WORKER_CRASHED = 6,	/* killed by a signal, exit(), lost channel */
+	WORKER_TIMEOUT = 7,	/* ran past the job's timeout */
+	WORKER_NO_MODULE = 8,	/* module not in plugin_dir (host side) */
+};
+
+struct job_result {
+	enum worker_status status;
+	char *reply;		/* malloc'd, owned by the result; may be NULL */
+	size_t reply_len;
+	char error[RECORD_ERROR_MAX + 1];
+	char version[RECORD_VERSION_MAX + 1];
+	char methods[2048];	/* probe only */
+};
+
+struct job;
+typedef void (*job_done_fn)(struct job *job, struct job_result *result);
+
+struct job {
+	enum job_kind kind;
+	enum job_class class;
+	char path[4096];	/* private copy to load */
+	char module[NAME_MAX_LEN + 1];
+	char method[NAME_MAX_LEN + 1];
+	char version[RECORD_VERSION_MAX + 1];	/* label; for a probe, the hash part */
+	char id[CALL_ID_LEN + 1];
+	char queue[NAME_MAX_LEN + 1];
+	uint32_t attempt;
+	char *payload;		/* malloc'd, owned by the job */
+	size_t payload_len;
+	int64_t timeout_ms;
+	job_done_fn done;	/* called once; then the job's owner frees it */
+	void *arg;
+	TAILQ_ENTRY(job) link;
+};
+
+struct worker_pool;
+
+/* Forks `size` workers.  Returns NULL (and logs why) on failure. */
+struct worker_pool *pool_new(struct event_base *base, int size);
+
+/* Kills every worker; jobs still waiting are not completed. */
+void pool_free(struct worker_pool **pool);
+
+/* Queues job; its done() runs later, never from inside pool_submit. */
+void pool_submit(struct worker_pool *pool, struct job *job);
+
+/* Jobs queued but not yet given to a worker, in class c. */
+int pool_waiting(const struct worker_pool *pool, enum job_class c);
+
+/* Workers currently running a job. */
+int pool_busy(const struct worker_pool *pool);
+int pool_size(const struct worker_pool *pool);
+
+/* Called whenever a worker becomes free (to let the scheduler refill). */
+void pool_on_idle(struct worker_pool *pool, void (*cb)(void *arg), void *arg);
+
+/* Frees a result's reply. */
+void job_result_release(struct job_result *result);
+
+/*
+ * Worker side: serves jobs on fd until the host goes away.  Never returns.
+ * (Runs in the forked child; touches nothing of the host's state.)
+ */
+__attribute__((noreturn))
+void worker_main(int fd);
+
+#endif

@@ -1,0 +1,329 @@
+/*
+ * worker_main.c - the code a worker process runs: read a job, load the
+ * module version it names, run the probe or the handler, send the result.
+ * Everything here runs in the forked child; plugin faults end this process
+ * only, and the host turns them into a failed attempt.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../sdk/cage.h"
+#include "log.h"
+#include "wire.h"
+#include "worker.h"
+
+/* The module version this worker has loaded. */
+static struct {
+	char path[4096];
+	void *handle;
+	const struct cage_module *desc;
+} loaded;
+
+/* A running call: the SDK's cage_call. */
+struct cage_call {
+	struct cage_call_head head;
+	const struct job *job;
+	const char *version;
+	char *reply;
+	size_t reply_len;
+	char error[RECORD_ERROR_MAX + 1];
+};
+
+static const void *call_payload(const cage_call *call, size_t *len)
+{
+	if (len)
+		*len = call->job->payload_len;
+	return call->job->payload ? call->job->payload : "";
+}
+
+static const char *call_str(const cage_call *call, int which)
+{
+	switch (which) {
+	case CAGE__ID: return call->job->id;
+	case CAGE__QUEUE: return call->job->queue;
+	case CAGE__MODULE: return call->job->module;
+	case CAGE__METHOD: return call->job->method;
+	case CAGE__VERSION: return call->version;
+	default: return "";
+	}
+}
+
+static uint32_t call_attempt(const cage_call *call)
+{
+	return call->job->attempt;
+}
+
+static int call_reply(cage_call *call, const void *data, size_t len)
+{
+	char *copy;
+
+	if (len > WORKER_MAX_REPLY)
+		return -1;
+	copy = malloc(len + 1);
+	if (!copy)
+		return -1;
+	memcpy(copy, data, len);
+	copy[len] = '\0';
+	free(call->reply);
+	call->reply = copy;
+	call->reply_len = len;
+	return 0;
+}
+
+static void call_errorv(cage_call *call, const char *fmt, va_list ap)
+{
+	char raw[RECORD_ERROR_MAX + 1];
+
+	vsnprintf(raw, sizeof raw, fmt, ap);
+	record_clean_text(call->error, sizeof call->error, raw);
+}
+
+static void call_logv(cage_call *call, int level, const char *fmt, va_list ap)
+{
+	char text[1024];
+
+	if (level < CAGE_LOG_ERROR)
+		level = CAGE_LOG_ERROR;
+	if (level > CAGE_LOG_DEBUG)
+		level = CAGE_LOG_DEBUG;
+	vsnprintf(text, sizeof text, fmt, ap);
+	log_msg((enum log_level)level, "%s@%s%s%s: %s", call->job->module, call->version,
+		call->job->id[0] ? " call " : "", call->job->id, text);
+}
+
+static const struct cage_ops ops = {
+	sizeof(struct cage_ops), call_payload, call_str, call_attempt,
+	call_reply, call_errorv, call_logv,
+};
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = read(fd, p, len);
+
+		if (n == 0)
+			return -1;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static bool valid_label(const char *s, size_t max)
+{
+	return s && strnlen(s, max + 1) <= max && name_is_valid(s, strlen(s));
+}
+
+/* Checks the descriptor of a freshly loaded module; "" when fine. */
+static void check_descriptor(const struct cage_module *m, char *why, size_t size)
+{
+	why[0] = '\0';
+	if (m->abi_version != CAGE_ABI_VERSION) {
+		snprintf(why, size, "built for ABI %u, host speaks ABI %u", m->abi_version,
+			 CAGE_ABI_VERSION);
+		return;
+	}
+	if (m->struct_size < sizeof(struct cage_module)) {
+		snprintf(why, size, "descriptor is %u bytes, expected at least %zu",
+			 m->struct_size, sizeof(struct cage_module));
+		return;
+	}
+	if (!valid_label(m->version, 32)) {
+		snprintf(why, size, "descriptor has no valid version string");
+		return;
+	}
+	if (!m->methods) {
+		snprintf(why, size, "descriptor has no method table");
+		return;
+	}
+	for (int i = 0; m->methods[i].name; i++) {
+		if (i >= 256 || !valid_label(m->methods[i].name, NAME_MAX_LEN) ||
+		    !m->methods[i].handler) {
+			snprintf(why, size, "method #%d has an invalid name or no handler", i + 1);
+			return;
+		}
+	}
+}
+
+/* Makes the module at path the loaded one.  Returns 0, or -1 with why. */
+static int load(const char *path, char *why, size_t size)
+{
+	void *handle;
+	const struct cage_module *desc;
+
+	if (loaded.handle && !strcmp(loaded.path, path))
+		return 0;
+	if (loaded.handle) {
+		dlclose(loaded.handle);
+		loaded.handle = NULL;
+		loaded.desc = NULL;
+	}
+	handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!handle) {
+		snprintf(why, size, "cannot load: %s", dlerror());
+		return -1;
+	}
+	desc = dlsym(handle, CAGE_MODULE_SYMBOL);
+	if (!desc) {
+		snprintf(why, size, "no '%s' descriptor (declare one with CAGE_MODULE)",
+			 CAGE_MODULE_SYMBOL);
+		dlclose(handle);
+		return -1;
+	}
+	check_descriptor(desc, why, size);
+	if (why[0]) {
+		dlclose(handle);
+		return -1;
+	}
+	snprintf(loaded.path, sizeof loaded.path, "%s", path);
+	loaded.handle = handle;
+	loaded.desc = desc;
+	return 0;
+}
+
+static void send_result(int fd, const struct job_result *res)
+{
+	struct wire_out w;
+
+	wire_out_init(&w);
+	wire_out_u32(&w, (uint32_t)res->status);
+	wire_out_bytes(&w, res->reply ? res->reply : "", res->reply ? res->reply_len : 0);
+	wire_out_str(&w, res->error);
+	wire_out_str(&w, res->version);
+	wire_out_str(&w, res->methods);
+	if (wire_out_finish(&w) < 0 || write_full(fd, w.data, w.len) < 0)
+		_exit(2);
+	wire_out_free(&w);
+}
+
+static void probe(const struct job *job, struct job_result *res)
+{
+	size_t n = 0;
+
+	/* a version string is at most 32 bytes (checked on load), the hash 8 */
+	snprintf(res->version, sizeof res->version, "%.32s+%.8s", loaded.desc->version,
+		 job->version);
+	for (int i = 0; loaded.desc->methods[i].name; i++)
+		n += (size_t)snprintf(res->methods + n, sizeof res->methods - n, "%s%s",
+				      i ? " " : "", loaded.desc->methods[i].name);
+	res->status = WORKER_OK;
+}
+
+static void run_call(const struct job *job, struct job_result *res)
+{
+	struct cage_call call = { { &ops }, job, job->version, NULL, 0, "" };
+	cage_outcome outcome;
+	cage_handler handler = NULL;
+
+	snprintf(res->version, sizeof res->version, "%s", job->version);
+	for (int i = 0; loaded.desc->methods[i].name; i++)
+		if (!strcmp(loaded.desc->methods[i].name, job->method))
+			handler = loaded.desc->methods[i].handler;
+	if (!handler) {
+		res->status = WORKER_NO_METHOD;
+		snprintf(res->error, sizeof res->error, "module %s@%s has no method %s",
+			 job->module, job->version, job->method);
+		return;
+	}
+	outcome = handler(&call);
+	res->reply = call.reply;
+	res->reply_len = call.reply_len;
+	snprintf(res->error, sizeof res->error, "%s", call.error);
+	switch (outcome) {
+	case CAGE_OK: res->status = WORKER_OK; break;
+	case CAGE_RETRY: res->status = WORKER_RETRY; break;
+	case CAGE_FAIL: res->status = WORKER_FAIL; break;
+	default:
+		res->status = WORKER_BAD_OUTCOME;
+		snprintf(res->error, sizeof res->error, "handler %s.%s returned %d, not OK/RETRY/FAIL",
+			 job->module, job->method, (int)outcome);
+	}
+}
+
+static int read_job(int fd, struct job *job, char **frame)
+{
+	unsigned char header[4];
+	struct wire_in in;
+	uint32_t len;
+
+	if (read_full(fd, header, 4) < 0)
+		return -1;
+	len = wire_frame_len(header);
+	if (len > WIRE_MAX_FRAME)
+		return -1;
+	*frame = malloc(len + 1);
+	if (!*frame || read_full(fd, *frame, len) < 0)
+		return -1;
+	memset(job, 0, sizeof *job);
+	wire_in_init(&in, *frame, len);
+	job->kind = (enum job_kind)wire_in_u32(&in);
+	wire_in_str(&in, job->path, sizeof job->path);
+	wire_in_str(&in, job->module, sizeof job->module);
+	wire_in_str(&in, job->method, sizeof job->method);
+	wire_in_str(&in, job->version, sizeof job->version);
+	wire_in_str(&in, job->id, sizeof job->id);
+	wire_in_str(&in, job->queue, sizeof job->queue);
+	job->attempt = wire_in_u32(&in);
+	/* the payload is used in place: the frame outlives the job */
+	job->payload = (char *)wire_in_bytes(&in, &job->payload_len);
+	if (in.failed)
+		return -1;
+	job->payload[job->payload_len] = '\0';	/* frame has one spare byte */
+	return 0;
+}
+
+void worker_main(int fd)
+{
+	char tag[32];
+
+	snprintf(tag, sizeof tag, "worker %d", (int)getpid());
+	log_set_tag(tag);
+	for (;;) {
+		struct job job;
+		struct job_result res;
+		char *frame = NULL;
+
+		if (read_job(fd, &job, &frame) < 0)
+			_exit(0);	/* the host closed the channel: done */
+		memset(&res, 0, sizeof res);
+		if (load(job.path, res.error, sizeof res.error) < 0)
+			res.status = WORKER_LOAD_FAILED;
+		else if (job.kind == JOB_PROBE)
+			probe(&job, &res);
+		else
+			run_call(&job, &res);
+		send_result(fd, &res);
+		free(res.reply);
+		free(frame);
+	}
+}

@@ -1,0 +1,504 @@
+/*
+ * worker_pool.c - the host side of the worker processes (see worker.h):
+ * forking, handing out jobs by class, reading results, timeouts, and
+ * turning a worker's death into a readable failed attempt.
+ *
+ * A worker's death is learned from its pidfd, which gives the exact wait
+ * status.  If the channel closes while the process lives on (a plugin
+ * closed fds it does not own), the worker gets a short grace period to
+ * die on its own and is then killed.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "wire.h"
+#include "worker.h"
+
+#define CHANNEL_GRACE_MS 1000
+#define RESPAWN_DELAY_MS 100
+
+enum worker_state { W_IDLE, W_BUSY, W_DYING };
+
+struct worker {
+	struct worker_pool *pool;
+	int slot;
+	pid_t pid;
+	int pidfd;
+	struct event *death;		/* pidfd readable */
+	struct bufferevent *channel;
+	struct event *deadline;		/* job timeout or channel grace */
+	enum worker_state state;
+	struct job *job;
+	char kill_reason[256];		/* set when the host killed it */
+	bool channel_lost;		/* EOF on the channel, process alive */
+	int64_t started_ms;		/* monotonic, for quick-death backoff */
+};
+
+struct worker_pool {
+	struct event_base *base;
+	int size;
+	struct worker **workers;
+	TAILQ_HEAD(, job) waiting[CLASS_COUNT];
+	int waiting_count[CLASS_COUNT];
+	struct event *kick;		/* deferred hand-out */
+	void (*on_idle)(void *arg);
+	void *on_idle_arg;
+};
+
+static void spawn(struct worker_pool *pool, int slot);
+static void hand_out(evutil_socket_t fd, short what, void *arg);
+
+void job_result_release(struct job_result *result)
+{
+	free(result->reply);
+	result->reply = NULL;
+	result->reply_len = 0;
+}
+
+static void kick(struct worker_pool *pool)
+{
+	event_active(pool->kick, EV_TIMEOUT, 0);
+}
+
+static void finish_job(struct worker *w, struct job_result *res)
+{
+	struct job *job = w->job;
+
+	w->job = NULL;
+	if (w->deadline)
+		evtimer_del(w->deadline);
+	if (job)
+		job->done(job, res);
+	job_result_release(res);
+}
+
+static const char *job_subject(const struct job *job, char *out, size_t size)
+{
+	if (job->kind == JOB_PROBE)
+		snprintf(out, size, "loading %s (%.200s)", job->module, job->path);
+	else
+		snprintf(out, size, "%s@%s", job->module, job->version);
+	return out;
+}
+
+/* Kills the worker; its death handler completes the job with reason. */
+static void kill_worker(struct worker *w, const char *reason)
+{
+	if (w->kill_reason[0])
+		return;	/* already killed */
+	w->state = W_DYING;
+	snprintf(w->kill_reason, sizeof w->kill_reason, "%s", reason);
+	if (w->channel)
+		bufferevent_disable(w->channel, EV_READ | EV_WRITE);
+	kill(w->pid, SIGKILL);
+}
+
+static void describe_death(const struct worker *w, int status, char *out, size_t size)
+{
+	char subject[300];
+
+	job_subject(w->job, subject, sizeof subject);
+	if (w->kill_reason[0])
+		snprintf(out, size, "%s in %s", w->kill_reason, subject);
+	else if (WIFSIGNALED(status) && sigabbrev_np(WTERMSIG(status)))
+		snprintf(out, size, "worker killed by SIG%s in %s", sigabbrev_np(WTERMSIG(status)),
+			 subject);
+	else if (WIFSIGNALED(status))
+		snprintf(out, size, "worker killed by signal %d in %s", WTERMSIG(status), subject);
+	else if (WIFEXITED(status))
+		snprintf(out, size, "worker exited with status %d in %s", WEXITSTATUS(status),
+			 subject);
+	else
+		snprintf(out, size, "worker ended in %s", subject);
+}
+
+static void on_death(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct worker_pool *pool = w->pool;
+	struct job_result res;
+	int status = 0;
+	siginfo_t info;
+
+	(void)fd;
+	(void)what;
+	memset(&info, 0, sizeof info);
+	if (waitid(P_PIDFD, (id_t)w->pidfd, &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
+		return;	/* not dead yet */
+	if (info.si_code == CLD_EXITED)
+		status = (info.si_status & 0xff) << 8;
+	else
+		status = info.si_status & 0x7f;
+	if (w->job) {
+		memset(&res, 0, sizeof res);
+		res.status = w->kill_reason[0] && !strncmp(w->kill_reason, "attempt timed out", 17)
+			? WORKER_TIMEOUT : WORKER_CRASHED;
+		describe_death(w, status, res.error, sizeof res.error);
+		snprintf(res.version, sizeof res.version, "%s",
+			 w->job->kind == JOB_CALL ? w->job->version : "");
+		log_warning("%s", res.error);
+		finish_job(w, &res);
+	}
+	w->state = W_DYING;
+	event_free(w->death);
+	close(w->pidfd);
+	if (w->channel)
+		bufferevent_free(w->channel);
+	if (w->deadline)
+		event_free(w->deadline);
+	pool->workers[w->slot] = NULL;
+	{
+		int slot = w->slot;
+		bool quick = clock_mono_ms() - w->started_ms < RESPAWN_DELAY_MS;
+
+		free(w);
+		if (quick) {
+			/* dying at once again and again: don't spin */
+			struct timeval tv = { 0, RESPAWN_DELAY_MS * 1000 };
+
+			event_base_once(pool->base, -1, EV_TIMEOUT, hand_out, pool, &tv);
+		} else {
+			spawn(pool, slot);
+		}
+	}
+	kick(pool);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	char reason[256];
+
+	(void)fd;
+	(void)what;
+	if (w->state == W_BUSY && w->job && !w->channel_lost) {
+		snprintf(reason, sizeof reason, "attempt timed out after %lld ms (worker killed)",
+			 (long long)w->job->timeout_ms);
+		kill_worker(w, reason);
+	} else {
+		kill_worker(w, "worker closed its channel to the host");
+	}
+}
+
+static void read_result(struct worker *w)
+{
+	struct evbuffer *in = bufferevent_get_input(w->channel);
+	unsigned char header[4];
+	struct job_result res;
+	struct wire_in r;
+	uint32_t len;
+	const char *body, *reply;
+
+	while (evbuffer_get_length(in) >= 4) {
+		evbuffer_copyout(in, header, 4);
+		len = wire_frame_len(header);
+		if (len > WIRE_MAX_FRAME) {
+			kill_worker(w, "worker sent an oversized message");
+			return;
+		}
+		if (evbuffer_get_length(in) < 4 + (size_t)len)
+			return;
+		body = (const char *)evbuffer_pullup(in, 4 + (ssize_t)len) + 4;
+		memset(&res, 0, sizeof res);
+		wire_in_init(&r, body, len);
+		res.status = (enum worker_status)wire_in_u32(&r);
+		reply = wire_in_bytes(&r, &res.reply_len);
+		wire_in_str(&r, res.error, sizeof res.error);
+		wire_in_str(&r, res.version, sizeof res.version);
+		wire_in_str(&r, res.methods, sizeof res.methods);
+		if (r.failed || res.status > WORKER_BAD_OUTCOME || w->state != W_BUSY) {
+			kill_worker(w, "worker sent a malformed message");
+			return;
+		}
+		if (res.reply_len) {
+			res.reply = malloc(res.reply_len + 1);
+			if (!res.reply) {
+				kill_worker(w, "host out of memory for the reply");
+				return;
+			}
+			memcpy(res.reply, reply, res.reply_len);
+			res.reply[res.reply_len] = '\0';
+		}
+		evbuffer_drain(in, 4 + (size_t)len);
+		w->state = W_IDLE;
+		finish_job(w, &res);
+		kick(w->pool);
+	}
+}
+
+static void on_channel_read(struct bufferevent *bev, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)bev;
+	read_result(w);
+}
+
+static void on_channel_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct timeval grace = { CHANNEL_GRACE_MS / 1000, (CHANNEL_GRACE_MS % 1000) * 1000 };
+
+	(void)bev;
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	bufferevent_disable(w->channel, EV_READ | EV_WRITE);
+	if (w->state == W_DYING)
+		return;
+	/* usually the process is dying and its pidfd fires next; if it
+	 * lives on without its channel, it is killed after the grace */
+	w->channel_lost = true;
+	if (w->state == W_IDLE)
+		w->state = W_DYING;
+	evtimer_add(w->deadline, &grace);
+}
+
+static void spawn(struct worker_pool *pool, int slot)
+{
+	struct worker *w;
+	int fds[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
+		log_error("cannot create a worker channel: %s", strerror(errno));
+		return;
+	}
+	pid = fork();
+	if (pid < 0) {
+		log_error("cannot fork a worker: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		if (dup2(fds[1], 3) < 0)
+			_exit(1);
+		if (devnull >= 0)
+			dup2(devnull, STDIN_FILENO);
+		dup2(STDERR_FILENO, STDOUT_FILENO);	/* plugin printf goes to the log */
+		close_range(4, ~0U, 0);
+		if (getppid() == 1)
+			_exit(0);
+		worker_main(3);
+	}
+	close(fds[1]);
+	w = calloc(1, sizeof *w);
+	if (!w)
+		goto fail;
+	w->pool = pool;
+	w->slot = slot;
+	w->pid = pid;
+	w->started_ms = clock_mono_ms();
+	w->pidfd = pidfd_open(pid, 0);
+	if (w->pidfd < 0) {
+		log_error("pidfd_open: %s", strerror(errno));
+		goto fail;
+	}
+	evutil_make_socket_nonblocking(fds[0]);
+	w->channel = bufferevent_socket_new(pool->base, fds[0], BEV_OPT_CLOSE_ON_FREE);
+	w->death = event_new(pool->base, w->pidfd, EV_READ | EV_PERSIST, on_death, w);
+	w->deadline = evtimer_new(pool->base, on_deadline, w);
+	if (!w->channel || !w->death || !w->deadline)
+		goto fail;
+	bufferevent_setcb(w->channel, on_channel_read, NULL, on_channel_event, w);
+	bufferevent_enable(w->channel, EV_READ);
+	event_add(w->death, NULL);
+	w->state = W_IDLE;
+	pool->workers[slot] = w;
+	return;
+fail:
+	log_error("cannot set up worker %d", (int)pid);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	if (w) {
+		if (w->channel)
+			bufferevent_free(w->channel);
+		else
+			close(fds[0]);
+		if (w->death)
+			event_free(w->death);
+		if (w->deadline)
+			event_free(w->deadline);
+		if (w->pidfd >= 0)
+			close(w->pidfd);
+		free(w);
+	} else {
+		close(fds[0]);
+	}
+}
+
+static int send_job(struct worker *w, struct job *job)
+{
+	struct wire_out out;
+	struct timeval tv = { job->timeout_ms / 1000, (job->timeout_ms % 1000) * 1000 };
+
+	wire_out_init(&out);
+	wire_out_u32(&out, (uint32_t)job->kind);
+	wire_out_str(&out, job->path);
+	wire_out_str(&out, job->module);
+	wire_out_str(&out, job->method);
+	wire_out_str(&out, job->version);
+	wire_out_str(&out, job->id);
+	wire_out_str(&out, job->queue);
+	wire_out_u32(&out, job->attempt);
+	wire_out_bytes(&out, job->payload ? job->payload : "", job->payload_len);
+	if (wire_out_finish(&out) < 0 ||
+	    bufferevent_write(w->channel, out.data, out.len) < 0) {
+		wire_out_free(&out);
+		return -1;
+	}
+	wire_out_free(&out);
+	w->job = job;
+	w->state = W_BUSY;
+	evtimer_add(w->deadline, &tv);
+	return 0;
+}
+
+static struct job *next_job(struct worker_pool *pool)
+{
+	for (int c = 0; c < CLASS_COUNT; c++) {
+		struct job *job = TAILQ_FIRST(&pool->waiting[c]);
+
+		if (job) {
+			TAILQ_REMOVE(&pool->waiting[c], job, link);
+			pool->waiting_count[c]--;
+			return job;
+		}
+	}
+	return NULL;
+}
+
+static void fail_job(struct job *job, const char *why)
+{
+	struct job_result res;
+
+	memset(&res, 0, sizeof res);
+	res.status = WORKER_CRASHED;
+	snprintf(res.error, sizeof res.error, "%s", why);
+	job->done(job, &res);
+}
+
+static void hand_out(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_pool *pool = arg;
+	(void)fd;
+	(void)what;
+	for (int i = 0; i < pool->size; i++)
+		if (!pool->workers[i])
+			spawn(pool, i);
+	for (int i = 0; i < pool->size; i++) {
+		struct worker *w = pool->workers[i];
+		struct job *job;
+
+		if (!w || w->state != W_IDLE)
+			continue;
+		job = next_job(pool);
+		if (!job)
+			break;
+		if (send_job(w, job) < 0)
+			fail_job(job, "cannot send the job to a worker");
+	}
+	if (pool->on_idle && pool_busy(pool) < pool->size)
+		pool->on_idle(pool->on_idle_arg);
+}
+
+struct worker_pool *pool_new(struct event_base *base, int size)
+{
+	struct worker_pool *pool = calloc(1, sizeof *pool);
+
+	if (!pool)
+		return NULL;
+	pool->base = base;
+	pool->size = size;
+	pool->workers = calloc((size_t)size, sizeof *pool->workers);
+	pool->kick = event_new(base, -1, 0, hand_out, pool);
+	if (!pool->workers || !pool->kick) {
+		free(pool->workers);
+		free(pool);
+		return NULL;
+	}
+	for (int c = 0; c < CLASS_COUNT; c++)
+		TAILQ_INIT(&pool->waiting[c]);
+	for (int i = 0; i < size; i++)
+		spawn(pool, i);
+	return pool;
+}
+
+void pool_free(struct worker_pool **pp)
+{
+	struct worker_pool *pool = *pp;
+
+	if (!pool)
+		return;
+	for (int i = 0; i < pool->size; i++) {
+		struct worker *w = pool->workers[i];
+
+		if (!w)
+			continue;
+		kill(w->pid, SIGKILL);
+		waitpid(w->pid, NULL, 0);
+		event_free(w->death);
+		close(w->pidfd);
+		bufferevent_free(w->channel);
+		event_free(w->deadline);
+		free(w);
+	}
+	event_free(pool->kick);
+	free(pool->workers);
+	free(pool);
+	*pp = NULL;
+}
+
+void pool_submit(struct worker_pool *pool, struct job *job)
+{
+	TAILQ_INSERT_TAIL(&pool->waiting[job->class], job, link);
+	pool->waiting_count[job->class]++;
+	kick(pool);
+}
+
+int pool_waiting(const struct worker_pool *pool, enum job_class c)
+{
+	return pool->waiting_count[c];
+}
+
+int pool_busy(const struct worker_pool *pool)
+{
+	int busy = 0;
+
+	for (int i = 0; i < pool->size; i++)
+		if (pool->workers[i] && pool->workers[i]->state != W_IDLE)
+			busy++;
+	return busy;
+}
+
+int pool_size(const struct worker_pool *pool)
+{
+	return pool->size;
+}
+
+void pool_on_idle(struct worker_pool *pool, void (*cb)(void *arg), void *arg)
+{
+	pool->on_idle = cb;
+	pool->on_idle_arg = arg;
+}

@@ -1,0 +1,27 @@
+# tests/local.mk - unit tests (Check) and end-to-end tests (shell scripts
+# that run the real cagehost); included from the top-level Makefile.am.
+
+TEST_EXTENSIONS = .test .sh
+TEST_LOG_DRIVER = env AM_TAP_AWK='$(AWK)' $(SHELL) $(top_srcdir)/build-aux/tap-driver.sh
+SH_LOG_DRIVER = env AM_TAP_AWK='$(AWK)' $(SHELL) $(top_srcdir)/build-aux/tap-driver.sh
+
+if HAVE_CHECK
+check_PROGRAMS += tests/unit/units.test
+tests_unit_units_test_SOURCES = \
+	tests/unit/check_main.c tests/unit/check_retry.c tests/unit/check_parse.c \
+	tests/unit/check_record.c tests/unit/check_store.c
+tests_unit_units_test_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_units_test_LDADD = host/libcagehost.la $(CHECK_LIBS)
+TESTS += tests/unit/units.test
+endif
+
+E2E_TESTS = 
+TESTS += $(E2E_TESTS)
+EXTRA_DIST += $(E2E_TESTS) tests/lib.sh
+
+AM_TESTS_ENVIRONMENT = \
+	CK_TAP_LOG_FILE_NAME=- CK_VERBOSITY=silent \
+	CAGE_TEST_PLUGIN='$(abs_top_builddir)/plugins/.libs/echo.so' \
+	CAGE_BUILD='$(abs_top_builddir)' CAGE_SRC='$(abs_top_srcdir)' \
+	TMPDIR="$${TMPDIR:-/tmp}"; \
+	export CK_TAP_LOG_FILE_NAME CK_VERBOSITY CAGE_TEST_PLUGIN CAGE_BUILD CAGE_SRC TMPDIR;

@@ -1,0 +1,97 @@
+/*
+ * crashy.c - test module "crashy": every way a handler can go wrong.
+ *
+ * Each method misbehaves in one way the host must survive, turning it into a
+ * failed attempt (CAGE_RETRY) while it keeps serving other calls:
+ *   segv    writes through a NULL pointer (SIGSEGV)
+ *   abort   calls abort() (SIGABRT)
+ *   exit    calls exit(3) from inside the worker
+ *   hang    spins on the CPU forever (needs attempt_timeout)
+ *   sleep   blocks forever in pause() (needs attempt_timeout)
+ * and two well-behaved ones:
+ *   ok      replies "crashy ok" (the worker replaced after a crash works)
+ *   chatty  prints to stdout and stderr, then replies "chatty ok" (the
+ *           handler's own output must not corrupt the host's channel)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cage.h"
+
+static cage_outcome segv(cage_call *call)
+{
+	/*
+	 * Both volatiles matter: with a plain int target gcc 12 -O2 drops the
+	 * store, and the handler returns CAGE_OK instead of crashing.
+	 */
+	volatile int *volatile p = NULL;
+
+	(void)call;
+	*p = 1;
+	return CAGE_OK;
+}
+
+static cage_outcome do_abort(cage_call *call)
+{
+	(void)call;
+	abort();
+}
+
+static cage_outcome do_exit(cage_call *call)
+{
+	(void)call;
+	exit(3);
+}
+
+static cage_outcome hang(cage_call *call)
+{
+	volatile unsigned long spins = 0;
+
+	(void)call;
+	for (;;)
+		spins++;
+	return CAGE_RETRY;	/* not reached; keeps -Wreturn-type quiet */
+}
+
+static cage_outcome do_sleep(cage_call *call)
+{
+	(void)call;
+	for (;;)
+		pause();
+	return CAGE_RETRY;	/* not reached */
+}
+
+static cage_outcome ok(cage_call *call)
+{
+	cage_reply_str(call, "crashy ok");
+	return CAGE_OK;
+}
+
+static cage_outcome chatty(cage_call *call)
+{
+	int i;
+
+	for (i = 1; i <= 3; i++) {
+		printf("crashy chatty: stdout line %d\n", i);
+		fprintf(stderr, "crashy chatty: stderr line %d\n", i);
+	}
+	/* A worker may leave with _exit(); do not leave output in buffers. */
+	fflush(stdout);
+	fflush(stderr);
+	cage_reply_str(call, "chatty ok");
+	return CAGE_OK;
+}
+
+static const struct cage_method methods[] = {
+	{ "segv", segv },
+	{ "abort", do_abort },
+	{ "exit", do_exit },
+	{ "hang", hang },
+	{ "sleep", do_sleep },
+	{ "ok", ok },
+	{ "chatty", chatty },
+	{ NULL, NULL },
+};
+
+CAGE_MODULE("1", methods);

@@ -1,0 +1,193 @@
+/*
+ * check_parse.c - unit tests of duration and config parsing
+ * (host/duration.c, host/conf.c), including their error messages.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../host/conf.h"
+#include "../../host/duration.h"
+
+START_TEST(durations_parse_in_every_unit)
+{
+	static const struct { const char *text; int64_t ms; } rows[] = {
+		{ "250ms", 250 }, { "0s", 0 }, { "60s", 60000 }, { "5m", 300000 },
+		{ "1h", 3600000 }, { "3d", 259200000 }, { "72h", 259200000 },
+	};
+	char err[160];
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		int64_t ms = -1;
+
+		ck_assert_msg(duration_parse(rows[i].text, &ms, err, sizeof err) == 0,
+			      "row %zu (%s): %s", i, rows[i].text, err);
+		ck_assert_msg(ms == rows[i].ms, "row %zu (%s): got %lld", i, rows[i].text,
+			      (long long)ms);
+	}
+}
+END_TEST
+
+START_TEST(bad_durations_say_why)
+{
+	static const struct { const char *text; const char *reason; } rows[] = {
+		{ "60", "has no unit" }, { "abc", "is not a duration" }, { "5w", "unknown unit 'w'" },
+		{ "-5s", "is not a duration" }, { "1.5s", "unknown unit '.5s'" },
+		{ "99999999999999d", "too large" }, { "", "is not a duration" },
+	};
+	char err[160];
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		int64_t ms;
+
+		ck_assert_msg(duration_parse(rows[i].text, &ms, err, sizeof err) == -1,
+			      "row %zu (%s) was accepted", i, rows[i].text);
+		ck_assert_msg(strstr(err, rows[i].reason), "row %zu (%s): '%s' lacks '%s'", i,
+			      rows[i].text, err, rows[i].reason);
+	}
+}
+END_TEST
+
+START_TEST(durations_format_in_the_largest_exact_unit)
+{
+	char out[32];
+
+	ck_assert_str_eq(duration_format(90000, out, sizeof out), "90s");
+	ck_assert_str_eq(duration_format(3600000, out, sizeof out), "1h");
+	ck_assert_str_eq(duration_format(250, out, sizeof out), "250ms");
+	ck_assert_str_eq(duration_format(259200000, out, sizeof out), "3d");
+}
+END_TEST
+
+START_TEST(empty_config_gives_the_documented_defaults)
+{
+	struct host_conf c;
+	const struct queue_conf *q;
+	char err[256];
+
+	ck_assert_int_eq(conf_parse("t.conf", "", "/etc", &c, err, sizeof err), 0);
+	ck_assert_str_eq(c.listen_host, "127.0.0.1");
+	ck_assert_int_eq(c.listen_port, 8610);
+	q = conf_queue(&c, "default");
+	ck_assert_ptr_nonnull(q);
+	ck_assert_int_eq(q->retry.interval_ms, 60000);
+	ck_assert(q->retry.factor == 1.5);
+	ck_assert_int_eq(q->retry.max_interval_ms, 3600000);
+	ck_assert_int_eq(q->retry.lifetime_ms, 259200000);
+	conf_release(&c);
+}
+END_TEST
+
+START_TEST(full_config_is_read)
+{
+	const char *text =
+		"# comment\n"
+		"[host]\n"
+		"listen = 0.0.0.0:9000\n"
+		"data_dir = data\n"
+		"plugin_dir = /srv/plugins\n"
+		"workers = 3\n"
+		"max_body_size = 64k\n"
+		"\n"
+		"[queue billing]\n"
+		"retry_interval = 250ms\n"
+		"retry_factor = 2\n"
+		"retry_max_interval = 10s\n"
+		"lifetime = 1h\n"
+		"attempt_timeout = 5s\n"
+		"concurrency = 4\n"
+		"wake_on_new_version = no\n"
+		"[queue default]\n"
+		"lifetime = 1d\n";
+	struct host_conf c;
+	const struct queue_conf *q;
+	char err[256];
+
+	ck_assert_msg(conf_parse("t.conf", text, "/etc/cage", &c, err, sizeof err) == 0, "%s", err);
+	ck_assert_str_eq(c.listen_host, "0.0.0.0");
+	ck_assert_int_eq(c.listen_port, 9000);
+	ck_assert_str_eq(c.data_dir, "/etc/cage/data");
+	ck_assert_str_eq(c.plugin_dir, "/srv/plugins");
+	ck_assert_int_eq(c.workers, 3);
+	ck_assert_uint_eq(c.max_body_size, 65536);
+	q = conf_queue(&c, "billing");
+	ck_assert_ptr_nonnull(q);
+	ck_assert_int_eq(q->retry.interval_ms, 250);
+	ck_assert(q->retry.factor == 2.0);
+	ck_assert_int_eq(q->retry.max_interval_ms, 10000);
+	ck_assert_int_eq(q->attempt_timeout_ms, 5000);
+	ck_assert_int_eq(q->concurrency, 4);
+	ck_assert(!q->wake_on_new_version);
+	ck_assert_int_eq(conf_queue(&c, "default")->retry.lifetime_ms, 86400000);
+	conf_release(&c);
+}
+END_TEST
+
+START_TEST(config_errors_name_file_and_line)
+{
+	static const struct { const char *text; const char *error; } rows[] = {
+		{ "[host]\nbogus = 1\n", "t.conf:2: unknown key 'bogus' in [host]" },
+		{ "[host]\nworkers = many\n", "t.conf:2: workers: 'many' is not a whole number" },
+		{ "[host]\nworkers = 0\n", "t.conf:2: workers: 0 is out of range 1..256" },
+		{ "[queue q]\nretry_interval = 60\n", "t.conf:2: retry_interval: duration '60' has no unit" },
+		{ "[queue q]\n\n\nretry_factor = 0.5\n", "t.conf:4: retry_factor: '0.5' is not a number from 1 to 100" },
+		{ "[queue q]\nlifetime = 3w\n", "t.conf:2: lifetime: duration '3w' has an unknown unit" },
+		{ "workers = 2\n", "t.conf:1: 'workers' is outside any section" },
+		{ "[host\n", "t.conf:1: malformed section header" },
+		{ "[hosts]\n", "t.conf:1: unknown section [hosts]" },
+		{ "[queue a/b]\n", "t.conf:1: invalid queue name 'a/b'" },
+		{ "[queue x]\n[queue x]\n", "t.conf:2: queue 'x' is defined twice" },
+		{ "[host]\nlisten = 8610\n", "t.conf:2: listen: '8610' is not ADDRESS:PORT" },
+		{ "[host]\njust words\n", "t.conf:2: expected 'key = value'" },
+		{ "[queue q]\nconcurrency = -1\n", "t.conf:2: concurrency: -1 is out of range" },
+		{ "[queue q]\nretry_interval = 2h\n", "t.conf: [queue q]: retry_max_interval is shorter than retry_interval" },
+		{ "[host]\nmax_body_size = 12X\n", "t.conf:2: max_body_size: '12X' has an unknown unit" },
+		{ "[queue q]\nwake_on_new_version = maybe\n", "t.conf:2: wake_on_new_version: 'maybe' is not yes or no" },
+	};
+	char err[256];
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct host_conf c;
+
+		ck_assert_msg(conf_parse("t.conf", rows[i].text, "/", &c, err, sizeof err) == -1,
+			      "row %zu was accepted", i);
+		ck_assert_msg(strstr(err, rows[i].error) == err, "row %zu: got '%s', expected '%s'",
+			      i, err, rows[i].error);
+	}
+}
+END_TEST
+
+START_TEST(missing_config_file_is_reported)
+{
+	struct host_conf c;
+	char err[256];
+
+	ck_assert_int_eq(conf_load("/nonexistent/cagehost.conf", &c, err, sizeof err), -1);
+	ck_assert_str_eq(err, "/nonexistent/cagehost.conf: cannot open: No such file or directory");
+}
+END_TEST
+
+Suite *duration_suite(void)
+{
+	Suite *s = suite_create("duration");
+	TCase *tc = tcase_create("parse");
+
+	tcase_add_test(tc, durations_parse_in_every_unit);
+	tcase_add_test(tc, bad_durations_say_why);
+	tcase_add_test(tc, durations_format_in_the_largest_exact_unit);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+Suite *conf_suite(void)
+{
+	Suite *s = suite_create("conf");
+	TCase *tc = tcase_create("parse");
+
+	tcase_add_test(tc, empty_config_gives_the_documented_defaults);
+	tcase_add_test(tc, full_config_is_read);
+	tcase_add_test(tc, config_errors_name_file_and_line);
+	tcase_add_test(tc, missing_config_file_is_reported);
+	suite_add_tcase(s, tc);
+	return s;
+}

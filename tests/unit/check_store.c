@@ -1,0 +1,302 @@
+/*
+ * check_store.c - unit tests of the ELF completeness check
+ * (host/elf_check.c) on real shared objects built by the build, and of the
+ * Berkeley DB store (host/store.c) in a fresh temporary environment.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../host/clock.h"
+#include "../../host/elf_check.h"
+#include "../../host/store.h"
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *data;
+
+	ck_assert_msg(f != NULL, "cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	rewind(f);
+	data = malloc(*len);
+	ck_assert_uint_eq(fread(data, 1, *len, f), *len);
+	fclose(f);
+	return data;
+}
+
+static const char *plugin_path(void)
+{
+	const char *p = getenv("CAGE_TEST_PLUGIN");
+
+	ck_assert_msg(p != NULL, "CAGE_TEST_PLUGIN is not set");
+	return p;
+}
+
+START_TEST(built_plugin_passes)
+{
+	size_t len;
+	unsigned char *data = slurp(plugin_path(), &len);
+	char why[256];
+
+	ck_assert_msg(elf_check_shared_object(data, len, why, sizeof why) == 0, "%s", why);
+	free(data);
+}
+END_TEST
+
+START_TEST(every_truncation_is_refused)
+{
+	size_t len;
+	unsigned char *data = slurp(plugin_path(), &len);
+	char why[256];
+
+	/* as a file being copied in: every prefix, in steps, must be refused */
+	for (size_t cut = 0; cut < len; cut += (cut < 256 ? 1 : 97)) {
+		ck_assert_msg(elf_check_shared_object(data, cut, why, sizeof why) == -1,
+			      "a %zu-byte prefix of %zu passed", cut, len);
+	}
+	ck_assert_int_eq(elf_check_shared_object(data, len - 1, why, sizeof why), -1);
+	ck_assert_msg(strstr(why, "truncated"), "why: %s", why);
+	free(data);
+}
+END_TEST
+
+START_TEST(other_files_are_refused_with_a_reason)
+{
+	size_t len;
+	unsigned char *data = slurp(plugin_path(), &len);
+	char why[256];
+
+	ck_assert_int_eq(elf_check_shared_object("#!/bin/sh\n", 10, why, sizeof why), -1);
+	ck_assert_str_eq(why, "not an ELF file (10 bytes)");
+	data[18] ^= 0xff;	/* e_machine */
+	ck_assert_int_eq(elf_check_shared_object(data, len, why, sizeof why), -1);
+	ck_assert_msg(strstr(why, "another architecture"), "why: %s", why);
+	data[18] ^= 0xff;
+	data[16] = 2;		/* e_type = ET_EXEC */
+	ck_assert_int_eq(elf_check_shared_object(data, len, why, sizeof why), -1);
+	ck_assert_msg(strstr(why, "not a shared object"), "why: %s", why);
+	free(data);
+}
+END_TEST
+
+static char dir[256];
+
+static void make_dir(void)
+{
+	snprintf(dir, sizeof dir, "%s/check_store.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void remove_dir(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+}
+
+static struct store *open_store(void)
+{
+	struct store *s;
+	char err[512];
+
+	ck_assert_msg(store_open(&s, dir, err, sizeof err) == 0, "%s", err);
+	return s;
+}
+
+static void add(struct store *s, const char *id, int64_t due, const char *key)
+{
+	struct call_record r;
+
+	memset(&r, 0, sizeof r);
+	r.state = CALL_PENDING;
+	r.when_ms = due;
+	r.enqueued_ms = due;
+	snprintf(r.id, sizeof r.id, "%s", id);
+	strcpy(r.queue, "default");
+	strcpy(r.module, "echo");
+	strcpy(r.method, "echo");
+	if (key)
+		snprintf(r.idem_key, sizeof r.idem_key, "%s", key);
+	r.payload = id;
+	r.payload_len = strlen(id);
+	ck_assert_int_eq(store_add_call(s, &r), 0);
+}
+
+static int collect(const struct call_record *r, void *arg)
+{
+	strcat(arg, r->id);
+	strcat(arg, ",");
+	return 0;
+}
+
+START_TEST(committed_calls_survive_reopen)
+{
+	struct store *s = open_store();
+	struct call_record r;
+	void *buf;
+
+	add(s, "0000000000000001", 5000, "k1");
+	ck_assert_int_eq(store_commit(s), 0);
+	add(s, "0000000000000002", 6000, NULL);
+	store_abort(s);		/* never acknowledged: may vanish */
+	store_close(&s);
+	s = open_store();
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "0000000000000001", &r, &buf), 0);
+	ck_assert_uint_eq(r.payload_len, 16);
+	free(buf);
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "0000000000000002", &r, &buf), 1);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(due_calls_come_earliest_first)
+{
+	struct store *s = open_store();
+	char seen[256] = "";
+	int64_t due;
+
+	add(s, "00000000000000aa", 3000, NULL);
+	add(s, "00000000000000bb", 1000, NULL);
+	add(s, "00000000000000cc", 9000, NULL);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_next_due(s, &due), 0);
+	ck_assert_int_eq(due, 1000);
+	ck_assert_int_eq(store_scan_due(s, 5000, 100, collect, seen), 0);
+	ck_assert_str_eq(seen, "00000000000000bb,00000000000000aa,");
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(finished_calls_leave_the_due_index)
+{
+	struct store *s = open_store();
+	struct call_record r;
+	void *buf;
+	int64_t due;
+
+	add(s, "00000000000000aa", 1000, "key-a");
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "00000000000000aa", &r, &buf), 0);
+	r.state = CALL_DONE;
+	r.when_ms = 2000;
+	ck_assert_int_eq(store_finish_call(s, &r), 0);
+	free(buf);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_next_due(s, &due), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_DONE, "00000000000000aa", &r, &buf), 0);
+	ck_assert_int_eq(r.state, CALL_DONE);
+	free(buf);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(idempotency_keys_find_the_first_call)
+{
+	struct store *s = open_store();
+	char id[CALL_ID_LEN + 1];
+
+	add(s, "00000000000000aa", 1000, "order-42");
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_find_idem(s, "order-42", id), 0);
+	ck_assert_str_eq(id, "00000000000000aa");
+	ck_assert_int_eq(store_find_idem(s, "order-43", id), 1);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(sweep_removes_only_old_done_calls)
+{
+	struct store *s = open_store();
+	struct call_record r;
+	void *buf;
+	char id[CALL_ID_LEN + 1];
+	const char *ids[] = { "0000000000010000", "0000000000020000" };
+
+	for (int i = 0; i < 2; i++) {
+		add(s, ids[i], 1, i ? NULL : "old-key");
+		ck_assert_int_eq(store_get_call(s, TABLE_CALLS, ids[i], &r, &buf), 0);
+		r.state = CALL_DONE;
+		r.when_ms = i ? 100000 : 2;	/* finished at 2 ms and at 100 s */
+		ck_assert_int_eq(store_finish_call(s, &r), 0);
+		free(buf);
+	}
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_sweep_done(s, 50000, 100), 1);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_DONE, ids[0], &r, &buf), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_DONE, ids[1], &r, &buf), 0);
+	free(buf);
+	ck_assert_int_eq(store_find_idem(s, "old-key", id), 1);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(ids_increase_across_restarts)
+{
+	struct store *s = open_store();
+	char a[CALL_ID_LEN + 1], b[CALL_ID_LEN + 1];
+
+	store_new_id(s, a);
+	add(s, a, 1, NULL);
+	ck_assert_int_eq(store_commit(s), 0);
+	store_close(&s);
+	s = open_store();
+	store_new_id(s, b);
+	ck_assert_int_lt(strcmp(a, b), 0);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(second_host_on_the_same_dir_is_refused)
+{
+	struct store *s = open_store(), *other;
+	char err[512];
+
+	ck_assert_int_eq(store_open(&other, dir, err, sizeof err), -1);
+	ck_assert_msg(strstr(err, "another cagehost"), "%s", err);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+Suite *elf_check_suite(void)
+{
+	Suite *s = suite_create("elf_check");
+	TCase *tc = tcase_create("files");
+
+	tcase_add_test(tc, built_plugin_passes);
+	tcase_add_test(tc, every_truncation_is_refused);
+	tcase_add_test(tc, other_files_are_refused_with_a_reason);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+Suite *store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("bdb");
+
+	tcase_add_checked_fixture(tc, make_dir, NULL);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, committed_calls_survive_reopen);
+	tcase_add_test(tc, due_calls_come_earliest_first);
+	tcase_add_test(tc, finished_calls_leave_the_due_index);
+	tcase_add_test(tc, idempotency_keys_find_the_first_call);
+	tcase_add_test(tc, sweep_removes_only_old_done_calls);
+	tcase_add_test(tc, ids_increase_across_restarts);
+	tcase_add_test(tc, second_host_on_the_same_dir_is_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
