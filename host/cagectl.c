@@ -147,7 +147,7 @@ static int request(const struct target *t, const char *method, const char *path,
 		return -1;
 	n = snprintf(head, sizeof head,
 		     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Length: %zu\r\n"
-		     "Accept: text/plain, application/json\r\nConnection: close\r\n%s\r\n",
+		     "Accept: text/plain\r\nConnection: close\r\n%s\r\n",
 		     method, path, t->host, t->port, body_len, extra_headers);
 	if (n < 0 || (size_t)n >= sizeof head || send_all(fd, head, (size_t)n) < 0 ||
 	    send_all(fd, body, body_len) < 0) {

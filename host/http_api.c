@@ -8,7 +8,9 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include "clock.h"
 #include "conf.h"
 #include "http_api.h"
+#include "http_guard.h"
 #include "log.h"
 #include "names.h"
 #include "plugin_dir.h"
@@ -33,6 +36,7 @@ struct http_api {
 	struct http_api_deps d;
 	struct evhttp *http;
 	uint64_t enqueued, duplicates, sync_calls, rejected;
+	int port;			/* the port actually bound */
 };
 
 struct sync_call {
@@ -368,7 +372,7 @@ static bool wants_text(struct evhttp_request *req)
 {
 	const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
 
-	return accept && strstr(accept, "text/plain") && !strstr(accept, "json");
+	return accept && strncmp(accept, "text/plain", 10) == 0;
 }
 
 static void describe_call(struct http_api *api, struct evhttp_request *req,
@@ -662,6 +666,9 @@ struct http_api *http_api_new(struct event_base *base, const struct http_api_dep
 {
 	struct http_api *api = calloc(1, sizeof *api);
 	const struct host_conf *conf = deps->conf;
+	struct evhttp_bound_socket *bound;
+	struct sockaddr_storage addr;
+	socklen_t addr_len = sizeof addr;
 
 	if (!api)
 		return NULL;
@@ -671,18 +678,32 @@ struct http_api *http_api_new(struct event_base *base, const struct http_api_dep
 		goto fail;
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
 	evhttp_set_max_body_size(api->http, (ev_ssize_t)conf->max_body_size);
-	evhttp_set_max_headers_size(api->http, (ev_ssize_t)conf->max_header_size);
+	/* the guard answers 431 first; evhttp's limit (413) is a backstop */
+	evhttp_set_max_headers_size(api->http, (ev_ssize_t)conf->max_header_size + 1024);
+	http_guard_install(api->http, conf->max_header_size);
 	evhttp_set_timeout(api->http, 60);
 	evhttp_set_gencb(api->http, route, api);
-	if (evhttp_bind_socket(api->http, conf->listen_host, (ev_uint16_t)conf->listen_port) < 0) {
+	bound = evhttp_bind_socket_with_handle(api->http, conf->listen_host,
+					       (ev_uint16_t)conf->listen_port);
+	if (!bound) {
 		log_error("cannot listen on %s:%d (in use, or not an address of this host)",
 			  conf->listen_host, conf->listen_port);
 		goto fail;
 	}
+	/* port 0 asks the kernel for a free port: tell the operator which */
+	if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&addr, &addr_len) == 0)
+		api->port = ntohs(addr.ss_family == AF_INET6
+				  ? ((struct sockaddr_in6 *)&addr)->sin6_port
+				  : ((struct sockaddr_in *)&addr)->sin_port);
 	return api;
 fail:
 	http_api_free(&api);
 	return NULL;
+}
+
+int http_api_port(const struct http_api *api)
+{
+	return api->port;
 }
 
 void http_api_free(struct http_api **ap)

@@ -36,4 +36,7 @@ struct http_api_deps {
 struct http_api *http_api_new(struct event_base *base, const struct http_api_deps *deps);
 void http_api_free(struct http_api **api);
 
+/* The TCP port listened on (the kernel's choice when the config says 0). */
+int http_api_port(const struct http_api *api);
+
 #endif

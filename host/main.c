@@ -111,7 +111,7 @@ static void on_plugins_ready(void *arg)
 	}
 	scheduler_start(h->scheduler);
 	log_info("serving on %s:%d (data_dir %s, plugin_dir %s, %d workers)",
-		 h->conf.listen_host, h->conf.listen_port, h->conf.data_dir, h->conf.plugin_dir,
+		 h->conf.listen_host, http_api_port(h->http), h->conf.data_dir, h->conf.plugin_dir,
 		 h->conf.workers);
 }
 

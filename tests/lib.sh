@@ -1,0 +1,182 @@
+# lib.sh - helpers for the end-to-end tests.  Each test is a TAP script that
+# runs the real cagehost from the build tree on a fresh temporary directory
+# and a kernel-chosen port, with real plugins built by the build.
+#
+# Environment (set by `make check`): CAGE_BUILD, CAGE_SRC, TMPDIR.
+# Waits are bounded polls of the host's observable state, never sleeps whose
+# length decides the outcome.
+
+set -u
+CAGE_BUILD=${CAGE_BUILD:-$(cd "$(dirname "$0")/.." && pwd)}
+CAGEHOST=$CAGE_BUILD/host/cagehost
+CAGECTL=$CAGE_BUILD/host/cagectl
+PLUGINS=$CAGE_BUILD/plugins/.libs
+TPLUGINS=$CAGE_BUILD/tests/plugins/.libs
+TPLUGINS_V1=$CAGE_BUILD/tests/plugins/v1/.libs
+TPLUGINS_V2=$CAGE_BUILD/tests/plugins/v2/.libs
+WAIT_LIMIT=${WAIT_LIMIT:-60}	# seconds any single wait may take
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/cage-e2e.XXXXXX")
+chmod 755 "$T"
+mkdir -m 755 "$T/plugins"
+HOST_PID=
+PORT=
+URL=
+tap_n=0
+tap_failed=0
+
+cleanup() {
+	if [ -n "$HOST_PID" ]; then
+		kill -9 "$HOST_PID" 2>/dev/null
+		wait "$HOST_PID" 2>/dev/null
+	fi
+	if [ "$tap_failed" = 0 ] && [ -z "${KEEP:-}" ]; then
+		rm -rf "$T"
+	else
+		echo "# test directory kept: $T"
+	fi
+}
+trap cleanup EXIT
+
+ok() {	# ok CONDITION-EXIT-STATUS DESCRIPTION
+	tap_n=$((tap_n + 1))
+	if [ "$1" = 0 ]; then
+		echo "ok $tap_n - $2"
+	else
+		echo "not ok $tap_n - $2"
+		tap_failed=$((tap_failed + 1))
+	fi
+}
+
+check() {	# check DESCRIPTION COMMAND...: passes when COMMAND succeeds
+	desc=$1
+	shift
+	if "$@"; then ok 0 "$desc"; else ok 1 "$desc"; fi
+}
+
+equal() {	# equal DESCRIPTION ACTUAL EXPECTED
+	if [ "$2" = "$3" ]; then
+		ok 0 "$1"
+	else
+		ok 1 "$1"
+		echo "#   got:      '$2'"
+		echo "#   expected: '$3'"
+	fi
+}
+
+contains() {	# contains DESCRIPTION HAYSTACK NEEDLE
+	case "$2" in
+	*"$3"*) ok 0 "$1" ;;
+	*) ok 1 "$1"; echo "#   '$3' not in: $(printf '%s' "$2" | head -c 600)" ;;
+	esac
+}
+
+done_testing() {
+	echo "1..$tap_n"
+	if [ "$tap_failed" != 0 ]; then
+		echo "# host log:"
+		sed 's/^/#   /' "$T/host.log" 2>/dev/null | tail -40
+	fi
+	exit 0
+}
+
+bail() {
+	echo "Bail out! $*"
+	sed 's/^/#   /' "$T/host.log" 2>/dev/null | tail -40
+	exit 1
+}
+
+# write_conf: the [host] section plus any extra lines given (queues...)
+write_conf() {
+	{
+		echo "[host]"
+		echo "listen = 127.0.0.1:${FIXED_PORT:-0}"
+		echo "data_dir = data"
+		echo "plugin_dir = plugins"
+		echo "workers = ${WORKERS:-2}"
+		echo "log_level = ${LOG_LEVEL:-info}"
+		for line in "$@"; do echo "$line"; done
+	} > "$T/cagehost.conf"
+}
+
+# wait_until DESCRIPTION COMMAND...: polls COMMAND (every 50 ms) until it
+# succeeds; returns 1 after WAIT_LIMIT seconds.
+wait_until() {
+	what=$1
+	shift
+	deadline=$(( $(date +%s) + WAIT_LIMIT ))
+	until "$@" >/dev/null 2>&1; do
+		if [ "$(date +%s)" -ge "$deadline" ]; then
+			echo "# gave up waiting for: $what"
+			return 1
+		fi
+		sleep 0.05
+	done
+	return 0
+}
+
+log_has() { grep -q -- "$1" "$T/host.log"; }
+log_count() { grep -c -- "$1" "$T/host.log"; }
+
+# start_host: starts cagehost on $T/cagehost.conf; sets HOST_PID, PORT, URL
+start_host() {
+	[ -f "$T/cagehost.conf" ] || write_conf
+	lines=$(cat "$T/host.log" 2>/dev/null | wc -l)
+	"$CAGEHOST" -c "$T/cagehost.conf" >> "$T/host.log" 2>&1 &
+	HOST_PID=$!
+	wait_until "the host to serve" serving_since "$lines" || bail "cagehost did not start"
+	PORT=$(tail -n +"$((lines + 1))" "$T/host.log" | sed -n 's/.* serving on [^ ]*:\([0-9]*\) .*/\1/p' | tail -1)
+	URL=http://127.0.0.1:$PORT
+	export CAGEHOST_URL=$URL
+}
+
+serving_since() { tail -n +"$(($1 + 1))" "$T/host.log" | grep -q "serving on"; }
+
+host_alive() { kill -0 "$HOST_PID" 2>/dev/null; }
+
+stop_host() {
+	kill -TERM "$HOST_PID"
+	wait "$HOST_PID" 2>/dev/null
+	HOST_PID=
+}
+
+kill9_host() {
+	kill -9 "$HOST_PID"
+	wait "$HOST_PID" 2>/dev/null
+	HOST_PID=
+}
+
+# plugin FILE NAME: installs a plugin the way operators are told to (mv of a
+# complete file within the same directory)
+plugin() {
+	install -m 755 "$1" "$T/plugins/.$2.so.tmp"
+	mv "$T/plugins/.$2.so.tmp" "$T/plugins/$2.so"
+}
+
+# status METHOD PATH [DATA]: prints the HTTP status; the body is in $T/body
+status() {
+	curl -s -o "$T/body" -w '%{http_code}' -X "$1" ${3+--data-binary "$3"} "$URL$2"
+}
+
+body() { cat "$T/body"; }
+
+# enqueue QUEUE MODULE METHOD [DATA]: prints the new call's id
+enqueue() {
+	curl -s -X POST ${4+--data-binary "$4"} "$URL/v1/enqueue/$1/$2/$3" |
+		sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p'
+}
+
+# field ID NAME: a top-level JSON field of GET /v1/calls/ID (string or number)
+field() {
+	curl -s "$URL/v1/calls/$1" |
+		sed -n "s/^{.*\"$2\": \"\{0,1\}\([^\",}]*\)\"\{0,1\}[,}].*/\1/p" | head -1
+}
+
+state_is() { [ "$(field "$1" state)" = "$2" ]; }
+attempts_at_least() { [ "$(field "$1" attempts)" -ge "$2" ] 2>/dev/null; }
+
+# history ID: one line per attempt: "N VERSION OUTCOME"
+history() {
+	curl -s -H 'Accept: text/plain' "$URL/v1/calls/$1" |
+		sed -n 's/^  #\([0-9]*\) *[^ ]* *\([^ ]*\) *\([a-z]*\).*/\1 \2 \3/p'
+}

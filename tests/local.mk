@@ -15,7 +15,12 @@ tests_unit_units_test_LDADD = host/libcagehost.la $(CHECK_LIBS)
 TESTS += tests/unit/units.test
 endif
 
-E2E_TESTS = 
+E2E_TESTS = \
+	tests/e2e/sync_calls.sh \
+	tests/e2e/crashing_plugins.sh \
+	tests/e2e/bad_plugins.sh \
+	tests/e2e/kill9_restart.sh \
+	tests/e2e/expiry.sh
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/lib.sh
 

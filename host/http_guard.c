@@ -1,0 +1,198 @@
+/*
+ * http_guard.c - the header-size guard (see http_guard.h).
+ *
+ * evhttp reads each connection through a plain socket bufferevent; the
+ * guard watches the bytes as they are added to that bufferevent's input
+ * buffer (an evbuffer callback, run before evhttp parses them) and follows
+ * the requests with a small state machine: HEAD counts a request's header
+ * bytes and picks up Content-Length on the way, BODY skips that many
+ * bytes, PASS gives up on a connection that uses Transfer-Encoding
+ * (evhttp's own limit still holds there), REJECTED discards everything
+ * after the 431 answer.  Guards live in a table indexed by socket, since
+ * bufferevents have no "freed" hook; a guard is reset when its slot is
+ * used by a new bufferevent.
+ */
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "http_guard.h"
+
+enum guard_state { HEAD, BODY, PASS, REJECTED };
+
+#define NAME_PREFIX 20
+
+struct guard {
+	struct bufferevent *bev;	/* the connection this slot serves */
+	enum guard_state state;
+	size_t head_len;		/* header bytes of the current request */
+	size_t line_len;		/* bytes of the current header line */
+	char name[NAME_PREFIX];		/* its first bytes, lowercased */
+	bool in_length;			/* reading a Content-Length value */
+	unsigned long long length, body_left;
+};
+
+static size_t guard_limit;
+static struct guard *guards;		/* indexed by fd */
+static size_t guard_count;
+
+static struct guard *guard_for(struct bufferevent *bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	struct guard *g;
+
+	if (fd < 0)
+		return NULL;
+	if ((size_t)fd >= guard_count) {
+		size_t count = guard_count ? guard_count : 256;
+		struct guard *grown;
+
+		while (count <= (size_t)fd)
+			count *= 2;
+		grown = realloc(guards, count * sizeof *grown);
+		if (!grown)
+			return NULL;
+		memset(grown + guard_count, 0, (count - guard_count) * sizeof *grown);
+		guards = grown;
+		guard_count = count;
+	}
+	g = &guards[fd];
+	if (g->bev != bev) {
+		memset(g, 0, sizeof *g);
+		g->bev = bev;
+	}
+	return g;
+}
+
+static void close_when_sent(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct bufferevent *bev = arg;
+
+	(void)info;
+	if (evbuffer_get_length(out) == 0)
+		shutdown(bufferevent_getfd(bev), SHUT_WR);
+}
+
+static void reject(struct guard *g)
+{
+	const char *body = "{\"error\": \"request headers exceed max_header_size\"}\n";
+	struct evbuffer *out = bufferevent_get_output(g->bev);
+
+	g->state = REJECTED;
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+			    "Content-Type: application/json\r\nConnection: close\r\n"
+			    "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+	evbuffer_add_cb(out, close_when_sent, g->bev);
+	bufferevent_enable(g->bev, EV_WRITE);
+}
+
+static void header_byte(struct guard *g, char c)
+{
+	if (++g->head_len > guard_limit) {
+		reject(g);
+		return;
+	}
+	if (c == '\r')
+		return;
+	if (c == '\n') {
+		if (g->line_len == 0 && g->head_len > 2) {
+			/* the blank line: the headers are complete */
+			g->body_left = g->length;
+			g->state = g->body_left ? BODY : HEAD;
+			g->head_len = 0;
+			g->length = 0;
+		}
+		g->line_len = 0;
+		g->in_length = false;
+		return;
+	}
+	if (g->in_length && isdigit((unsigned char)c) && g->length < (1ULL << 50))
+		g->length = g->length * 10 + (unsigned long long)(c - '0');
+	if (g->line_len < NAME_PREFIX)
+		g->name[g->line_len] = (char)tolower((unsigned char)c);
+	g->line_len++;
+	if (c == ':' && g->line_len <= NAME_PREFIX) {
+		if (g->line_len == 15 && !memcmp(g->name, "content-length:", 15))
+			g->in_length = true;
+		if (g->line_len == 18 && !memcmp(g->name, "transfer-encoding:", 18))
+			g->state = PASS;
+	}
+}
+
+/* Runs the state machine over n new bytes; false once rejected. */
+static bool scan(struct guard *g, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		if (g->state == REJECTED)
+			return false;
+		if (g->state == PASS)
+			return true;
+		if (g->state == BODY) {
+			size_t skip = n - i < g->body_left ? n - i : (size_t)g->body_left;
+
+			i += skip;
+			g->body_left -= skip;
+			if (g->body_left == 0)
+				g->state = HEAD;
+			continue;
+		}
+		header_byte(g, p[i++]);
+	}
+	return g->state != REJECTED;
+}
+
+/* Sees every chunk the socket adds to evhttp's input buffer. */
+static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct guard *g = guard_for(arg);
+	struct evbuffer_ptr at;
+	char chunk[4096];
+	size_t left = info->n_added;
+
+	if (!g || !left || g->state == PASS)
+		return;
+	if (g->state == REJECTED) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	if (evbuffer_ptr_set(in, &at, evbuffer_get_length(in) - left, EVBUFFER_PTR_SET) < 0)
+		return;
+	while (left > 0) {
+		size_t n = left < sizeof chunk ? left : sizeof chunk;
+		ev_ssize_t got = evbuffer_copyout_from(in, &at, chunk, n);
+
+		if (got <= 0)
+			return;
+		if (!scan(g, chunk, (size_t)got)) {
+			/* evhttp must never see this request */
+			evbuffer_drain(in, evbuffer_get_length(in));
+			return;
+		}
+		left -= (size_t)got;
+		evbuffer_ptr_set(in, &at, (size_t)got, EVBUFFER_PTR_ADD);
+	}
+}
+
+static struct bufferevent *new_connection(struct event_base *base, void *arg)
+{
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+
+	(void)arg;
+	if (bev)
+		evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev);
+	return bev;
+}
+
+void http_guard_install(struct evhttp *http, size_t max_header_bytes)
+{
+	guard_limit = max_header_bytes;
+	evhttp_set_bevcb(http, new_connection, NULL);
+}

@@ -1,0 +1,67 @@
+#!/bin/sh
+# sync_calls.sh - synchronous calls and their error statuses, request size
+# limits, health and metrics, and Idempotency-Key on enqueue.
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+write_conf "max_body_size = 64k" "max_header_size = 4k" "sync_timeout = 2s"
+plugin "$PLUGINS/echo.so" echo
+plugin "$TPLUGINS/crashy.so" crashy
+plugin "$TPLUGINS_V1/flaky.so" flaky
+start_host
+
+equal "healthz answers 200" "$(status GET /healthz)" 200
+equal "echo.echo replies 200" "$(status POST /v1/call/echo/echo 'hello world')" 200
+equal "echo.echo replies with its payload" "$(body)" "hello world"
+printf 'a\000b\377' > "$T/binary"
+curl -s --data-binary @"$T/binary" "$URL/v1/call/echo/echo" > "$T/binary.back"
+check "binary payloads come back byte for byte" cmp -s "$T/binary" "$T/binary.back"
+
+equal "unknown module is 404" "$(status POST /v1/call/nosuch/echo x)" 404
+contains "unknown module says so" "$(body)" '"error": "no module nosuch"'
+equal "unknown method is 404" "$(status POST /v1/call/echo/nosuch x)" 404
+contains "unknown method names module, version and method" "$(body)" "module echo@1.0+"
+equal "CAGE_FAIL is 422" "$(status POST /v1/call/echo/fail x)" 422
+contains "CAGE_FAIL carries the handler's message" "$(body)" "echo.fail was asked to fail"
+equal "CAGE_RETRY is 503" "$(status POST /v1/call/flaky/work x)" 503
+contains "CAGE_RETRY carries the handler's message" "$(body)" "flaky v1 always fails"
+equal "a segfaulting handler is 502" "$(status POST /v1/call/crashy/segv x)" 502
+contains "the crash is named with module and version" "$(body)" "worker killed by SIGSEGV in crashy@1+"
+equal "an aborting handler is 502" "$(status POST /v1/call/crashy/abort x)" 502
+contains "abort is named" "$(body)" "worker killed by SIGABRT in crashy@1+"
+equal "a handler calling exit() is 502" "$(status POST /v1/call/crashy/exit x)" 502
+contains "exit status is named" "$(body)" "worker exited with status 3 in crashy@1+"
+equal "a hanging handler is 504" "$(status POST /v1/call/crashy/hang x)" 504
+contains "the timeout is named" "$(body)" "attempt timed out after 2000 ms"
+equal "the host serves on after all that" "$(status POST /v1/call/echo/upper abc)" 200
+equal "and the reply is right" "$(body)" "ABC"
+check "the host process is still alive" host_alive
+
+equal "invalid module name is 400" "$(status POST /v1/call/..%2Fetc/x x)" 400
+equal "a name with a dot first is 400" "$(status POST /v1/call/.hidden/x x)" 400
+equal "GET on a call endpoint is 405" "$(status GET /v1/call/echo/echo)" 405
+equal "unknown endpoint is 404" "$(status GET /v2/whatever)" 404
+head -c 70000 /dev/zero > "$T/big"
+code=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$T/big" "$URL/v1/call/echo/echo")
+equal "a body over max_body_size is 413" "$code" 413
+long=$(head -c 5000 /dev/zero | tr '\0' a)
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Long: $long" -d x "$URL/v1/call/echo/echo")
+equal "headers over max_header_size are 431" "$code" 431
+equal "the host serves on after oversized requests" "$(status POST /v1/call/echo/echo ok)" 200
+
+equal "enqueue to an unknown queue is 404" "$(status POST /v1/enqueue/nosuch/echo/echo x)" 404
+contains "and names the queue" "$(body)" "no queue nosuch"
+a=$(curl -s -H 'Idempotency-Key: order-42' -d one "$URL/v1/enqueue/default/echo/echo")
+b=$(curl -s -H 'Idempotency-Key: order-42' -d two "$URL/v1/enqueue/default/echo/echo")
+ida=$(echo "$a" | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p')
+idb=$(echo "$b" | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p')
+check "the first enqueue with a key gets an id" test -n "$ida"
+equal "a repeated Idempotency-Key returns the first call's id" "$idb" "$ida"
+contains "and says it is a duplicate" "$b" '"duplicate": true'
+wait_until "the keyed call to finish" state_is "$ida" done
+n=$(curl -s "$URL/metrics" | sed -n 's/^cagehost_enqueued_total \([0-9]*\)$/\1/p')
+equal "only one call was stored" "$n" 1
+contains "the stored call ran with the first payload" "$(curl -s "$URL/v1/calls/$ida")" '"attempts": 1'
+equal "metrics answer 200" "$(status GET /metrics)" 200
+contains "metrics are Prometheus text" "$(body)" "# TYPE cagehost_attempts_total counter"
+
+done_testing
