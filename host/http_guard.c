@@ -9,8 +9,10 @@
  * bytes, PASS gives up on a connection that uses Transfer-Encoding
  * (evhttp's own limit still holds there), REJECTED discards everything
  * after the 431 answer.  Guards live in a table indexed by socket, since
- * bufferevents have no "freed" hook; a guard is reset when its slot is
- * used by a new bufferevent.
+ * bufferevents have no "freed" hook.  A bufferevent made for a new
+ * connection is remembered as fresh, and the first bytes it reads reset its
+ * socket's slot (a freed bufferevent's address and socket number are often
+ * both reused at once, so neither alone tells connections apart).
  */
 #include <ctype.h>
 #include <event2/buffer.h>
@@ -42,6 +44,19 @@ struct guard {
 static size_t guard_limit;
 static struct guard *guards;		/* indexed by fd */
 static size_t guard_count;
+static struct bufferevent *fresh[1024];	/* new, not yet read from */
+static size_t fresh_next;
+
+static bool take_fresh(struct bufferevent *bev)
+{
+	for (size_t i = 0; i < sizeof fresh / sizeof fresh[0]; i++) {
+		if (fresh[i] == bev) {
+			fresh[i] = NULL;
+			return true;
+		}
+	}
+	return false;
+}
 
 static struct guard *guard_for(struct bufferevent *bev)
 {
@@ -64,7 +79,7 @@ static struct guard *guard_for(struct bufferevent *bev)
 		guard_count = count;
 	}
 	g = &guards[fd];
-	if (g->bev != bev) {
+	if (g->bev != bev || take_fresh(bev)) {
 		memset(g, 0, sizeof *g);
 		g->bev = bev;
 	}
@@ -186,8 +201,11 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
 	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 
 	(void)arg;
-	if (bev)
+	if (bev) {
+		take_fresh(bev);	/* an old entry for the same address */
+		fresh[fresh_next++ % (sizeof fresh / sizeof fresh[0])] = bev;
 		evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev);
+	}
 	return bev;
 }
 
