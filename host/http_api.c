@@ -355,8 +355,9 @@ static void add_history(uint32_t n, const struct attempt_record *a, void *arg)
 
 	clock_format_iso(a->at_ms, at, sizeof at);
 	if (h->text) {
-		evbuffer_add_printf(h->out, "  #%-3" PRIu32 " %s  %-20s %-5s %s\n", n, at,
-				    a->version, record_outcome_name(a->outcome), a->error);
+		evbuffer_add_printf(h->out, "  #%-3" PRIu32 " %s  %-20s %s%s%s\n", n, at,
+				    a->version, record_outcome_name(a->outcome),
+				    a->error[0] ? "  " : "", a->error);
 	} else {
 		evbuffer_add_printf(h->out, "%s{\"attempt\": %" PRIu32, h->count ? ", " : "", n);
 		json_field(h->out, "at", at, true);
@@ -393,12 +394,12 @@ static void describe_call(struct http_api *api, struct evhttp_request *req,
 		evbuffer_add_printf(out,
 			"id:            %s\nstate:         %s\nqueue:         %s\n"
 			"module:        %s\nmethod:        %s\nattempts:      %" PRIu32 "\n"
-			"enqueued:      %s\n%s %s\nlast version:  %s\nlast error:    %s\n"
-			"payload:       %zu bytes\n%s",
+			"enqueued:      %s\n%s %s\nlast version:  %s\nlast error:    %s\n",
 			r->id, state, r->queue, r->module, r->method, r->attempts, enq,
 			pending ? "next attempt: " : "finished:     ", when,
-			r->version[0] ? r->version : "-", r->error[0] ? r->error : "-",
-			r->payload_len, "");
+			r->version[0] ? r->version : "-", r->error[0] ? r->error : "-");
+		if (r->state != CALL_DONE)
+			evbuffer_add_printf(out, "payload:       %zu bytes\n", r->payload_len);
 		if (r->idem_key[0])
 			evbuffer_add_printf(out, "idempotency:   %s\n", r->idem_key);
 		evbuffer_add_printf(out, "history:\n");

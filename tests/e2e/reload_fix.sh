@@ -1,0 +1,71 @@
+#!/bin/sh
+# reload_fix.sh - the product's story: a queued call to a failing module is
+# retried with growing delays, waits, and succeeds on the first retry after
+# a fixed version arrives - moved in with mv, and again copied over the
+# live file with cp - with each attempt's module version recorded.  Also:
+# a call to a module that is not there yet waits with "no module NAME".
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+write_conf "[queue default]" "retry_interval = 200ms" "retry_factor = 2" \
+	"retry_max_interval = 2s" "lifetime = 10m" "wake_on_new_version = no"
+plugin "$TPLUGINS_V1/flaky.so" flaky
+start_host
+
+# --- mv of a fixed version ---
+id=$(enqueue default flaky work 'pay 5')
+check "the enqueue is acknowledged with an id" test -n "$id"
+wait_until "3 failed attempts" attempts_at_least "$id" 3
+equal "the waiting call is pending" "$(field "$id" state)" pending
+contains "its last error is the module's" "$(field "$id" last_error)" "flaky v1 always fails"
+history "$id" > "$T/h1"
+check "every attempt so far ran version 1" sh -c "! grep -v ' 1+' '$T/h1'"
+
+# the delays grow: the gap between attempts 2-3 exceeds the one between 1-2
+times=$(curl -s -H 'Accept: text/plain' "$URL/v1/calls/$id" |
+	sed -n 's/^  #[0-9]* *[0-9-]*T\([0-9:.]*\)Z.*/\1/p' | head -3 |
+	awk -F: '{ print ($1 * 3600 + $2 * 60 + $3) * 1000 }')
+gap1=$(echo "$times" | awk 'NR==1{a=$1} NR==2{print int($1-a)}')
+gap2=$(echo "$times" | awk 'NR==2{a=$1} NR==3{print int($1-a)}')
+echo "# gaps between attempts: ${gap1} ms, ${gap2} ms"
+check "the first retry waited about retry_interval" test "$gap1" -ge 190
+check "the second delay is longer than the first" test "$gap2" -gt "$gap1"
+
+before=$(field "$id" attempts)
+plugin "$TPLUGINS_V2/flaky.so" flaky
+wait_until "the call to finish" state_is "$id" done
+after=$(field "$id" attempts)
+equal "it succeeded on the first attempt after the fix" "$after" "$((before + 1))"
+history "$id" > "$T/h2"
+last=$(tail -1 "$T/h2")
+contains "the last attempt ran version 2" "$last" " 2+"
+contains "and its outcome was ok" "$last" " ok"
+equal "every earlier attempt is recorded with version 1" \
+	"$(head -n "$before" "$T/h2" | grep -c ' 1+.* retry')" "$before"
+check "the host logged the replacement" log_has "replaced flaky@1+"
+
+# --- cp over the live file, while calls wait ---
+plugin "$TPLUGINS_V1/flaky.so" flaky
+wait_until "version 1 to be back" log_has "replaced flaky@2+[0-9a-f]* with flaky@1+"
+id2=$(enqueue default flaky work 'pay 6')
+wait_until "2 failed attempts" attempts_at_least "$id2" 2
+before=$(field "$id2" attempts)
+cp "$TPLUGINS_V2/flaky.so" "$T/plugins/flaky.so"
+wait_until "the second call to finish" state_is "$id2" done
+check "the host survived cp over the live plugin" host_alive
+contains "the copied-in version ran the call" "$(history "$id2" | tail -1)" " 2+"
+after=$(field "$id2" attempts)
+check "the call needed at most two attempts after the cp" test "$after" -le "$((before + 2))"
+equal "sync calls run the copied version too" "$(status POST /v1/call/flaky/work x)" 200
+
+# --- a module that is not there yet ---
+id3=$(enqueue default later work 'x')
+check "a call to a missing module is accepted" test -n "$id3"
+wait_until "an attempt of the missing module" attempts_at_least "$id3" 1
+equal "it waits as pending" "$(field "$id3" state)" pending
+equal "its error says the module is missing" "$(field "$id3" last_error)" "no module later"
+equal "a sync call to the missing module is 404" "$(status POST /v1/call/later/work x)" 404
+plugin "$TPLUGINS_V2/flaky.so" later
+wait_until "the call to the late module to finish" state_is "$id3" done
+check "the host is alive at the end" host_alive
+
+done_testing
