@@ -264,7 +264,7 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!s->started)
 		return;
-	c.room = 2 * pool_size(s->pool) - s->in_flight;
+	c.room = pool_capacity(s->pool) - s->in_flight;
 	if (c.room > 0 &&
 	    store_scan_due(s->store, now, c.room + s->in_flight + 64, collect_due, &c) < 0)
 		log_error("scheduler: %s", store_error(s->store));
@@ -297,7 +297,7 @@ static void on_pool_idle(void *arg)
 {
 	struct scheduler *s = arg;
 
-	if (s->in_flight < 2 * pool_size(s->pool))
+	if (s->in_flight < pool_capacity(s->pool))
 		scheduler_kick(s);
 }
 

@@ -98,6 +98,9 @@ int pool_waiting(const struct worker_pool *pool, enum job_class c);
 int pool_busy(const struct worker_pool *pool);
 int pool_size(const struct worker_pool *pool);
 
+/* Jobs the workers can hold at once (size x pipeline depth). */
+int pool_capacity(const struct worker_pool *pool);
+
 /* Called whenever a worker becomes free (to let the scheduler refill). */
 void pool_on_idle(struct worker_pool *pool, void (*cb)(void *arg), void *arg);
 

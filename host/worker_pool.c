@@ -3,16 +3,25 @@
  * forking, handing out jobs by class, reading results, timeouts, and
  * turning a worker's death into a readable failed attempt.
  *
+ * Jobs are pipelined: a worker may hold up to PIPELINE_DEPTH jobs, which it
+ * runs in order, so under load the host sends several jobs in one write and
+ * the worker never sleeps between them.  The first unanswered job is the
+ * running one: its timeout runs from when it became first, and if the
+ * worker dies, that job is the one that failed; the jobs behind it go back
+ * to the front of their queue, unharmed.
+ *
  * A worker's death is learned from its pidfd, which gives the exact wait
- * status.  If the channel closes while the process lives on (a plugin
- * closed fds it does not own), the worker gets a short grace period to
- * die on its own and is then killed.
+ * status (any result already sent is read first).  If the channel closes
+ * while the process lives on (a plugin closed fds it does not own), the
+ * worker gets a short grace period to die on its own and is then killed.
  */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +29,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -28,10 +36,9 @@
 #include "wire.h"
 #include "worker.h"
 
+#define PIPELINE_DEPTH 4
 #define CHANNEL_GRACE_MS 1000
 #define RESPAWN_DELAY_MS 100
-
-enum worker_state { W_IDLE, W_BUSY, W_DYING };
 
 struct worker {
 	struct worker_pool *pool;
@@ -40,11 +47,12 @@ struct worker {
 	int pidfd;
 	struct event *death;		/* pidfd readable */
 	struct bufferevent *channel;
-	struct event *deadline;		/* job timeout or channel grace */
-	enum worker_state state;
-	struct job *job;
+	struct event *deadline;		/* first job's timeout, or channel grace */
+	bool dying;			/* killed, or its channel is gone */
+	bool channel_lost;
+	struct job *jobs[PIPELINE_DEPTH];	/* sent, unanswered; [0] runs */
+	int count;
 	char kill_reason[256];		/* set when the host killed it */
-	bool channel_lost;		/* EOF on the channel, process alive */
 	int64_t started_ms;		/* monotonic, for quick-death backoff */
 };
 
@@ -74,16 +82,45 @@ static void kick(struct worker_pool *pool)
 	event_active(pool->kick, EV_TIMEOUT, 0);
 }
 
-static void finish_job(struct worker *w, struct job_result *res)
+static void arm_deadline(struct worker *w)
 {
-	struct job *job = w->job;
+	struct job *job = w->jobs[0];
+	struct timeval tv;
 
-	w->job = NULL;
-	if (w->deadline)
+	if (!job) {
 		evtimer_del(w->deadline);
-	if (job)
-		job->done(job, res);
+		return;
+	}
+	tv.tv_sec = job->timeout_ms / 1000;
+	tv.tv_usec = (job->timeout_ms % 1000) * 1000;
+	evtimer_add(w->deadline, &tv);
+}
+
+/* Removes the first job and completes it with res. */
+static void finish_first(struct worker *w, struct job_result *res)
+{
+	struct job *job = w->jobs[0];
+
+	memmove(w->jobs, w->jobs + 1, (size_t)(w->count - 1) * sizeof w->jobs[0]);
+	w->jobs[--w->count] = NULL;
+	if (!w->dying)
+		arm_deadline(w);
+	job->done(job, res);
 	job_result_release(res);
+}
+
+/* Puts the jobs behind the failed one back at the front of their queues. */
+static void requeue_rest(struct worker *w)
+{
+	struct worker_pool *pool = w->pool;
+
+	while (w->count > 0) {
+		struct job *job = w->jobs[--w->count];
+
+		w->jobs[w->count] = NULL;
+		TAILQ_INSERT_HEAD(&pool->waiting[job->class], job, link);
+		pool->waiting_count[job->class]++;
+	}
 }
 
 static const char *job_subject(const struct job *job, char *out, size_t size)
@@ -95,23 +132,23 @@ static const char *job_subject(const struct job *job, char *out, size_t size)
 	return out;
 }
 
-/* Kills the worker; its death handler completes the job with reason. */
+/* Kills the worker; its death handler completes the first job with reason. */
 static void kill_worker(struct worker *w, const char *reason)
 {
 	if (w->kill_reason[0])
 		return;	/* already killed */
-	w->state = W_DYING;
+	w->dying = true;
 	snprintf(w->kill_reason, sizeof w->kill_reason, "%s", reason);
-	if (w->channel)
-		bufferevent_disable(w->channel, EV_READ | EV_WRITE);
+	bufferevent_disable(w->channel, EV_READ | EV_WRITE);
 	kill(w->pid, SIGKILL);
 }
 
-static void describe_death(const struct worker *w, int status, char *out, size_t size)
+static void describe_death(const struct worker *w, const struct job *job, int status,
+			   char *out, size_t size)
 {
 	char subject[300];
 
-	job_subject(w->job, subject, sizeof subject);
+	job_subject(job, subject, sizeof subject);
 	if (w->kill_reason[0])
 		snprintf(out, size, "%s in %s", w->kill_reason, subject);
 	else if (WIFSIGNALED(status) && sigabbrev_np(WTERMSIG(status)))
@@ -126,56 +163,65 @@ static void describe_death(const struct worker *w, int status, char *out, size_t
 		snprintf(out, size, "worker ended in %s", subject);
 }
 
+static void read_results(struct worker *w);
+
+static void release_worker(struct worker *w)
+{
+	event_free(w->death);
+	close(w->pidfd);
+	bufferevent_free(w->channel);
+	event_free(w->deadline);
+	free(w);
+}
+
 static void on_death(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	struct worker_pool *pool = w->pool;
 	struct job_result res;
-	int status = 0;
 	siginfo_t info;
+	int status, slot = w->slot;
+	bool quick;
 
 	(void)fd;
 	(void)what;
 	memset(&info, 0, sizeof info);
 	if (waitid(P_PIDFD, (id_t)w->pidfd, &info, WEXITED | WNOHANG) < 0 || info.si_pid == 0)
 		return;	/* not dead yet */
-	if (info.si_code == CLD_EXITED)
-		status = (info.si_status & 0xff) << 8;
-	else
-		status = info.si_status & 0x7f;
-	if (w->job) {
+	status = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8
+					    : info.si_status & 0x7f;
+	/* results it sent before dying are not its fault */
+	if (!w->kill_reason[0] && !w->channel_lost) {
+		struct evbuffer *in = bufferevent_get_input(w->channel);
+
+		while (evbuffer_read(in, bufferevent_getfd(w->channel), 65536) > 0)
+			;
+		read_results(w);
+	}
+	w->dying = true;
+	if (w->count > 0) {
 		memset(&res, 0, sizeof res);
-		res.status = w->kill_reason[0] && !strncmp(w->kill_reason, "attempt timed out", 17)
-			? WORKER_TIMEOUT : WORKER_CRASHED;
-		describe_death(w, status, res.error, sizeof res.error);
-		snprintf(res.version, sizeof res.version, "%s",
-			 w->job->kind == JOB_CALL ? w->job->version : "");
+		res.status = !strncmp(w->kill_reason, "attempt timed out", 17) ? WORKER_TIMEOUT
+									       : WORKER_CRASHED;
+		describe_death(w, w->jobs[0], status, res.error, sizeof res.error);
+		if (w->jobs[0]->kind == JOB_CALL)
+			snprintf(res.version, sizeof res.version, "%s", w->jobs[0]->version);
 		log_warning("%s", res.error);
-		finish_job(w, &res);
+		finish_first(w, &res);
+		requeue_rest(w);
 	}
-	w->state = W_DYING;
-	event_free(w->death);
-	close(w->pidfd);
-	if (w->channel)
-		bufferevent_free(w->channel);
-	if (w->deadline)
-		event_free(w->deadline);
-	pool->workers[w->slot] = NULL;
-	{
-		int slot = w->slot;
-		bool quick = clock_mono_ms() - w->started_ms < RESPAWN_DELAY_MS;
+	pool->workers[slot] = NULL;
+	quick = clock_mono_ms() - w->started_ms < RESPAWN_DELAY_MS;
+	release_worker(w);
+	if (quick) {
+		/* dying at once again and again: don't spin */
+		struct timeval tv = { 0, RESPAWN_DELAY_MS * 1000 };
 
-		free(w);
-		if (quick) {
-			/* dying at once again and again: don't spin */
-			struct timeval tv = { 0, RESPAWN_DELAY_MS * 1000 };
-
-			event_base_once(pool->base, -1, EV_TIMEOUT, hand_out, pool, &tv);
-		} else {
-			spawn(pool, slot);
-		}
+		event_base_once(pool->base, -1, EV_TIMEOUT, hand_out, pool, &tv);
+	} else {
+		spawn(pool, slot);
+		kick(pool);
 	}
-	kick(pool);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -185,25 +231,25 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (w->state == W_BUSY && w->job && !w->channel_lost) {
-		snprintf(reason, sizeof reason, "attempt timed out after %lld ms (worker killed)",
-			 (long long)w->job->timeout_ms);
-		kill_worker(w, reason);
-	} else {
+	if (w->channel_lost || !w->jobs[0]) {
 		kill_worker(w, "worker closed its channel to the host");
+		return;
 	}
+	snprintf(reason, sizeof reason, "attempt timed out after %lld ms (worker killed)",
+		 (long long)w->jobs[0]->timeout_ms);
+	kill_worker(w, reason);
 }
 
-static void read_result(struct worker *w)
+static void read_results(struct worker *w)
 {
 	struct evbuffer *in = bufferevent_get_input(w->channel);
 	unsigned char header[4];
 	struct job_result res;
 	struct wire_in r;
-	uint32_t len;
 	const char *body, *reply;
+	uint32_t len;
 
-	while (evbuffer_get_length(in) >= 4) {
+	while (evbuffer_get_length(in) >= 4 && !w->kill_reason[0]) {
 		evbuffer_copyout(in, header, 4);
 		len = wire_frame_len(header);
 		if (len > WIRE_MAX_FRAME) {
@@ -212,7 +258,7 @@ static void read_result(struct worker *w)
 		}
 		if (evbuffer_get_length(in) < 4 + (size_t)len)
 			return;
-		body = (const char *)evbuffer_pullup(in, 4 + (ssize_t)len) + 4;
+		body = (const char *)evbuffer_pullup(in, 4 + (ev_ssize_t)len) + 4;
 		memset(&res, 0, sizeof res);
 		wire_in_init(&r, body, len);
 		res.status = (enum worker_status)wire_in_u32(&r);
@@ -220,7 +266,7 @@ static void read_result(struct worker *w)
 		wire_in_str(&r, res.error, sizeof res.error);
 		wire_in_str(&r, res.version, sizeof res.version);
 		wire_in_str(&r, res.methods, sizeof res.methods);
-		if (r.failed || res.status > WORKER_BAD_OUTCOME || w->state != W_BUSY) {
+		if (r.failed || res.status > WORKER_BAD_OUTCOME || w->count == 0) {
 			kill_worker(w, "worker sent a malformed message");
 			return;
 		}
@@ -234,9 +280,7 @@ static void read_result(struct worker *w)
 			res.reply[res.reply_len] = '\0';
 		}
 		evbuffer_drain(in, 4 + (size_t)len);
-		w->state = W_IDLE;
-		finish_job(w, &res);
-		kick(w->pool);
+		finish_first(w, &res);
 	}
 }
 
@@ -245,7 +289,8 @@ static void on_channel_read(struct bufferevent *bev, void *arg)
 	struct worker *w = arg;
 
 	(void)bev;
-	read_result(w);
+	read_results(w);
+	kick(w->pool);
 }
 
 static void on_channel_event(struct bufferevent *bev, short what, void *arg)
@@ -256,20 +301,41 @@ static void on_channel_event(struct bufferevent *bev, short what, void *arg)
 	(void)bev;
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
+	read_results(w);
 	bufferevent_disable(w->channel, EV_READ | EV_WRITE);
-	if (w->state == W_DYING)
+	if (w->dying)
 		return;
 	/* usually the process is dying and its pidfd fires next; if it
 	 * lives on without its channel, it is killed after the grace */
 	w->channel_lost = true;
-	if (w->state == W_IDLE)
-		w->state = W_DYING;
+	w->dying = true;
 	evtimer_add(w->deadline, &grace);
+}
+
+static void child(int fd)
+{
+	int devnull = open("/dev/null", O_RDONLY);
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
+	if (dup2(fd, 3) < 0)
+		_exit(1);
+	if (devnull >= 0)
+		dup2(devnull, STDIN_FILENO);
+	dup2(STDERR_FILENO, STDOUT_FILENO);	/* plugin printf goes to the log */
+	close_range(4, ~0U, 0);
+	if (getppid() == 1)
+		_exit(0);
+	worker_main(3);
 }
 
 static void spawn(struct worker_pool *pool, int slot)
 {
-	struct worker *w;
+	struct worker *w = NULL;
 	int fds[2];
 	pid_t pid;
 
@@ -284,24 +350,8 @@ static void spawn(struct worker_pool *pool, int slot)
 		close(fds[1]);
 		return;
 	}
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		signal(SIGCHLD, SIG_DFL);
-		if (dup2(fds[1], 3) < 0)
-			_exit(1);
-		if (devnull >= 0)
-			dup2(devnull, STDIN_FILENO);
-		dup2(STDERR_FILENO, STDOUT_FILENO);	/* plugin printf goes to the log */
-		close_range(4, ~0U, 0);
-		if (getppid() == 1)
-			_exit(0);
-		worker_main(3);
-	}
+	if (pid == 0)
+		child(fds[1]);
 	close(fds[1]);
 	w = calloc(1, sizeof *w);
 	if (!w)
@@ -324,34 +374,28 @@ static void spawn(struct worker_pool *pool, int slot)
 	bufferevent_setcb(w->channel, on_channel_read, NULL, on_channel_event, w);
 	bufferevent_enable(w->channel, EV_READ);
 	event_add(w->death, NULL);
-	w->state = W_IDLE;
 	pool->workers[slot] = w;
 	return;
 fail:
 	log_error("cannot set up worker %d", (int)pid);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	if (w) {
-		if (w->channel)
-			bufferevent_free(w->channel);
-		else
-			close(fds[0]);
-		if (w->death)
-			event_free(w->death);
-		if (w->deadline)
-			event_free(w->deadline);
-		if (w->pidfd >= 0)
-			close(w->pidfd);
-		free(w);
-	} else {
+	if (w && w->channel)
+		bufferevent_free(w->channel);
+	else
 		close(fds[0]);
-	}
+	if (w && w->death)
+		event_free(w->death);
+	if (w && w->deadline)
+		event_free(w->deadline);
+	if (w && w->pidfd >= 0)
+		close(w->pidfd);
+	free(w);
 }
 
 static int send_job(struct worker *w, struct job *job)
 {
 	struct wire_out out;
-	struct timeval tv = { job->timeout_ms / 1000, (job->timeout_ms % 1000) * 1000 };
 
 	wire_out_init(&out);
 	wire_out_u32(&out, (uint32_t)job->kind);
@@ -363,15 +407,14 @@ static int send_job(struct worker *w, struct job *job)
 	wire_out_str(&out, job->queue);
 	wire_out_u32(&out, job->attempt);
 	wire_out_bytes(&out, job->payload ? job->payload : "", job->payload_len);
-	if (wire_out_finish(&out) < 0 ||
-	    bufferevent_write(w->channel, out.data, out.len) < 0) {
+	if (wire_out_finish(&out) < 0 || bufferevent_write(w->channel, out.data, out.len) < 0) {
 		wire_out_free(&out);
 		return -1;
 	}
 	wire_out_free(&out);
-	w->job = job;
-	w->state = W_BUSY;
-	evtimer_add(w->deadline, &tv);
+	w->jobs[w->count++] = job;
+	if (w->count == 1)
+		arm_deadline(w);
 	return 0;
 }
 
@@ -399,27 +442,47 @@ static void fail_job(struct job *job, const char *why)
 	job->done(job, &res);
 }
 
+/* The live worker with the fewest jobs below `below`, or NULL. */
+static struct worker *least_loaded(struct worker_pool *pool, int below)
+{
+	struct worker *best = NULL;
+
+	for (int i = 0; i < pool->size; i++) {
+		struct worker *w = pool->workers[i];
+
+		if (w && !w->dying && w->count < below && (!best || w->count < best->count))
+			best = w;
+	}
+	return best;
+}
+
 static void hand_out(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker_pool *pool = arg;
+	struct worker *w;
+
 	(void)fd;
 	(void)what;
 	for (int i = 0; i < pool->size; i++)
 		if (!pool->workers[i])
 			spawn(pool, i);
-	for (int i = 0; i < pool->size; i++) {
-		struct worker *w = pool->workers[i];
-		struct job *job;
+	while ((w = least_loaded(pool, PIPELINE_DEPTH))) {
+		struct job *job = next_job(pool);
 
-		if (!w || w->state != W_IDLE)
-			continue;
-		job = next_job(pool);
 		if (!job)
 			break;
+		/* a probe may take its worker down: never queue work behind it */
+		if (job->kind == JOB_PROBE && w->count > 0) {
+			TAILQ_INSERT_HEAD(&pool->waiting[job->class], job, link);
+			pool->waiting_count[job->class]++;
+			if (!(w = least_loaded(pool, 1)))
+				break;
+			job = next_job(pool);
+		}
 		if (send_job(w, job) < 0)
 			fail_job(job, "cannot send the job to a worker");
 	}
-	if (pool->on_idle && pool_busy(pool) < pool->size)
+	if (pool->on_idle)
 		pool->on_idle(pool->on_idle_arg);
 }
 
@@ -458,11 +521,7 @@ void pool_free(struct worker_pool **pp)
 			continue;
 		kill(w->pid, SIGKILL);
 		waitpid(w->pid, NULL, 0);
-		event_free(w->death);
-		close(w->pidfd);
-		bufferevent_free(w->channel);
-		event_free(w->deadline);
-		free(w);
+		release_worker(w);
 	}
 	event_free(pool->kick);
 	free(pool->workers);
@@ -487,7 +546,7 @@ int pool_busy(const struct worker_pool *pool)
 	int busy = 0;
 
 	for (int i = 0; i < pool->size; i++)
-		if (pool->workers[i] && pool->workers[i]->state != W_IDLE)
+		if (pool->workers[i] && pool->workers[i]->count > 0)
 			busy++;
 	return busy;
 }
@@ -495,6 +554,11 @@ int pool_busy(const struct worker_pool *pool)
 int pool_size(const struct worker_pool *pool)
 {
 	return pool->size;
+}
+
+int pool_capacity(const struct worker_pool *pool)
+{
+	return pool->size * PIPELINE_DEPTH;
 }
 
 void pool_on_idle(struct worker_pool *pool, void (*cb)(void *arg), void *arg)
