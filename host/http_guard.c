@@ -44,14 +44,17 @@ struct guard {
 static size_t guard_limit;
 static struct guard *guards;		/* indexed by fd */
 static size_t guard_count;
-static struct bufferevent *fresh[1024];	/* new, not yet read from */
-static size_t fresh_next;
+static struct bufferevent *fresh[256];	/* new, not yet read from */
+static size_t fresh_next, fresh_count;
 
 static bool take_fresh(struct bufferevent *bev)
 {
+	if (fresh_count == 0)
+		return false;	/* the usual case on busy keep-alive traffic */
 	for (size_t i = 0; i < sizeof fresh / sizeof fresh[0]; i++) {
 		if (fresh[i] == bev) {
 			fresh[i] = NULL;
+			fresh_count--;
 			return true;
 		}
 	}
@@ -202,8 +205,13 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
 
 	(void)arg;
 	if (bev) {
+		size_t slot = fresh_next++ % (sizeof fresh / sizeof fresh[0]);
+
 		take_fresh(bev);	/* an old entry for the same address */
-		fresh[fresh_next++ % (sizeof fresh / sizeof fresh[0])] = bev;
+		if (fresh[slot])
+			fresh_count--;	/* overwritten: never read from */
+		fresh[slot] = bev;
+		fresh_count++;
 		evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev);
 	}
 	return bev;

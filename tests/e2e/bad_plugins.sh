@@ -1,0 +1,133 @@
+#!/bin/sh
+# bad_plugins.sh - a bad file dropped over a good module is refused with a
+# logged reason and the last good version keeps serving; a bad first version
+# of a new module leaves that module unavailable.
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+write_conf
+plugin "$PLUGINS/echo.so" mod
+start_host
+
+wait_until "mod to be loaded" log_has "loaded mod@" || bail "mod was not loaded"
+good=$(sed -n 's/.*loaded mod@\([^ ]*\) from.*/\1/p' "$T/host.log" | tail -1)
+check "the good mod has a version" test -n "$good"
+echo "# good version: mod@$good"
+equal "mod.echo serves before any bad file" "$(status POST /v1/call/mod/echo first)" 200
+
+# refusals_of NAME: how many "refused" lines the log has for NAME.so
+refusals_of() { grep -c -- "refused $T/plugins/$1\.so: " "$T/host.log"; }
+more_refusals() { [ "$(refusals_of "$1")" -gt "$2" ]; }
+
+# install_mode FILE NAME MODE: like plugin(), with another file mode
+install_mode() {
+	cp "$1" "$T/plugins/.$2.so.tmp"
+	chmod "$3" "$T/plugins/.$2.so.tmp"
+	mv "$T/plugins/.$2.so.tmp" "$T/plugins/$2.so"
+}
+
+# refused LABEL FILE REASON [MODE]: installs FILE as mod.so; it must be
+# refused with REASON while mod@$good stays in service and serves calls
+case_n=0
+refused() {
+	label=$1
+	file=$2
+	reason=$3
+	case_n=$((case_n + 1))
+	before=$(refusals_of mod)
+	if [ -n "${4:-}" ]; then
+		install_mode "$file" mod "$4"
+	else
+		plugin "$file" mod
+	fi
+	if wait_until "the refusal of $label" more_refusals mod "$before"; then
+		ok 0 "$label is refused"
+	else
+		ok 1 "$label is refused"
+	fi
+	line=$(grep -- "refused $T/plugins/mod\.so: " "$T/host.log" | tail -n +"$((before + 1))" | head -1)
+	echo "# $label: ${line#* cagehost }"
+	contains "$label: the reason is logged" "$line" "mod.so: $reason"
+	contains "$label: the good version stays in service" "$line" "; mod@$good stays in service"
+	equal "$label: mod.echo still replies 200" \
+		"$(status POST /v1/call/mod/echo "still-$case_n")" 200
+	equal "$label: and with the good version's reply" "$(body)" "still-$case_n"
+	check "$label: the host is alive" host_alive
+}
+
+size=$(wc -c < "$PLUGINS/echo.so")
+: > "$T/empty"
+printf 'this is not a plugin\n' > "$T/text"
+for n in 100 1000 $((size / 2)) $((size - 1)); do
+	head -c "$n" "$PLUGINS/echo.so" > "$T/trunc.$n"
+done
+
+refused "an empty file" "$T/empty" "not an ELF file (0 bytes)"
+refused "a text file" "$T/text" "not an ELF file (21 bytes)"
+for n in 100 1000 $((size / 2)) $((size - 1)); do
+	refused "echo.so truncated to $n bytes" "$T/trunc.$n" "truncated: "
+done
+refused "a module built for another ABI" "$TPLUGINS/wrongabi.so" \
+	"built for ABI 999"
+refused "a module without a descriptor" "$TPLUGINS/nodesc.so" \
+	"no 'cage_module' descriptor"
+refused "a descriptor with NULL version and methods" "$TPLUGINS/nullfields.so" \
+	"descriptor has no valid version string"
+refused "a module whose constructor crashes" "$TPLUGINS/badctor.so" \
+	"worker killed by SIGSEGV in loading mod"
+refused "a module whose constructor hangs" "$TPLUGINS/hangctor.so" \
+	"attempt timed out after 10000 ms (worker killed) in loading mod"
+refused "an object file (ET_REL)" "$TPLUGINS/crashy_la-crashy.o" \
+	"not a shared object (ELF type 1)"
+refused "a PIE executable (/bin/true)" /bin/true \
+	"cannot load: "
+if printf 'int main(void) { return 0; }\n' > "$T/exe.c" &&
+	${CC:-cc} -no-pie -o "$T/exe" "$T/exe.c" 2>/dev/null; then
+	refused "a non-PIE executable (ET_EXEC)" "$T/exe" \
+		"not a shared object (ELF type 2, an executable)"
+else
+	echo "# no C compiler for a non-PIE executable; that case is left out"
+fi
+# the good file itself, but writable by others: refused on its mode
+refused "a file with mode 666" "$PLUGINS/echo.so" \
+	"file is writable by group or others (mode 666)" 666
+
+if grep -q "replaced mod@" "$T/host.log"; then
+	ok 1 "no bad file ever replaced mod"
+else
+	ok 0 "no bad file ever replaced mod"
+fi
+equal "no bad file reached a worker as mod" \
+	"$(status POST /v1/call/mod/upper last)" 200
+equal "mod is still the good echo" "$(body)" "LAST"
+
+# a good new version after all the bad ones is taken
+plugin "$TPLUGINS_V2/flaky.so" mod
+if wait_until "mod to be replaced" log_has "replaced mod@$good with mod@2"; then
+	ok 0 "a good file after the bad ones replaces mod@$good"
+else
+	ok 1 "a good file after the bad ones replaces mod@$good"
+fi
+equal "the new mod serves its method" "$(status POST /v1/call/mod/work x)" 200
+
+# a bad first version of a new module: the module stays unavailable
+before=$(refusals_of fresh)
+plugin "$TPLUGINS/wrongabi.so" fresh
+if wait_until "the refusal of fresh" more_refusals fresh "$before"; then
+	ok 0 "a bad first version of module fresh is refused"
+else
+	ok 1 "a bad first version of module fresh is refused"
+fi
+contains "and the log says fresh has no good version" \
+	"$(grep -- "refused $T/plugins/fresh\.so: " "$T/host.log" | tail -1)" \
+	"built for ABI 999, host speaks ABI 1; module fresh has no good version"
+equal "a sync call to fresh is 404" "$(status POST /v1/call/fresh/work x)" 404
+contains "and says there is no module fresh" "$(body)" '"error": "no module fresh"'
+before=$(refusals_of fresh2)
+plugin "$T/empty" fresh2
+wait_until "the refusal of fresh2" more_refusals fresh2 "$before"
+ok $? "an empty first version of module fresh2 is refused"
+equal "a sync call to fresh2 is 404" "$(status POST /v1/call/fresh2/work x)" 404
+contains "and says there is no module fresh2" "$(body)" '"error": "no module fresh2"'
+check "the host process is still alive" host_alive
+
+done_testing

@@ -1,0 +1,48 @@
+#!/bin/sh
+# expiry.sh - the default retry policy (60 s, x1.5, cap 1 h, lifetime 72 h)
+# compressed 10000 times: a call that always fails gets exactly 81 attempts
+# and then goes dead as expired, with every attempt in its history.
+WAIT_LIMIT=${WAIT_LIMIT:-90}
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+write_conf "[queue compressed]" "retry_interval = 6ms" "retry_factor = 1.5" \
+	"retry_max_interval = 360ms" "lifetime = 25920ms"
+plugin "$TPLUGINS/alwaysfail.so" alwaysfail
+start_host
+
+wait_until "alwaysfail to be loaded" log_has "loaded alwaysfail@1+" ||
+	bail "alwaysfail was not loaded"
+id=$(enqueue compressed alwaysfail work payload)
+check "the call is enqueued" test -n "$id"
+start=$(date +%s)
+wait_until "the call to go dead" state_is "$id" dead
+ok $? "the call goes dead"
+echo "# dead after about $(( $(date +%s) - start )) s (the lifetime is 25.92 s)"
+
+equal "the call is dead" "$(field "$id" state)" dead
+equal "exactly 81 attempts were made" "$(field "$id" attempts)" 81
+js=$(curl -s "$URL/v1/calls/$id")
+equal "the JSON history has 81 entries" \
+	"$(printf '%s' "$js" | grep -o '{"attempt": [0-9]*' | wc -l)" 81
+contains "last_error says it expired after 81 attempts" "$(field "$id" last_error)" \
+	"expired after 81 attempts"
+contains "last_error carries the last handler error" "$js" \
+	'"last_error": "expired after 81 attempts; last error: always fails"'
+equal "the next attempt is null" "$(field "$id" next_attempt)" null
+
+curl -s -H 'Accept: text/plain' "$URL/v1/calls/$id" |
+	sed -n 's/^  #\([0-9]*\) *\([^ ]*\) .*/\1 \2/p' > "$T/hist"
+equal "the text history lists 81 attempts" "$(wc -l < "$T/hist")" 81
+equal "the attempts are numbered 1 to 81" "$(cut -d' ' -f1 "$T/hist" | tr '\n' ' ')" \
+	"$(seq 1 81 | tr '\n' ' ')"
+cut -d' ' -f2 "$T/hist" > "$T/times"
+LC_ALL=C sort -c "$T/times" 2>/dev/null
+ok $? "the attempt times are non-decreasing"
+first=$(head -1 "$T/times")
+last=$(tail -1 "$T/times")
+echo "# first attempt $first, last attempt $last"
+equal "every attempt is a retry outcome" \
+	"$(history "$id" | awk '{print $3}' | sort -u)" retry
+check "the host process is still alive" host_alive
+
+done_testing

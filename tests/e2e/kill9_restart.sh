@@ -1,0 +1,111 @@
+#!/bin/sh
+# kill9_restart.sh - calls acknowledged with 202 survive a kill -9 of the host
+# in the middle of a stream of enqueues, and all of them run once the module
+# they wait for arrives.
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+LOOPS=4
+PER_LOOP=75
+write_conf "[queue default]" "retry_interval = 200ms" "retry_max_interval = 1s"
+start_host
+
+# enqueue_loop N: enqueues PER_LOOP calls to flaky.work (not installed yet),
+# appending the id of each one answered 202 to $T/ids.N
+enqueue_loop() {
+	i=0
+	while [ "$i" -lt "$PER_LOOP" ]; do
+		i=$((i + 1))
+		reply=$(curl -s -w ' %{http_code}' -d "loop $1 call $i" \
+			"$URL/v1/enqueue/default/flaky/work")
+		case "$reply" in
+		*' 202')
+			echo "$reply" | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' >> "$T/ids.$1"
+			;;
+		esac
+	done
+	echo "$i" > "$T/finished.$1"
+}
+
+acked() { cat "$T"/ids.* 2>/dev/null | wc -l; }
+acked_at_least() { [ "$(acked)" -ge "$1" ]; }
+
+n=1
+pids=
+while [ "$n" -le "$LOOPS" ]; do
+	: > "$T/ids.$n"
+	enqueue_loop "$n" &
+	pids="$pids $!"
+	n=$((n + 1))
+done
+
+# kill the host once half the calls are acknowledged, the loops still running
+wait_until "half the enqueues to be acknowledged" acked_at_least $((LOOPS * PER_LOOP / 2))
+ok $? "enqueues are being acknowledged"
+at_kill=$(acked)
+kill9_host
+echo "# killed the host with SIGKILL after $at_kill acknowledged enqueues"
+for pid in $pids; do wait "$pid"; done
+total=$(acked)
+echo "# acknowledged before the kill was noticed: $total of $((LOOPS * PER_LOOP)) attempted"
+check "the host was killed while enqueues were still going on" \
+	test "$total" -lt "$((LOOPS * PER_LOOP))"
+check "calls were acknowledged before the kill" test "$total" -gt 0
+cat "$T"/ids.* | sort > "$T/acked"
+equal "every acknowledged id is distinct" "$(sort -u "$T/acked" | wc -l)" "$total"
+
+start_host
+check "the host restarts on the same data" host_alive
+
+# every acknowledged call must exist and wait (flaky is not installed)
+lost=0
+notpending=0
+while read -r id; do
+	st=$(status GET "/v1/calls/$id")
+	if [ "$st" != 200 ]; then
+		lost=$((lost + 1))
+		echo "# lost: $id (GET answered $st)"
+		continue
+	fi
+	case "$(body)" in
+	*'"state": "pending"'*|*'"state": "running"'*) ;;
+	*) notpending=$((notpending + 1)); echo "# not pending: $(body | head -c 300)" ;;
+	esac
+done < "$T/acked"
+echo "# after the restart: $total acknowledged, $lost lost, $notpending not pending"
+equal "no acknowledged call was lost" "$lost" 0
+equal "every acknowledged call is still pending" "$notpending" 0
+id=$(head -1 "$T/acked")
+wait_until "a waiting call to be attempted" attempts_at_least "$id" 1
+contains "a waiting call failed with 'no module flaky'" "$(field "$id" last_error)" \
+	"no module flaky"
+
+# the module arrives: every acknowledged call runs
+plugin "$TPLUGINS_V2/flaky.so" flaky
+wait_until "flaky to be loaded" log_has "loaded flaky@2" || bail "flaky v2 not loaded"
+count_done() {
+	n=0
+	while read -r id; do
+		[ "$(field "$id" state)" = done ] && n=$((n + 1))
+	done < "$T/acked"
+	echo "$n"
+}
+left=$T/acked
+all_done() {	# re-checks only the calls not yet seen done
+	: > "$T/left.new"
+	while read -r id; do
+		[ "$(field "$id" state)" = done ] || echo "$id" >> "$T/left.new"
+	done < "$left"
+	mv "$T/left.new" "$T/left"
+	left=$T/left
+	[ ! -s "$T/left" ]
+}
+wait_until "every acknowledged call to be done" all_done
+ok $? "every acknowledged call is done once flaky v2 is installed"
+done_n=$(count_done)
+echo "# done: $done_n of $total"
+equal "all $total acknowledged calls are done" "$done_n" "$total"
+id=$(head -1 "$T/acked")
+contains "a done call ran flaky v2" "$(history "$id" | tail -1)" " 2+"
+check "the host process is still alive" host_alive
+
+done_testing
