@@ -35,7 +35,7 @@ struct host {
 	struct plugin_dir *plugins;
 	struct scheduler *scheduler;
 	struct http_api *http;
-	struct event *checkpoint_timer, *sweep_timer;
+	struct event *sweep_timer;
 	struct event *sigterm, *sigint;
 	int exit_code;
 };
@@ -72,16 +72,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	log_info("got %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	event_base_loopexit(h->base, NULL);
-}
-
-static void on_checkpoint(evutil_socket_t fd, short what, void *arg)
-{
-	struct host *h = arg;
-
-	(void)fd;
-	(void)what;
-	if (store_checkpoint(h->store) < 0)
-		log_error("checkpoint: %s", store_error(h->store));
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -146,11 +136,14 @@ static int run(struct host *h)
 	if (!h->batch || !h->pool || !h->plugins)
 		return 1;
 	h->scheduler = scheduler_new(h->base, &h->conf, h->store, h->batch, h->plugins, h->pool);
-	h->checkpoint_timer = add_timer(h, h->conf.checkpoint_interval_ms, on_checkpoint);
+	if (store_start_checkpoints(h->store, h->conf.checkpoint_interval_ms) < 0) {
+		log_error("%s", store_error(h->store));
+		return 1;
+	}
 	h->sweep_timer = add_timer(h, 1000, on_sweep);
 	h->sigterm = evsignal_new(h->base, SIGTERM, on_signal, h);
 	h->sigint = evsignal_new(h->base, SIGINT, on_signal, h);
-	if (!h->scheduler || !h->checkpoint_timer || !h->sweep_timer || !h->sigterm || !h->sigint)
+	if (!h->scheduler || !h->sweep_timer || !h->sigterm || !h->sigint)
 		return 1;
 	event_add(h->sigterm, NULL);
 	event_add(h->sigint, NULL);
@@ -168,7 +161,7 @@ static void shutdown_host(struct host *h)
 	pool_free(&h->pool);
 	batch_free(&h->batch);
 	store_close(&h->store);
-	struct event **events[] = { &h->checkpoint_timer, &h->sweep_timer, &h->sigterm, &h->sigint };
+	struct event **events[] = { &h->sweep_timer, &h->sigterm, &h->sigint };
 	for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
 		if (*events[i])
 			event_free(*events[i]);

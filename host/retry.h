@@ -31,8 +31,12 @@ struct retry_policy {
 #define RETRY_DEFAULT_MAX_INTERVAL_MS (3600 * 1000)
 #define RETRY_DEFAULT_LIFETIME_MS ((int64_t)72 * 3600 * 1000)
 
-/* Lateness that never moves the plan, however short the delays. */
-#define RETRY_ON_PLAN_MS 1000
+/*
+ * Lateness that never moves the plan, however short the delays (the
+ * default first delay; a short test policy must not lose attempts to a
+ * busy machine).
+ */
+#define RETRY_ON_PLAN_MS 60000
 
 /* Fills *policy with the defaults above. */
 void retry_policy_default(struct retry_policy *policy);

@@ -16,10 +16,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,6 +39,12 @@ struct store {
 	int lock_fd;
 	struct store_stats stats;
 	char error[512];
+	/* the checkpoint thread; the only other thread using env */
+	pthread_t cp_thread;
+	pthread_mutex_t cp_lock;
+	pthread_cond_t cp_wake;
+	bool cp_running, cp_stop;
+	int64_t cp_interval_ms;
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -60,6 +68,8 @@ static void check_fatal(struct store *s, int rc)
 		_exit(70);
 	}
 }
+
+static void stop_checkpoints(struct store *s);
 
 static int db_fail(struct store *s, const char *what, int rc)
 {
@@ -94,6 +104,7 @@ static int open_db(struct store *s, DB **db, const char *file, bool dupsort)
 		return db_fail(s, file, rc);
 	if (dupsort)
 		(*db)->set_flags(*db, DB_DUPSORT);
+	/* database handles stay on the loop thread: no DB_THREAD */
 	rc = (*db)->open(*db, NULL, file, NULL, DB_BTREE, DB_CREATE | DB_AUTO_COMMIT, 0600);
 	if (rc) {
 		(*db)->close(*db, 0);
@@ -182,7 +193,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	s->env->set_flags(s->env, DB_TXN_WRITE_NOSYNC, 1);
 	rc = s->env->open(s->env, dir,
 			  DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
-			  DB_INIT_MPOOL | DB_RECOVER, 0600);
+			  DB_INIT_MPOOL | DB_RECOVER | DB_THREAD, 0600);	/* env: shared with checkpoints */
 	if (rc) {
 		fail(s, "cannot open the database environment in %s: %s", dir, db_strerror(rc));
 		goto fail;
@@ -217,6 +228,7 @@ void store_close(struct store **sp)
 
 	if (!s)
 		return;
+	stop_checkpoints(s);
 	if (s->txn)
 		store_abort(s);
 	/* the secondary closes before its primary */
@@ -630,13 +642,60 @@ void store_abort(struct store *s)
 	s->txn_adds_calls = false;
 }
 
-int store_checkpoint(struct store *s)
+static void *checkpoint_loop(void *arg)
 {
-	int rc = s->env->txn_checkpoint(s->env, 0, 0, 0);
+	struct store *s = arg;
+	struct timespec until;
+	int rc;
 
-	if (rc)
-		return db_fail(s, "checkpoint", rc);
+	pthread_mutex_lock(&s->cp_lock);
+	while (!s->cp_stop) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += s->cp_interval_ms / 1000;
+		until.tv_nsec += (s->cp_interval_ms % 1000) * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		if (pthread_cond_timedwait(&s->cp_wake, &s->cp_lock, &until) != ETIMEDOUT)
+			continue;
+		pthread_mutex_unlock(&s->cp_lock);
+		rc = s->env->txn_checkpoint(s->env, 0, 0, 0);
+		if (rc)
+			log_error("checkpoint: %s", db_strerror(rc));
+		check_fatal(s, rc);
+		pthread_mutex_lock(&s->cp_lock);
+	}
+	pthread_mutex_unlock(&s->cp_lock);
+	return NULL;
+}
+
+int store_start_checkpoints(struct store *s, int64_t interval_ms)
+{
+	pthread_condattr_t attr;
+
+	s->cp_interval_ms = interval_ms;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cp_wake, &attr);
+	pthread_condattr_destroy(&attr);
+	pthread_mutex_init(&s->cp_lock, NULL);
+	if (pthread_create(&s->cp_thread, NULL, checkpoint_loop, s) != 0)
+		return fail(s, "cannot start the checkpoint thread");
+	s->cp_running = true;
 	return 0;
+}
+
+static void stop_checkpoints(struct store *s)
+{
+	if (!s->cp_running)
+		return;
+	pthread_mutex_lock(&s->cp_lock);
+	s->cp_stop = true;
+	pthread_cond_signal(&s->cp_wake);
+	pthread_mutex_unlock(&s->cp_lock);
+	pthread_join(s->cp_thread, NULL);
+	s->cp_running = false;
 }
 
 void store_get_stats(const struct store *s, struct store_stats *stats)

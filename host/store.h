@@ -119,8 +119,13 @@ int store_commit(struct store *s);
 /* Aborts the current transaction. */
 void store_abort(struct store *s);
 
-/* Writes a checkpoint and removes log files no longer needed. */
-int store_checkpoint(struct store *s);
+/*
+ * Starts a thread that writes a checkpoint every interval_ms (flushing
+ * dirty pages can wait on the disk for long; the event loop must not), after
+ * which Berkeley DB removes log files no longer needed.  store_close()
+ * stops it.
+ */
+int store_start_checkpoints(struct store *s, int64_t interval_ms);
 
 struct store_stats {
 	uint64_t commits, synced_commits, calls_added;

@@ -15,7 +15,9 @@
  * Prints one line: rate=N append_rate=N seconds=S.  The file is removed.
  * Usage: fsyncrate DIR [SECONDS]   (SECONDS defaults to 2)
  */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* fdatasync */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
