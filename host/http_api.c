@@ -432,6 +432,13 @@ static void describe_call(struct http_api *api, struct evhttp_request *req,
 	}
 	if (store_list_attempts(api->d.store, r->id, add_history, &h) < 0)
 		log_error("history of %s: %s", r->id, store_error(api->d.store));
+	if (h.count == 0 && r->state == CALL_DONE) {
+		/* done at the first attempt: no history record was written */
+		struct attempt_record first = { .at_ms = r->when_ms, .outcome = OUTCOME_OK };
+
+		snprintf(first.version, sizeof first.version, "%s", r->version);
+		add_history(1, &first, &h);
+	}
 	if (h.text) {
 		if (!h.count)
 			evbuffer_add_printf(out, "  (no attempts yet)\n");

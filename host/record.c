@@ -92,8 +92,12 @@ char *record_encode_call(const struct call_record *r, int include_payload, size_
 
 	out_str(&o, "cagecall/1");
 	out_time(&o, when_keys[r->state], r->when_ms);
-	out_str(&o, " id=");
-	out_str(&o, r->id);
+	if (r->state != CALL_DONE) {
+		/* a done record is kept small: its key is the id, which also
+		 * holds the enqueue time (see record_id_time) */
+		out_str(&o, " id=");
+		out_str(&o, r->id);
+	}
 	out_str(&o, " queue=");
 	out_str(&o, r->queue);
 	out_str(&o, " module=");
@@ -102,7 +106,8 @@ char *record_encode_call(const struct call_record *r, int include_payload, size_
 	out_str(&o, r->method);
 	snprintf(num, sizeof num, " attempts=%" PRIu32, r->attempts);
 	out_str(&o, num);
-	out_time(&o, " enqueued=", r->enqueued_ms);
+	if (r->state != CALL_DONE)
+		out_time(&o, " enqueued=", r->enqueued_ms);
 	if (r->idem_key[0])
 		out_quoted(&o, " idem=", r->idem_key);
 	if (r->version[0]) {
@@ -237,7 +242,8 @@ int record_decode_call(const void *data, size_t len, struct call_record *r,
 			snprintf(r->error, sizeof r->error, "%s", value);
 		}
 	}
-	if (!have_when || !have_id || !r->queue[0] || !r->module[0] || !r->method[0]) {
+	if (!have_when || (!have_id && r->state != CALL_DONE) || !r->queue[0] || !r->module[0] ||
+	    !r->method[0]) {
 		snprintf(err, err_size, "record lacks a required field");
 		return -1;
 	}
@@ -308,6 +314,15 @@ int record_decode_attempt(const void *data, size_t len, struct attempt_record *a
 			snprintf(a->error, sizeof a->error, "%s", value);
 		}
 	}
+}
+
+int64_t record_id_time(const char *id)
+{
+	char ms[13];
+
+	memcpy(ms, id, 12);
+	ms[12] = '\0';
+	return (int64_t)strtoll(ms, NULL, 16);
 }
 
 void record_clean_text(char *out, size_t size, const char *text)

@@ -10,7 +10,9 @@
  *     error="currency converter not configured" payload={"amount":5}
  *
  * (one line on disk).  The first field says the state and its time: `next=`
- * (pending: when the next attempt is planned), `done=` or `dead=`.  Quoted
+ * (pending: when the next attempt is planned), `done=` or `dead=`.  A done
+ * record, kept only for status and de-duplication, leaves out the id (its
+ * key), the enqueue time (the id's first 12 hex digits) and the payload.  Quoted
  * values escape '"' and '\' with a backslash; control characters in them are
  * stored as spaces.  `payload=` is always last and runs, as raw bytes, to
  * the end of the record.  Unknown fields are ignored when reading, so
@@ -89,6 +91,9 @@ const char *record_outcome_name(enum attempt_outcome outcome);
 
 /* "pending", "done", "dead". */
 const char *record_state_name(enum call_state state);
+
+/* The enqueue time (ms) a call id starts with. */
+int64_t record_id_time(const char *id);
 
 /* Copies text into out (size bytes) with control characters made spaces. */
 void record_clean_text(char *out, size_t size, const char *text);

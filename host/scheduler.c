@@ -20,7 +20,7 @@
 #define MAX_TIMER_MS 1000
 #define BUCKETS 1024
 #define WAKE_TICK_MS 100
-#define WAKE_PER_TICK 1000	/* WAKE_PER_SECOND = 10,000 */
+#define WAKE_PER_TICK 2000	/* WAKE_PER_SECOND = 20,000 */
 #define WAKE_SCAN_PER_TICK 20000
 
 struct attempt {
@@ -178,7 +178,11 @@ static void attempt_done(struct job *job, struct job_result *res)
 	}
 	rec.payload = a->job.payload;
 	rec.payload_len = a->job.payload_len;
-	rc = store_add_attempt(s->store, rec.id, rec.attempts, &history);
+	/* a call done at its first attempt needs no history record: the done
+	 * record says it all (the API shows it as attempt 1) */
+	rc = 0;
+	if (rec.state != CALL_DONE || rec.attempts > 1)
+		rc = store_add_attempt(s->store, rec.id, rec.attempts, &history);
 	if (rc == 0)
 		rc = rec.state == CALL_PENDING ? store_update_call(s->store, &rec)
 					       : store_finish_call(s->store, &rec);

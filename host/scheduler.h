@@ -12,8 +12,8 @@
  * has committed, so it can never be dispatched twice at once.
  *
  * When a module gets a new good version, pending calls of that module in
- * queues with wake_on_new_version are made due now, at most
- * WAKE_PER_SECOND per second, so a fix drains its backlog without waiting
+ * queues with wake_on_new_version are made due now, at most 20,000 per
+ * second, so a fix drains its backlog without waiting
  * out each call's retry delay.
  */
 #ifndef CAGEHOST_SCHEDULER_H
