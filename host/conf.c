@@ -32,6 +32,7 @@ struct parser {
 	struct queue_conf *queue;	/* current [queue] section, NULL in [host] */
 	bool in_section;
 	bool default_seen;	/* [queue default] appeared */
+	int listen_line;	/* where listen was set, for later checks */
 	char *err;
 	size_t err_size;
 };
@@ -87,6 +88,11 @@ static void conf_defaults(struct host_conf *conf)
 	conf->sync_timeout_ms = 30 * 1000;
 	conf->done_retention_ms = 3600 * 1000;
 	conf->checkpoint_interval_ms = 10 * 1000;
+	conf->worker_memory_limit = (size_t)1 << 30;
+	conf->worker_files_limit = 256;
+	conf->max_connections = 1024;
+	conf->header_timeout_ms = 10 * 1000;
+	conf->idle_timeout_ms = 60 * 1000;
 	conf->log_level = LOG_INFO;
 }
 
@@ -211,8 +217,10 @@ static int host_key(struct parser *p, const char *key, const char *value)
 	struct host_conf *c = p->conf;
 	long n;
 
-	if (!strcmp(key, "listen"))
+	if (!strcmp(key, "listen")) {
+		p->listen_line = p->line;
 		return parse_listen(p, value);
+	}
 	if (!strcmp(key, "data_dir"))
 		return parse_path(p, key, value, c->data_dir, sizeof c->data_dir);
 	if (!strcmp(key, "plugin_dir"))
@@ -233,6 +241,46 @@ static int host_key(struct parser *p, const char *key, const char *value)
 		return parse_duration(p, key, value, 0, &c->done_retention_ms);
 	if (!strcmp(key, "checkpoint_interval"))
 		return parse_duration(p, key, value, 100, &c->checkpoint_interval_ms);
+	if (!strcmp(key, "token")) {
+		if (strlen(value) < 16 || strlen(value) >= sizeof c->token)
+			return fail(p, "token: use 16 to %zu characters", sizeof c->token - 1);
+		for (const char *t = value; *t; t++)
+			if (!isgraph((unsigned char)*t))
+				return fail(p, "token: only printable characters, no spaces");
+		snprintf(c->token, sizeof c->token, "%s", value);
+		return 0;
+	}
+	if (!strcmp(key, "user")) {
+		if (!name_is_valid(value, strlen(value)) || strlen(value) >= sizeof c->user)
+			return fail(p, "user: '%s' is not a user name", value);
+		snprintf(c->user, sizeof c->user, "%s", value);
+		return 0;
+	}
+	if (!strcmp(key, "worker_memory_limit")) {
+		if (!strcmp(value, "0")) {
+			c->worker_memory_limit = 0;
+			return 0;
+		}
+		return parse_size(p, key, value, &c->worker_memory_limit);
+	}
+	if (!strcmp(key, "worker_cpu_limit"))
+		return parse_duration(p, key, value, 0, &c->worker_cpu_limit_ms);
+	if (!strcmp(key, "worker_files_limit")) {
+		if (parse_int(p, key, value, 16, 1048576, &n) < 0)
+			return -1;
+		c->worker_files_limit = (int)n;
+		return 0;
+	}
+	if (!strcmp(key, "max_connections")) {
+		if (parse_int(p, key, value, 1, 1000000, &n) < 0)
+			return -1;
+		c->max_connections = (int)n;
+		return 0;
+	}
+	if (!strcmp(key, "header_timeout"))
+		return parse_duration(p, key, value, 100, &c->header_timeout_ms);
+	if (!strcmp(key, "idle_timeout"))
+		return parse_duration(p, key, value, 1000, &c->idle_timeout_ms);
 	if (!strcmp(key, "log_level")) {
 		static const char *const levels[] = { "error", "warning", "info", "debug" };
 
@@ -316,6 +364,21 @@ static int section(struct parser *p, char *line)
 	return 0;
 }
 
+static bool is_loopback(const char *host)
+{
+	return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+}
+
+/* Exposing the API beyond this machine without a token is refused. */
+static int check_exposure(struct parser *p)
+{
+	if (p->conf->token[0] || is_loopback(p->conf->listen_host))
+		return 0;
+	p->line = p->listen_line;
+	return fail(p, "listen: %s is reachable from other hosts; set token = SECRET in [host] "
+		    "(callers then send Authorization: Bearer SECRET)", p->conf->listen_host);
+}
+
 static int check_queues(struct parser *p)
 {
 	for (struct queue_conf *q = p->conf->queues; q; q = q->next) {
@@ -332,7 +395,7 @@ static int check_queues(struct parser *p)
 int conf_parse(const char *name, const char *text, const char *base_dir,
 	       struct host_conf *conf, char *err, size_t err_size)
 {
-	struct parser p = { name, 0, base_dir, conf, NULL, false, false, err, err_size };
+	struct parser p = { name, 0, base_dir, conf, NULL, false, false, 0, err, err_size };
 	const char *cursor = text;
 	char line[4096];
 
@@ -375,7 +438,7 @@ int conf_parse(const char *name, const char *text, const char *base_dir,
 		if ((p.queue ? queue_key : host_key)(&p, trim(s), trim(eq + 1)) < 0)
 			goto fail;
 	}
-	if (check_queues(&p) < 0)
+	if (check_queues(&p) < 0 || check_exposure(&p) < 0)
 		goto fail;
 	return 0;
 fail:

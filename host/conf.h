@@ -51,6 +51,14 @@ struct host_conf {
 	int64_t done_retention_ms;	/* how long finished calls stay visible */
 	int64_t checkpoint_interval_ms;
 	enum log_level log_level;
+	char token[256];		/* "" = no auth (loopback only) */
+	char user[64];			/* drop to this user when started as root */
+	size_t worker_memory_limit;	/* RLIMIT_AS of workers, bytes; 0 = none */
+	int64_t worker_cpu_limit_ms;	/* CPU time per attempt; 0 = none */
+	int worker_files_limit;		/* RLIMIT_NOFILE of workers */
+	int max_connections;		/* HTTP connections at once */
+	int64_t header_timeout_ms;	/* to receive a request's headers (408) */
+	int64_t idle_timeout_ms;	/* keep-alive connection idle limit */
 	struct queue_conf *queues;	/* "default" always present */
 };
 

@@ -37,6 +37,7 @@ struct http_api {
 	struct evhttp *http;
 	uint64_t enqueued, duplicates, sync_calls, rejected;
 	int port;			/* the port actually bound */
+	bool serving;			/* http_api_start() was called */
 };
 
 struct sync_call {
@@ -612,6 +613,31 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 	evbuffer_free(out);
 }
 
+/* With a token set, a request must carry it; replies 401 when it doesn't. */
+static bool authorized(struct http_api *api, struct evhttp_request *req)
+{
+	const char *token = api->d.conf->token;
+	const char *given;
+	size_t len = strlen(token);
+	unsigned char diff = 0;
+
+	if (!token[0])
+		return true;
+	given = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	if (given && !strncmp(given, "Bearer ", 7) && strlen(given + 7) == len) {
+		/* compare in constant time: no timing hints about the token */
+		for (size_t i = 0; i < len; i++)
+			diff |= (unsigned char)(given[7 + i] ^ token[i]);
+		if (diff == 0)
+			return true;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+			  "Bearer realm=\"cagehost\"");
+	reply_error(req, 401, "Unauthorized",
+		    given ? "wrong token" : "this host requires Authorization: Bearer TOKEN");
+	return false;
+}
+
 static void route(struct evhttp_request *req, void *arg)
 {
 	struct http_api *api = arg;
@@ -634,6 +660,12 @@ static void route(struct evhttp_request *req, void *arg)
 	}
 	memcpy(path, uri, len);
 	path[len] = '\0';
+	if (!api->serving) {
+		reply_error(req, 503, "Service Unavailable", "starting: loading the plugins");
+		return;
+	}
+	if (strcmp(path, "/healthz") != 0 && !authorized(api, req))
+		return;
 	if (!strcmp(path, "/healthz")) {
 		struct evbuffer *out = evbuffer_new();
 
@@ -670,17 +702,16 @@ static void route(struct evhttp_request *req, void *arg)
 		    "/v1/calls/ID, /healthz, /metrics");
 }
 
-struct http_api *http_api_new(struct event_base *base, const struct http_api_deps *deps)
+struct http_api *http_api_new(struct event_base *base, const struct host_conf *conf)
 {
 	struct http_api *api = calloc(1, sizeof *api);
-	const struct host_conf *conf = deps->conf;
 	struct evhttp_bound_socket *bound;
 	struct sockaddr_storage addr;
 	socklen_t addr_len = sizeof addr;
 
 	if (!api)
 		return NULL;
-	api->d = *deps;
+	api->d.conf = conf;
 	api->http = evhttp_new(base);
 	if (!api->http)
 		goto fail;
@@ -688,8 +719,9 @@ struct http_api *http_api_new(struct event_base *base, const struct http_api_dep
 	evhttp_set_max_body_size(api->http, (ev_ssize_t)conf->max_body_size);
 	/* the guard answers 431 first; evhttp's limit (413) is a backstop */
 	evhttp_set_max_headers_size(api->http, (ev_ssize_t)conf->max_header_size + 1024);
-	http_guard_install(api->http, conf->max_header_size);
-	evhttp_set_timeout(api->http, 60);
+	http_guard_install(api->http, base, conf->max_header_size, conf->header_timeout_ms,
+			   conf->max_connections);
+	evhttp_set_timeout(api->http, (int)((conf->idle_timeout_ms + 999) / 1000));
 	evhttp_set_gencb(api->http, route, api);
 	bound = evhttp_bind_socket_with_handle(api->http, conf->listen_host,
 					       (ev_uint16_t)conf->listen_port);
@@ -707,6 +739,12 @@ struct http_api *http_api_new(struct event_base *base, const struct http_api_dep
 fail:
 	http_api_free(&api);
 	return NULL;
+}
+
+void http_api_start(struct http_api *api, const struct http_api_deps *deps)
+{
+	api->d = *deps;
+	api->serving = true;
 }
 
 int http_api_port(const struct http_api *api)

@@ -32,8 +32,15 @@ struct http_api_deps {
 	struct scheduler *scheduler;
 };
 
-/* Binds conf->listen.  Returns NULL and logs why on failure. */
-struct http_api *http_api_new(struct event_base *base, const struct http_api_deps *deps);
+/*
+ * Binds conf->listen (done first, while the host may still be root).
+ * Until http_api_start(), every request gets 503 "starting".  Returns NULL
+ * and logs why on failure.
+ */
+struct http_api *http_api_new(struct event_base *base, const struct host_conf *conf);
+
+/* Starts serving with the host's parts (deps->conf must be the same). */
+void http_api_start(struct http_api *api, const struct http_api_deps *deps);
 void http_api_free(struct http_api **api);
 
 /* The TCP port listened on (the kernel's choice when the config says 0). */

@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+
+#include "clock.h"
 
 #include "http_guard.h"
 
@@ -33,6 +36,8 @@ enum guard_state { HEAD, BODY, PASS, REJECTED };
 
 struct guard {
 	struct bufferevent *bev;	/* the connection this slot serves */
+	struct sockaddr_storage peer;	/* tells a reused socket number apart */
+	int64_t head_started_ms;	/* monotonic; first byte of these headers */
 	enum guard_state state;
 	size_t head_len;		/* header bytes of the current request */
 	size_t line_len;		/* bytes of the current header line */
@@ -42,8 +47,13 @@ struct guard {
 };
 
 static size_t guard_limit;
+static int64_t header_timeout_ms;
+static int max_connections, live_connections;
 static struct guard *guards;		/* indexed by fd */
 static size_t guard_count;
+
+static void answer(struct guard *g, int code, const char *reason, const char *error);
+static void count_live(void);
 static struct bufferevent *fresh[256];	/* new, not yet read from */
 static size_t fresh_next, fresh_count;
 
@@ -83,8 +93,19 @@ static struct guard *guard_for(struct bufferevent *bev)
 	}
 	g = &guards[fd];
 	if (g->bev != bev || take_fresh(bev)) {
+		socklen_t len = sizeof g->peer;
+
+		if (!g->bev)
+			live_connections++;
 		memset(g, 0, sizeof *g);
 		g->bev = bev;
+		getpeername(fd, (struct sockaddr *)&g->peer, &len);
+		if (live_connections > max_connections)
+			count_live();	/* exact count before turning anyone away */
+		if (live_connections > max_connections) {
+			answer(g, 503, "Service Unavailable", "too many connections (max_connections)");
+			return NULL;
+		}
 	}
 	return g;
 }
@@ -98,22 +119,83 @@ static void close_when_sent(struct evbuffer *out, const struct evbuffer_cb_info 
 		shutdown(bufferevent_getfd(bev), SHUT_WR);
 }
 
-static void reject(struct guard *g)
+/* Answers the connection directly (evhttp never sees the request) and
+ * closes it once the answer is sent. */
+static void answer(struct guard *g, int code, const char *reason, const char *error)
 {
-	const char *body = "{\"error\": \"request headers exceed max_header_size\"}\n";
 	struct evbuffer *out = bufferevent_get_output(g->bev);
 
 	g->state = REJECTED;
 	evbuffer_add_printf(out,
-			    "HTTP/1.1 431 Request Header Fields Too Large\r\n"
-			    "Content-Type: application/json\r\nConnection: close\r\n"
-			    "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+			    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+			    "Connection: close\r\nContent-Length: %zu\r\n\r\n"
+			    "{\"error\": \"%s\"}\n",
+			    code, reason, strlen(error) + 13, error);
 	evbuffer_add_cb(out, close_when_sent, g->bev);
 	bufferevent_enable(g->bev, EV_WRITE);
 }
 
+static void reject(struct guard *g)
+{
+	answer(g, 431, "Request Header Fields Too Large",
+	       "request headers exceed max_header_size");
+}
+
+/*
+ * True when slot g's connection is still open: its socket number is open
+ * and connected to the same peer (only evhttp closes these sockets, and it
+ * frees the bufferevent when it does).
+ */
+static bool still_open(struct guard *g, int fd)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof peer;
+
+	memset(&peer, 0, sizeof peer);
+	return fcntl(fd, F_GETFD) != -1 &&
+	       getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
+	       memcmp(&peer, &g->peer, sizeof peer) == 0;
+}
+
+/* Forgets closed connections; recounts the open ones. */
+static void count_live(void)
+{
+	live_connections = 0;
+	for (size_t fd = 0; fd < guard_count; fd++) {
+		struct guard *g = &guards[fd];
+
+		if (!g->bev)
+			continue;
+		if (!still_open(g, (int)fd))
+			g->bev = NULL;
+		else
+			live_connections++;
+	}
+}
+
+/* Once a second: connections whose headers are overdue get 408. */
+static void sweep(evutil_socket_t fd, short what, void *arg)
+{
+	int64_t now = clock_mono_ms();
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	count_live();
+	for (size_t i = 0; i < guard_count; i++) {
+		struct guard *g = &guards[i];
+
+		if (g->bev && g->state == HEAD && g->head_len > 0 &&
+		    now - g->head_started_ms > header_timeout_ms)
+			answer(g, 408, "Request Timeout",
+			       "request headers did not arrive within header_timeout");
+	}
+}
+
 static void header_byte(struct guard *g, char c)
 {
+	if (g->head_len == 0)
+		g->head_started_ms = clock_mono_ms();
 	if (++g->head_len > guard_limit) {
 		reject(g);
 		return;
@@ -217,8 +299,19 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
 	return bev;
 }
 
-void http_guard_install(struct evhttp *http, size_t max_header_bytes)
+void http_guard_install(struct evhttp *http, struct event_base *base, size_t max_header_bytes,
+			int64_t header_timeout, int max_conns)
 {
+	static struct event *sweeper;
+	struct timeval second = { 1, 0 };
+
 	guard_limit = max_header_bytes;
+	header_timeout_ms = header_timeout;
+	max_connections = max_conns;
 	evhttp_set_bevcb(http, new_connection, NULL);
+	if (!sweeper) {
+		sweeper = event_new(base, -1, EV_PERSIST, sweep, NULL);
+		if (sweeper)
+			event_add(sweeper, &second);
+	}
 }

@@ -1,20 +1,28 @@
 /*
- * http_guard.h - a byte-level guard under evhttp that enforces the request
- * header limit with "431 Request Header Fields Too Large".  (evhttp's own
- * header limit answers 413, the body's status, so it stays only as a
- * backstop.)  Each connection's bytes pass through a bufferevent filter
- * that counts each request's header bytes, then lets the body through by
- * its Content-Length; a connection that exceeds the limit gets the 431
- * answer and is closed once the answer is sent.
+ * http_guard.h - a byte-level guard under evhttp for what evhttp does not
+ * enforce itself:
+ *   - request headers larger than the limit get "431 Request Header Fields
+ *     Too Large" (evhttp's own limit answers 413, the body's status, and
+ *     stays only as a backstop);
+ *   - a request whose headers take longer than the header timeout to
+ *     arrive (slowloris) gets "408 Request Timeout";
+ *   - a connection beyond max_connections gets "503" when it sends its
+ *     first bytes.
+ * Each answer closes the connection once it is sent.  (Connections that
+ * never send a byte are closed by evhttp's idle timeout.)
  */
 #ifndef CAGEHOST_HTTP_GUARD_H
 #define CAGEHOST_HTTP_GUARD_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
 
 struct evhttp;
 
 /* Installs the guard on every new connection of http. */
-void http_guard_install(struct evhttp *http, size_t max_header_bytes);
+void http_guard_install(struct evhttp *http, struct event_base *base, size_t max_header_bytes,
+			int64_t header_timeout_ms, int max_connections);
 
 #endif

@@ -5,7 +5,12 @@
  * SIGTERM/SIGINT end the loop; the turn's writes are committed and the
  * store is closed cleanly (attempts still running are retried next time).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <getopt.h>
@@ -87,18 +92,62 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 		batch_touch(h->batch);
 }
 
+/*
+ * Started as root with `user = NAME`: hands data_dir (and its files) to
+ * that user, then switches to it for good.  Returns 0, or -1 after logging.
+ */
+static int privileges_drop(const struct host_conf *conf)
+{
+	struct passwd *pw;
+	struct dirent *e;
+	char path[PATH_MAX * 2];
+	DIR *d;
+
+	if (!conf->user[0])
+		return 0;
+	pw = getpwnam(conf->user);
+	if (!pw) {
+		log_error("user %s does not exist", conf->user);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		if (geteuid() == pw->pw_uid)
+			return 0;
+		log_error("user = %s needs cagehost to be started as root", conf->user);
+		return -1;
+	}
+	if (mkdir(conf->data_dir, 0700) < 0 && errno != EEXIST) {
+		log_error("cannot create data_dir %s: %s", conf->data_dir, strerror(errno));
+		return -1;
+	}
+	if (chown(conf->data_dir, pw->pw_uid, pw->pw_gid) < 0) {
+		log_error("cannot give %s to %s: %s", conf->data_dir, conf->user, strerror(errno));
+		return -1;
+	}
+	d = opendir(conf->data_dir);
+	while (d && (e = readdir(d))) {
+		snprintf(path, sizeof path, "%s/%s", conf->data_dir, e->d_name);
+		if (e->d_name[0] != '.' && lchown(path, pw->pw_uid, pw->pw_gid) < 0)
+			log_warning("cannot give %s to %s: %s", path, conf->user, strerror(errno));
+	}
+	if (d)
+		closedir(d);
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0 || setuid(0) == 0) {
+		log_error("cannot switch to user %s: %s", conf->user, strerror(errno));
+		return -1;
+	}
+	log_info("running as user %s (uid %u)", conf->user, (unsigned)pw->pw_uid);
+	return 0;
+}
+
 static void on_plugins_ready(void *arg)
 {
 	struct host *h = arg;
 	struct http_api_deps deps = { &h->conf, h->store, h->batch, h->plugins, h->pool,
 				      h->scheduler };
 
-	h->http = http_api_new(h->base, &deps);
-	if (!h->http) {
-		h->exit_code = 1;
-		event_base_loopexit(h->base, NULL);
-		return;
-	}
+	http_api_start(h->http, &deps);
 	scheduler_start(h->scheduler);
 	log_info("serving on %s:%d (data_dir %s, plugin_dir %s, %d workers)",
 		 h->conf.listen_host, http_api_port(h->http), h->conf.data_dir, h->conf.plugin_dir,
@@ -118,6 +167,8 @@ static struct event *add_timer(struct host *h, int64_t every_ms, event_callback_
 static int run(struct host *h)
 {
 	char err[1024], cache_dir[PATH_MAX + 16];
+	struct worker_limits limits = { h->conf.worker_memory_limit, h->conf.worker_cpu_limit_ms,
+					h->conf.worker_files_limit };
 
 	signal(SIGPIPE, SIG_IGN);
 	h->base = event_base_new();
@@ -125,12 +176,17 @@ static int run(struct host *h)
 		log_error("cannot create the event loop");
 		return 1;
 	}
+	/* bind while still root (a port below 1024), then drop privileges
+	 * before touching data or plugins */
+	h->http = http_api_new(h->base, &h->conf);
+	if (!h->http || privileges_drop(&h->conf) < 0)
+		return 1;
 	if (store_open(&h->store, h->conf.data_dir, err, sizeof err) < 0) {
 		log_error("%s", err);
 		return 1;
 	}
 	h->batch = batch_new(h->base, h->store);
-	h->pool = pool_new(h->base, h->conf.workers);
+	h->pool = pool_new(h->base, h->conf.workers, &limits);
 	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h->conf.data_dir);
 	h->plugins = h->pool ? plugins_new(h->base, h->pool, h->conf.plugin_dir, cache_dir) : NULL;
 	if (!h->batch || !h->pool || !h->plugins)

@@ -341,6 +341,32 @@ static bool safe_permissions(struct module *m, const struct stat *st, char *why,
 	return true;
 }
 
+/*
+ * Loading code from a directory others can write is running their code:
+ * the plugin directory must not be writable by group or others, nor owned
+ * by another user than root or the host's.
+ */
+static bool safe_directory(const struct plugin_dir *p, char *why, size_t size)
+{
+	struct stat st;
+
+	if (stat(p->dir, &st) < 0) {
+		snprintf(why, size, "plugin directory: %s", strerror(errno));
+		return false;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(why, size, "plugin directory %.300s is writable by group or others (mode %03o)",
+			 p->dir, (unsigned)(st.st_mode & 0777));
+		return false;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(why, size, "plugin directory %.300s is owned by another user (uid %u)", p->dir,
+			 (unsigned)st.st_uid);
+		return false;
+	}
+	return true;
+}
+
 static void forget_version(struct module *m, const char *why)
 {
 	if (!m->good)
@@ -376,7 +402,7 @@ static void evaluate(struct module *m, bool force)
 		refuse(m, "not a regular file");
 		return;
 	}
-	if (!safe_permissions(m, &st, why, sizeof why)) {
+	if (!safe_directory(p, why, sizeof why) || !safe_permissions(m, &st, why, sizeof why)) {
 		refuse(m, why);
 		return;
 	}
@@ -451,11 +477,10 @@ static void scan(struct plugin_dir *p, bool force)
 
 static int add_watch(struct plugin_dir *p)
 {
-	struct stat st;
+	char why[512];
 
-	if (stat(p->dir, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
-		log_warning("plugin directory %s is writable by group or others: anyone who can "
-			    "write there can run code as cagehost", p->dir);
+	if (!safe_directory(p, why, sizeof why))
+		log_error("%s: no module in it will be loaded until that is fixed", why);
 	p->watch = inotify_add_watch(p->inotify_fd, p->dir,
 				     IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
 				     IN_CREATE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF |

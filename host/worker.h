@@ -82,8 +82,16 @@ struct job {
 
 struct worker_pool;
 
+/* Resource limits of each worker process (0 = none). */
+struct worker_limits {
+	size_t memory_bytes;	/* RLIMIT_AS */
+	int64_t cpu_ms;		/* CPU time per job (RLIMIT_CPU, moved each job) */
+	int files;		/* RLIMIT_NOFILE */
+};
+
 /* Forks `size` workers.  Returns NULL (and logs why) on failure. */
-struct worker_pool *pool_new(struct event_base *base, int size);
+struct worker_pool *pool_new(struct event_base *base, int size,
+			     const struct worker_limits *limits);
 
 /* Kills every worker; jobs still waiting are not completed. */
 void pool_free(struct worker_pool **pool);
@@ -112,6 +120,6 @@ void job_result_release(struct job_result *result);
  * (Runs in the forked child; touches nothing of the host's state.)
  */
 __attribute__((noreturn))
-void worker_main(int fd);
+void worker_main(int fd, int64_t cpu_limit_ms);
 
 #endif

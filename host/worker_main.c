@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../sdk/cage.h"
@@ -302,7 +303,20 @@ static int read_job(int fd, struct job *job, char **frame)
 	return 0;
 }
 
-void worker_main(int fd)
+/* Gives the next job cpu_ms of CPU time from now (SIGXCPU past it). */
+static void limit_cpu(int64_t cpu_ms)
+{
+	struct rusage used;
+	struct rlimit rl;
+
+	if (cpu_ms <= 0 || getrusage(RUSAGE_SELF, &used) < 0)
+		return;
+	rl.rlim_cur = (rlim_t)(used.ru_utime.tv_sec + used.ru_stime.tv_sec + (cpu_ms + 999) / 1000);
+	rl.rlim_max = RLIM_INFINITY;
+	setrlimit(RLIMIT_CPU, &rl);
+}
+
+void worker_main(int fd, int64_t cpu_limit_ms)
 {
 	char tag[32];
 
@@ -316,6 +330,7 @@ void worker_main(int fd)
 		if (read_job(fd, &job, &frame) < 0)
 			_exit(0);	/* the host closed the channel: done */
 		memset(&res, 0, sizeof res);
+		limit_cpu(cpu_limit_ms);
 		if (load(job.path, res.error, sizeof res.error) < 0)
 			res.status = WORKER_LOAD_FAILED;
 		else if (job.kind == JOB_PROBE)

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,6 +60,7 @@ struct worker {
 struct worker_pool {
 	struct event_base *base;
 	int size;
+	struct worker_limits limits;
 	struct worker **workers;
 	TAILQ_HEAD(, job) waiting[CLASS_COUNT];
 	int waiting_count[CLASS_COUNT];
@@ -140,6 +142,7 @@ static void kill_worker(struct worker *w, const char *reason)
 	w->dying = true;
 	snprintf(w->kill_reason, sizeof w->kill_reason, "%s", reason);
 	bufferevent_disable(w->channel, EV_READ | EV_WRITE);
+	kill(-w->pid, SIGKILL);
 	kill(w->pid, SIGKILL);
 }
 
@@ -190,6 +193,7 @@ static void on_death(evutil_socket_t fd, short what, void *arg)
 		return;	/* not dead yet */
 	status = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8
 					    : info.si_status & 0x7f;
+	kill(-w->pid, SIGKILL);	/* anything the plugin forked */
 	/* results it sent before dying are not its fault */
 	if (!w->kill_reason[0] && !w->channel_lost) {
 		struct evbuffer *in = bufferevent_get_input(w->channel);
@@ -312,10 +316,20 @@ static void on_channel_event(struct bufferevent *bev, short what, void *arg)
 	evtimer_add(w->deadline, &grace);
 }
 
-static void child(int fd)
+static void limit(int resource, rlim_t value)
+{
+	struct rlimit rl = { value, value };
+
+	if (value && setrlimit(resource, &rl) < 0)
+		log_warning("worker: setrlimit(%d): %s", resource, strerror(errno));
+}
+
+static void child(int fd, const struct worker_limits *limits)
 {
 	int devnull = open("/dev/null", O_RDONLY);
 
+	/* its own process group: whatever a plugin forks dies with it */
+	setpgid(0, 0);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
@@ -330,7 +344,9 @@ static void child(int fd)
 	close_range(4, ~0U, 0);
 	if (getppid() == 1)
 		_exit(0);
-	worker_main(3);
+	limit(RLIMIT_AS, limits->memory_bytes);
+	limit(RLIMIT_NOFILE, (rlim_t)limits->files);
+	worker_main(3, limits->cpu_ms);
 }
 
 static void spawn(struct worker_pool *pool, int slot)
@@ -351,7 +367,8 @@ static void spawn(struct worker_pool *pool, int slot)
 		return;
 	}
 	if (pid == 0)
-		child(fds[1]);
+		child(fds[1], &pool->limits);
+	setpgid(pid, pid);	/* as the child does: whichever runs first */
 	close(fds[1]);
 	w = calloc(1, sizeof *w);
 	if (!w)
@@ -486,12 +503,14 @@ static void hand_out(evutil_socket_t fd, short what, void *arg)
 		pool->on_idle(pool->on_idle_arg);
 }
 
-struct worker_pool *pool_new(struct event_base *base, int size)
+struct worker_pool *pool_new(struct event_base *base, int size,
+			     const struct worker_limits *limits)
 {
 	struct worker_pool *pool = calloc(1, sizeof *pool);
 
 	if (!pool)
 		return NULL;
+	pool->limits = *limits;
 	pool->base = base;
 	pool->size = size;
 	pool->workers = calloc((size_t)size, sizeof *pool->workers);
@@ -519,7 +538,7 @@ void pool_free(struct worker_pool **pp)
 
 		if (!w)
 			continue;
-		kill(w->pid, SIGKILL);
+		kill(-w->pid, SIGKILL);
 		waitpid(w->pid, NULL, 0);
 		release_worker(w);
 	}

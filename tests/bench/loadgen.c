@@ -24,7 +24,8 @@
  *
  * Output: one line of key=value on stdout, for example
  *     mode=http rate=12345 ok=61725 errors=0 p50_us=4100 p99_us=9800 ...
- * Latencies are from writing a request to reading its whole response.
+ * Latencies are from writing a request to reading its whole response (for
+ * beanstalk-e2e, of the puts).
  * The clock starts once every connection is established.
  * Exit status: 0 done, 1 could not connect or ran out of time, 2 usage.
  */
@@ -44,6 +45,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#define MAX_HEAD 8192		/* longest HTTP response head accepted */
 
 enum mode { MODE_HTTP, MODE_PUT, MODE_E2E };
 enum role { ROLE_REQUEST, ROLE_CONSUMER };
@@ -90,6 +93,7 @@ struct conn {
 	struct bufferevent *bev;
 	enum role role;
 	enum consumer_state cstate;
+	bool connected;			/* this socket, not the first one */
 	bool in_flight;
 	double sent_s;
 	size_t body_need;		/* consumer: job body + CRLF still to come */
@@ -156,7 +160,6 @@ static uint32_t lat_quantile(const struct latencies *l, double q)
 	return l->us[i < l->n ? i : l->n - 1];
 }
 
-/* ---- the end of a run ---- */
 
 static void finish(struct run *r)
 {
@@ -186,7 +189,6 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	finish(r);
 }
 
-/* ---- sending ---- */
 
 static void send_bytes(struct conn *c, const void *data, size_t len)
 {
@@ -218,7 +220,6 @@ static void send_next(struct conn *c)
 	send_bytes(c, r->request, r->request_len);
 }
 
-/* ---- responses ---- */
 
 static void show_error(struct run *r, const char *what, const char *text, size_t len)
 {
@@ -267,32 +268,29 @@ static long header_long(const char *head, const char *name)
 static bool read_http_response(struct conn *c, struct evbuffer *in)
 {
 	struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-	size_t head_len;
-	char *head;
+	char head[MAX_HEAD];
+	size_t head_len, total;
 	long body_len;
 	int status;
 
 	if (end.pos < 0)
 		return false;
 	head_len = (size_t)end.pos + 4;
-	head = (char *)evbuffer_pullup(in, (ev_ssize_t)head_len);
-	head[head_len - 1] = '\0';	/* the last '\n'; headers end at "\r\n\r" */
+	if (head_len >= sizeof head)
+		die("a response head of %zu bytes", head_len);
+	evbuffer_copyout(in, head, head_len);
+	head[head_len] = '\0';
 	body_len = header_long(head, "Content-Length");
 	if (body_len < 0)
 		die("a response without Content-Length: %.200s", head);
-	if (evbuffer_get_length(in) < head_len + (size_t)body_len) {
-		head[head_len - 1] = '\n';
+	total = head_len + (size_t)body_len;
+	if (evbuffer_get_length(in) < total)
 		return false;
-	}
 	if (sscanf(head, "HTTP/1.%*d %d", &status) != 1)
 		status = 0;
-	if (status < 200 || status > 299) {
-		head[head_len - 1] = '\n';
-		evbuffer_pullup(in, (ev_ssize_t)(head_len + (size_t)body_len));
-		show_error(c->run, "http", (char *)evbuffer_pullup(in, -1),
-			   head_len + (size_t)body_len);
-	}
-	evbuffer_drain(in, head_len + (size_t)body_len);
+	if (status < 200 || status > 299)
+		show_error(c->run, "http", (char *)evbuffer_pullup(in, (ev_ssize_t)total), total);
+	evbuffer_drain(in, total);
 	request_done(c, status >= 200 && status <= 299);
 	return true;
 }
@@ -371,27 +369,25 @@ static bool read_consumer(struct conn *c, struct evbuffer *in)
 	return true;
 }
 
+/* Reads one reply of whatever c waits for.  Returns true if it did. */
+static bool read_one(struct conn *c, struct evbuffer *in)
+{
+	if (c->role == ROLE_CONSUMER)
+		return read_consumer(c, in);
+	if (c->run->o.mode == MODE_HTTP)
+		return read_http_response(c, in);
+	return read_put_reply(c, in);
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	bool more = true;
 
-	while (more && !c->run->finished) {
-		switch (c->role == ROLE_CONSUMER ? MODE_E2E : c->run->o.mode) {
-		case MODE_HTTP:
-			more = read_http_response(c, in);
-			break;
-		case MODE_PUT:
-		case MODE_E2E:
-			more = c->role == ROLE_CONSUMER ? read_consumer(c, in)
-							: read_put_reply(c, in);
-			break;
-		}
-	}
+	while (!c->run->finished && read_one(c, in))
+		;
 }
 
-/* ---- connections ---- */
 
 static void conn_open(struct conn *c);
 
@@ -418,6 +414,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		int one = 1;
 
+		c->connected = true;
 		setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		if (r->started)
 			send_next(c);
@@ -425,7 +422,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 			start_run(r);
 		return;
 	}
-	if (!r->started)
+	if (!c->connected)
 		die("cannot connect to %s:%d: %s", inet_ntoa(r->o.addr.sin_addr),
 		    ntohs(r->o.addr.sin_port), strerror(EVUTIL_SOCKET_ERROR()));
 	if (r->finished)
@@ -446,6 +443,7 @@ static void conn_open(struct conn *c)
 	struct run *r = c->run;
 
 	c->in_flight = false;
+	c->connected = false;
 	c->bev = bufferevent_socket_new(r->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!c->bev)
 		die("bufferevent_socket_new failed");
@@ -456,7 +454,6 @@ static void conn_open(struct conn *c)
 		die("connect: %s", strerror(errno));
 }
 
-/* ---- requests ---- */
 
 static char *payload_bytes(size_t n)
 {
@@ -486,7 +483,6 @@ static void build_request(struct run *r)
 	free(payload);
 }
 
-/* ---- options ---- */
 
 __attribute__((noreturn))
 static void usage(void)
@@ -587,7 +583,6 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 		usage();
 }
 
-/* ---- main ---- */
 
 static void setup_conns(struct run *r)
 {

@@ -57,11 +57,15 @@ URL=
 BS_PID=
 BS_DIR=
 BS_PORT=
+BG_PIDS=			# background loadgens
 
 say() { echo "# $*" >&2; }
 die() { echo "run.sh: $*" >&2; exit 1; }
 
 cleanup() {
+	local pid
+
+	for pid in $BG_PIDS; do kill "$pid" 2>/dev/null; done
 	[ -n "$HOST_PID" ] && kill -9 "$HOST_PID" 2>/dev/null && wait "$HOST_PID" 2>/dev/null
 	[ -n "$BS_PID" ] && kill -9 "$BS_PID" 2>/dev/null && wait "$BS_PID" 2>/dev/null
 	if [ -n "${KEEP:-}" ]; then say "work directory kept: $W"; else rm -rf "$W"; fi
@@ -104,7 +108,6 @@ listen_port() {
 rss_kib() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" /proc/"$1"/status; }
 disk_bytes() { du -sb "$1" | cut -f1; }
 
-# ---- cagehost ----
 
 # host_new [CONF LINES...]: a fresh data_dir and plugin_dir with echo.so
 host_new() {
@@ -176,7 +179,6 @@ load() {
 	"$LOADGEN" http --url "$URL$path" --conns "$CONNS" --payload "$PAYLOAD" "$@"
 }
 
-# ---- beanstalkd ----
 
 bs_port_known() { BS_PORT=$(listen_port "$BS_PID") && [ -n "$BS_PORT" ]; }
 
@@ -226,7 +228,6 @@ bs_load() {
 
 have_bs() { [ -n "$BEANSTALKD" ]; }
 
-# ---- the rows ----
 
 # Row 1 (and the rates of row 3): on one fresh host per run, /healthz
 # first (idle host), then sync calls, then enqueues (which leave a backlog
@@ -355,15 +356,24 @@ data_breakdown() {
 # (the write-ahead log since the last checkpoint is replayed: the worst
 # case), then RUNS more times on the recovered, quiet data.
 # beanstalkd holds BIG jobs delayed by 1 h; it is filled with -F (no
-# fsync: at the disk's fsync rate a fill would take minutes) and
-# restarted with -f 0, which reads the same binlog.
+# fsync: at the disk's fsync rate a fill would take minutes) while the
+# host fills, and restarted with -f 0, which reads the same binlog.
 row_5() {
-	local i j out t0 retry0
+	local i out t0 retry0 fill_pid
 
 	for i in $(seq 1 "$BIG_RUNS"); do
 		host_new "[queue bench]" "retry_interval = 1h"
 		plugin "$FLAKY_V1" flaky
 		host_start
+		# Only sizes and restarts are measured here, so both fill at once.
+		fill_pid=
+		if have_bs; then
+			bs_start -F
+			bs_load beanstalk-put --conns "$CONNS" --count "$BIG" --delay 3600 \
+				> "$W/bs_fill.out" &
+			fill_pid=$!
+			BG_PIDS="$BG_PIDS $fill_pid"
+		fi
 		retry0=$(metric "$RETRY_METRIC")
 		t0=$(now)
 		out=$(load /v1/enqueue/bench/flaky/work --count "$BIG")
@@ -371,6 +381,10 @@ row_5() {
 		wait_for "first attempts of $BIG calls" \
 			metric_at_least "$RETRY_METRIC" $((retry0 + BIG))
 		say "run $i: $BIG calls pending after $(elapsed "$t0" "$(now)") s"
+		if [ -n "$fill_pid" ]; then
+			wait "$fill_pid" || die "beanstalkd fill failed: $(cat "$W/bs_fill.out")"
+			say "run $i: beanstalkd filled (-F) with $BIG delayed jobs: $(cat "$W/bs_fill.out")"
+		fi
 		record pending_rss_mib "$(calc "$(rss_kib "$HOST_PID" VmRSS) / 1024")"
 		say "run $i: host $(grep -E '^(VmRSS|RssAnon|RssFile|RssShmem)' \
 			/proc/"$HOST_PID"/status | tr -s ' \t\n' ' ')"
@@ -378,21 +392,18 @@ row_5() {
 		say "run $i: data_dir $(disk_bytes "$HOST_DIR/data") B: $(data_breakdown "$HOST_DIR/data")"
 		restart_host
 		record restart_first_s "$RESTART_S"
-		for j in $(seq 1 "$RUNS"); do
+		for _ in $(seq 1 "$RUNS"); do
 			restart_host
 			record restart_s "$RESTART_S"
 		done
 		say "run $i: restarts: $(cat "$R/restart_first_s") then $(tr '\n' ' ' < "$R/restart_s")"
 		host_stop
 		have_bs || continue
-		bs_start -F
-		out=$(bs_load beanstalk-put --conns "$CONNS" --count "$BIG" --delay 3600)
-		say "run $i: beanstalkd filled (-F) with $BIG delayed jobs: $out"
 		record bs_pending_rss_mib "$(calc "$(rss_kib "$BS_PID" VmRSS) / 1024")"
 		record bs_pending_bytes_per_call "$(calc "$(disk_bytes "$BS_DIR") / $BIG")"
 		restart_bs
 		record bs_restart_first_s "$RESTART_S"
-		for j in $(seq 1 "$RUNS"); do
+		for _ in $(seq 1 "$RUNS"); do
 			restart_bs
 			record bs_restart_s "$RESTART_S"
 		done
@@ -446,7 +457,6 @@ fsync_reference() {
 
 want_row() { case " $ROWS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
-# ---- the table ----
 
 # stats KEY: "median min max n" of KEY's measurements, or nothing
 stats() {
@@ -461,10 +471,11 @@ num() { awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; }
 
 # cell KEY DECIMALS: "median (min-max)" for the table
 cell() {
-	local s
+	local s=
 
-	s=$(stats "$1")
+	[ "$1" != - ] && s=$(stats "$1")
 	[ -n "$s" ] || { echo "-"; return; }
+	# shellcheck disable=SC2086 # four numbers
 	set -- $s "$2"
 	if [ "$4" -gt 1 ]; then
 		echo "$(num "$1" "$5") ($(num "$2" "$5")-$(num "$3" "$5"))"
@@ -475,15 +486,16 @@ cell() {
 
 # csv_stats KEY: "median,min,max" for the CSV
 csv_stats() {
-	local s
+	local s=
 
-	s=$(stats "$1")
+	[ "$1" != - ] && s=$(stats "$1")
 	[ -n "$s" ] || { echo ",,"; return; }
+	# shellcheck disable=SC2086 # four numbers
 	set -- $s
 	echo "$1,$2,$3"
 }
 
-median() { stats "$1" | cut -d' ' -f1; }
+median() { [ "$1" = - ] || stats "$1" | cut -d' ' -f1; }
 
 # line ID SCENARIO UNIT DEC CAGE_KEY BS_KEY REF_KEY RATIO_OF CHECK TARGET_TEXT
 #   RATIO_OF: bs or ref (cagehost median / that median), or -
@@ -493,11 +505,11 @@ line() {
 	local c b r ratio="" result="" other v
 
 	c=$(median "$ck")
-	[ "$bk" = - ] || b=$(median "$bk")
-	[ "$rk" = - ] || r=$(median "$rk")
+	b=$(median "$bk")
+	r=$(median "$rk")
 	case $rof in
-	bs) other=${b:-} ;;
-	ref) other=${r:-} ;;
+	bs) other=$b ;;
+	ref) other=$r ;;
 	*) other= ;;
 	esac
 	if [ -n "$c" ] && [ -n "$other" ]; then
@@ -517,8 +529,8 @@ line() {
 	elif [ "$check" != - ]; then
 		result="n/a"
 	fi
-	TABLE+=("$id|$scen [$unit]|$(cell "$ck" "$dec")|$( [ "$bk" = - ] && echo - || cell "$bk" "$dec")|$( [ "$rk" = - ] && echo - || cell "$rk" "$dec")|${ratio:--}|$ttext|${result:--}")
-	CSV+=("$id,\"$scen\",$unit,$(csv_stats "$ck"),$( [ "$bk" = - ] && echo ",," || csv_stats "$bk"),$( [ "$rk" = - ] && echo ",," || csv_stats "$rk"),$ratio,\"$ttext\",$result")
+	TABLE+=("$id|$scen [$unit]|$(cell "$ck" "$dec")|$(cell "$bk" "$dec")|$(cell "$rk" "$dec")|${ratio:--}|$ttext|${result:--}")
+	CSV+=("$id,\"$scen\",$unit,$(csv_stats "$ck"),$(csv_stats "$bk"),$(csv_stats "$rk"),$ratio,\"$ttext\",$result")
 }
 
 # align: '|'-separated lines as columns two spaces apart
@@ -567,11 +579,11 @@ print_table() {
 	printf '%s\n' "${CSV[@]}" > "$OUT"
 }
 
-# ---- main ----
 
 [ -x "$CAGEHOST" ] || die "no $CAGEHOST: build first (make)"
-[ -x "$LOADGEN" ] && [ -x "$FSYNCRATE" ] ||
-	die "no $LOADGEN or $FSYNCRATE: make bench, or see tests/bench/README"
+for prog in "$LOADGEN" "$FSYNCRATE"; do
+	[ -x "$prog" ] || die "no $prog: make bench, or see tests/bench/README"
+done
 for so in "$ECHO_SO" "$FLAKY_V1" "$FLAKY_V2"; do
 	[ -f "$so" ] || die "no $so: make check TESTS= builds the test plugins"
 done
@@ -579,7 +591,7 @@ command -v curl > /dev/null || die "curl is needed"
 have_bs || say "beanstalkd not found (apt-get install beanstalkd): its columns stay empty"
 
 say "cagehost benchmark: $(nproc) cores, $(uname -r), data on $(stat -f -c %T "$W") ($W)"
-say "cagehost $(git -C "$here" describe --always --dirty 2>/dev/null || echo '?')," \
+say "cagehost $(git -C "${CAGE_SRC:-$here}" describe --always --dirty 2>/dev/null || echo '?')," \
     "beanstalkd $("${BEANSTALKD:-false}" -v 2>/dev/null | awk '{print $2}')"
 say "RUNS=$RUNS DURATION=${DURATION}s E2E_SECONDS=${E2E_SECONDS}s BIG=$BIG BIG_RUNS=$BIG_RUNS" \
     "CONNS=$CONNS PAYLOAD=$PAYLOAD QUICK=$QUICK"

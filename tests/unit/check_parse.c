@@ -84,6 +84,10 @@ START_TEST(full_config_is_read)
 		"# comment\n"
 		"[host]\n"
 		"listen = 0.0.0.0:9000\n"
+		"token = 0123456789abcdef-secret\n"
+		"worker_memory_limit = 512M\n"
+		"worker_cpu_limit = 10s\n"
+		"header_timeout = 5s\n"
 		"data_dir = data\n"
 		"plugin_dir = /srv/plugins\n"
 		"workers = 3\n"
@@ -110,6 +114,10 @@ START_TEST(full_config_is_read)
 	ck_assert_str_eq(c.plugin_dir, "/srv/plugins");
 	ck_assert_int_eq(c.workers, 3);
 	ck_assert_uint_eq(c.max_body_size, 65536);
+	ck_assert_str_eq(c.token, "0123456789abcdef-secret");
+	ck_assert_uint_eq(c.worker_memory_limit, 512u << 20);
+	ck_assert_int_eq(c.worker_cpu_limit_ms, 10000);
+	ck_assert_int_eq(c.header_timeout_ms, 5000);
 	q = conf_queue(&c, "billing");
 	ck_assert_ptr_nonnull(q);
 	ck_assert_int_eq(q->retry.interval_ms, 250);
@@ -143,6 +151,11 @@ START_TEST(config_errors_name_file_and_line)
 		{ "[queue q]\nretry_interval = 2h\n", "t.conf: [queue q]: retry_max_interval is shorter than retry_interval" },
 		{ "[host]\nmax_body_size = 12X\n", "t.conf:2: max_body_size: '12X' has an unknown unit" },
 		{ "[queue q]\nwake_on_new_version = maybe\n", "t.conf:2: wake_on_new_version: 'maybe' is not yes or no" },
+		{ "[host]\nworkers = 2\nlisten = 0.0.0.0:8610\n", "t.conf:3: listen: 0.0.0.0 is reachable from other hosts; set token" },
+		{ "[host]\nlisten = [::]:8610\n", "t.conf:2: listen: :: is reachable from other hosts" },
+		{ "[host]\ntoken = short\n", "t.conf:2: token: use 16 to 255 characters" },
+		{ "[host]\ntoken = has a space in it ok\n", "t.conf:2: token: only printable characters, no spaces" },
+		{ "[host]\nuser = ../root\n", "t.conf:2: user: '../root' is not a user name" },
 	};
 	char err[256];
 
