@@ -1,0 +1,1 @@
+# tests/faults/local.mk - (placeholder; filled in by the faults work)

@@ -1,0 +1,1 @@
+# tests/fuzz/local.mk - (placeholder; filled in by the fuzz work)
