@@ -192,7 +192,7 @@ static int run(struct host *h)
 	if (!h->batch || !h->pool || !h->plugins)
 		return 1;
 	h->scheduler = scheduler_new(h->base, &h->conf, h->store, h->batch, h->plugins, h->pool);
-	if (store_start_checkpoints(h->store, h->conf.checkpoint_interval_ms) < 0) {
+	if (store_start_threads(h->store, h->conf.checkpoint_interval_ms) < 0) {
 		log_error("%s", store_error(h->store));
 		return 1;
 	}
@@ -226,6 +226,17 @@ static void shutdown_host(struct host *h)
 	conf_release(&h->conf);
 }
 
+static char **saved_argv;
+
+/* The store needs recovery: start over in place (recovery runs on open).
+ * Workers see their channel close and exit; unanswered requests are
+ * dropped, and nothing they sent was acknowledged. */
+static void restart_in_place(void)
+{
+	execv("/proc/self/exe", saved_argv);
+	log_error("cannot restart: %s", strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -253,6 +264,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	memset(&h, 0, sizeof h);
+	saved_argv = argv;
+	store_on_fatal(restart_in_place);
 	if (conf_load(config, &h.conf, err, sizeof err) < 0) {
 		fprintf(stderr, "cagehost: %s\n", err);
 		return 1;

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,18 +33,22 @@
 
 #define CHECKPOINT_TICK_MS 1000
 #define CHECKPOINT_LOG_KB 4096
+#define LOCK_TIMEOUT_US 1000000
+#define WATCHDOG_TICK_MS 200
 
 struct store {
 	DB_ENV *env;
 	DB *calls, *due, *attempts, *done, *dead, *idem;
 	DB_TXN *txn;		/* the open batch, or NULL */
 	bool txn_adds_calls;	/* commit must be synchronous */
+	bool txn_failed;	/* an operation in it failed: abort, never commit */
 	uint64_t last_id;
 	int lock_fd;
 	struct store_stats stats;
 	char error[512];
 	/* the checkpoint thread; the only other thread using env */
-	pthread_t cp_thread;
+	pthread_t cp_thread, watchdog_thread;
+	bool watchdog_running;
 	pthread_mutex_t cp_lock;
 	pthread_cond_t cp_wake;
 	bool cp_running, cp_stop;
@@ -61,15 +66,25 @@ static int fail(struct store *s, const char *fmt, ...)
 	return -1;
 }
 
-/* BDB says the environment is damaged: the only safe move is a restart. */
+static void (*fatal_handler)(void);
+
+void store_on_fatal(void (*handler)(void))
+{
+	fatal_handler = handler;
+}
+
+/* BDB says the environment needs recovery: the only safe move is a restart,
+ * which runs recovery (DB_RECOVER) on open. */
 static void check_fatal(struct store *s, int rc)
 {
-	if (rc == DB_RUNRECOVERY) {
-		log_error("database needs recovery (%s); exiting - start cagehost again to recover",
-			  db_strerror(rc));
-		(void)s;
-		_exit(70);
-	}
+	if (rc != DB_RUNRECOVERY)
+		return;
+	(void)s;
+	log_error("the database environment needs recovery (%s); restarting to recover",
+		  db_strerror(rc));
+	if (fatal_handler)
+		fatal_handler();
+	_exit(70);
 }
 
 static void stop_checkpoints(struct store *s);
@@ -77,6 +92,8 @@ static void stop_checkpoints(struct store *s);
 static int db_fail(struct store *s, const char *what, int rc)
 {
 	check_fatal(s, rc);
+	if (s->txn)
+		s->txn_failed = true;	/* the whole transaction must go */
 	return fail(s, "%s: %s", what, db_strerror(rc));
 }
 
@@ -158,6 +175,14 @@ static int lock_dir(struct store *s, const char *dir)
 	return 0;
 }
 
+static int process_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t flags)
+{
+	(void)env;
+	(void)tid;
+	(void)flags;
+	return pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH;
+}
+
 static void bdb_message(const DB_ENV *env, const char *prefix, const char *msg)
 {
 	(void)env;
@@ -192,6 +217,13 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	s->env->set_lg_bsize(s->env, 1 << 20);
 	s->env->set_lg_max(s->env, 8 << 20);
 	s->env->set_lk_detect(s->env, DB_LOCK_DEFAULT);
+	/* an outside reader (db_dump into a pager that does not read) must
+	 * not block the host's writes for long: they fail after this, and the
+	 * turn's enqueues get 503 instead of hanging */
+	s->env->set_timeout(s->env, LOCK_TIMEOUT_US, DB_SET_LOCK_TIMEOUT);
+	/* thread tracking lets failchk free what dead processes left */
+	s->env->set_thread_count(s->env, 128);
+	s->env->set_isalive(s->env, process_alive);
 	s->env->log_set_config(s->env, DB_LOG_AUTO_REMOVE, 1);
 	s->env->set_flags(s->env, DB_TXN_WRITE_NOSYNC, 1);
 	rc = s->env->open(s->env, dir,
@@ -630,6 +662,10 @@ int store_commit(struct store *s)
 
 	if (!s->txn)
 		return 0;
+	if (s->txn_failed) {
+		store_abort(s);
+		return -1;	/* the message of the failed operation stands */
+	}
 	rc = s->txn->commit(s->txn, s->txn_adds_calls ? DB_TXN_SYNC : DB_TXN_WRITE_NOSYNC);
 	s->stats.commits++;
 	if (s->txn_adds_calls)
@@ -648,6 +684,7 @@ void store_abort(struct store *s)
 	s->txn->abort(s->txn);
 	s->txn = NULL;
 	s->txn_adds_calls = false;
+	s->txn_failed = false;
 }
 
 /*
@@ -692,7 +729,35 @@ static void *checkpoint_loop(void *arg)
 	return NULL;
 }
 
-int store_start_checkpoints(struct store *s, int64_t interval_ms)
+/*
+ * The watchdog: lock requests that waited past LOCK_TIMEOUT_US are failed
+ * (timeouts are only checked when a detector runs, and the loop thread is
+ * the one waiting), and locks and mutexes held by processes that died -
+ * a db_dump killed with -9 - are freed by failchk.  If a dead process died
+ * inside Berkeley DB, failchk says the environment needs recovery.
+ */
+static void *watchdog_loop(void *arg)
+{
+	struct store *s = arg;
+	int ticks = 0, rc;
+
+	for (;;) {
+		struct timespec pause = { 0, WATCHDOG_TICK_MS * 1000000L };
+
+		nanosleep(&pause, NULL);
+		if (__atomic_load_n(&s->cp_stop, __ATOMIC_ACQUIRE))
+			return NULL;
+		s->env->lock_detect(s->env, 0, DB_LOCK_EXPIRE, NULL);
+		if (++ticks % (1000 / WATCHDOG_TICK_MS) == 0) {
+			rc = s->env->failchk(s->env, 0);
+			if (rc)
+				log_error("failchk: %s", db_strerror(rc));
+			check_fatal(s, rc);
+		}
+	}
+}
+
+int store_start_threads(struct store *s, int64_t interval_ms)
 {
 	pthread_condattr_t attr;
 
@@ -705,6 +770,9 @@ int store_start_checkpoints(struct store *s, int64_t interval_ms)
 	if (pthread_create(&s->cp_thread, NULL, checkpoint_loop, s) != 0)
 		return fail(s, "cannot start the checkpoint thread");
 	s->cp_running = true;
+	if (pthread_create(&s->watchdog_thread, NULL, watchdog_loop, s) != 0)
+		return fail(s, "cannot start the watchdog thread");
+	s->watchdog_running = true;
 	return 0;
 }
 
@@ -713,11 +781,14 @@ static void stop_checkpoints(struct store *s)
 	if (!s->cp_running)
 		return;
 	pthread_mutex_lock(&s->cp_lock);
-	s->cp_stop = true;
+	__atomic_store_n(&s->cp_stop, true, __ATOMIC_RELEASE);
 	pthread_cond_signal(&s->cp_wake);
 	pthread_mutex_unlock(&s->cp_lock);
 	pthread_join(s->cp_thread, NULL);
 	s->cp_running = false;
+	if (s->watchdog_running)
+		pthread_join(s->watchdog_thread, NULL);
+	s->watchdog_running = false;
 }
 
 void store_get_stats(const struct store *s, struct store_stats *stats)

@@ -39,6 +39,14 @@ struct store;
 /* Opens (creating and recovering as needed) the store in dir. */
 int store_open(struct store **out, const char *dir, char *err, size_t err_size);
 
+/*
+ * Sets what to do when Berkeley DB reports that the environment needs
+ * recovery (DB_RUNRECOVERY), e.g. after a reader process died inside the
+ * library: the handler should restart the host (recovery runs on open).
+ * Without one, or if it returns, the process exits with status 70.
+ */
+void store_on_fatal(void (*handler)(void));
+
 /* Aborts any open transaction, checkpoints, closes; *s becomes NULL. */
 void store_close(struct store **s);
 
@@ -120,12 +128,15 @@ int store_commit(struct store *s);
 void store_abort(struct store *s);
 
 /*
- * Starts a thread that writes a checkpoint every interval_ms (flushing
- * dirty pages can wait on the disk for long; the event loop must not), after
- * which Berkeley DB removes log files no longer needed.  store_close()
- * stops it.
+ * Starts the store's two background threads (store_close() stops them):
+ * - checkpoints every interval_ms, and sooner under heavy writing
+ *   (flushing dirty pages can wait on the disk for long; the event loop
+ *   must not), after which Berkeley DB removes log files no longer needed;
+ * - a watchdog that fails lock waits longer than a second (so an outside
+ *   reader cannot wedge the host) and frees what dead processes left
+ *   behind (failchk).
  */
-int store_start_checkpoints(struct store *s, int64_t interval_ms);
+int store_start_threads(struct store *s, int64_t interval_ms);
 
 struct store_stats {
 	uint64_t commits, synced_commits, calls_added;

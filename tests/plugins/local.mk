@@ -60,3 +60,8 @@ tests_plugins_nullfields_la_LDFLAGS = $(cage_test_plugin_ldflags)
 tests_plugins_alwaysfail_la_SOURCES = tests/plugins/always_fail.c
 tests_plugins_alwaysfail_la_CPPFLAGS = $(cage_test_plugin_cppflags)
 tests_plugins_alwaysfail_la_LDFLAGS = $(cage_test_plugin_ldflags)
+
+check_LTLIBRARIES += tests/plugins/hostile.la
+tests_plugins_hostile_la_SOURCES = tests/plugins/hostile.c
+tests_plugins_hostile_la_CPPFLAGS = $(cage_test_plugin_cppflags)
+tests_plugins_hostile_la_LDFLAGS = $(cage_test_plugin_ldflags)

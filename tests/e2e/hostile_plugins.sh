@@ -1,0 +1,215 @@
+#!/bin/sh
+# hostile_plugins.sh - handlers that attack their worker or the host through
+# it are contained: what a plugin forks dies with its worker (process
+# group), a plugin that closes the host's channel costs one attempt, memory
+# hogs hit worker_memory_limit, oversized replies are refused, CPU burners
+# hit attempt_timeout or worker_cpu_limit (SIGXCPU).  Sync and queued calls;
+# one worker, so the worker that ran a call is known.  The host stays small,
+# alive and serving.
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+WORKERS=1
+SHORT=${SHORT_WAIT:-10}	# seconds for waits on things that take a moment
+
+# Process groups of workers that ran hostile.fork: killed at exit whatever
+# happened, so a failing run leaves no paused process behind.
+GROUPS_SEEN=
+trap 'for g in $GROUPS_SEEN; do kill -9 -- "-$g" 2>/dev/null; done; cleanup' EXIT
+
+# proc_field PID N: the Nth field after the command in /proc/PID/stat
+# (1 state, 2 ppid, 3 process group)
+proc_field() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f"$2"; }
+
+# proc_live PID: the process exists and is not a zombie
+proc_live() {
+	st=$(proc_field "$1" 1)
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
+# group_live PGID: some process of the group exists and is not a zombie
+group_live() {
+	ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }'
+}
+group_gone() { ! group_live "$1"; }
+
+# settled ID STATE: the call had its attempt and is in STATE
+settled() { attempts_at_least "$1" 1 && state_is "$1" "$2"; }
+
+# queued METHOD STATE: enqueues hostile.METHOD and waits for its first
+# attempt to leave it in STATE; prints the id
+queued() {
+	qid=$(enqueue default hostile "$1" x)
+	WAIT_LIMIT=$SHORT wait_until "queued hostile.$1 to be $2" settled "$qid" "$2" >&2
+	echo "$qid"
+}
+
+rss_kb() { sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$HOST_PID/status"; }
+
+sync_ok() {	# sync_ok LABEL: the well-behaved method still works
+	equal "hostile.ok replies 200 $1" "$(status POST /v1/call/hostile/ok x)" 200
+	equal "with its reply $1" "$(body)" "hostile ok"
+}
+
+# fork_grandchild LABEL: runs hostile.fork; sets GC (the forked process) and
+# W (its process group: the worker's)
+fork_grandchild() {
+	GC= W=
+	equal "hostile.fork replies 200 $1" "$(status POST /v1/call/hostile/fork x)" 200
+	GC=$(body | sed -n 's/^forked \([0-9][0-9]*\)$/\1/p')
+	check "and names the process it forked $1" test -n "$GC"
+	[ -n "$GC" ] || return 0
+	W=$(proc_field "$GC" 3)
+	GROUPS_SEEN="$GROUPS_SEEN $W"
+	check "the forked process lives on after the call $1" proc_live "$GC"
+	check "in its worker's process group, not the host's $1" \
+		test -n "$W" -a "$W" != "$HOST_PID" -a "$(proc_field "$W" 2)" = "$HOST_PID"
+}
+
+# Part 1: worker_memory_limit, attempt_timeout 1 s, sync_timeout 2 s.  A
+# failed queued attempt waits an hour, so each queued call has one attempt.
+write_conf "sync_timeout = 2s" "worker_memory_limit = 256M" \
+	"[queue default]" "retry_interval = 1h" "attempt_timeout = 1s"
+plugin "$PLUGINS/echo.so" echo
+plugin "$TPLUGINS/crashy.so" crashy
+plugin "$TPLUGINS/hostile.so" hostile
+start_host
+wait_until "hostile to be loaded" log_has "loaded hostile@1+" || bail "hostile was not loaded"
+sync_ok "at the start"
+
+# fork: the forked process keeps the channel open and outlives the call; it
+# must not outlive its worker.
+fork_grandchild "(sync)"
+sync_ok "while the forked process holds the channel"
+equal "a segfault ends the worker (502)" "$(status POST /v1/call/crashy/segv x)" 502
+contains "the crash is named" "$(body)" "worker killed by SIGSEGV in crashy@1+"
+if [ -n "$W" ]; then
+	if WAIT_LIMIT=$SHORT wait_until "worker group $W to be gone" group_gone "$W"; then
+		ok 0 "no process of the dead worker's group is left"
+	else
+		ok 1 "no process of the dead worker's group is left"
+		ps -e -o pid,ppid,pgid,stat,args | awk -v g="$W" '$3 == g' | sed 's/^/#   /'
+	fi
+	check "the forked process is gone" sh -c "! [ -d /proc/$GC ] || grep -q '^State:.*Z' /proc/$GC/status"
+fi
+sync_ok "after the worker was replaced"
+id=$(queued fork done)
+contains "a queued hostile.fork is done" "$(field "$id" state)" done
+equal "the host is still alive after fork" "$(status GET /healthz)" 200
+
+# closefds: the worker closes the host's channel (fd 3) under itself
+equal "hostile.closefds is a failed attempt (502)" "$(status POST /v1/call/hostile/closefds x)" 502
+reason=$(body)
+case "$reason" in
+*"worker closed its channel to the host in hostile@1+"* | \
+*"worker exited with status "*" in hostile@1+"* | *"worker killed by SIG"*" in hostile@1+"*)
+	ok 0 "closefds: the reason is readable and names hostile@version" ;;
+*)	ok 1 "closefds: the reason is readable and names hostile@version"
+	echo "#   got: $reason" ;;
+esac
+echo "# closefds reason: $reason"
+sync_ok "after closefds"
+id=$(queued closefds pending)
+contains "a queued hostile.closefds is a retry naming hostile" "$(field "$id" last_error)" " in hostile@1+"
+sync_ok "after a queued closefds"
+
+# bigreply: a 100 MiB reply is refused by cage_reply (first, while the
+# worker has its memory to itself)
+equal "hostile.bigreply is refused: 422" "$(status POST /v1/call/hostile/bigreply x)" 422
+contains "with the handler's reason" "$(body)" "reply refused"
+id=$(queued bigreply dead)
+contains "a queued hostile.bigreply goes dead with the reason" "$(field "$id" last_error)" \
+	"reply refused"
+check "the host is alive after bigreply" host_alive
+
+# hog: allocates until worker_memory_limit stops it
+code=$(status POST /v1/call/hostile/hog x)
+reason=$(body)
+echo "# hog: $code $reason"
+case "$code" in
+502 | 503 | 422) ok 0 "hostile.hog is contained: $code" ;;
+*) ok 1 "hostile.hog is contained: $code" ;;
+esac
+case "$reason" in
+*"out of memory after "*" MiB"* | *"worker killed by SIG"*" in hostile@1+"*)
+	ok 0 "hostile.hog: worker_memory_limit stopped it, with a reason" ;;
+*)	ok 1 "hostile.hog: worker_memory_limit stopped it, with a reason"
+	echo "#   got: $reason" ;;
+esac
+id=$(queued hog pending)
+contains "a queued hostile.hog is a retry for want of memory" "$(field "$id" last_error)" \
+	"out of memory after"
+check "the host is alive after hog" host_alive
+rss=$(rss_kb)
+echo "# host VmRSS: $rss kB"
+check "the host's RSS stays under 200 MB" test "${rss:-999999}" -lt 204800
+sync_ok "after hog"
+
+# overrun: CPU past the attempt timeout
+equal "hostile.overrun times out: 504" "$(status POST /v1/call/hostile/overrun x)" 504
+contains "naming the sync timeout" "$(body)" "attempt timed out after 2000 ms"
+id=$(queued overrun pending)
+contains "a queued hostile.overrun times out after attempt_timeout" \
+	"$(field "$id" last_error)" "attempt timed out after 1000 ms (worker killed) in hostile@1+"
+sync_ok "after overrun"
+
+# stdio: output on stdout and stderr does not disturb the channel
+equal "hostile.stdio replies 200" "$(status POST /v1/call/hostile/stdio x)" 200
+equal "with its reply, not its output" "$(body)" "stdio ok"
+id=$(queued stdio done)
+contains "a queued hostile.stdio is done" "$(field "$id" state)" done
+check "the handler's output went to the log" log_has "hostile stdio: stdout line 3"
+
+# a graceful stop takes what a plugin forked with it
+fork_grandchild "(before a stop)"
+stop_host
+if [ -n "$W" ]; then
+	if WAIT_LIMIT=$SHORT wait_until "worker group $W to be gone" group_gone "$W"; then
+		ok 0 "after a stop no process of the worker's group is left"
+	else
+		ok 1 "after a stop no process of the worker's group is left"
+	fi
+fi
+
+# Part 2: worker_cpu_limit 1 s with a 10 s sync_timeout: SIGXCPU comes first
+write_conf "sync_timeout = 10s" "worker_memory_limit = 256M" "worker_cpu_limit = 1s" \
+	"[queue default]" "retry_interval = 1h" "attempt_timeout = 10s"
+start_host
+sync_ok "with worker_cpu_limit"
+start=$(date +%s)
+equal "hostile.cpuburn is killed: 502" "$(status POST /v1/call/hostile/cpuburn x)" 502
+took=$(( $(date +%s) - start ))
+contains "by SIGXCPU, named" "$(body)" "worker killed by SIGXCPU in hostile@1+"
+check "well before the 10 s sync timeout (took ${took} s)" test "$took" -lt 8
+id=$(queued cpuburn pending)
+contains "a queued hostile.cpuburn is killed by SIGXCPU" "$(field "$id" last_error)" \
+	"worker killed by SIGXCPU in hostile@1+"
+# the limit is per attempt: two attempts of 600 ms each in one worker (the
+# one started after the SIGXCPU above) both fit in 1 s
+equal "a first 600 ms attempt in a fresh worker fits the 1 s limit" \
+	"$(status POST /v1/call/hostile/spin 600)" 200
+equal "a second 600 ms attempt in the same worker fits too" \
+	"$(status POST /v1/call/hostile/spin 600)" 200
+echo "# second spin: $(body)"
+equal "so does a third" "$(status POST /v1/call/hostile/spin 600)" 200
+sync_ok "after cpuburn"
+
+# Part 3: when the host is killed outright, its workers die (PDEATHSIG);
+# what a plugin forked must not live on either
+fork_grandchild "(before kill -9 of the host)"
+kill9_host
+if [ -n "$W" ]; then
+	if WAIT_LIMIT=$SHORT wait_until "worker group $W to be gone" group_gone "$W"; then
+		ok 0 "after kill -9 of the host no process of the worker's group is left"
+	else
+		ok 1 "after kill -9 of the host no process of the worker's group is left"
+		ps -e -o pid,ppid,pgid,stat,args | awk -v g="$W" '$3 == g' | sed 's/^/#   /'
+	fi
+fi
+
+start_host
+equal "after everything the host serves echo" "$(status POST /v1/call/echo/echo fine)" 200
+equal "with the right reply" "$(body)" "fine"
+equal "healthz answers 200" "$(status GET /healthz)" 200
+check "the host process is alive" host_alive
+
+done_testing

@@ -1,0 +1,193 @@
+/*
+ * hostile.c - test module "hostile": handlers that attack the worker they
+ * run in, or the host through it, rather than merely crashing.  The host
+ * must contain each one (worker process group, rlimits, reply limit,
+ * timeouts) and keep serving:
+ *   fork      forks a child that keeps the host's channel (fd 3) open and
+ *             sleeps forever; replies "forked PID" (the child's pid)
+ *   closefds  closes every fd from 3 to 1023 (fd 3 is the host's channel)
+ *             and returns OK
+ *   hog       allocates and touches 64 MiB chunks until malloc fails, frees
+ *             them and returns RETRY "out of memory after N MiB" (or is
+ *             killed on the way); stops at 2 GiB, so a missing limit shows as
+ *             "allocated 2048 MiB without running out of memory"
+ *   bigreply  sets a 100 MiB reply; when cage_reply refuses it, FAIL with
+ *             "reply refused"
+ *   overrun   burns 5 s of CPU, then returns OK (for a 1 s attempt_timeout)
+ *   cpuburn   burns CPU forever (for worker_cpu_limit: SIGXCPU)
+ *   spin      burns the number of milliseconds of CPU given as payload,
+ *             then replies "spun N ms"
+ *   stdio     prints to stdout and stderr, returns OK
+ * and one well-behaved method:
+ *   ok        replies "hostile ok"
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cage.h"
+
+#define CHUNK ((size_t)64 << 20)
+#define HOG_CAP_MIB ((size_t)2048)	/* spares the test machine */
+
+static cage_outcome do_fork(cage_call *call)
+{
+	char text[64];
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		cage_error(call, "fork failed");
+		return CAGE_RETRY;
+	}
+	if (pid == 0) {
+		/* the child keeps every fd it inherited, the channel included */
+		for (;;)
+			pause();
+	}
+	snprintf(text, sizeof text, "forked %d", (int)pid);
+	cage_reply_str(call, text);
+	return CAGE_OK;
+}
+
+static cage_outcome closefds(cage_call *call)
+{
+	(void)call;
+	for (int fd = 3; fd < 1024; fd++)
+		close(fd);
+	return CAGE_OK;
+}
+
+static cage_outcome hog(cage_call *call)
+{
+	void **chunk, **held = NULL;
+	size_t mib = 0;
+	int capped = 0;
+
+	/* each chunk begins with a pointer to the one before */
+	while ((chunk = malloc(CHUNK)) != NULL) {
+		memset(chunk, 0xa5, CHUNK);
+		*chunk = held;
+		held = chunk;
+		mib += CHUNK >> 20;
+		if (mib >= HOG_CAP_MIB) {
+			capped = 1;	/* no memory limit in force: stop anyway */
+			break;
+		}
+	}
+	while (held) {
+		chunk = *held;
+		free(held);
+		held = chunk;
+	}
+	if (capped)
+		cage_error(call, "allocated %zu MiB without running out of memory", mib);
+	else
+		cage_error(call, "out of memory after %zu MiB", mib);
+	return CAGE_RETRY;
+}
+
+static cage_outcome bigreply(cage_call *call)
+{
+	size_t len = (size_t)100 << 20;
+	char *data = malloc(len);
+	int rc;
+
+	if (!data) {
+		cage_error(call, "reply refused (no memory for 100 MiB)");
+		return CAGE_FAIL;
+	}
+	memset(data, 'x', len);
+	rc = cage_reply(call, data, len);
+	free(data);
+	if (rc < 0) {
+		cage_error(call, "reply refused");
+		return CAGE_FAIL;
+	}
+	return CAGE_OK;
+}
+
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void burn(double seconds)
+{
+	volatile unsigned long spins = 0;
+	double until = cpu_seconds() + seconds;
+
+	while (cpu_seconds() < until)
+		for (int i = 0; i < 100000; i++)
+			spins++;
+}
+
+static cage_outcome overrun(cage_call *call)
+{
+	(void)call;
+	burn(5.0);
+	return CAGE_OK;
+}
+
+static cage_outcome cpuburn(cage_call *call)
+{
+	volatile unsigned long spins = 0;
+
+	(void)call;
+	for (;;)
+		spins++;
+	return CAGE_RETRY;	/* not reached */
+}
+
+static cage_outcome spin(cage_call *call)
+{
+	const char *payload = cage_payload(call, NULL);
+	long ms = strtol(payload, NULL, 10);
+	char text[64];
+
+	if (ms < 0 || ms > 60000) {
+		cage_error(call, "spin: payload must be 0 to 60000 (ms)");
+		return CAGE_FAIL;
+	}
+	burn((double)ms / 1000.0);
+	snprintf(text, sizeof text, "spun %ld ms", ms);
+	cage_reply_str(call, text);
+	return CAGE_OK;
+}
+
+static cage_outcome do_stdio(cage_call *call)
+{
+	for (int i = 1; i <= 3; i++) {
+		printf("hostile stdio: stdout line %d\n", i);
+		fprintf(stderr, "hostile stdio: stderr line %d\n", i);
+	}
+	fflush(stdout);
+	fflush(stderr);
+	cage_reply_str(call, "stdio ok");
+	return CAGE_OK;
+}
+
+static cage_outcome ok(cage_call *call)
+{
+	cage_reply_str(call, "hostile ok");
+	return CAGE_OK;
+}
+
+static const struct cage_method methods[] = {
+	{ "fork", do_fork },
+	{ "closefds", closefds },
+	{ "hog", hog },
+	{ "bigreply", bigreply },
+	{ "overrun", overrun },
+	{ "cpuburn", cpuburn },
+	{ "spin", spin },
+	{ "stdio", do_stdio },
+	{ "ok", ok },
+	{ NULL, NULL },
+};
+
+CAGE_MODULE("1", methods);
