@@ -43,6 +43,7 @@ struct guard {
 	size_t line_len;		/* bytes of the current header line */
 	char name[NAME_PREFIX];		/* its first bytes, lowercased */
 	bool in_length;			/* reading a Content-Length value */
+	bool has_length;		/* this request has a Content-Length */
 	unsigned long long length, body_left;
 };
 
@@ -75,6 +76,7 @@ static struct guard *guard_for(struct bufferevent *bev)
 {
 	evutil_socket_t fd = bufferevent_getfd(bev);
 	struct guard *g;
+	bool is_new;
 
 	if (fd < 0)
 		return NULL;
@@ -92,7 +94,8 @@ static struct guard *guard_for(struct bufferevent *bev)
 		guard_count = count;
 	}
 	g = &guards[fd];
-	if (g->bev != bev || take_fresh(bev)) {
+	is_new = take_fresh(bev);	/* always: a stale entry would reset it later */
+	if (g->bev != bev || is_new) {
 		socklen_t len = sizeof g->peer;
 
 		if (!g->bev)
@@ -209,6 +212,7 @@ static void header_byte(struct guard *g, char c)
 			g->state = g->body_left ? BODY : HEAD;
 			g->head_len = 0;
 			g->length = 0;
+			g->has_length = false;
 		}
 		g->line_len = 0;
 		g->in_length = false;
@@ -220,8 +224,14 @@ static void header_byte(struct guard *g, char c)
 		g->name[g->line_len] = (char)tolower((unsigned char)c);
 	g->line_len++;
 	if (c == ':' && g->line_len <= NAME_PREFIX) {
-		if (g->line_len == 15 && !memcmp(g->name, "content-length:", 15))
-			g->in_length = true;
+		if (g->line_len == 15 && !memcmp(g->name, "content-length:", 15)) {
+			if (g->has_length) {
+				/* two lengths: where the body ends is ambiguous */
+				answer(g, 400, "Bad Request", "more than one Content-Length");
+				return;
+			}
+			g->in_length = g->has_length = true;
+		}
 		if (g->line_len == 18 && !memcmp(g->name, "transfer-encoding:", 18))
 			g->state = PASS;
 	}

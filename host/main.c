@@ -186,7 +186,8 @@ static int run(struct host *h)
 		return 1;
 	}
 	h->batch = batch_new(h->base, h->store);
-	h->pool = pool_new(h->base, h->conf.workers, &limits);
+	snprintf(cache_dir, sizeof cache_dir, "%s/workers", h->conf.data_dir);
+	h->pool = pool_new(h->base, h->conf.workers, &limits, cache_dir);
 	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h->conf.data_dir);
 	h->plugins = h->pool ? plugins_new(h->base, h->pool, h->conf.plugin_dir, cache_dir) : NULL;
 	if (!h->batch || !h->pool || !h->plugins)

@@ -89,9 +89,14 @@ struct worker_limits {
 	int files;		/* RLIMIT_NOFILE */
 };
 
-/* Forks `size` workers.  Returns NULL (and logs why) on failure. */
+/*
+ * Forks `size` workers.  record_path names a file that lists the workers'
+ * process groups; at start, processes left in the groups of an earlier
+ * run (what a plugin forked, when the host was killed with -9) are killed.
+ * Returns NULL (and logs why) on failure.
+ */
 struct worker_pool *pool_new(struct event_base *base, int size,
-			     const struct worker_limits *limits);
+			     const struct worker_limits *limits, const char *record_path);
 
 /* Kills every worker; jobs still waiting are not completed. */
 void pool_free(struct worker_pool **pool);

@@ -309,9 +309,14 @@ static void limit_cpu(int64_t cpu_ms)
 	struct rusage used;
 	struct rlimit rl;
 
+	int64_t used_ms;
+
 	if (cpu_ms <= 0 || getrusage(RUSAGE_SELF, &used) < 0)
 		return;
-	rl.rlim_cur = (rlim_t)(used.ru_utime.tv_sec + used.ru_stime.tv_sec + (cpu_ms + 999) / 1000);
+	used_ms = (int64_t)(used.ru_utime.tv_sec + used.ru_stime.tv_sec) * 1000 +
+		  (used.ru_utime.tv_usec + used.ru_stime.tv_usec) / 1000;
+	/* whole seconds only: round up, so the job gets at least cpu_ms */
+	rl.rlim_cur = (rlim_t)((used_ms + cpu_ms + 999) / 1000);
 	rl.rlim_max = RLIM_INFINITY;
 	setrlimit(RLIMIT_CPU, &rl);
 }

@@ -15,6 +15,7 @@
  * while the process lives on (a plugin closed fds it does not own), the
  * worker gets a short grace period to die on its own and is then killed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -60,6 +62,7 @@ struct worker {
 struct worker_pool {
 	struct event_base *base;
 	int size;
+	char record_path[4096];		/* the workers' process groups, one a line */
 	struct worker_limits limits;
 	struct worker **workers;
 	TAILQ_HEAD(, job) waiting[CLASS_COUNT];
@@ -70,6 +73,78 @@ struct worker_pool {
 };
 
 static void spawn(struct worker_pool *pool, int slot);
+
+/* Writes the live workers' process groups to the record file. */
+static void record_groups(struct worker_pool *pool)
+{
+	FILE *f = fopen(pool->record_path, "w");
+
+	if (!f)
+		return;
+	for (int i = 0; i < pool->size; i++)
+		if (pool->workers[i])
+			fprintf(f, "%d\n", (int)pool->workers[i]->pid);
+	fclose(f);
+}
+
+/* Kills processes of this program left in the process groups recorded by
+ * an earlier run (only ours: same executable, group listed). */
+static void reap_leftovers(const char *record_path)
+{
+	char self[4096], exe[4096], path[64], line[512];
+	pid_t groups[1024];
+	int count = 0;
+	ssize_t n;
+	struct dirent *e;
+	FILE *f = fopen(record_path, "r");
+	DIR *proc;
+
+	if (!f)
+		return;
+	while (count < 1024 && fgets(line, sizeof line, f))
+		if (atoi(line) > 1)
+			groups[count++] = (pid_t)atoi(line);
+	fclose(f);
+	n = readlink("/proc/self/exe", self, sizeof self - 1);
+	proc = opendir("/proc");
+	if (n <= 0 || !proc || count == 0) {
+		if (proc)
+			closedir(proc);
+		return;
+	}
+	self[n] = '\0';
+	while ((e = readdir(proc))) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+		const char *after;
+		int pgrp = 0, ppid = 0;
+		char state;
+
+		if (pid <= 1 || pid == getpid())
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(line, sizeof line, f))
+			line[0] = '\0';
+		fclose(f);
+		after = strrchr(line, ')');	/* the command name may hold anything */
+		if (!after || sscanf(after + 1, " %c %d %d", &state, &ppid, &pgrp) != 3)
+			continue;
+		for (int i = 0; i < count; i++) {
+			if (pgrp != groups[i])
+				continue;
+			snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+			n = readlink(path, exe, sizeof exe - 1);
+			if (n > 0 && (exe[n] = '\0', !strcmp(exe, self))) {
+				log_warning("killing process %d left by a worker of an earlier run",
+					    (int)pid);
+				kill(pid, SIGKILL);
+			}
+		}
+	}
+	closedir(proc);
+}
 static void hand_out(evutil_socket_t fd, short what, void *arg);
 
 void job_result_release(struct job_result *result)
@@ -324,14 +399,53 @@ static void limit(int resource, rlim_t value)
 		log_warning("worker: setrlimit(%d): %s", resource, strerror(errno));
 }
 
+/*
+ * Unmaps every shared writable mapping the worker inherited - Berkeley
+ * DB's region files above all - so that no plugin, however broken, can
+ * scribble on the host's database environment.
+ */
+static void drop_shared_mappings(void)
+{
+	FILE *maps = fopen("/proc/self/maps", "r");
+	char line[512];
+	void *spans[64][2];
+	int n = 0;
+
+	if (!maps)
+		return;
+	while (n < 64 && fgets(line, sizeof line, maps)) {
+		unsigned long start, end;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s", &start, &end, perms) == 3 && perms[1] == 'w' &&
+		    perms[3] == 's') {
+			spans[n][0] = (void *)start;
+			spans[n][1] = (void *)(end - start);
+			n++;
+		}
+	}
+	fclose(maps);
+	for (int i = 0; i < n; i++)
+		munmap(spans[i][0], (size_t)spans[i][1]);
+}
+
+/* The host died: take the worker's whole process group along. */
+static void on_host_death(int sig)
+{
+	(void)sig;
+	kill(0, SIGKILL);
+	_exit(1);
+}
+
 static void child(int fd, const struct worker_limits *limits)
 {
 	int devnull = open("/dev/null", O_RDONLY);
 
-	/* its own process group: whatever a plugin forks dies with it */
+	/* its own process group: whatever a plugin forks dies with it, when
+	 * the host kills the worker and when the host itself dies */
 	setpgid(0, 0);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	signal(SIGTERM, SIG_DFL);
+	signal(SIGTERM, on_host_death);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGCHLD, SIG_DFL);
@@ -342,9 +456,14 @@ static void child(int fd, const struct worker_limits *limits)
 		dup2(devnull, STDIN_FILENO);
 	dup2(STDERR_FILENO, STDOUT_FILENO);	/* plugin printf goes to the log */
 	close_range(4, ~0U, 0);
+	drop_shared_mappings();
 	if (getppid() == 1)
 		_exit(0);
+#if defined(__SANITIZE_ADDRESS__)
+	/* AddressSanitizer reserves terabytes of shadow address space */
+#else
 	limit(RLIMIT_AS, limits->memory_bytes);
+#endif
 	limit(RLIMIT_NOFILE, (rlim_t)limits->files);
 	worker_main(3, limits->cpu_ms);
 }
@@ -392,6 +511,7 @@ static void spawn(struct worker_pool *pool, int slot)
 	bufferevent_enable(w->channel, EV_READ);
 	event_add(w->death, NULL);
 	pool->workers[slot] = w;
+	record_groups(pool);
 	return;
 fail:
 	log_error("cannot set up worker %d", (int)pid);
@@ -504,12 +624,14 @@ static void hand_out(evutil_socket_t fd, short what, void *arg)
 }
 
 struct worker_pool *pool_new(struct event_base *base, int size,
-			     const struct worker_limits *limits)
+			     const struct worker_limits *limits, const char *record_path)
 {
 	struct worker_pool *pool = calloc(1, sizeof *pool);
 
 	if (!pool)
 		return NULL;
+	snprintf(pool->record_path, sizeof pool->record_path, "%s", record_path);
+	reap_leftovers(record_path);
 	pool->limits = *limits;
 	pool->base = base;
 	pool->size = size;

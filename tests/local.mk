@@ -22,7 +22,9 @@ E2E_TESTS = \
 	tests/e2e/kill9_restart.sh \
 	tests/e2e/expiry.sh \
 	tests/e2e/reload_fix.sh \
-	tests/e2e/db_dump.sh
+	tests/e2e/db_dump.sh \
+	tests/e2e/hostile_plugins.sh \
+	tests/e2e/auth_limits.sh
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/lib.sh
 

@@ -160,7 +160,6 @@ static uint32_t lat_quantile(const struct latencies *l, double q)
 	return l->us[i < l->n ? i : l->n - 1];
 }
 
-
 static void finish(struct run *r)
 {
 	if (r->finished)
@@ -188,7 +187,6 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	r->timed_out = r->o.count > 0;
 	finish(r);
 }
-
 
 static void send_bytes(struct conn *c, const void *data, size_t len)
 {
@@ -219,7 +217,6 @@ static void send_next(struct conn *c)
 	r->issued++;
 	send_bytes(c, r->request, r->request_len);
 }
-
 
 static void show_error(struct run *r, const char *what, const char *text, size_t len)
 {
@@ -388,7 +385,6 @@ static void on_read(struct bufferevent *bev, void *arg)
 		;
 }
 
-
 static void conn_open(struct conn *c);
 
 static void start_run(struct run *r)
@@ -454,7 +450,6 @@ static void conn_open(struct conn *c)
 		die("connect: %s", strerror(errno));
 }
 
-
 static char *payload_bytes(size_t n)
 {
 	char *p = xmalloc(n + 1);
@@ -482,7 +477,6 @@ static void build_request(struct run *r)
 	r->request_len = (size_t)n;
 	free(payload);
 }
-
 
 __attribute__((noreturn))
 static void usage(void)
@@ -582,7 +576,6 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 	    (o->mode == MODE_E2E && (o->producers < 1 || o->consumers < 1)))
 		usage();
 }
-
 
 static void setup_conns(struct run *r)
 {

@@ -12,7 +12,9 @@
 #   BENCH_BIN   where loadgen and fsyncrate are (default CAGE_BUILD/tests/bench)
 #   OUT         the CSV (default CAGE_BUILD/tests/bench/results.csv)
 #   RUNS        runs per measurement, reported as median (min-max); default 3
-#   DURATION    seconds per rate measurement (5), E2E_SECONDS for row 2 (30)
+#   DURATION    seconds per rate measurement (5)
+#   E2E_SECONDS row 2's sustained run (30), E2E_RUNS runs of it (2: 3 runs of
+#               30 s on both sides would take the default run past 8 minutes)
 #   BIG         calls for rows 5 and 6 (1000000), BIG_RUNS runs of them (1)
 #   CONNS       client connections (64), PAYLOAD bytes per call (100)
 #   TMPDIR      where data lives: its disk is the one measured; KEEP=1 keeps it
@@ -28,10 +30,10 @@ BENCH_BIN=${BENCH_BIN:-$CAGE_BUILD/tests/bench}
 OUT=${OUT:-$CAGE_BUILD/tests/bench/results.csv}
 if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
 	QUICK=1
-	: "${RUNS:=1}" "${DURATION:=2}" "${E2E_SECONDS:=5}" "${BIG:=100000}"
+	: "${RUNS:=1}" "${DURATION:=2}" "${E2E_SECONDS:=5}" "${E2E_RUNS:=1}" "${BIG:=100000}"
 else
 	QUICK=0
-	: "${RUNS:=3}" "${DURATION:=5}" "${E2E_SECONDS:=30}" "${BIG:=1000000}"
+	: "${RUNS:=3}" "${DURATION:=5}" "${E2E_SECONDS:=30}" "${E2E_RUNS:=2}" "${BIG:=1000000}"
 fi
 : "${BIG_RUNS:=1}" "${CONNS:=64}" "${PAYLOAD:=100}" "${ROWS:=1 2 3 4 5 6}"
 DRAIN_CALLS=${DRAIN_CALLS:-10000}	# row 4
@@ -57,17 +59,23 @@ URL=
 BS_PID=
 BS_DIR=
 BS_PORT=
-BG_PIDS=			# background loadgens
+BS6_AHEAD=			# row 6's beanstalkd part already ran (in row 5)
+mkdir "$W/pids"			# one empty file per process started and running
 
 say() { echo "# $*" >&2; }
 die() { echo "run.sh: $*" >&2; exit 1; }
 
-cleanup() {
-	local pid
+# started PID / stopped PID: what cleanup must end if the run is cut short
+started() { : > "$W/pids/$1"; }
+stopped() { rm -f "$W/pids/$1"; }
 
-	for pid in $BG_PIDS; do kill "$pid" 2>/dev/null; done
-	[ -n "$HOST_PID" ] && kill -9 "$HOST_PID" 2>/dev/null && wait "$HOST_PID" 2>/dev/null
-	[ -n "$BS_PID" ] && kill -9 "$BS_PID" 2>/dev/null && wait "$BS_PID" 2>/dev/null
+cleanup() {
+	local f
+
+	for f in "$W"/pids/*; do
+		[ -e "$f" ] && kill -9 "${f##*/}" 2>/dev/null
+	done
+	wait 2>/dev/null
 	if [ -n "${KEEP:-}" ]; then say "work directory kept: $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -84,15 +92,20 @@ kv() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 record() { echo "$2" >> "$R/$1"; }
 
 # wait_for DESCRIPTION COMMAND...: polls COMMAND every 20 ms, up to WAIT_LIMIT
-wait_for() {
+# seconds, then gives up (wait_for_quiet) or stops the benchmark (wait_for)
+wait_for_quiet() {
 	local what=$1 deadline=$(( $(date +%s) + WAIT_LIMIT ))
 
 	shift
 	until "$@" >/dev/null 2>&1; do
-		[ "$(date +%s)" -ge "$deadline" ] && die "gave up waiting for $what"
+		if [ "$(date +%s)" -ge "$deadline" ]; then
+			say "gave up waiting for $what"
+			return 1
+		fi
 		sleep 0.02
 	done
 }
+wait_for() { wait_for_quiet "$@" || die "gave up waiting for $1"; }
 
 # listen_port PID: the TCP port PID listens on (from /proc, no log needed)
 listen_port() {
@@ -107,7 +120,6 @@ listen_port() {
 
 rss_kib() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" /proc/"$1"/status; }
 disk_bytes() { du -sb "$1" | cut -f1; }
-
 
 # host_new [CONF LINES...]: a fresh data_dir and plugin_dir with echo.so
 host_new() {
@@ -134,6 +146,7 @@ host_port_known() { PORT=$(listen_port "$HOST_PID") && [ -n "$PORT" ]; }
 host_start() {
 	"$CAGEHOST" -c "$HOST_DIR/cagehost.conf" >> "$HOST_DIR/host.log" 2>&1 &
 	HOST_PID=$!
+	started "$HOST_PID"
 	if [ -z "$PORT" ]; then
 		wait_for "cagehost to listen" host_port_known
 		URL=http://127.0.0.1:$PORT
@@ -146,6 +159,7 @@ host_stop() {
 	[ -n "$HOST_PID" ] || return 0
 	kill -TERM "$HOST_PID" 2>/dev/null
 	wait "$HOST_PID" 2>/dev/null
+	stopped "$HOST_PID"
 	HOST_PID=
 	if [ -z "${KEEP:-}" ]; then rm -rf "$HOST_DIR"; fi
 	PORT=
@@ -154,6 +168,7 @@ host_stop() {
 host_kill9() {
 	kill -9 "$HOST_PID"
 	wait "$HOST_PID" 2>/dev/null
+	stopped "$HOST_PID"
 	HOST_PID=
 }
 
@@ -179,7 +194,6 @@ load() {
 	"$LOADGEN" http --url "$URL$path" --conns "$CONNS" --payload "$PAYLOAD" "$@"
 }
 
-
 bs_port_known() { BS_PORT=$(listen_port "$BS_PID") && [ -n "$BS_PORT" ]; }
 
 # bs_answers: beanstalkd has replayed its binlog and answers `stats`
@@ -199,6 +213,7 @@ bs_start() {
 	"$BEANSTALKD" -l 127.0.0.1 -p "${BS_PORT:-0}" -b "$BS_DIR" "$@" \
 		>> "$BS_DIR.log" 2>&1 &
 	BS_PID=$!
+	started "$BS_PID"
 	[ -n "$BS_PORT" ] || wait_for "beanstalkd to listen" bs_port_known
 	wait_for "beanstalkd to answer" bs_answers
 }
@@ -207,6 +222,7 @@ bs_stop() {
 	[ -n "$BS_PID" ] || return 0
 	kill -TERM "$BS_PID" 2>/dev/null
 	wait "$BS_PID" 2>/dev/null
+	stopped "$BS_PID"
 	BS_PID=
 	if [ -z "${KEEP:-}" ]; then rm -rf "$BS_DIR"; fi
 	BS_DIR=
@@ -216,6 +232,7 @@ bs_stop() {
 bs_kill9() {
 	kill -9 "$BS_PID"
 	wait "$BS_PID" 2>/dev/null
+	stopped "$BS_PID"
 	BS_PID=
 }
 
@@ -227,7 +244,6 @@ bs_load() {
 }
 
 have_bs() { [ -n "$BEANSTALKD" ]; }
-
 
 # Row 1 (and the rates of row 3): on one fresh host per run, /healthz
 # first (idle host), then sync calls, then enqueues (which leave a backlog
@@ -273,7 +289,7 @@ rows_1_3() {
 row_2() {
 	local i out ok0 ok1 t0 t1 enq
 
-	for i in $(seq 1 "$RUNS"); do
+	for i in $(seq 1 "$E2E_RUNS"); do
 		host_new
 		host_start
 		t0=$(now)
@@ -359,20 +375,29 @@ data_breakdown() {
 # fsync: at the disk's fsync rate a fill would take minutes) while the
 # host fills, and restarted with -f 0, which reads the same binlog.
 row_5() {
-	local i out t0 retry0 fill_pid
+	local i out t0 retry0 fill_pid bs6_pid
 
 	for i in $(seq 1 "$BIG_RUNS"); do
 		host_new "[queue bench]" "retry_interval = 1h"
 		plugin "$FLAKY_V1" flaky
 		host_start
-		# Only sizes and restarts are measured here, so both fill at once.
+		# Only sizes are measured while the host fills, so beanstalkd's
+		# fills (this row's, and row 6's in a subshell) run meanwhile.
 		fill_pid=
+		bs6_pid=
 		if have_bs; then
 			bs_start -F
 			bs_load beanstalk-put --conns "$CONNS" --count "$BIG" --delay 3600 \
 				> "$W/bs_fill.out" &
 			fill_pid=$!
-			BG_PIDS="$BG_PIDS $fill_pid"
+			started "$fill_pid"
+			if want_row 6; then
+				# shellcheck disable=SC2030,SC2031 # its own beanstalkd
+				(BS_PID=''; BS_DIR=''; BS_PORT=''; row_6_bs "$i") &
+				bs6_pid=$!
+				started "$bs6_pid"
+				BS6_AHEAD=1
+			fi
 		fi
 		retry0=$(metric "$RETRY_METRIC")
 		t0=$(now)
@@ -383,7 +408,12 @@ row_5() {
 		say "run $i: $BIG calls pending after $(elapsed "$t0" "$(now)") s"
 		if [ -n "$fill_pid" ]; then
 			wait "$fill_pid" || die "beanstalkd fill failed: $(cat "$W/bs_fill.out")"
+			stopped "$fill_pid"
 			say "run $i: beanstalkd filled (-F) with $BIG delayed jobs: $(cat "$W/bs_fill.out")"
+		fi
+		if [ -n "$bs6_pid" ]; then
+			wait "$bs6_pid" || die "row 6 on beanstalkd failed"
+			stopped "$bs6_pid"
 		fi
 		record pending_rss_mib "$(calc "$(rss_kib "$HOST_PID" VmRSS) / 1024")"
 		say "run $i: host $(grep -E '^(VmRSS|RssAnon|RssFile|RssShmem)' \
@@ -413,13 +443,17 @@ row_5() {
 	done
 }
 
+# log_files DIR: how many Berkeley DB log files DIR holds
+log_files() { find "$1" -maxdepth 1 -name 'log.*' | wc -l; }
+
+# checkpointed DIR COUNT: fewer log files than COUNT are left
+checkpointed() { [ "$(log_files "$1")" -lt "$2" ]; }
+
 # Row 6: BIG calls to echo.noop processed while PENDING_CALLS wait (flaky
 # v1, retry in 1 h); data_dir size once they are done and again after the
-# next checkpoint (10 s, the default), which removes old log files.
-# beanstalkd (-F, as in row 5): PENDING_CALLS delayed jobs, then BIG jobs
-# put, reserved and deleted; the binlog directory's size.
+# next checkpoint (by default within 10 s), which removes old log files.
 row_6() {
-	local i out t0 ok0
+	local i out t0 ok0 logs
 
 	for i in $(seq 1 "$BIG_RUNS"); do
 		host_new "[queue bench]" "retry_interval = 1h"
@@ -431,20 +465,30 @@ row_6() {
 		out=$(load /v1/enqueue/default/echo/noop --count "$BIG")
 		say "run $i: enqueued $BIG: $out"
 		wait_for "$BIG calls to complete" metric_at_least "$OK_METRIC" $((ok0 + BIG))
+		logs=$(log_files "$HOST_DIR/data")
 		say "run $i: $BIG calls done after $(elapsed "$t0" "$(now)") s;" \
-		    "data_dir $(disk_bytes "$HOST_DIR/data") bytes"
-		sleep 11
+		    "data_dir $(disk_bytes "$HOST_DIR/data") B, $logs log files"
+		WAIT_LIMIT=12 wait_for_quiet "a checkpoint" checkpointed "$HOST_DIR/data" "$logs"
 		record disk_mib "$(calc "$(disk_bytes "$HOST_DIR/data") / 1048576")"
 		say "run $i: after a checkpoint: $(data_breakdown "$HOST_DIR/data")"
 		host_stop
-		have_bs || continue
-		bs_start -F
-		bs_load beanstalk-put --conns "$CONNS" --count "$PENDING_CALLS" --delay 3600 > /dev/null
-		out=$(bs_load beanstalk-e2e --producers "$CONNS" --consumers "$CONNS" --count "$BIG")
-		say "run $i: beanstalkd (-F) put/reserve/delete $BIG: $out"
-		record bs_disk_mib "$(calc "$(disk_bytes "$BS_DIR") / 1048576")"
-		bs_stop
+		if have_bs && [ -z "$BS6_AHEAD" ]; then
+			row_6_bs "$i"
+		fi
 	done
+}
+
+# row_6_bs RUN: beanstalkd (-F, as in row 5): PENDING_CALLS delayed jobs,
+# then BIG jobs put, reserved and deleted; the binlog directory's size.
+row_6_bs() {
+	local out
+
+	bs_start -F
+	bs_load beanstalk-put --conns "$CONNS" --count "$PENDING_CALLS" --delay 3600 > /dev/null
+	out=$(bs_load beanstalk-e2e --producers "$CONNS" --consumers "$CONNS" --count "$BIG")
+	say "run $1: beanstalkd (-F) put/reserve/delete $BIG for row 6: $out"
+	record bs_disk_mib "$(calc "$(disk_bytes "$BS_DIR") / 1048576")"
+	bs_stop
 }
 
 fsync_reference() {
@@ -456,7 +500,6 @@ fsync_reference() {
 }
 
 want_row() { case " $ROWS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-
 
 # stats KEY: "median min max n" of KEY's measurements, or nothing
 stats() {
@@ -544,17 +587,24 @@ align() {
 			print out } }'
 }
 
-print_table() {
-	local big_note="1 run"
+# runs_note N: how many runs a row's cells are made of, if not RUNS
+runs_note() {
+	if [ "$1" = "$RUNS" ]; then return; fi
+	if [ "$1" = 1 ]; then echo " (1 run)"; else echo " ($1 runs)"; fi
+}
 
-	[ "$BIG_RUNS" -gt 1 ] && big_note="$BIG_RUNS runs"
+print_table() {
+	local big_note e2e_note
+
+	big_note=$(runs_note "$BIG_RUNS")
+	e2e_note=$(runs_note "$E2E_RUNS")
 	TABLE=("row|scenario [unit]|cagehost|beanstalkd|reference|ratio|target|result")
 	CSV=("row,scenario,unit,cagehost_median,cagehost_min,cagehost_max,beanstalkd_median,beanstalkd_min,beanstalkd_max,reference_median,reference_min,reference_max,ratio,target,result")
 	line 1a "durable enqueue/s, $CONNS conns, $PAYLOAD B; ref: disk fdatasync/s" "/s" 0 \
 		enqueue bs_put fsync bs "ratio>=5" ">= 5x beanstalkd"
 	line 1b "durable enqueue/s vs own GET /healthz/s" "/s" 0 \
 		enqueue - healthz ref "ratio>=0.60" ">= 0.60 of /healthz"
-	line 2a "calls completed/s, enqueue -> noop -> done, ${E2E_SECONDS}s" "/s" 0 \
+	line 2a "calls completed/s, enqueue -> noop -> done, ${E2E_SECONDS}s$e2e_note" "/s" 0 \
 		e2e bs_e2e - bs "ratio>=3" ">= 3x beanstalkd"
 	line 2b "  backlog at end (accepted, not done)" calls 0 \
 		e2e_backlog bs_e2e_backlog - - - "(honesty check)"
@@ -565,7 +615,7 @@ print_table() {
 	line 3c "  sync call p50 latency" us 0 sync_p50 - - - - ""
 	line 4 "fix-to-drain: $DRAIN_CALLS waiting calls, fixed .so moved in" s 2 \
 		drain_s - - - "value<2" "< 2 s"
-	line 5a "RSS with $BIG pending ($big_note)" MiB 1 \
+	line 5a "RSS with $BIG pending$big_note" MiB 1 \
 		pending_rss_mib bs_pending_rss_mib - bs "value<100" "< 100 MiB"
 	line 5b "  disk per pending call" B 0 \
 		pending_bytes_per_call bs_pending_bytes_per_call - bs - ""
@@ -573,12 +623,11 @@ print_table() {
 		restart_first_s bs_restart_first_s - bs "value<2" "< 2 s"
 	line 5d "  kill -9 + restart, data recovered and quiet" s 2 \
 		restart_s bs_restart_s - bs "value<2" "< 2 s"
-	line 6 "disk after $BIG processed + $PENDING_CALLS pending ($big_note)" MiB 1 \
+	line 6 "disk after $BIG processed + $PENDING_CALLS pending$big_note" MiB 1 \
 		disk_mib bs_disk_mib - bs "value<200" "< 200 MiB"
 	printf '%s\n' "${TABLE[@]}" | align
 	printf '%s\n' "${CSV[@]}" > "$OUT"
 }
-
 
 [ -x "$CAGEHOST" ] || die "no $CAGEHOST: build first (make)"
 for prog in "$LOADGEN" "$FSYNCRATE"; do
@@ -593,8 +642,13 @@ have_bs || say "beanstalkd not found (apt-get install beanstalkd): its columns s
 say "cagehost benchmark: $(nproc) cores, $(uname -r), data on $(stat -f -c %T "$W") ($W)"
 say "cagehost $(git -C "${CAGE_SRC:-$here}" describe --always --dirty 2>/dev/null || echo '?')," \
     "beanstalkd $("${BEANSTALKD:-false}" -v 2>/dev/null | awk '{print $2}')"
-say "RUNS=$RUNS DURATION=${DURATION}s E2E_SECONDS=${E2E_SECONDS}s BIG=$BIG BIG_RUNS=$BIG_RUNS" \
+say "RUNS=$RUNS DURATION=${DURATION}s E2E_SECONDS=${E2E_SECONDS}s E2E_RUNS=$E2E_RUNS" \
+    "BIG=$BIG BIG_RUNS=$BIG_RUNS" \
     "CONNS=$CONNS PAYLOAD=$PAYLOAD QUICK=$QUICK"
+load1=$(cut -d' ' -f1 /proc/loadavg)
+say "load average (1 min) at the start: $load1"
+awk -v l="$load1" 'BEGIN { exit !(l > 0.5) }' &&
+	say "WARNING: the machine is busy; on 2 cores that skews every rate"
 case $(stat -f -c %T "$W") in
 tmpfs|ramfs) say "WARNING: $W is in memory: fsync costs nothing; set TMPDIR to a disk" ;;
 esac
@@ -605,6 +659,7 @@ if want_row 2; then row_2; fi
 if want_row 4; then row_4; fi
 if want_row 5; then row_5; fi
 if want_row 6; then row_6; fi
-say "done in $(( $(date +%s) - start )) s; CSV: $OUT"
+say "done in $(( $(date +%s) - start )) s; load average (1 min) at the end:" \
+    "$(cut -d' ' -f1 /proc/loadavg); CSV: $OUT"
 echo
 print_table

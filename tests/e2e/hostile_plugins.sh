@@ -14,7 +14,7 @@ SHORT=${SHORT_WAIT:-10}	# seconds for waits on things that take a moment
 # Process groups of workers that ran hostile.fork: killed at exit whatever
 # happened, so a failing run leaves no paused process behind.
 GROUPS_SEEN=
-trap 'for g in $GROUPS_SEEN; do kill -9 -- "-$g" 2>/dev/null; done; cleanup' EXIT
+trap 'for g in $GROUPS_SEEN; do kill -9 "-$g" 2>/dev/null; done; cleanup' EXIT
 
 # proc_field PID N: the Nth field after the command in /proc/PID/stat
 # (1 state, 2 ppid, 3 process group)
@@ -75,6 +75,12 @@ plugin "$TPLUGINS/hostile.so" hostile
 start_host
 wait_until "hostile to be loaded" log_has "loaded hostile@1+" || bail "hostile was not loaded"
 sync_ok "at the start"
+
+# the worker must share no writable memory with the host (the Berkeley DB
+# regions the host has mapped, say): plugin code could corrupt it
+equal "hostile.maps replies 200" "$(status POST /v1/call/hostile/maps x)" 200
+equal "a worker has no writable shared mapping (such as the host's __db.* regions)" \
+	"$(body)" none
 
 # fork: the forked process keeps the channel open and outlives the call; it
 # must not outlive its worker.
@@ -170,7 +176,9 @@ if [ -n "$W" ]; then
 	fi
 fi
 
-# Part 2: worker_cpu_limit 1 s with a 10 s sync_timeout: SIGXCPU comes first
+# Part 2: worker_cpu_limit 1 s with a 10 s sync_timeout: SIGXCPU comes first.
+# A fresh data_dir: the calls waiting from part 1 stay out of the way.
+rm -rf "$T/data"
 write_conf "sync_timeout = 10s" "worker_memory_limit = 256M" "worker_cpu_limit = 1s" \
 	"[queue default]" "retry_interval = 1h" "attempt_timeout = 10s"
 start_host

@@ -47,7 +47,7 @@ load_loop() {
 
 n=0
 pids=
-for kind in echo flaky billing billing sync; do
+for kind in echo flaky billing billing billing sync; do
 	n=$((n + 1))
 	: > "$T/acked.$n"
 	: > "$T/codes.$n"
@@ -72,17 +72,20 @@ echo "# $kills kills and restarts in ${elapsed}s; $(acked) enqueues acknowledged
 check "the host was killed and restarted at least 30 times" test "$kills" -ge 30
 
 cat "$T"/acked.* > "$T/acked"
-cat "$T"/codes.* | sort | uniq -c |
-	awk '{ print "# answered HTTP " $2 " (not 202): " $1 " times" }'
+cat "$T"/codes.[1-5] | sort | uniq -c |
+	awk '{ print "# enqueues not acknowledged: " $1 " x HTTP " $2 }'
+sort "$T/codes.6" | uniq -c | awk '{ print "# sync calls: " $1 " x HTTP " $2 }'
 for kind in echo flaky billing; do
 	c=$(grep -c " $kind " "$T/acked")
 	echo "# acknowledged $kind calls: $c"
 	check "$kind enqueues were acknowledged during the crash loop" test "$c" -gt 0
 done
-syncs=$(grep -c '^200$' "$T/codes.5")
+syncs=$(grep -c '^200$' "$T/codes.6")
 check "sync calls were answered during the crash loop" test "$syncs" -gt 0
-others=$(cat "$T"/codes.* | grep -v -e '^000$' -e '^200$' | wc -l)
+others=$(cat "$T"/codes.[1-5] | grep -v '^000$' | wc -l)
 equal "every enqueue was answered 202 or not at all (no error status)" "$others" 0
+others=$(grep -v -e '^000$' -e '^200$' "$T/codes.6" | wc -l)
+equal "every sync call was answered 200 or not at all" "$others" 0
 total=$(wc -l < "$T/acked")
 equal "every acknowledged id is distinct" "$(cut -d' ' -f1 "$T/acked" | sort -u | wc -l)" "$total"
 

@@ -38,3 +38,67 @@ max_of() { awk 'BEGIN { m = 0 } $1 + 0 > m { m = $1 + 0 } END { printf "%.3f\n",
 
 # count_of FILE: lines in FILE (0 if it does not exist)
 count_of() { if [ -f "$1" ]; then wc -l < "$1" | tr -d ' '; else echo 0; fi; }
+
+# try_start: start_host that does not bail: returns 0 once the host serves
+# (HOST_PID, PORT, URL set), or 1 if it exits first (its status in
+# START_STATUS) or does not serve within WAIT_LIMIT seconds (START_STATUS
+# "timeout", the host is left running).  New log lines are in $T/start.log.
+try_start() {
+	[ -f "$T/cagehost.conf" ] || write_conf
+	lines=$(cat "$T/host.log" 2>/dev/null | wc -l)
+	START_LINE=$lines
+	START_STATUS=
+	"$CAGEHOST" -c "$T/cagehost.conf" >> "$T/host.log" 2>&1 &
+	HOST_PID=$!
+	deadline=$(( $(date +%s) + WAIT_LIMIT ))
+	until serving_since "$lines"; do
+		if ! running "$HOST_PID"; then
+			wait "$HOST_PID"
+			START_STATUS=$?
+			HOST_PID=
+			tail -n +"$((lines + 1))" "$T/host.log" > "$T/start.log"
+			return 1
+		fi
+		if [ "$(date +%s)" -ge "$deadline" ]; then
+			START_STATUS=timeout
+			tail -n +"$((lines + 1))" "$T/host.log" > "$T/start.log"
+			return 1
+		fi
+		sleep 0.05
+	done
+	tail -n +"$((lines + 1))" "$T/host.log" > "$T/start.log"
+	PORT=$(sed -n 's/.* serving on [^ ]*:\([0-9]*\) .*/\1/p' "$T/start.log" | tail -1)
+	URL=http://127.0.0.1:$PORT
+	export CAGEHOST_URL=$URL
+	return 0
+}
+
+# reap_host: if the host process has died, collects its exit status into
+# HOST_STATUS (e.g. 135 = killed by SIGBUS), clears HOST_PID, returns 0;
+# returns 1 while it is alive
+running() {	# running PID: the process exists and is not a zombie (Linux)
+	st=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+reap_host() {
+	if [ -n "$HOST_PID" ] && running "$HOST_PID"; then return 1; fi
+	HOST_STATUS=none
+	if [ -n "$HOST_PID" ]; then
+		wait "$HOST_PID"
+		HOST_STATUS=$?
+	fi
+	HOST_PID=
+	return 0
+}
+
+# describe_status N: "exit status N" or "killed by SIGNAME"
+describe_status() {
+	case $1 in
+	''|none|timeout) echo "$1" ;;
+	*) if [ "$1" -gt 128 ]; then echo "killed by SIG$(kill -l "$(( $1 - 128 ))")"; else echo "exit status $1"; fi ;;
+	esac
+}
+
+# starts_since_try: how many times the host logged "serving on" since the
+# last try_start (more than 1: it restarted itself in place)
+starts_since_try() { tail -n +"$((START_LINE + 1))" "$T/host.log" | grep -c "serving on"; }

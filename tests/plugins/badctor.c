@@ -5,7 +5,7 @@
  */
 #include "cage.h"
 
-__attribute__((constructor))
+__attribute__((constructor, no_sanitize("undefined", "address")))
 static void crash_on_load(void)
 {
 	volatile int *volatile p = NULL;	/* see crashy.c: segv */

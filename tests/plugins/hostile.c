@@ -17,10 +17,14 @@
  *   cpuburn   burns CPU forever (for worker_cpu_limit: SIGXCPU)
  *   spin      burns the number of milliseconds of CPU given as payload,
  *             then replies "spun N ms"
+ *   maps      replies the writable shared mappings the worker has (paths,
+ *             space-separated), or "none": what plugin code could scribble
+ *             on that the host also uses
  *   stdio     prints to stdout and stderr, returns OK
  * and one well-behaved method:
  *   ok        replies "hostile ok"
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +85,7 @@ static cage_outcome hog(cage_call *call)
 		free(held);
 		held = chunk;
 	}
+	malloc_trim(0);	/* a chunk from the brk heap stays mapped otherwise */
 	if (capped)
 		cage_error(call, "allocated %zu MiB without running out of memory", mib);
 	else
@@ -159,6 +164,34 @@ static cage_outcome spin(cage_call *call)
 	return CAGE_OK;
 }
 
+static cage_outcome maps(cage_call *call)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[4096], found[4096] = "";
+	size_t used = 0;
+
+	if (!f) {
+		cage_error(call, "cannot read /proc/self/maps");
+		return CAGE_FAIL;
+	}
+	while (fgets(line, sizeof line, f)) {
+		char range[128], perms[8], *path;
+
+		if (sscanf(line, "%127s %7s", range, perms) != 2 || perms[1] != 'w' ||
+		    perms[3] != 's')
+			continue;
+		path = strchr(line, '/');
+		line[strcspn(line, "\n")] = '\0';
+		used += (size_t)snprintf(found + used, sizeof found - used, "%s%s",
+					 used ? " " : "", path ? path : range);
+		if (used >= sizeof found)
+			break;
+	}
+	fclose(f);
+	cage_reply_str(call, found[0] ? found : "none");
+	return CAGE_OK;
+}
+
 static cage_outcome do_stdio(cage_call *call)
 {
 	for (int i = 1; i <= 3; i++) {
@@ -185,6 +218,7 @@ static const struct cage_method methods[] = {
 	{ "overrun", overrun },
 	{ "cpuburn", cpuburn },
 	{ "spin", spin },
+	{ "maps", maps },
 	{ "stdio", do_stdio },
 	{ "ok", ok },
 	{ NULL, NULL },

@@ -1,0 +1,332 @@
+#!/bin/sh
+# auth_limits.sh - who may call and how much they may ask: the bearer token
+# (401 without it, required off loopback), header_timeout (408),
+# max_connections (503), malformed and oversized requests, the plugin
+# directory's permissions, and the drop to `user` when started as root.
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+TOKEN=0123456789abcdef0123
+AUTH="Authorization: Bearer $TOKEN"
+
+# hreq METHOD PATH [CURL-ARGS...]: prints the status; the body is in
+# $T/body, the response headers in $T/headers
+hreq() {
+	m=$1 p=$2
+	shift 2
+	curl -s -o "$T/body" -D "$T/headers" -w '%{http_code}' -X "$m" "$@" "$URL$p"
+}
+
+# Raw connections (bash's /dev/tcp; the test itself runs under sh).
+# raw.bash PORT OUT IN [SECONDS]: connects, sends the file IN (then creates
+# OUT.sent) and copies what the host sends into OUT until the host closes the
+# connection (creates OUT.closed), the file OUT.close appears, or SECONDS
+# (default 20) pass; then closes the connection.
+cat > "$T/raw.bash" <<'EOF'
+exec 3<>"/dev/tcp/127.0.0.1/$1" || { : > "$2.failed"; exit 1; }
+: > "$2"
+cat "$3" >&3
+: > "$2.sent"
+end=$((SECONDS + ${4:-20}))
+while [ "$SECONDS" -lt "$end" ] && [ ! -e "$2.close" ]; do
+	if IFS= read -r -t 0.1 line <&3; then
+		printf '%s\n' "$line" >> "$2"
+	elif [ $? -le 128 ]; then
+		printf '%s' "$line" >> "$2"
+		: > "$2.closed"
+		exit 0
+	else
+		printf '%s' "$line" >> "$2"	# partial line so far
+	fi
+done
+exec 3>&-
+EOF
+RAW_PIDS=
+trap 'for p in $RAW_PIDS; do kill "$p" 2>/dev/null; done; cleanup' EXIT
+
+# raw NAME [SECONDS]: sends $T/NAME.in on a new connection, in the
+# background; the answer collects in $T/NAME.out
+raw() {
+	rm -f "$T/$1.out" "$T/$1.out.sent" "$T/$1.out.closed" "$T/$1.out.close" \
+		"$T/$1.out.failed"
+	bash "$T/raw.bash" "$PORT" "$T/$1.out" "$T/$1.in" "${2:-20}" &
+	RAW_PIDS="$RAW_PIDS $!"
+}
+sent() { [ -e "$T/$1.out.sent" ]; }
+closed() { [ -e "$T/$1.out.closed" ]; }
+answered() { grep -q "^HTTP/1.1 $2 " "$T/$1.out" 2>/dev/null; }
+raw_close() { : > "$T/$1.out.close"; }
+status_or_close() { closed "$1" || grep -q '^HTTP/1.1 [0-9][0-9][0-9] ' "$T/$1.out" 2>/dev/null; }
+first_line() { head -1 "$T/$1.out" 2>/dev/null | tr -d '\r'; }
+healthz_ok() { [ "$(status GET /healthz)" = 200 ]; }
+
+# ---- (a) the bearer token --------------------------------------------------
+write_conf "token = $TOKEN" "header_timeout = 1s"
+plugin "$PLUGINS/echo.so" echo
+start_host
+
+equal "healthz needs no token" "$(hreq GET /healthz)" 200
+equal "a sync call without Authorization is 401" "$(hreq POST /v1/call/echo/echo -d hi)" 401
+contains "which says what to send" "$(body)" '"error": "this host requires Authorization: Bearer TOKEN"'
+contains "with a WWW-Authenticate: Bearer header" "$(tr -d '\r' < "$T/headers")" \
+	'WWW-Authenticate: Bearer'
+equal "a wrong token is 401" \
+	"$(hreq POST /v1/call/echo/echo -d hi -H 'Authorization: Bearer 0123456789abcdef0124')" 401
+contains "and says the token is wrong" "$(body)" "wrong token"
+equal "a prefix of the token is 401" \
+	"$(hreq POST /v1/call/echo/echo -d hi -H "Authorization: Bearer ${TOKEN%?}")" 401
+equal "the token with more after it is 401" \
+	"$(hreq POST /v1/call/echo/echo -d hi -H "$AUTH"x)" 401
+equal "the token as Basic credentials is 401" \
+	"$(hreq POST /v1/call/echo/echo -d hi -H "Authorization: Basic $TOKEN")" 401
+equal "the right token is 200" "$(hreq POST /v1/call/echo/echo -d hi -H "$AUTH")" 200
+equal "with the handler's reply" "$(body)" hi
+equal "an enqueue without the token is 401" "$(hreq POST /v1/enqueue/default/echo/echo -d q)" 401
+equal "an enqueue with the token is 202" "$(hreq POST /v1/enqueue/default/echo/echo -d q -H "$AUTH")" 202
+id=$(sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body")
+check "and gets an id" test -n "$id"
+equal "GET of the call without the token is 401" "$(hreq GET "/v1/calls/$id")" 401
+check "and shows nothing of the call" sh -c "! grep -q '$id' '$T/body'"
+call_done() { hreq GET "/v1/calls/$id" -H "$AUTH" >/dev/null; grep -q '"state": "done"' "$T/body"; }
+if wait_until "the queued call to be done" call_done; then
+	ok 0 "GET of the call with the token shows it done"
+else
+	ok 1 "GET of the call with the token shows it done"
+fi
+equal "metrics without the token are 401" "$(hreq GET /metrics)" 401
+equal "metrics with the token are 200" "$(hreq GET /metrics -H "$AUTH")" 200
+
+# ---- (c) header_timeout ----------------------------------------------------
+printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n' > "$T/slow.in"
+raw slow
+wait_until "the slow headers to be sent" sent slow
+equal "while a request's headers are overdue, others are served" \
+	"$(hreq POST /v1/call/echo/echo -d other -H "$AUTH")" 200
+equal "nothing was answered on the slow connection yet" "$(cat "$T/slow.out")" ""
+start=$(date +%s)
+if WAIT_LIMIT=10 wait_until "408 on the slow connection" answered slow 408; then
+	ok 0 "headers not complete within header_timeout get 408"
+else
+	ok 1 "headers not complete within header_timeout get 408"
+	echo "#   got: $(first_line slow)"
+fi
+took=$(( $(date +%s) - start ))
+check "within a few seconds of header_timeout = 1s (took ${took} s)" test "$took" -le 4
+contains "the 408 says why" "$(cat "$T/slow.out")" "header_timeout"
+if WAIT_LIMIT=5 wait_until "the slow connection to be closed" closed slow; then
+	ok 0 "and the host closes that connection"
+else
+	ok 1 "and the host closes that connection"
+fi
+equal "the host serves on after the 408" "$(hreq POST /v1/call/echo/echo -d after -H "$AUTH")" 200
+
+# ---- (e) malformed and oversized requests ----------------------------------
+# malformed NAME DESCRIPTION: sends $T/NAME.in; the host must answer with an
+# HTTP status or close the connection cleanly, and stay up
+malformed() {
+	raw "$1" 15
+	if WAIT_LIMIT=15 wait_until "an answer to $2" status_or_close "$1"; then
+		raw_close "$1"
+		line=$(first_line "$1")
+		case "$line" in
+		"HTTP/1.1 "[1-5][0-9][0-9]" "* | "") ok 0 "$2: ${line:-clean close}" ;;
+		*) ok 1 "$2: not HTTP: $line" ;;
+		esac
+	else
+		ok 1 "$2: the host neither answered nor closed"
+		raw_close "$1"
+	fi
+	check "the host is alive after $2" host_alive
+	equal "healthz answers 200 after $2" "$(status GET /healthz)" 200
+}
+
+printf '\001\002\377garbage in\r\n\r\n' > "$T/garbage.in"
+malformed garbage "a garbage request line"
+{
+	printf 'GET /v1/calls/'
+	head -c 102400 /dev/zero | tr '\0' a
+	printf ' HTTP/1.1\r\nHost: x\r\n\r\n'
+} > "$T/longurl.in"
+malformed longurl "a 100 KB URL"
+check "a 100 KB URL is 431 (over max_header_size)" answered longurl 431
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon in this line\r\n\r\n' > "$T/nocolon.in"
+malformed nocolon "a header line without a colon"
+printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: -5\r\n\r\nhello' \
+	"$AUTH" > "$T/neglen.in"
+malformed neglen "a negative Content-Length"
+check "a negative Content-Length is not run as a call" sh -c "! grep -q '^HTTP/1.1 200' '$T/neglen.out'"
+# two different Content-Lengths: the framing is invalid (RFC 9112 6.3: 400,
+# then close); the guard, which counts header bytes, must not lose track
+printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 5\r\nContent-Length: 100\r\n\r\nhello' \
+	"$AUTH" > "$T/twolen.in"
+malformed twolen "two different Content-Lengths"
+equal "two different Content-Lengths are 400" "$(first_line twolen | cut -d' ' -f2)" 400
+printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 1000\r\n\r\nshort' \
+	"$AUTH" > "$T/short.in"
+bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && cat "$1" >&3 && exec 3>&-' "$PORT" "$T/short.in"
+check "the host is alive after a body shorter than Content-Length and a close" host_alive
+equal "healthz answers 200 after that" "$(status GET /healthz)" 200
+i=0
+: > "$T/pipeline.in"
+while [ $i -lt 1999 ]; do
+	printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'
+	i=$((i + 1))
+done >> "$T/pipeline.in"
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >> "$T/pipeline.in"
+raw pipeline 30
+if WAIT_LIMIT=40 wait_until "the pipelined requests to be answered" closed pipeline; then
+	ok 0 "2000 pipelined requests: the host answers and closes"
+else
+	ok 1 "2000 pipelined requests: the host answers and closes"
+	raw_close pipeline
+fi
+equal "each of the 2000 pipelined requests got 200" "$(grep -c '^HTTP/1.1 200 ' "$T/pipeline.out")" 2000
+check "the host is alive after the pipeline" host_alive
+equal "healthz answers 200 after all the malformed requests" "$(status GET /healthz)" 200
+equal "and calls still work" "$(hreq POST /v1/call/echo/upper -d abc -H "$AUTH")" 200
+equal "with the right reply" "$(body)" ABC
+stop_host
+
+# ---- (b) a listener beyond loopback needs a token --------------------------
+printf '[host]\nlisten = 0.0.0.0:0\ndata_dir = data\nplugin_dir = plugins\n' > "$T/exposed.conf"
+"$CAGEHOST" -c "$T/exposed.conf" --check > "$T/check.out" 2>&1
+rc=$?
+check "--check refuses listen = 0.0.0.0 without a token (exit $rc)" test "$rc" -ne 0
+contains "naming file:line of the listen" "$(cat "$T/check.out")" "exposed.conf:2:"
+contains "and telling to set a token" "$(cat "$T/check.out")" "token"
+printf '[host]\nlisten = [::]:0\ndata_dir = data\nplugin_dir = plugins\n' > "$T/exposed6.conf"
+"$CAGEHOST" -c "$T/exposed6.conf" --check > "$T/check6.out" 2>&1
+rc=$?
+check "--check refuses listen = [::] without a token (exit $rc)" test "$rc" -ne 0
+printf '[host]\nlisten = 0.0.0.0:0\ndata_dir = data\nplugin_dir = plugins\ntoken = %s\n' \
+	"$TOKEN" > "$T/exposed.conf"
+"$CAGEHOST" -c "$T/exposed.conf" --check > "$T/check.out" 2>&1
+rc=$?
+equal "with a token it is accepted" "$rc" 0
+printf '[host]\nlisten = 0.0.0.0:0\ntoken = short\n' > "$T/short.conf"
+"$CAGEHOST" -c "$T/short.conf" --check > "$T/check.out" 2>&1
+rc=$?
+check "a token under 16 characters is refused (exit $rc)" test "$rc" -ne 0
+contains "naming its line" "$(cat "$T/check.out")" "short.conf:3: token"
+
+# ---- connections that never send a byte --------------------------------------
+# (the guard leaves them to evhttp's idle timeout)
+write_conf "idle_timeout = 1s"
+start_host
+: > "$T/silent.in"
+raw silent 20
+if WAIT_LIMIT=10 wait_until "the silent connection to be closed" closed silent; then
+	ok 0 "a connection that sends nothing is closed after idle_timeout"
+else
+	ok 1 "a connection that sends nothing is closed after idle_timeout"
+	raw_close silent
+fi
+equal "and gets no answer" "$(cat "$T/silent.out")" ""
+stop_host
+
+# ---- (d) max_connections ---------------------------------------------------
+write_conf "max_connections = 4" "header_timeout = 30s"
+start_host
+printf 'GET /heal' > "$T/partial.in"
+for n in 1 2 3 4; do
+	cp "$T/partial.in" "$T/conn$n.in"
+	raw "conn$n" 40
+	wait_until "connection $n to send" sent "conn$n"
+done
+full_house() { [ "$(status GET /healthz)" = 503 ]; }
+if WAIT_LIMIT=10 wait_until "the host to count 4 connections" full_house; then
+	ok 0 "with 4 connections open, a fifth request is 503"
+else
+	ok 1 "with 4 connections open, a fifth request is 503"
+fi
+contains "saying too many connections" "$(body)" "too many connections"
+for n in 5 6; do
+	cp "$T/partial.in" "$T/conn$n.in"
+	raw "conn$n" 40
+	if WAIT_LIMIT=10 wait_until "connection $n to be answered" answered "conn$n" 503; then
+		ok 0 "connection $n gets 503 once it sends bytes"
+	else
+		ok 1 "connection $n gets 503 once it sends bytes"
+		echo "#   got: $(first_line "conn$n")"
+	fi
+	contains "connection $n: the 503 says too many connections" "$(cat "$T/conn$n.out")" \
+		"too many connections"
+	if WAIT_LIMIT=5 wait_until "connection $n to be closed" closed "conn$n"; then
+		ok 0 "connection $n is closed after its 503"
+	else
+		ok 1 "connection $n is closed after its 503"
+	fi
+done
+for n in 1 2 3 4; do
+	equal "connection $n (within the limit) got no answer" "$(cat "$T/conn$n.out")" ""
+	raw_close "conn$n"
+done
+if wait_until "the host to serve again" healthz_ok; then
+	ok 0 "after the connections close, a request is served"
+else
+	ok 1 "after the connections close, a request is served"
+fi
+equal "a call works again" "$(status POST /v1/call/echo/echo again)" 200
+check "the host is alive" host_alive
+
+# ---- (f) the plugin directory's permissions ---------------------------------
+chmod 777 "$T/plugins"
+plugin "$PLUGINS/echo.so" late
+if wait_until "late to be refused" log_has "refused $T/plugins/late.so: .*writable by group or others"; then
+	ok 0 "a module in a plugin directory writable by others is refused"
+else
+	ok 1 "a module in a plugin directory writable by others is refused"
+fi
+grep "late.so" "$T/host.log" | sed 's/^/# /'
+equal "a sync call to the refused module is 404" "$(status POST /v1/call/late/echo x)" 404
+chmod 755 "$T/plugins"
+plugin "$PLUGINS/echo.so" late
+if wait_until "late to be loaded" log_has "loaded late@1.0+"; then
+	ok 0 "once the directory is 755 again, the reinstalled module loads"
+else
+	ok 1 "once the directory is 755 again, the reinstalled module loads"
+fi
+equal "and a sync call to it is 200" "$(status POST /v1/call/late/echo x)" 200
+chmod 666 "$T/plugins/late.so"
+touch "$T/plugins/late.so"
+if wait_until "a world-writable late.so to be refused" \
+	log_has "refused $T/plugins/late.so: file is writable by group or others"; then
+	ok 0 "a module file writable by others is refused"
+else
+	ok 1 "a module file writable by others is refused"
+fi
+stop_host
+
+# ---- (g) user = nobody -----------------------------------------------------
+if [ "$(id -u)" != 0 ]; then
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n # SKIP not root"
+elif ! nobody_uid=$(id -u nobody 2>/dev/null); then
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n # SKIP no user nobody"
+else
+	rm -f "$T/plugins/late.so"
+	write_conf "user = nobody" "[queue default]" "retry_interval = 200ms"
+	start_host	# on the data_dir root used so far
+	uid=$(sed -n 's/^Uid:[[:space:]]*\([0-9]*\)[[:space:]]*\([0-9]*\).*/\1 \2/p' \
+		"/proc/$HOST_PID/status")
+	equal "the host runs as nobody (real and effective uid)" "$uid" "$nobody_uid $nobody_uid"
+	contains "and says so in the log" "$(cat "$T/host.log")" "running as user nobody"
+	for w in $(pgrep -P "$HOST_PID"); do
+		wuid=$(sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$w/status")
+		equal "worker $w runs as nobody" "$wuid" "$nobody_uid"
+	done
+	equal "it serves sync calls" "$(status POST /v1/call/echo/echo 'as nobody')" 200
+	equal "with the right reply" "$(body)" "as nobody"
+	id=$(enqueue default echo echo queued)
+	check "it accepts queued calls" test -n "$id"
+	if wait_until "the queued call to be done" state_is "$id" done; then
+		ok 0 "and runs them"
+	else
+		ok 1 "and runs them"
+	fi
+	equal "data_dir is owned by nobody" "$(stat -c %u "$T/data")" "$nobody_uid"
+	equal "and so is everything in it" "$(find "$T/data" ! -user nobody | head -5)" ""
+	stop_host
+fi
+
+done_testing

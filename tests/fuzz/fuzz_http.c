@@ -1,0 +1,494 @@
+/*
+ * fuzz_http.c - libFuzzer target for request handling: the input is the
+ * raw bytes a client sends on one connection to the real HTTP listener.
+ *
+ * LLVMFuzzerInitialize wires the host the way main.c does, on a temporary
+ * data_dir and plugin_dir and a kernel-chosen loopback port: store, batch,
+ * worker pool (1 worker), plugin directory, scheduler, HTTP API (guard
+ * included), all on one event_base that this file runs.  The plugin
+ * directory is empty, or holds a copy of the echo plugin when
+ * CAGE_FUZZ_ECHO names its .so (then sync calls really run in the worker).
+ *
+ * Each input: connect, write the bytes, shut down the writing side, then
+ * run the loop (reading what the server sends) until the server closes the
+ * connection or CAGE_FUZZ_HTTP_MS (default 200) pass; then close the
+ * client and let the server notice.  What must hold:
+ *   - no crash, undefined behaviour or leak in the host (sanitizers);
+ *   - memory stays bounded (libFuzzer's -rss_limit_mb);
+ *   - no file descriptor leaks: the number open returns to what it was
+ *     (checked with slack for the store's log files; abort when it grows
+ *     by FD_SLACK);
+ *   - no 431 for a lone, plain request whose header block is within
+ *     max_header_size, whatever its body (the guard must skip bodies).
+ * Host state (the store, the pool) carries over between inputs, as in a
+ * real host; a crash that needs earlier inputs shows as not reproducible.
+ *
+ * Environment: CAGE_FUZZ_ECHO (path of echo.so), CAGE_FUZZ_TOKEN (run with
+ * a token; seeds then need "Authorization: Bearer TOKEN"),
+ * CAGE_FUZZ_LOG_LEVEL (the host's log_level, default "error"),
+ * CAGE_FUZZ_SHOW=1 (copy what the server sends to stderr, e.g. to check
+ * what a corpus file gets), CAGE_FUZZ_HTTP_MS, TMPDIR (where the temporary directory goes; a tmpfs
+ * such as /dev/shm makes the enqueue fsyncs cheap).
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "clock.h"
+#include "conf.h"
+#include "http_api.h"
+#include "log.h"
+#include "plugin_dir.h"
+#include "scheduler.h"
+#include "store.h"
+#include "worker.h"
+
+#define FD_SLACK 64		/* open fds beyond the start-up count that mean a leak */
+#define DRAIN_MS 20		/* after closing: time for the server to close its end */
+#define READY_MS 30000		/* start-up: time for the plugin scan and probes */
+
+static struct {
+	pid_t owner;		/* workers are forked from this process */
+	char dir[PATH_MAX - 64];
+	struct host_conf conf;
+	struct event_base *base;
+	struct store *store;
+	struct batch *batch;
+	struct worker_pool *pool;
+	struct plugin_dir *plugins;
+	struct scheduler *scheduler;
+	struct http_api *http;
+	struct event *sweep_timer;
+	struct sockaddr_in addr;
+	int64_t input_ms;
+	int fds_at_start;
+	bool ready;
+	bool show;		/* CAGE_FUZZ_SHOW=1: copy replies to stderr */
+	unsigned long inputs, timed_out, undrained;
+} h;
+
+struct client {
+	char reply[16];		/* the first bytes the server sent */
+	size_t reply_len;
+	int fd;
+	struct event *io, *deadline;
+	const uint8_t *data;
+	size_t size, sent;
+	bool shut;		/* writing side shut down */
+	bool closed;		/* the server closed (EOF or reset) */
+	bool timed_out;
+};
+
+__attribute__((format(printf, 1, 2), noreturn))
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "fuzz_http: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	abort();
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;	/* the directory's own descriptor */
+}
+
+static int copy_file(const char *from, const char *to, mode_t mode)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	int out = in < 0 ? -1 : open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	ssize_t n = 0;
+
+	while (out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			n = -1;
+	if (in >= 0)
+		close(in);
+	if (out >= 0 && (close(out) < 0 || n < 0))
+		return -1;
+	return out < 0 ? -1 : 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* At exit: the same teardown as main.c's shutdown_host(), then the files. */
+static void teardown(void)
+{
+	if (getpid() != h.owner)
+		return;
+	if (h.inputs)
+		fprintf(stderr, "fuzz_http: %lu inputs, %lu hit the %" PRId64 " ms limit, "
+			"%lu left a server descriptor open for over %d ms\n", h.inputs,
+			h.timed_out, h.input_ms, h.undrained, DRAIN_MS);
+	if (h.batch)
+		batch_flush(h.batch);
+	http_api_free(&h.http);
+	scheduler_free(&h.scheduler);
+	plugins_free(&h.plugins);
+	pool_free(&h.pool);
+	batch_free(&h.batch);
+	store_close(&h.store);
+	if (h.sweep_timer)
+		event_free(h.sweep_timer);
+	if (h.base)
+		event_base_free(h.base);
+	conf_release(&h.conf);
+	if (h.dir[0] && !getenv("CAGE_FUZZ_KEEP"))
+		nftw(h.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* main.c restarts the host in place here; a fuzz input must never cause it */
+static void store_fatal(void)
+{
+	die("the store needs recovery (see the log above)");
+}
+
+/* As main.c: forget finished calls past done_retention, once a second. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	int n = store_sweep_done(h.store, clock_wall_ms() - h.conf.done_retention_ms, 5000);
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (n < 0)
+		log_error("removing old finished calls: %s", store_error(h.store));
+	else if (n > 0)
+		batch_touch(h.batch);
+}
+
+static void on_plugins_ready(void *arg)
+{
+	struct http_api_deps deps = { &h.conf, h.store, h.batch, h.plugins, h.pool,
+				      h.scheduler };
+
+	(void)arg;
+	http_api_start(h.http, &deps);
+	scheduler_start(h.scheduler);
+	h.ready = true;
+}
+
+static void setup_dirs(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	const char *echo = getenv("CAGE_FUZZ_ECHO");
+	char path[PATH_MAX];
+
+	snprintf(h.dir, sizeof h.dir, "%s/cage-fuzz-http.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+	if (!mkdtemp(h.dir))
+		die("mkdtemp %s: %s", h.dir, strerror(errno));
+	/* the plugin directory must not be writable by others (plugin_dir.c) */
+	chmod(h.dir, 0755);
+	snprintf(path, sizeof path, "%s/plugins", h.dir);
+	if (mkdir(path, 0755) < 0)
+		die("mkdir %s: %s", path, strerror(errno));
+	if (echo && echo[0]) {
+		snprintf(path, sizeof path, "%s/plugins/echo.so", h.dir);
+		if (copy_file(echo, path, 0755) < 0)
+			die("cannot copy CAGE_FUZZ_ECHO=%s to %s: %s", echo, path, strerror(errno));
+	}
+}
+
+static void setup_conf(void)
+{
+	const char *level = getenv("CAGE_FUZZ_LOG_LEVEL");
+	const char *token = getenv("CAGE_FUZZ_TOKEN");
+	char text[8192], err[1024];
+
+	/* small limits, so that short inputs reach the 413 and 431 answers;
+	 * no worker memory limit: RLIMIT_AS breaks a sanitized worker */
+	snprintf(text, sizeof text,
+		 "[host]\n"
+		 "listen = 127.0.0.1:0\n"
+		 "data_dir = %s/data\n"
+		 "plugin_dir = %s/plugins\n"
+		 "workers = 1\n"
+		 "log_level = %s\n"
+		 "max_header_size = 2k\n"
+		 "max_body_size = 16k\n"
+		 "sync_timeout = 5s\n"
+		 "worker_memory_limit = 0\n"
+		 "%s%s%s"
+		 "[queue default]\n"
+		 "[queue slow]\n"
+		 "retry_interval = 1h\n"
+		 "retry_max_interval = 1h\n"
+		 "concurrency = 1\n",
+		 h.dir, h.dir, level && level[0] ? level : "error",
+		 token ? "token = " : "", token ? token : "", token ? "\n" : "");
+	if (conf_parse("fuzz_http.conf", text, h.dir, &h.conf, err, sizeof err) < 0)
+		die("config: %s", err);
+	log_set_level(h.conf.log_level);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	struct timeval second = { 1, 0 };
+	struct worker_limits limits;
+	char err[1024], cache_dir[PATH_MAX];
+	const char *ms = getenv("CAGE_FUZZ_HTTP_MS");
+	int64_t deadline;
+
+	(void)argc;
+	(void)argv;
+	h.owner = getpid();
+	h.show = getenv("CAGE_FUZZ_SHOW") && getenv("CAGE_FUZZ_SHOW")[0] == '1';
+	h.input_ms = ms && atoi(ms) > 0 ? atoi(ms) : 200;
+	signal(SIGPIPE, SIG_IGN);
+	store_on_fatal(store_fatal);
+	setup_dirs();
+	atexit(teardown);
+	setup_conf();
+	limits = (struct worker_limits){ h.conf.worker_memory_limit, h.conf.worker_cpu_limit_ms,
+					 h.conf.worker_files_limit };
+	h.base = event_base_new();
+	if (!h.base)
+		die("event_base_new failed");
+	h.http = http_api_new(h.base, &h.conf);
+	if (!h.http)
+		die("http_api_new failed (see the log above)");
+	if (store_open(&h.store, h.conf.data_dir, err, sizeof err) < 0)
+		die("store_open: %s", err);
+	h.batch = batch_new(h.base, h.store);
+	h.pool = pool_new(h.base, h.conf.workers, &limits);
+	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h.conf.data_dir);
+	h.plugins = h.pool ? plugins_new(h.base, h.pool, h.conf.plugin_dir, cache_dir) : NULL;
+	if (!h.batch || !h.pool || !h.plugins)
+		die("cannot start the batch, pool or plugin directory (see the log above)");
+	h.scheduler = scheduler_new(h.base, &h.conf, h.store, h.batch, h.plugins, h.pool);
+	if (!h.scheduler)
+		die("scheduler_new failed");
+	if (store_start_threads(h.store, h.conf.checkpoint_interval_ms) < 0)
+		die("store_start_threads: %s", store_error(h.store));
+	h.sweep_timer = event_new(h.base, -1, EV_PERSIST, on_sweep, NULL);
+	if (!h.sweep_timer || event_add(h.sweep_timer, &second) < 0)
+		die("cannot start the sweep timer");
+	plugins_on_ready(h.plugins, on_plugins_ready, NULL);
+	deadline = clock_mono_ms() + READY_MS;
+	while (!h.ready) {
+		if (clock_mono_ms() > deadline)
+			die("the plugin directory was not ready after %d ms", READY_MS);
+		event_base_loop(h.base, EVLOOP_ONCE);
+	}
+	h.addr.sin_family = AF_INET;
+	h.addr.sin_port = htons((uint16_t)http_api_port(h.http));
+	h.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	h.fds_at_start = count_fds();
+	fprintf(stderr, "fuzz_http: host on 127.0.0.1:%d, data in %s, %s, %d fds open\n",
+		http_api_port(h.http), h.dir, plugins_count(h.plugins) ? "echo plugin loaded"
+		: "no plugins", h.fds_at_start);
+	return 0;
+}
+
+static void on_client(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	char buf[16384];
+	ssize_t n;
+
+	if (what & EV_WRITE) {
+		while (c->sent < c->size) {
+			n = send(fd, c->data + c->sent, c->size - c->sent, MSG_NOSIGNAL);
+			if (n <= 0)
+				break;
+			c->sent += (size_t)n;
+		}
+		if (c->sent < c->size && errno != EAGAIN && errno != EINTR) {
+			c->closed = true;	/* the server reset the connection */
+			return;
+		}
+		if (c->sent == c->size && !c->shut) {
+			shutdown(fd, SHUT_WR);
+			c->shut = true;
+			event_del(c->io);
+			event_assign(c->io, h.base, fd, EV_READ | EV_PERSIST, on_client, c);
+			event_add(c->io, NULL);
+		}
+	}
+	if (what & EV_READ) {
+		while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
+			size_t room = sizeof c->reply - c->reply_len;
+
+			memcpy(c->reply + c->reply_len, buf, (size_t)n < room ? (size_t)n : room);
+			c->reply_len += (size_t)n < room ? (size_t)n : room;
+			if (h.show)
+				fwrite(buf, 1, (size_t)n, stderr);
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			c->closed = true;
+	}
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->timed_out = true;
+}
+
+static bool name_is(const uint8_t *p, size_t len, const char *name)
+{
+	if (len != strlen(name))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (tolower(p[i]) != name[i])
+			return false;
+	return true;
+}
+
+/*
+ * When the input is exactly one plain request - a request line and header
+ * lines ending in CRLF CRLF, then a body of exactly the length of its one
+ * all-digit Content-Length (or none), no Transfer-Encoding, no folded
+ * lines - returns the length of its header block (request line to the
+ * blank line, inclusive: what the guard counts against max_header_size).
+ * Returns 0 for anything else.
+ */
+static size_t single_request_head(const uint8_t *d, size_t n)
+{
+	const uint8_t *end = memmem(d, n, "\r\n\r\n", 4);
+	const uint8_t *line, *next;
+	unsigned long long length = 0;
+	bool have_length = false;
+	size_t head;
+
+	if (!end || n == 0 || d[0] < 'A' || d[0] > 'Z' || memmem(d, (size_t)(end - d), "\n\n", 2))
+		return 0;
+	head = (size_t)(end - d) + 4;
+	line = memmem(d, head, "\r\n", 2) + 2;	/* after the request line */
+	for (; line < end; line = next + 2) {
+		const uint8_t *colon = memchr(line, ':', (size_t)(end - line));
+		const uint8_t *v;
+
+		next = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
+		if (line[0] == ' ' || line[0] == '\t' || !colon || colon > next ||
+		    memchr(line, '\n', (size_t)(next - line)) || memchr(line, '\r', (size_t)(next - line)))
+			return 0;
+		if (name_is(line, (size_t)(colon - line), "transfer-encoding"))
+			return 0;
+		if (!name_is(line, (size_t)(colon - line), "content-length"))
+			continue;
+		if (have_length)
+			return 0;
+		have_length = true;
+		for (v = colon + 1; v < next && *v == ' '; v++)
+			;
+		if (v == next || next - v > 9)
+			return 0;
+		for (; v < next; v++) {
+			if (*v < '0' || *v > '9')
+				return 0;
+			length = length * 10 + (unsigned)(*v - '0');
+		}
+	}
+	return n - head == length ? head : 0;
+}
+
+/* A connected, non-blocking socket to the host, or -1. */
+static int connect_host(void)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			die("socket: %s", strerror(errno));
+		if (connect(fd, (struct sockaddr *)&h.addr, sizeof h.addr) == 0) {
+			evutil_make_socket_nonblocking(fd);
+			return fd;
+		}
+		close(fd);
+		if (errno != EADDRNOTAVAIL && errno != EAGAIN)
+			die("connect to 127.0.0.1:%d: %s", ntohs(h.addr.sin_port), strerror(errno));
+		usleep(10000);	/* out of local ports (TIME_WAIT): wait a little */
+	}
+	die("no local port free for 1 s");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct client c = { "", 0, -1, NULL, NULL, data, size, 0, false, false, false };
+	size_t head;
+	struct timeval limit = { h.input_ms / 1000, (h.input_ms % 1000) * 1000 };
+	int fds_before = count_fds();
+	int64_t drain_until;
+	int open_now;
+
+	h.inputs++;
+	if (h.show)
+		fprintf(stderr, "\n=== input %lu: %zu bytes: %.*s\n", h.inputs, size,
+			(int)(memchr(data, '\n', size) ? (const uint8_t *)memchr(data, '\n', size) - data
+			      : (ptrdiff_t)size), (const char *)data);
+	c.fd = connect_host();
+	c.io = event_new(h.base, c.fd, EV_READ | EV_WRITE | EV_PERSIST, on_client, &c);
+	c.deadline = evtimer_new(h.base, on_deadline, &c);
+	if (!c.io || !c.deadline)
+		die("out of memory");
+	event_add(c.io, NULL);
+	event_add(c.deadline, &limit);
+	while (!c.closed && !c.timed_out)
+		event_base_loop(h.base, EVLOOP_ONCE);
+	if (c.timed_out && !c.closed)
+		h.timed_out++;
+	event_free(c.io);
+	event_free(c.deadline);
+	close(c.fd);
+	head = single_request_head(data, size);
+	if (head && head <= h.conf.max_header_size && c.reply_len >= 12 &&
+	    !memcmp(c.reply, "HTTP/1.1 431", 12))
+		die("431 for one request whose %zu header bytes are within max_header_size (%zu); "
+		    "%zu bytes in all", head, h.conf.max_header_size, size);
+
+	/* let the server see the close and release its end */
+	drain_until = clock_mono_ms() + DRAIN_MS;
+	do {
+		event_base_loop(h.base, EVLOOP_NONBLOCK);
+		open_now = count_fds();
+	} while (open_now > fds_before && clock_mono_ms() < drain_until);
+	if (open_now > fds_before)
+		h.undrained++;
+	if (open_now > h.fds_at_start + FD_SLACK)
+		die("file descriptors leak: %d open, %d after start-up", open_now, h.fds_at_start);
+	return 0;
+}
