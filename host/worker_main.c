@@ -102,26 +102,6 @@ static const struct cage_ops ops = {
 	call_reply, call_errorv, call_logv,
 };
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = read(fd, p, len);
-
-		if (n == 0)
-			return -1;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int write_full(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
@@ -271,35 +251,84 @@ static void run_call(const struct job *job, struct job_result *res)
 	}
 }
 
-static int read_job(int fd, struct job *job, char **frame)
+/*
+ * Jobs arrive pipelined, several per read: the input is buffered, and a
+ * job's frame is used in place until the next one is read.
+ */
+static struct {
+	char *data;
+	size_t start, len, cap;		/* unread bytes: data[start, start+len) */
+	size_t consumed;		/* size of the frame handed out last */
+	char saved;			/* byte after it, replaced by a NUL */
+} in;
+
+/* Makes at least `want` unread bytes available, with room for one byte
+ * more after them; -1 at EOF or error. */
+static int fill(int fd, size_t want)
 {
-	unsigned char header[4];
-	struct wire_in in;
+	if (want + 1 > in.cap - in.start) {
+		if (in.start > 0) {
+			memmove(in.data, in.data + in.start, in.len);
+			in.start = 0;
+		}
+		if (want + 1 > in.cap) {
+			size_t cap = in.cap ? in.cap : 65536;
+			char *grown;
+
+			while (cap < want + 1)
+				cap *= 2;
+			grown = realloc(in.data, cap);
+			if (!grown)
+				return -1;
+			in.data = grown;
+			in.cap = cap;
+		}
+	}
+	while (in.len < want) {
+		ssize_t n = read(fd, in.data + in.start + in.len, in.cap - in.start - in.len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		in.len += (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads the next job; its strings and payload live in the input buffer. */
+static int read_job(int fd, struct job *job)
+{
+	struct wire_in r;
 	uint32_t len;
 
-	if (read_full(fd, header, 4) < 0)
+	if (in.consumed) {
+		in.data[in.start] = in.saved;	/* undo the previous job's NUL */
+		in.consumed = 0;
+	}
+	if (fill(fd, 4) < 0)
 		return -1;
-	len = wire_frame_len(header);
-	if (len > WIRE_MAX_FRAME)
-		return -1;
-	*frame = malloc(len + 1);
-	if (!*frame || read_full(fd, *frame, len) < 0)
+	len = wire_frame_len((unsigned char *)in.data + in.start);
+	if (len > WIRE_MAX_FRAME || fill(fd, 4 + (size_t)len) < 0)
 		return -1;
 	memset(job, 0, sizeof *job);
-	wire_in_init(&in, *frame, len);
-	job->kind = (enum job_kind)wire_in_u32(&in);
-	wire_in_str(&in, job->path, sizeof job->path);
-	wire_in_str(&in, job->module, sizeof job->module);
-	wire_in_str(&in, job->method, sizeof job->method);
-	wire_in_str(&in, job->version, sizeof job->version);
-	wire_in_str(&in, job->id, sizeof job->id);
-	wire_in_str(&in, job->queue, sizeof job->queue);
-	job->attempt = wire_in_u32(&in);
-	/* the payload is used in place: the frame outlives the job */
-	job->payload = (char *)wire_in_bytes(&in, &job->payload_len);
-	if (in.failed)
+	wire_in_init(&r, in.data + in.start + 4, len);
+	job->kind = (enum job_kind)wire_in_u32(&r);
+	wire_in_str(&r, job->path, sizeof job->path);
+	wire_in_str(&r, job->module, sizeof job->module);
+	wire_in_str(&r, job->method, sizeof job->method);
+	wire_in_str(&r, job->version, sizeof job->version);
+	wire_in_str(&r, job->id, sizeof job->id);
+	wire_in_str(&r, job->queue, sizeof job->queue);
+	job->attempt = wire_in_u32(&r);
+	job->payload = (char *)wire_in_bytes(&r, &job->payload_len);
+	if (r.failed)
 		return -1;
-	job->payload[job->payload_len] = '\0';	/* frame has one spare byte */
+	in.start += 4 + (size_t)len;
+	in.len -= 4 + (size_t)len;
+	in.consumed = 4 + (size_t)len;
+	in.saved = in.data[in.start];
+	in.data[in.start] = '\0';	/* the payload ends the frame */
 	return 0;
 }
 
@@ -330,9 +359,8 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 	for (;;) {
 		struct job job;
 		struct job_result res;
-		char *frame = NULL;
 
-		if (read_job(fd, &job, &frame) < 0)
+		if (read_job(fd, &job) < 0)
 			_exit(0);	/* the host closed the channel: done */
 		memset(&res, 0, sizeof res);
 		limit_cpu(cpu_limit_ms);
@@ -344,6 +372,5 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 			run_call(&job, &res);
 		send_result(fd, &res);
 		free(res.reply);
-		free(frame);
 	}
 }
