@@ -463,11 +463,25 @@ static bool valid_id(const char *id)
 	return true;
 }
 
-/* Finds call id in any table; 1 when unknown, -1 (replied) on error. */
-static int find_call(struct http_api *api, struct evhttp_request *req, const char *id,
-		     struct call_record *rec, void **buf)
+/*
+ * Checks a /v1/calls/ID request (its method and the id) and finds the call
+ * in any table.  Returns 0 with *buf to free, or nonzero once replied to.
+ */
+static int find_call(struct http_api *api, struct evhttp_request *req,
+		     enum evhttp_cmd_type method, const char *id, struct call_record *rec,
+		     void **buf)
 {
 	static const enum store_table tables[] = { TABLE_CALLS, TABLE_DONE, TABLE_DEAD };
+
+	if (evhttp_request_get_command(req) != method) {
+		reply_error(req, 405, "Method Not Allowed", "use %s",
+			    method == EVHTTP_REQ_GET ? "GET" : "POST");
+		return -1;
+	}
+	if (!valid_id(id)) {
+		reply_error(req, 400, "Bad Request", "a call id is 16 lowercase hex digits");
+		return -1;
+	}
 
 	for (size_t i = 0; i < 3; i++) {
 		int rc = store_get_call(api->d.store, tables[i], id, rec, buf);
@@ -490,15 +504,7 @@ static void handle_show(struct http_api *api, struct evhttp_request *req, const 
 	void *buf;
 	const char *state;
 
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		reply_error(req, 405, "Method Not Allowed", "use GET");
-		return;
-	}
-	if (!valid_id(id)) {
-		reply_error(req, 400, "Bad Request", "a call id is 16 lowercase hex digits");
-		return;
-	}
-	if (find_call(api, req, id, &rec, &buf) != 0)
+	if (find_call(api, req, EVHTTP_REQ_GET, id, &rec, &buf) != 0)
 		return;
 	state = record_state_name(rec.state);
 	if (rec.state == CALL_PENDING && scheduler_is_running(api->d.scheduler, id))
@@ -510,9 +516,14 @@ static void handle_show(struct http_api *api, struct evhttp_request *req, const 
 static void requeue_committed(bool ok, void *arg)
 {
 	struct enqueue_reply *r = arg;
+	struct evbuffer *body = ok ? evbuffer_new() : NULL;
 
-	if (ok)
-		reply_error(r->req, 202, "Accepted", "call %s is pending again", r->id);
+	if (body) {
+		evbuffer_add_printf(body, "{\"id\": \"%s\", \"state\": \"pending\"}\n", r->id);
+		reply_json(r->req, 202, "Accepted", body);
+		evbuffer_free(body);
+	} else if (ok)
+		reply_error(r->req, 500, "Internal Server Error", "out of memory");
 	else
 		reply_error(r->req, 503, "Service Unavailable", "could not requeue %s: %s", r->id,
 			    store_error(r->api->d.store));
@@ -525,15 +536,7 @@ static void handle_requeue(struct http_api *api, struct evhttp_request *req, con
 	struct call_record rec;
 	void *buf;
 
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		reply_error(req, 405, "Method Not Allowed", "use POST");
-		return;
-	}
-	if (!valid_id(id)) {
-		reply_error(req, 400, "Bad Request", "a call id is 16 lowercase hex digits");
-		return;
-	}
-	if (find_call(api, req, id, &rec, &buf) != 0)
+	if (find_call(api, req, EVHTTP_REQ_POST, id, &rec, &buf) != 0)
 		return;
 	if (rec.state != CALL_DEAD) {
 		reply_error(req, 409, "Conflict", "call %s is %s, not dead", id,

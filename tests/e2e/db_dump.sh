@@ -40,6 +40,12 @@ wait_until "the failing call to be dead" state_is "$dead" dead
 line=$(grep "^ cagecall/1 dead=" "$T/dead.txt")
 contains "a dead call keeps its reason" "$line" 'error="handler failed: flaky refuses"'
 contains "and its payload" "$line" "payload=bad input"
+equal "a dead call can be requeued" "$(status POST "/v1/calls/$dead/requeue")" 202
+contains "the answer names it pending" "$(body)" '"state": "pending"'
+wait_until "the requeued call to fail again" attempts_at_least "$dead" 2
+wait_until "the requeued call to be dead again" state_is "$dead" dead
+equal "requeueing a pending call is refused" "$(status POST "/v1/calls/$id/requeue")" 409
+equal "GET is not a requeue" "$(status GET "/v1/calls/$id/requeue")" 405
 stop_host
 check "the dump still reads after a clean stop" "$DUMP" -p -h "$T/data" -f "$T/after.txt" calls.db
 check "with the pending call in it" grep -q "id=$id" "$T/after.txt"
