@@ -139,11 +139,13 @@ static int in_key(struct in *in, char *key, size_t size)
 		in->p++;
 	if (in->p == in->end)
 		return 1;
+	key[0] = '\0';
 	while (in->p < in->end && *in->p != '=' && *in->p != ' ') {
 		if (n + 1 >= size)
-			return -1;
+			break;
 		key[n++] = *in->p++;
 	}
+	key[n] = '\0';	/* also on failure: the caller's message shows it */
 	if (in->p == in->end || *in->p != '=')
 		return -1;
 	in->p++;
