@@ -4,6 +4,7 @@
  * calls wait for their worker job.  Every request gets exactly one reply.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "batch.h"
 #include "clock.h"
@@ -627,7 +629,7 @@ static bool authorized(struct http_api *api, struct evhttp_request *req)
 	if (!token[0])
 		return true;
 	given = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	if (given && !strncmp(given, "Bearer ", 7) && strlen(given + 7) == len) {
+	if (given && !strncasecmp(given, "Bearer ", 7) && strlen(given + 7) == len) {
 		/* compare in constant time: no timing hints about the token */
 		for (size_t i = 0; i < len; i++)
 			diff |= (unsigned char)(given[7 + i] ^ token[i]);
@@ -705,6 +707,15 @@ static void route(struct evhttp_request *req, void *arg)
 		    "/v1/calls/ID, /healthz, /metrics");
 }
 
+static bool is_loopback(const struct sockaddr_storage *addr)
+{
+	if (addr->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)addr)->sin_addr.s_addr) >> 24) == 127;
+	if (addr->ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)addr)->sin6_addr);
+	return false;
+}
+
 struct http_api *http_api_new(struct event_base *base, const struct host_conf *conf)
 {
 	struct http_api *api = calloc(1, sizeof *api);
@@ -734,10 +745,18 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 		goto fail;
 	}
 	/* port 0 asks the kernel for a free port: tell the operator which */
-	if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&addr, &addr_len) == 0)
-		api->port = ntohs(addr.ss_family == AF_INET6
-				  ? ((struct sockaddr_in6 *)&addr)->sin6_port
-				  : ((struct sockaddr_in *)&addr)->sin_port);
+	if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&addr, &addr_len) < 0) {
+		log_error("getsockname: %s", strerror(errno));
+		goto fail;
+	}
+	api->port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+						     : ((struct sockaddr_in *)&addr)->sin_port);
+	/* the config check reads the text; this checks what a name resolved to */
+	if (!conf->token[0] && !is_loopback(&addr)) {
+		log_error("listen = %s resolves to an address other hosts can reach; set token = "
+			  "SECRET in [host] to allow that", conf->listen_host);
+		goto fail;
+	}
 	return api;
 fail:
 	http_api_free(&api);

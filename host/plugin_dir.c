@@ -321,7 +321,7 @@ static void probe_done(struct job *job, struct job_result *res)
 	if (!m->probing) {
 		release_parked(m);
 		if (res->status == WORKER_OK && p->on_new_version)
-			p->on_new_version(m->name, p->on_new_version_arg);
+			p->on_new_version(m->name, m->version, p->on_new_version_arg);
 	}
 	check_ready(p);
 }

@@ -25,8 +25,8 @@
 struct event_base;
 struct plugin_dir;
 
-/* Called when module gets a new good version. */
-typedef void (*new_version_fn)(const char *module, void *arg);
+/* Called when module gets a new good version (version is its label). */
+typedef void (*new_version_fn)(const char *module, const char *version, void *arg);
 
 /*
  * Watches dir, keeping private copies in cache_dir (created, emptied).

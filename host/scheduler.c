@@ -35,6 +35,7 @@ struct attempt {
 
 struct wake {
 	char module[NAME_MAX_LEN + 1];
+	char version[RECORD_VERSION_MAX + 1];
 	char after_id[CALL_ID_LEN + 1];
 	struct wake *next;
 };
@@ -324,7 +325,7 @@ static int wake_visit(const struct call_record *r, void *arg)
 	snprintf(p->wake->after_id, sizeof p->wake->after_id, "%s", r->id);
 	p->more = true;
 	if (strcmp(r->module, p->wake->module) != 0 || r->when_ms <= p->now ||
-	    find_attempt(p->sched, r->id))
+	    !strcmp(r->version, p->wake->version) || find_attempt(p->sched, r->id))
 		return 0;
 	q = queue_of(p->sched, r->queue);
 	if (!q->wake_on_new_version)
@@ -372,13 +373,15 @@ static void wake_tick(evutil_socket_t fd, short what, void *arg)
 		evtimer_add(s->wake_timer, &tv);
 }
 
-void scheduler_wake_module(struct scheduler *s, const char *module)
+void scheduler_wake_module(struct scheduler *s, const char *module, const char *version)
 {
 	struct wake *w, **tail = &s->wakes;
 
 	for (w = s->wakes; w; w = w->next) {
 		if (!strcmp(w->module, module)) {
-			w->after_id[0] = '\0';	/* start over for the newer version */
+			/* start over for the newer version */
+			w->after_id[0] = '\0';
+			snprintf(w->version, sizeof w->version, "%s", version);
 			return;
 		}
 		tail = &w->next;
@@ -387,14 +390,15 @@ void scheduler_wake_module(struct scheduler *s, const char *module)
 	if (!w)
 		return;
 	snprintf(w->module, sizeof w->module, "%s", module);
+	snprintf(w->version, sizeof w->version, "%s", version);
 	*tail = w;
 	if (!evtimer_pending(s->wake_timer, NULL))
 		event_active(s->wake_timer, EV_TIMEOUT, 0);
 }
 
-static void on_new_version(const char *module, void *arg)
+static void on_new_version(const char *module, const char *version, void *arg)
 {
-	scheduler_wake_module(arg, module);
+	scheduler_wake_module(arg, module, version);
 }
 
 static void on_commit(void *arg)

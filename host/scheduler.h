@@ -44,8 +44,12 @@ void scheduler_kick(struct scheduler *s);
 /* True while an attempt of call id is running. */
 bool scheduler_is_running(const struct scheduler *s, const char *id);
 
-/* Makes pending calls of module due now (see above). */
-void scheduler_wake_module(struct scheduler *s, const char *module);
+/*
+ * Makes pending calls of module due now (see above), except those whose
+ * last attempt already ran this version (at start-up every module is "new";
+ * only calls that failed on another version deserve an early retry).
+ */
+void scheduler_wake_module(struct scheduler *s, const char *module, const char *version);
 
 struct scheduler_stats {
 	uint64_t attempts_ok, attempts_retry, attempts_fail, calls_dead, calls_woken;

@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +36,9 @@
 #define CHECKPOINT_TICK_MS 1000
 #define CHECKPOINT_LOG_KB 4096
 #define LOCK_TIMEOUT_US 1000000
+#define LOG_FILE_BYTES (2 << 20)
+/* to start: the log file in use, region files, room to work */
+#define MIN_FREE_BYTES ((uint64_t)64 << 20)
 #define WATCHDOG_TICK_MS 200
 
 struct store {
@@ -53,6 +58,7 @@ struct store {
 	pthread_cond_t cp_wake;
 	bool cp_running, cp_stop;
 	int64_t cp_interval_ms;
+	char dir[4096];
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -183,6 +189,64 @@ static int process_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t fl
 	return pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH;
 }
 
+/* " (only N MiB free ...)" when the file system is nearly full, else "". */
+static const char *free_space_note(const char *dir)
+{
+	static char note[160];
+	struct statvfs fs;
+	uint64_t avail;
+
+	note[0] = '\0';
+	if (statvfs(dir, &fs) == 0) {
+		avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+		if (avail < MIN_FREE_BYTES)
+			snprintf(note, sizeof note,
+				 " (only %" PRIu64 " MiB free in %s; cagehost needs %" PRIu64
+				 " MiB to start: free some space - no recovery is needed)",
+				 avail >> 20, dir, MIN_FREE_BYTES >> 20);
+	}
+	return note;
+}
+
+/*
+ * Berkeley DB maps its region files (__db.*) into memory, and creates them
+ * sparse.  Touching a page of a sparse mapping when the disk is full kills
+ * the process with SIGBUS, so every block is allocated up front (and again
+ * whenever Berkeley DB grows a region: checked by the checkpoint thread).
+ */
+static int reserve_regions(struct store *s, const char *dir)
+{
+	char path[4096];
+	struct dirent *e;
+	struct stat st;
+	DIR *d = opendir(dir);
+	int rc = 0;
+
+	if (!d)
+		return fail(s, "cannot read %s: %s", dir, strerror(errno));
+	while ((e = readdir(d))) {
+		int fd, err;
+
+		if (strncmp(e->d_name, "__db.", 5) != 0)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && (uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size) {
+			err = posix_fallocate(fd, 0, st.st_size);
+			if (err) {
+				rc = fail(s, "cannot reserve %lld bytes of disk for %s: %s%s",
+					  (long long)st.st_size, path, strerror(err),
+					  free_space_note(dir));
+			}
+		}
+		close(fd);
+	}
+	closedir(d);
+	return rc;
+}
+
 static void bdb_message(const DB_ENV *env, const char *prefix, const char *msg)
 {
 	(void)env;
@@ -200,6 +264,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		return -1;
 	}
 	s->lock_fd = -1;
+	snprintf(s->dir, sizeof s->dir, "%s", dir);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		fail(s, "cannot create data_dir %s: %s", dir, strerror(errno));
 		goto fail;
@@ -215,7 +280,8 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	s->env->set_errpfx(s->env, "berkeley db");
 	s->env->set_cachesize(s->env, 0, 32 << 20, 1);
 	s->env->set_lg_bsize(s->env, 1 << 20);
-	s->env->set_lg_max(s->env, 8 << 20);
+	/* small log files: a full disk needs only this much freed to restart */
+	s->env->set_lg_max(s->env, LOG_FILE_BYTES);
 	s->env->set_lk_detect(s->env, DB_LOCK_DEFAULT);
 	/* an outside reader (db_dump into a pager that does not read) must
 	 * not block the host's writes for long: they fail after this, and the
@@ -230,9 +296,12 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 			  DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
 			  DB_INIT_MPOOL | DB_RECOVER | DB_THREAD, 0600);	/* env: shared with checkpoints */
 	if (rc) {
-		fail(s, "cannot open the database environment in %s: %s", dir, db_strerror(rc));
+		fail(s, "cannot open the database environment in %s: %s%s", dir, db_strerror(rc),
+		     free_space_note(dir));
 		goto fail;
 	}
+	if (reserve_regions(s, dir) < 0)
+		goto fail;
 	if (open_db(s, &s->calls, "calls.db", false) || open_db(s, &s->due, "due.db", true) ||
 	    open_db(s, &s->attempts, "attempts.db", false) ||
 	    open_db(s, &s->done, "done.db", false) || open_db(s, &s->dead, "dead.db", false) ||
@@ -714,6 +783,8 @@ static void *checkpoint_loop(void *arg)
 		if (pthread_cond_timedwait(&s->cp_wake, &s->cp_lock, &until) != ETIMEDOUT)
 			continue;
 		pthread_mutex_unlock(&s->cp_lock);
+		if (reserve_regions(s, s->dir) < 0)
+			log_error("%s", s->error);
 		if (clock_mono_ms() - last >= s->cp_interval_ms) {
 			rc = s->env->txn_checkpoint(s->env, 0, 0, 0);
 			last = clock_mono_ms();

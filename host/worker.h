@@ -30,6 +30,9 @@
 
 struct event_base;
 
+/* Exit status of a worker that could not send a result to the host. */
+#define WORKER_EXIT_CHANNEL_LOST 125
+
 /* Largest reply a handler may set (cage_reply fails above it). */
 #define WORKER_MAX_REPLY ((size_t)32 << 20)
 

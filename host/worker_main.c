@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -192,6 +193,16 @@ static int load(const char *path, char *why, size_t size)
 	return 0;
 }
 
+/* The worker ends: whatever its plugins forked ends with it (the worker
+ * leads its own process group; see worker_pool.c). */
+__attribute__((noreturn))
+static void end_worker(int status)
+{
+	if (getpgrp() == getpid())
+		kill(0, SIGKILL);
+	_exit(status);
+}
+
 static void send_result(int fd, const struct job_result *res)
 {
 	struct wire_out w;
@@ -203,7 +214,7 @@ static void send_result(int fd, const struct job_result *res)
 	wire_out_str(&w, res->version);
 	wire_out_str(&w, res->methods);
 	if (wire_out_finish(&w) < 0 || write_full(fd, w.data, w.len) < 0)
-		_exit(2);
+		end_worker(WORKER_EXIT_CHANNEL_LOST);
 	wire_out_free(&w);
 }
 
@@ -361,7 +372,7 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 		struct job_result res;
 
 		if (read_job(fd, &job) < 0)
-			_exit(0);	/* the host closed the channel: done */
+			end_worker(0);	/* the host closed the channel: done */
 		memset(&res, 0, sizeof res);
 		limit_cpu(cpu_limit_ms);
 		if (load(job.path, res.error, sizeof res.error) < 0)

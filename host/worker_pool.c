@@ -227,7 +227,10 @@ static void describe_death(const struct worker *w, const struct job *job, int st
 	char subject[300];
 
 	job_subject(job, subject, sizeof subject);
-	if (w->kill_reason[0])
+	if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_CHANNEL_LOST)
+		snprintf(out, size, "worker lost its channel to the host in %s (did the plugin "
+			 "close a descriptor it does not own?)", subject);
+	else if (w->kill_reason[0])
 		snprintf(out, size, "%s in %s", w->kill_reason, subject);
 	else if (WIFSIGNALED(status) && sigabbrev_np(WTERMSIG(status)))
 		snprintf(out, size, "worker killed by SIG%s in %s", sigabbrev_np(WTERMSIG(status)),
@@ -433,7 +436,8 @@ static void drop_shared_mappings(void)
 static void on_host_death(int sig)
 {
 	(void)sig;
-	kill(0, SIGKILL);
+	if (getpgrp() == getpid())
+		kill(0, SIGKILL);
 	_exit(1);
 }
 

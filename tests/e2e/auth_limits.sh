@@ -297,12 +297,26 @@ fi
 stop_host
 
 # ---- (g) user = nobody -----------------------------------------------------
+# others_reach DIR: every directory above DIR lets others through
+others_reach() {
+	d=$1
+	while [ "$d" != / ]; do
+		d=$(dirname "$d")
+		case "$(stat -c %A "$d")" in
+		*[xt]) ;;
+		*) return 1 ;;
+		esac
+	done
+}
 if [ "$(id -u)" != 0 ]; then
 	tap_n=$((tap_n + 1))
 	echo "ok $tap_n # SKIP not root"
 elif ! nobody_uid=$(id -u nobody 2>/dev/null); then
 	tap_n=$((tap_n + 1))
 	echo "ok $tap_n # SKIP no user nobody"
+elif ! others_reach "$T"; then
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n # SKIP $T is not reachable by others (TMPDIR)"
 else
 	rm -f "$T/plugins/late.so"
 	write_conf "user = nobody" "[queue default]" "retry_interval = 200ms"
