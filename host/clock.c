@@ -63,8 +63,9 @@ int clock_parse_iso(const char *text, size_t len, int64_t *ms)
 	    digits(text + 14, 2, &min) || digits(text + 17, 2, &sec) ||
 	    digits(text + 20, 3, &milli))
 		return -1;
-	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 ||
-	    min > 59 || sec > 60)
+	/* only what clock_format_iso writes: 1970 to 9999, no leap second */
+	if (year < 1970 || year > 9998 || mon < 1 || mon > 12 || day < 1 || day > 31 ||
+	    hour > 23 || min > 59 || sec > 59)
 		return -1;
 	memset(&tm, 0, sizeof tm);
 	tm.tm_year = year - 1900;

@@ -18,6 +18,7 @@
 #include "worker.h"
 
 #define MAX_TIMER_MS 1000
+#define STORAGE_PAUSE_MS 1000	/* no dispatch after an outcome failed to store */
 #define BUCKETS 1024
 #define WAKE_TICK_MS 100
 #define WAKE_PER_TICK 2000	/* WAKE_PER_SECOND = 20,000 */
@@ -57,6 +58,7 @@ struct scheduler {
 	struct wake *wakes;
 	struct event *wake_timer;
 	struct scheduler_stats stats;
+	int64_t paused_until_ms;	/* monotonic; see STORAGE_PAUSE_MS */
 };
 
 static unsigned bucket_of(const char *id)
@@ -117,9 +119,12 @@ static void after_commit(bool ok, void *arg)
 	struct attempt *a = arg;
 	struct scheduler *s = a->sched;
 
-	if (!ok)
+	if (!ok) {
 		log_warning("call %s: the outcome of attempt %u was not stored; it will run again",
 			    a->rec.id, a->rec.attempts + 1);
+		/* the store is failing (full disk?): give it a moment, not a storm */
+		s->paused_until_ms = clock_mono_ms() + STORAGE_PAUSE_MS;
+	}
 	forget(a);
 	scheduler_kick(s);
 }
@@ -269,10 +274,18 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!s->started)
 		return;
+	if (clock_mono_ms() < s->paused_until_ms) {
+		struct timeval tv = { 0, STORAGE_PAUSE_MS * 1000 };
+
+		evtimer_add(s->timer, &tv);
+		return;
+	}
 	c.room = pool_capacity(s->pool) - s->in_flight;
 	if (c.room > 0 &&
 	    store_scan_due(s->store, now, c.room + s->in_flight + 64, collect_due, &c) < 0)
 		log_error("scheduler: %s", store_error(s->store));
+	if (store_in_transaction(s->store))
+		batch_touch(s->batch);	/* e.g. a record moved to quarantine */
 	while (c.list) {
 		struct attempt *a = c.list;
 
@@ -293,9 +306,17 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 	arm(s);
 }
 
+/*
+ * Dispatches on the next turn of the loop, after it has polled for I/O: a
+ * chain of attempts that end at once (a missing module, a full disk) must
+ * never keep the loop from serving HTTP.
+ */
 void scheduler_kick(struct scheduler *s)
 {
-	event_active(s->kick, EV_TIMEOUT, 0);
+	static const struct timeval next_turn = { 0, 0 };
+
+	if (!evtimer_pending(s->kick, NULL))
+		evtimer_add(s->kick, &next_turn);
 }
 
 static void on_pool_idle(void *arg)
@@ -427,7 +448,7 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->queues = calloc((size_t)n, sizeof *s->queues);
 	s->queue_running = calloc((size_t)n, sizeof *s->queue_running);
 	s->timer = evtimer_new(base, dispatch, s);
-	s->kick = event_new(base, -1, 0, dispatch, s);
+	s->kick = evtimer_new(base, dispatch, s);
 	s->wake_timer = evtimer_new(base, wake_tick, s);
 	if (!s->queues || !s->queue_running || !s->timer || !s->kick || !s->wake_timer) {
 		scheduler_free(&s);

@@ -43,7 +43,7 @@
 
 struct store {
 	DB_ENV *env;
-	DB *calls, *due, *attempts, *done, *dead, *idem;
+	DB *calls, *due, *attempts, *done, *dead, *idem, *quarantine;
 	DB_TXN *txn;		/* the open batch, or NULL */
 	bool txn_adds_calls;	/* commit must be synchronous */
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
@@ -305,7 +305,8 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	if (open_db(s, &s->calls, "calls.db", false) || open_db(s, &s->due, "due.db", true) ||
 	    open_db(s, &s->attempts, "attempts.db", false) ||
 	    open_db(s, &s->done, "done.db", false) || open_db(s, &s->dead, "dead.db", false) ||
-	    open_db(s, &s->idem, "idem.db", false))
+	    open_db(s, &s->idem, "idem.db", false) ||
+	    open_db(s, &s->quarantine, "quarantine.db", false))
 		goto fail;
 	/* DB_CREATE builds due.db from calls.db if it is missing or new. */
 	rc = s->calls->associate(s->calls, NULL, s->due, due_of, DB_CREATE | DB_AUTO_COMMIT);
@@ -336,7 +337,8 @@ void store_close(struct store **sp)
 	if (s->txn)
 		store_abort(s);
 	/* the secondary closes before its primary */
-	DB **dbs[] = { &s->due, &s->calls, &s->attempts, &s->done, &s->dead, &s->idem };
+	DB **dbs[] = { &s->due,  &s->calls, &s->attempts,  &s->done,
+		       &s->dead, &s->idem,  &s->quarantine };
 	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
 		if (*dbs[i])
 			(*dbs[i])->close(*dbs[i], 0);
@@ -564,14 +566,37 @@ int store_next_due(struct store *s, int64_t *due_ms)
 	return 0;
 }
 
+/*
+ * Moves a pending record that cannot be decoded out of the way, bytes
+ * intact, into quarantine.db, so it cannot hold up the calls due after it.
+ */
+static void quarantine_call(struct store *s, const char *id)
+{
+	DBT k, d;
+	int rc;
+
+	if (!txn(s))
+		return;
+	dbt_bytes(&k, id, strlen(id));
+	memset(&d, 0, sizeof d);
+	d.flags = DB_DBT_MALLOC;
+	rc = s->calls->get(s->calls, s->txn, &k, &d, 0);
+	if (rc == 0 && put(s, s->quarantine, "quarantine call", id, strlen(id), d.data, d.size,
+			   0) == 0 && del(s, s->calls, "quarantine call", id, strlen(id)) == 0)
+		log_error("calls.db: moved unreadable record %s to quarantine.db (db5.3_dump -p "
+			  "shows it; nothing else reads it)", id);
+	free(d.data);
+}
+
 int store_scan_due(struct store *s, int64_t now_ms, int max,
 		   int (*visit)(const struct call_record *r, void *arg), void *arg)
 {
 	char now_iso[CLOCK_ISO_LEN + 1], why[128];
+	char broken[16][CALL_ID_LEN + 1];
 	struct call_record r;
 	DBC *c;
 	DBT sk, pk, pd;
-	int rc, seen = 0;
+	int rc, seen = 0, nbroken = 0;
 
 	clock_format_iso(now_ms, now_iso, sizeof now_iso);
 	if (open_cursor(s, s->due, &c) < 0)
@@ -583,16 +608,21 @@ int store_scan_due(struct store *s, int64_t now_ms, int max,
 	     rc = c->pget(c, &sk, &pk, &pd, DB_NEXT)) {
 		if (sk.size != CLOCK_ISO_LEN || memcmp(sk.data, now_iso, CLOCK_ISO_LEN) > 0)
 			break;
-		seen++;
 		if (record_decode_call(pd.data, pd.size, &r, why, sizeof why) < 0) {
-			log_error("calls.db: skipping unreadable record %.*s: %s", (int)pk.size,
+			log_error("calls.db: unreadable record %.*s: %s", (int)pk.size,
 				  (char *)pk.data, why);
+			if (nbroken < 16 && pk.size <= CALL_ID_LEN)
+				snprintf(broken[nbroken++], CALL_ID_LEN + 1, "%.*s", (int)pk.size,
+					 (char *)pk.data);
 			continue;
 		}
+		seen++;
 		if (visit(&r, arg))
 			break;
 	}
 	c->close(c);
+	for (int i = 0; i < nbroken; i++)
+		quarantine_call(s, broken[i]);
 	if (rc && rc != DB_NOTFOUND)
 		return db_fail(s, "scan due calls", rc);
 	return 0;

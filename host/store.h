@@ -10,6 +10,7 @@
  *   done.db      finished calls (no payload), kept for done_retention
  *   dead.db      calls that failed for good or expired, with payload
  *   idem.db      Idempotency-Key -> call id
+ *   quarantine.db  pending records that could not be decoded, kept as found
  *   cagehost.lock  held while a host runs on this directory
  *   modules/     private copies of loaded plugin versions
  *   log.*, __db.*  Berkeley DB's log and region files

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "names.h"
 #include "log.h"
 #include "wire.h"
 #include "worker.h"
@@ -322,6 +323,38 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	kill_worker(w, reason);
 }
 
+/* True for the label characters: the name set plus '+'. */
+static bool label_ok(const char *s)
+{
+	if (!s[0])
+		return false;
+	for (; *s; s++)
+		if (!name_is_valid(s, 1) && *s != '+' && *s != '.')
+			return false;
+	return true;
+}
+
+/*
+ * A result is what the worker says, and plugin code runs in the worker:
+ * only words that end up on disk are checked.  A call's version is the one
+ * the host asked for; a probe's label and method names must be well-formed.
+ */
+static bool plausible_result(const struct job *job, struct job_result *res)
+{
+	if (job->kind == JOB_CALL) {
+		snprintf(res->version, sizeof res->version, "%s", job->version);
+		return true;
+	}
+	if (res->status != WORKER_OK)
+		return true;
+	if (!label_ok(res->version))
+		return false;
+	for (const char *m = res->methods; *m; m++)
+		if (*m != ' ' && !name_is_valid(m, 1))
+			return false;
+	return true;
+}
+
 static void read_results(struct worker *w)
 {
 	struct evbuffer *in = bufferevent_get_input(w->channel);
@@ -348,7 +381,8 @@ static void read_results(struct worker *w)
 		wire_in_str(&r, res.error, sizeof res.error);
 		wire_in_str(&r, res.version, sizeof res.version);
 		wire_in_str(&r, res.methods, sizeof res.methods);
-		if (r.failed || res.status > WORKER_BAD_OUTCOME || w->count == 0) {
+		if (r.failed || res.status > WORKER_BAD_OUTCOME || w->count == 0 ||
+		    !plausible_result(w->jobs[0], &res)) {
 			kill_worker(w, "worker sent a malformed message");
 			return;
 		}
