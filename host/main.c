@@ -166,7 +166,7 @@ static struct event *add_timer(struct host *h, int64_t every_ms, event_callback_
 
 static int run(struct host *h)
 {
-	char err[1024], cache_dir[PATH_MAX + 16];
+	char err[4096], cache_dir[PATH_MAX + 16];
 	struct worker_limits limits = { h->conf.worker_memory_limit, h->conf.worker_cpu_limit_ms,
 					h->conf.worker_files_limit };
 
@@ -234,6 +234,19 @@ static char **saved_argv;
  * dropped, and nothing they sent was acknowledged. */
 static void restart_in_place(void)
 {
+	const char *last = getenv("CAGEHOST_RECOVERED_AT");
+	char now[32];
+
+	/* needing recovery again right after one means the damage is on
+	 * disk, not in a dead reader: stop and say what to do */
+	if (last && clock_mono_ms() - strtoll(last, NULL, 10) < 60000) {
+		log_error("the database needed recovery twice within a minute: data_dir is "
+			  "damaged; stopping. Back it up, then try db5.3_recover -c -h DATA_DIR "
+			  "and db5.3_verify DATA_DIR/calls.db");
+		return;
+	}
+	snprintf(now, sizeof now, "%lld", (long long)clock_mono_ms());
+	setenv("CAGEHOST_RECOVERED_AT", now, 1);
 	execv("/proc/self/exe", saved_argv);
 	log_error("cannot restart: %s", strerror(errno));
 }

@@ -50,7 +50,7 @@ struct store {
 	uint64_t last_id;
 	int lock_fd;
 	struct store_stats stats;
-	char error[512];
+	char error[2048];
 	/* the checkpoint thread; the only other thread using env */
 	pthread_t cp_thread, watchdog_thread;
 	bool watchdog_running;
@@ -122,6 +122,8 @@ static int due_of(DB *secondary, const DBT *pkey, const DBT *pdata, DBT *skey)
 	return 0;
 }
 
+static const char *recovery_hint(const struct store *s);
+
 static int open_db(struct store *s, DB **db, const char *file, bool dupsort)
 {
 	int rc = db_create(db, s->env, 0);
@@ -130,13 +132,144 @@ static int open_db(struct store *s, DB **db, const char *file, bool dupsort)
 		return db_fail(s, file, rc);
 	if (dupsort)
 		(*db)->set_flags(*db, DB_DUPSORT);
+	/* page checksums: damage on disk is found when a page is read, never
+	 * taken for data (ignored for a database created without them) */
+	(*db)->set_flags(*db, DB_CHKSUM);
 	/* database handles stay on the loop thread: no DB_THREAD */
 	rc = (*db)->open(*db, NULL, file, NULL, DB_BTREE, DB_CREATE | DB_AUTO_COMMIT, 0600);
 	if (rc) {
 		(*db)->close(*db, 0);
 		*db = NULL;
-		return fail(s, "cannot open %s: %s", file, db_strerror(rc));
+		return fail(s, "cannot open %s/%s: %s%s", s->dir, file, db_strerror(rc),
+			    recovery_hint(s));
 	}
+	return 0;
+}
+
+/* What to do about a damaged data_dir, appended to such errors. */
+static const char *recovery_hint(const struct store *s)
+{
+	static char hint[1024 * 3];
+
+	snprintf(hint, sizeof hint,
+		 ". Nothing was changed. To recover: stop anything using %1$.300s, back it up "
+		 "(cp -a %1$.300s %1$.300s.bak), then run catastrophic recovery, which replays every "
+		 "log file still there: db5.3_recover -c -h %1$.300s; check a file with "
+		 "db5.3_verify %1$.300s/FILE.db; what cannot be recovered can be salvaged with "
+		 "db5.3_dump -r -p %1$.300s/calls.db", s->dir);
+	return hint;
+}
+
+/* The highest log.NNNNNNNNNN file number in dir (0 when none). */
+static unsigned long newest_log_file(const char *dir)
+{
+	unsigned long newest = 0;
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	while (d && (e = readdir(d))) {
+		unsigned long n;
+		char tail;
+
+		if (sscanf(e->d_name, "log.%lu%c", &n, &tail) == 1 && n > newest)
+			newest = n;
+	}
+	if (d)
+		closedir(d);
+	return newest;
+}
+
+/*
+ * cagehost.state remembers the log file in use at the last checkpoint.
+ * Log files are only ever removed once older than that, so if the newest
+ * one on disk is older, log files were lost - and with them commits that
+ * recovery would need: the host must not start as if nothing happened.
+ */
+static int check_logs_present(struct store *s)
+{
+	char path[4200];
+	unsigned long recorded = 0, newest = newest_log_file(s->dir);
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/cagehost.state", s->dir);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;	/* a new data_dir */
+	if (fscanf(f, "log=%lu", &recorded) != 1)
+		recorded = 0;
+	fclose(f);
+	if (newest < recorded)
+		return fail(s, "log files are missing from %.300s: the last checkpoint was in "
+			    "log.%010lu, the newest left is %s; commits in them would be lost "
+			    "(restore the log files from a backup; to accept the loss, delete "
+			    "%.300s/cagehost.state)%s", s->dir, recorded,
+			    newest ? "older" : "none", s->dir, recovery_hint(s));
+	return 0;
+}
+
+static void record_log_position(struct store *s)
+{
+	char path[4200], tmp[4300];
+	DB_LOG_STAT *st;
+	FILE *f;
+
+	if (s->env->log_stat(s->env, &st, 0) != 0)
+		return;
+	snprintf(path, sizeof path, "%s/cagehost.state", s->dir);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (f) {
+		fprintf(f, "log=%lu\n", (unsigned long)st->st_cur_file);
+		if (fclose(f) == 0)
+			rename(tmp, path);
+	}
+	free(st);
+}
+
+/*
+ * Counts the entries of db with a walk that reads every page (whole
+ * records: large payloads live on overflow pages, which a key-only walk
+ * would skip).
+ */
+static int count_entries(struct store *s, DB *db, const char *file, uint64_t *n)
+{
+	DBC *c;
+	DBT k, d;
+	int rc;
+
+	*n = 0;
+	rc = db->cursor(db, NULL, &c, 0);
+	if (rc)
+		return fail(s, "%s/%s cannot be read: %s%s", s->dir, file, db_strerror(rc),
+			    recovery_hint(s));
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
+	while ((rc = c->get(c, &k, &d, DB_NEXT)) == 0)
+		(*n)++;
+	c->close(c);
+	if (rc != DB_NOTFOUND)
+		return fail(s, "%s/%s is damaged: %s (after %" PRIu64 " records)%s", s->dir, file,
+			    db_strerror(rc), *n, recovery_hint(s));
+	return 0;
+}
+
+/*
+ * Before serving: every pending call must be readable, and the due index
+ * must list each of them once.  A truncated file or a damaged page shows
+ * up here (page checksums), and the host refuses to start rather than run
+ * with calls silently missing.
+ */
+static int check_integrity(struct store *s)
+{
+	uint64_t calls, due;
+
+	if (count_entries(s, s->calls, "calls.db", &calls) < 0 ||
+	    count_entries(s, s->due, "due.db", &due) < 0)
+		return -1;
+	if (calls != due)
+		return fail(s, "%s/calls.db holds %" PRIu64 " pending calls but its index due.db "
+			    "lists %" PRIu64 ": the files are damaged or from different times%s",
+			    s->dir, calls, due, recovery_hint(s));
 	return 0;
 }
 
@@ -269,7 +402,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		fail(s, "cannot create data_dir %s: %s", dir, strerror(errno));
 		goto fail;
 	}
-	if (lock_dir(s, dir) < 0)
+	if (lock_dir(s, dir) < 0 || check_logs_present(s) < 0)
 		goto fail;
 	rc = db_env_create(&s->env, 0);
 	if (rc) {
@@ -296,8 +429,9 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 			  DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
 			  DB_INIT_MPOOL | DB_RECOVER | DB_THREAD, 0600);	/* env: shared with checkpoints */
 	if (rc) {
-		fail(s, "cannot open the database environment in %s: %s%s", dir, db_strerror(rc),
-		     free_space_note(dir));
+		fail(s, "cannot open the database environment in %.300s: %s%s", dir,
+		     db_strerror(rc), free_space_note(dir)[0] ? free_space_note(dir)
+							       : recovery_hint(s));
 		goto fail;
 	}
 	if (reserve_regions(s, dir) < 0)
@@ -314,6 +448,9 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		db_fail(s, "cannot index calls.db by due time", rc);
 		goto fail;
 	}
+	if (check_integrity(s) < 0)
+		goto fail;
+	record_log_position(s);
 	s->last_id = last_key_id(s->calls);
 	if (last_key_id(s->done) > s->last_id)
 		s->last_id = last_key_id(s->done);
@@ -824,6 +961,7 @@ static void *checkpoint_loop(void *arg)
 		if (rc)
 			log_error("checkpoint: %s", db_strerror(rc));
 		check_fatal(s, rc);
+		record_log_position(s);
 		pthread_mutex_lock(&s->cp_lock);
 	}
 	pthread_mutex_unlock(&s->cp_lock);

@@ -9,6 +9,7 @@
 
 CALLS=200
 QUICK_S=10	# a refusal must come within this many seconds
+WAIT_LIMIT=20	# a start that neither serves nor exits by then is wedged
 write_conf "checkpoint_interval = 1h" \
 	"[queue default]" "retry_interval = 1h" "wake_on_new_version = no"
 

@@ -135,6 +135,8 @@ echo "#   only the attempts running in a worker at that moment, and results read
 echo "#   but not yet committed in that turn; those calls are still pending with"
 echo "#   the old attempt count on restart, so they run again with the same attempt"
 echo "#   number (at-least-once).  Bound: kills x 2 x workers = $((kills * 2 * WORKERS))."
+echo "#   The number is small because an attempt takes about a millisecond: a kill"
+echo "#   repeats work only when it lands inside that window on one of the workers."
 echo "#   Also $unacked charge(s) of calls whose 202 never reached the client"
 echo "#   (stored and committed, then the host died before answering)."
 awk '$2 > 1 { print $1 }' "$T/billing.runs" | head -1 | while read -r id; do

@@ -36,9 +36,6 @@ sleep_ms() { sleep "$(( $1 / 1000 )).$(printf '%03d' $(( $1 % 1000 )))"; }
 # max_of FILE: the largest number in the first column (0 if none)
 max_of() { awk 'BEGIN { m = 0 } $1 + 0 > m { m = $1 + 0 } END { printf "%.3f\n", m }' "$1"; }
 
-# count_of FILE: lines in FILE (0 if it does not exist)
-count_of() { if [ -f "$1" ]; then wc -l < "$1" | tr -d ' '; else echo 0; fi; }
-
 # try_start: start_host that does not bail: returns 0 once the host serves
 # (HOST_PID, PORT, URL set), or 1 if it exits first (its status in
 # START_STATUS) or does not serve within WAIT_LIMIT seconds (START_STATUS
@@ -73,13 +70,15 @@ try_start() {
 	return 0
 }
 
-# reap_host: if the host process has died, collects its exit status into
-# HOST_STATUS (e.g. 135 = killed by SIGBUS), clears HOST_PID, returns 0;
-# returns 1 while it is alive
-running() {	# running PID: the process exists and is not a zombie (Linux)
+# running PID: the process exists and is not a zombie (Linux)
+running() {
 	st=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)
 	[ -n "$st" ] && [ "$st" != Z ]
 }
+
+# reap_host: if the host process has died, collects its exit status into
+# HOST_STATUS (e.g. 135 = killed by SIGBUS), clears HOST_PID, returns 0;
+# returns 1 while it is alive
 reap_host() {
 	if [ -n "$HOST_PID" ] && running "$HOST_PID"; then return 1; fi
 	HOST_STATUS=none

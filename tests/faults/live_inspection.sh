@@ -25,11 +25,12 @@ while [ "$i" -lt 4 ]; do
 	i=$((i + 1))
 	awk -v n="$((PENDING / 4))" -v u="$URL" -v c="$i" 'BEGIN {
 		for (k = 1; k <= n; k++)
-			printf "url = \"%s/v1/enqueue/default/nomod/keep\"\ndata = \"pending %d-%d\"\nnext\n", u, c, k
+			printf "%surl = \"%s/v1/enqueue/default/nomod/keep\"\ndata = \"pending %d-%d\"\n", (k > 1 ? "next\n" : ""), u, c, k
 	}' > "$T/fill.$i.cfg"
 	curl -s -K "$T/fill.$i.cfg" > "$T/fill.$i.out" &
+	fillers="${fillers:-} $!"
 done
-wait
+for pid in $fillers; do wait "$pid"; done
 cat "$T"/fill.*.out | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' > "$T/acked"
 equal "$PENDING pending calls acknowledged" "$(wc -l < "$T/acked")" "$PENDING"
 
@@ -67,7 +68,10 @@ codes() {	# codes PHASE: "N x HTTP C, ..." of the requests started in PHASE
 	awk -v p="$1" '$1 == p { print $2 }' "$T/lat" | sort | uniq -c |
 		awk '{ printf "%s%s x %s", (NR > 1 ? ", " : ""), $1, $2 } END { print "" }'
 }
-blocked() { [ "$(cat "/proc/$1/wchan" 2>/dev/null)" = pipe_write ]; }
+blocked() {	# blocked PID: asleep in a write to a full pipe (Linux)
+	case $(cat "/proc/$1/wchan" 2>/dev/null) in *pipe_write*) return 0 ;; esac
+	return 1
+}
 mkfifo "$T/pipe"
 
 # (a) a reader that does not read for READER_PAUSE seconds
@@ -92,6 +96,8 @@ echo "# (a) worst enqueue latency while the dump was stalled: ${worst_a} s (base
 echo "# (a) answers: $(codes a)"
 check "(a) the host acknowledges enqueues once the reader reads on" \
 	test "$(awk '$1 == "after-a" && $2 == 202' "$T/lat" | wc -l)" -gt 0
+check "(a) no enqueue waits as long as the reader stalls ($READER_PAUSE s)" \
+	awk -v w="$worst_a" -v p="$READER_PAUSE" 'BEGIN { exit !(w < p) }'
 
 # (b) the dump is killed with -9 while it is blocked
 starts_before=$(grep -c "serving on" "$T/host.log")
@@ -102,6 +108,7 @@ READER_PID=$!
 DUMP_PID=$!
 wait_until "the dump to block on the pipe" blocked "$DUMP_PID"
 ok $? "(b) the dump blocks on a reader that does not read"
+wait_until "enqueues answered while the dump is blocked" samples b 3
 kill -9 "$DUMP_PID"
 wait "$DUMP_PID" 2>/dev/null
 DUMP_PID=
@@ -114,7 +121,7 @@ acked_after_b() { awk '$1 == "after-b" && $2 == 202' "$T/lat" | grep -q .; }
 WAIT_LIMIT=$RECOVER_S
 if wait_until "an enqueue acknowledged after the kill" acked_after_b; then
 	ok 0 "(b) an enqueue is acknowledged within $RECOVER_S s of the kill -9 (the host does not wedge)"
-	echo "# (b) first 202 after the kill: $(ms_between "$killed" "$(date +%s%N)") ms or less"
+	echo "# (b) first 202 seen $(ms_between "$killed" "$(date +%s%N)") ms after the kill"
 else
 	ok 1 "(b) an enqueue is acknowledged within $RECOVER_S s of the kill -9 (the host does not wedge)"
 	echo "# (b) the host is wedged; db5.3_stat -Cl:"
@@ -126,7 +133,7 @@ touch "$T/stop"
 wait "$LOAD_PID"
 restarts=$(( $(grep -c "serving on" "$T/host.log") - starts_before ))
 echo "# (b) worst enqueue latency from the kill on: $(worst after-b) s; answers: $(codes after-b)"
-echo "# (b) answers while the dump was blocked, before the kill: $(codes b)"
+echo "# (b) while the dump was blocked, before the kill: worst $(worst b) s; answers: $(codes b)"
 echo "# (b) the host restarted itself in place $restarts time(s) after the kill"
 grep -e failchk -e "needs recovery" -e BDB2053 -e "Thread died" "$T/host.log" | head -6 | sed 's/^/#   log: /'
 check "the host process is still alive" host_alive

@@ -27,8 +27,9 @@
  * a token; seeds then need "Authorization: Bearer TOKEN"),
  * CAGE_FUZZ_LOG_LEVEL (the host's log_level, default "error"),
  * CAGE_FUZZ_SHOW=1 (copy what the server sends to stderr, e.g. to check
- * what a corpus file gets), CAGE_FUZZ_HTTP_MS, TMPDIR (where the temporary directory goes; a tmpfs
- * such as /dev/shm makes the enqueue fsyncs cheap).
+ * what a corpus file gets), CAGE_FUZZ_KEEP=1 (keep the temporary
+ * directory), CAGE_FUZZ_HTTP_MS, TMPDIR (where the temporary directory
+ * goes; a tmpfs such as /dev/shm makes the enqueue fsyncs cheap).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -117,7 +118,7 @@ static int count_fds(void)
 	int n = 0;
 
 	if (!d)
-		return -1;
+		die("opendir /proc/self/fd: %s", strerror(errno));
 	while ((e = readdir(d)))
 		if (e->d_name[0] != '.')
 			n++;
@@ -132,9 +133,12 @@ static int copy_file(const char *from, const char *to, mode_t mode)
 	int out = in < 0 ? -1 : open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	ssize_t n = 0;
 
-	while (out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
-		if (write(out, buf, (size_t)n) != n)
+	while (out >= 0 && (n = read(in, buf, sizeof buf)) > 0) {
+		if (write(out, buf, (size_t)n) != n) {
 			n = -1;
+			break;
+		}
+	}
 	if (in >= 0)
 		close(in);
 	if (out >= 0 && (close(out) < 0 || n < 0))
@@ -236,6 +240,8 @@ static void setup_conf(void)
 	char text[8192], err[1024];
 
 	/* small limits, so that short inputs reach the 413 and 431 answers;
+	 * short retries and lifetimes, so that the scheduler retries, expires
+	 * and sweeps calls during a run, and the pending set stays small;
 	 * no worker memory limit: RLIMIT_AS breaks a sanitized worker */
 	snprintf(text, sizeof text,
 		 "[host]\n"
@@ -247,9 +253,13 @@ static void setup_conf(void)
 		 "max_header_size = 2k\n"
 		 "max_body_size = 16k\n"
 		 "sync_timeout = 5s\n"
+		 "done_retention = 10s\n"
 		 "worker_memory_limit = 0\n"
 		 "%s%s%s"
 		 "[queue default]\n"
+		 "retry_interval = 1s\n"
+		 "retry_max_interval = 2s\n"
+		 "lifetime = 10s\n"
 		 "[queue slow]\n"
 		 "retry_interval = 1h\n"
 		 "retry_max_interval = 1h\n"
@@ -290,7 +300,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (store_open(&h.store, h.conf.data_dir, err, sizeof err) < 0)
 		die("store_open: %s", err);
 	h.batch = batch_new(h.base, h.store);
-	h.pool = pool_new(h.base, h.conf.workers, &limits);
+	snprintf(cache_dir, sizeof cache_dir, "%s/workers", h.conf.data_dir);
+	h.pool = pool_new(h.base, h.conf.workers, &limits, cache_dir);
 	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h.conf.data_dir);
 	h.plugins = h.pool ? plugins_new(h.base, h.pool, h.conf.plugin_dir, cache_dir) : NULL;
 	if (!h.batch || !h.pool || !h.plugins)
@@ -368,6 +379,18 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	c->timed_out = true;
 }
 
+/* The input's first line, printable (for messages; static buffer). */
+static const char *first_line(const uint8_t *d, size_t n)
+{
+	static char line[41];
+	size_t i;
+
+	for (i = 0; i < n && i < sizeof line - 1 && d[i] != '\r' && d[i] != '\n'; i++)
+		line[i] = isprint(d[i]) ? (char)d[i] : '?';
+	line[i] = '\0';
+	return line;
+}
+
 static bool name_is(const uint8_t *p, size_t len, const char *name)
 {
 	if (len != strlen(name))
@@ -426,7 +449,7 @@ static size_t single_request_head(const uint8_t *d, size_t n)
 	return n - head == length ? head : 0;
 }
 
-/* A connected, non-blocking socket to the host, or -1. */
+/* A connected, non-blocking socket to the host (dies when there is none). */
 static int connect_host(void)
 {
 	for (int tries = 0; tries < 100; tries++) {
@@ -469,8 +492,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	event_add(c.deadline, &limit);
 	while (!c.closed && !c.timed_out)
 		event_base_loop(h.base, EVLOOP_ONCE);
-	if (c.timed_out && !c.closed)
-		h.timed_out++;
+	if (c.timed_out && !c.closed && ++h.timed_out <= 5)
+		fprintf(stderr, "fuzz_http: the server kept the connection past %" PRId64
+			" ms (%zu bytes sent of %zu, reply \"%.12s\"); input starts \"%.40s\"\n",
+			h.input_ms, c.sent, size, c.reply_len ? c.reply : "",
+			first_line(data, size));
 	event_free(c.io);
 	event_free(c.deadline);
 	close(c.fd);

@@ -89,8 +89,11 @@ fuzz-run: $(FUZZ_BINS) plugins/echo.la
 	  else \
 	    status=1; \
 	    echo "check-fuzz: FAIL: fuzz_$$t (reproducer in tests/fuzz/artifacts/):"; \
-	    grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)' tests/fuzz/fuzz_$$t.log | \
-	      tail -n 80 | sed 's/^/  /'; \
+	    $(AWK) '/==ERROR|ERROR: libFuzzer|^fuzz_[a-z]+: [^0-9]/ { on = 1 } \
+	      /Shadow bytes around/ { skip = 1 } /ABORTING/ { skip = 0 } \
+	      on && !skip && !/^#[0-9]|Test unit written/ { print "  " $$0 }' tests/fuzz/fuzz_$$t.log | \
+	      head -n 60; \
+	    grep 'Test unit written' tests/fuzz/fuzz_$$t.log | sed 's/^/  /'; \
 	  fi; \
 	done; \
 	exit $$status
