@@ -100,6 +100,9 @@ static int db_fail(struct store *s, const char *what, int rc)
 	check_fatal(s, rc);
 	if (s->txn)
 		s->txn_failed = true;	/* the whole transaction must go */
+	if (rc == DB_LOCK_DEADLOCK || rc == DB_LOCK_NOTGRANTED)
+		return fail(s, "%s: storage busy: another process has held a lock for over a "
+			    "second (a db5.3_dump piped into a pager that does not read?)", what);
 	return fail(s, "%s: %s", what, db_strerror(rc));
 }
 
