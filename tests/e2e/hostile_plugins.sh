@@ -131,23 +131,32 @@ contains "a queued hostile.bigreply goes dead with the reason" "$(field "$id" la
 	"reply refused"
 check "the host is alive after bigreply" host_alive
 
-# hog: allocates until worker_memory_limit stops it
-code=$(status POST /v1/call/hostile/hog x)
-reason=$(body)
-echo "# hog: $code $reason"
-case "$code" in
-502 | 503 | 422) ok 0 "hostile.hog is contained: $code" ;;
-*) ok 1 "hostile.hog is contained: $code" ;;
-esac
-case "$reason" in
-*"out of memory after "*" MiB"* | *"worker killed by SIG"*" in hostile@1+"*)
-	ok 0 "hostile.hog: worker_memory_limit stopped it, with a reason" ;;
-*)	ok 1 "hostile.hog: worker_memory_limit stopped it, with a reason"
-	echo "#   got: $reason" ;;
-esac
-id=$(queued hog pending roomy)
-contains "a queued hostile.hog is a retry for want of memory" "$(field "$id" last_error)" \
-	"out of memory after"
+# hog: allocates until worker_memory_limit stops it (a sanitizer build
+# reserves terabytes of shadow address space, so it runs without that limit)
+if [ -n "${CAGE_SANITIZED:-}" ]; then
+	for what in "hostile.hog is contained" "hostile.hog: worker_memory_limit stopped it" \
+		"a queued hostile.hog is a retry for want of memory"; do
+		tap_n=$((tap_n + 1))
+		echo "ok $tap_n - $what # SKIP no worker_memory_limit in a sanitizer build"
+	done
+else
+	code=$(status POST /v1/call/hostile/hog x)
+	reason=$(body)
+	echo "# hog: $code $reason"
+	case "$code" in
+	502 | 503 | 422) ok 0 "hostile.hog is contained: $code" ;;
+	*) ok 1 "hostile.hog is contained: $code" ;;
+	esac
+	case "$reason" in
+	*"out of memory after "*" MiB"* | *"worker killed by SIG"*" in hostile@1+"*)
+		ok 0 "hostile.hog: worker_memory_limit stopped it, with a reason" ;;
+	*)	ok 1 "hostile.hog: worker_memory_limit stopped it, with a reason"
+		echo "#   got: $reason" ;;
+	esac
+	id=$(queued hog pending roomy)
+	contains "a queued hostile.hog is a retry for want of memory" "$(field "$id" last_error)" \
+		"out of memory after"
+fi
 check "the host is alive after hog" host_alive
 rss=$(rss_kb)
 echo "# host VmRSS: $rss kB"
