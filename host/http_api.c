@@ -304,7 +304,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 			/* the first call may not be durable yet: answer after the commit */
 			r->duplicate = true;
 			api->duplicates++;
-			if (batch_wait(api->d.batch, enqueue_committed, r) < 0)
+			if (batch_wait(api->d.batch, true, enqueue_committed, r) < 0)
 				goto oom;
 			return;
 		}
@@ -329,7 +329,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		goto storage_error;
 	snprintf(r->id, sizeof r->id, "%s", rec.id);
 	api->enqueued++;
-	if (batch_wait(api->d.batch, enqueue_committed, r) < 0)
+	if (batch_wait(api->d.batch, true, enqueue_committed, r) < 0)
 		goto oom;
 	return;
 storage_error:
@@ -564,7 +564,7 @@ static void handle_requeue(struct http_api *api, struct evhttp_request *req, con
 	r->req = req;
 	snprintf(r->id, sizeof r->id, "%s", id);
 	log_info("call %s requeued from the dead store", id);
-	batch_wait(api->d.batch, requeue_committed, r);
+	batch_wait(api->d.batch, true, requeue_committed, r);
 }
 
 static void handle_metrics(struct http_api *api, struct evhttp_request *req)

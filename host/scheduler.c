@@ -18,6 +18,7 @@
 #include "worker.h"
 
 #define MAX_TIMER_MS 1000
+#define MAX_IN_FLIGHT 1024
 #define STORAGE_PAUSE_MS 1000	/* no dispatch after an outcome failed to store */
 #define BUCKETS 1024
 #define WAKE_TICK_MS 100
@@ -59,6 +60,14 @@ struct scheduler {
 	struct event *wake_timer;
 	struct scheduler_stats stats;
 	int64_t paused_until_ms;	/* monotonic; see STORAGE_PAUSE_MS */
+	/*
+	 * Where the next scan of the due index starts: the due time of the
+	 * last call dispatched with only calls in flight before it.  Calls in
+	 * flight stay at the front of the index until their outcome commits,
+	 * and new due times are never earlier than now, so scans need not walk
+	 * over them again; the timer's tick and a failed commit start over.
+	 */
+	char resume[CLOCK_ISO_LEN + 1];
 };
 
 static unsigned bucket_of(const char *id)
@@ -99,6 +108,19 @@ static const struct queue_conf *queue_of(const struct scheduler *s, const char *
 	return q ? q : conf_queue(s->conf, "default");
 }
 
+/*
+ * Attempts dispatched and not yet committed.  Well above what the workers
+ * hold at once: an attempt stays counted until the commit after it, and
+ * under enqueue load a turn ends in an fsync, so a small cap would idle
+ * the workers between turns.
+ */
+static int max_in_flight(const struct scheduler *s)
+{
+	int n = pool_capacity(s->pool) * 32;
+
+	return n < MAX_IN_FLIGHT ? n : MAX_IN_FLIGHT;
+}
+
 static void forget(struct attempt *a)
 {
 	struct scheduler *s = a->sched;
@@ -124,6 +146,7 @@ static void after_commit(bool ok, void *arg)
 			    a->rec.id, a->rec.attempts + 1);
 		/* the store is failing (full disk?): give it a moment, not a storm */
 		s->paused_until_ms = clock_mono_ms() + STORAGE_PAUSE_MS;
+		s->resume[0] = '\0';	/* the call is still at its old due time */
 	}
 	forget(a);
 	scheduler_kick(s);
@@ -194,7 +217,7 @@ static void attempt_done(struct job *job, struct job_result *res)
 					       : store_finish_call(s->store, &rec);
 	if (rc < 0)
 		log_error("call %s: %s", rec.id, store_error(s->store));
-	if (batch_wait(s->batch, after_commit, a) < 0) {
+	if (batch_wait(s->batch, false, after_commit, a) < 0) {
 		batch_touch(s->batch);
 		after_commit(true, a);
 	}
@@ -204,7 +227,15 @@ struct collect {
 	struct scheduler *sched;
 	int room;
 	struct attempt *list;
+	bool held_back;		/* a due call was left for later (concurrency) */
 };
+
+static bool in_flight(const char *id, void *arg)
+{
+	struct collect *c = arg;
+
+	return find_attempt(c->sched, id) != NULL;
+}
 
 static int collect_due(const struct call_record *r, void *arg)
 {
@@ -214,12 +245,16 @@ static int collect_due(const struct call_record *r, void *arg)
 	struct attempt *a;
 	int qi;
 
-	if (find_attempt(s, r->id))
-		return 0;
 	q = queue_of(s, r->queue);
 	qi = queue_index(s, q);
-	if (q->concurrency && s->queue_running[qi] >= q->concurrency)
+	if (q->concurrency && s->queue_running[qi] >= q->concurrency) {
+		c->held_back = true;
 		return 0;
+	}
+	/* everything before this call is in flight or dispatched: the next
+	 * scan can start here (see resume in struct scheduler) */
+	if (!c->held_back)
+		clock_format_iso(r->when_ms, s->resume, sizeof s->resume);
 	a = calloc(1, sizeof *a);
 	if (!a)
 		return 1;
@@ -267,7 +302,7 @@ static void arm(struct scheduler *s)
 static void dispatch(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
-	struct collect c = { s, 0, NULL };
+	struct collect c = { s, 0, NULL, false };
 	int64_t now = clock_wall_ms();
 
 	(void)fd;
@@ -280,9 +315,9 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 		evtimer_add(s->timer, &tv);
 		return;
 	}
-	c.room = pool_capacity(s->pool) - s->in_flight;
-	if (c.room > 0 &&
-	    store_scan_due(s->store, now, c.room + s->in_flight + 64, collect_due, &c) < 0)
+	c.room = max_in_flight(s) - s->in_flight;
+	if (c.room > 0 && store_scan_due(s->store, s->resume, now, c.room, in_flight, collect_due,
+					 &c) < 0)
 		log_error("scheduler: %s", store_error(s->store));
 	if (store_in_transaction(s->store))
 		batch_touch(s->batch);	/* e.g. a record moved to quarantine */
@@ -311,6 +346,15 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
  * chain of attempts that end at once (a missing module, a full disk) must
  * never keep the loop from serving HTTP.
  */
+/* The timer's tick (at least once a second) scans from the start. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+
+	s->resume[0] = '\0';
+	dispatch(fd, what, arg);
+}
+
 void scheduler_kick(struct scheduler *s)
 {
 	static const struct timeval next_turn = { 0, 0 };
@@ -323,7 +367,7 @@ static void on_pool_idle(void *arg)
 {
 	struct scheduler *s = arg;
 
-	if (s->in_flight < pool_capacity(s->pool))
+	if (s->in_flight < max_in_flight(s))
 		scheduler_kick(s);
 }
 
@@ -447,7 +491,7 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->queue_count = n;
 	s->queues = calloc((size_t)n, sizeof *s->queues);
 	s->queue_running = calloc((size_t)n, sizeof *s->queue_running);
-	s->timer = evtimer_new(base, dispatch, s);
+	s->timer = evtimer_new(base, on_timer, s);
 	s->kick = evtimer_new(base, dispatch, s);
 	s->wake_timer = evtimer_new(base, wake_tick, s);
 	if (!s->queues || !s->queue_running || !s->timer || !s->kick || !s->wake_timer) {

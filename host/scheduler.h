@@ -4,8 +4,8 @@
  * One timer is armed for the earliest due call (re-checked at least every
  * second, since due times are wall-clock).  When it fires, due calls are
  * read from the store's due index, earliest first, and handed to the
- * module registry as attempts, keeping at most what the workers can hold
- * (pool_capacity) in flight and each queue within its `concurrency`.  When an attempt ends, the
+ * module registry as attempts, keeping a bounded number in flight (see
+ * max_in_flight) and each queue within its `concurrency`.  When an attempt ends, the
  * call is finished (done), rescheduled by its queue's retry policy, or moved
  * to the dead store (FAIL or expired), and the attempt is recorded - all in
  * the turn's transaction.  A call stays "in flight" until that transaction

@@ -45,7 +45,6 @@ struct store {
 	DB_ENV *env;
 	DB *calls, *due, *attempts, *done, *dead, *idem, *quarantine;
 	DB_TXN *txn;		/* the open batch, or NULL */
-	bool txn_adds_calls;	/* commit must be synchronous */
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
 	uint64_t last_id;
 	int lock_fd;
@@ -577,7 +576,6 @@ int store_add_call(struct store *s, const struct call_record *r)
 	    put(s, s->idem, "add idempotency key", r->idem_key, strlen(r->idem_key), r->id,
 		strlen(r->id), 0) < 0)
 		return -1;
-	s->txn_adds_calls = true;
 	s->stats.calls_added++;
 	return 0;
 }
@@ -603,7 +601,6 @@ int store_requeue_dead(struct store *s, const struct call_record *r)
 		return -1;
 	if (put_call(s, s->calls, "requeue call", r, true, 0) < 0)
 		return -1;
-	s->txn_adds_calls = true;
 	return 0;
 }
 
@@ -728,9 +725,11 @@ static void quarantine_call(struct store *s, const char *id)
 	free(d.data);
 }
 
-int store_scan_due(struct store *s, int64_t now_ms, int max,
+int store_scan_due(struct store *s, const char *from, int64_t now_ms, int max,
+		   bool (*skip)(const char *id, void *arg),
 		   int (*visit)(const struct call_record *r, void *arg), void *arg)
 {
+	char id[CALL_ID_LEN + 1];
 	char now_iso[CLOCK_ISO_LEN + 1], why[128];
 	char broken[16][CALL_ID_LEN + 1];
 	struct call_record r;
@@ -741,13 +740,19 @@ int store_scan_due(struct store *s, int64_t now_ms, int max,
 	clock_format_iso(now_ms, now_iso, sizeof now_iso);
 	if (open_cursor(s, s->due, &c) < 0)
 		return -1;
-	memset(&sk, 0, sizeof sk);
+	dbt_bytes(&sk, from, strlen(from));
 	memset(&pk, 0, sizeof pk);
 	memset(&pd, 0, sizeof pd);
-	for (rc = c->pget(c, &sk, &pk, &pd, DB_FIRST); rc == 0 && seen < max;
-	     rc = c->pget(c, &sk, &pk, &pd, DB_NEXT)) {
+	for (rc = c->pget(c, &sk, &pk, &pd, from[0] ? DB_SET_RANGE : DB_FIRST);
+	     rc == 0 && seen < max; rc = c->pget(c, &sk, &pk, &pd, DB_NEXT)) {
 		if (sk.size != CLOCK_ISO_LEN || memcmp(sk.data, now_iso, CLOCK_ISO_LEN) > 0)
 			break;
+		if (skip && pk.size == CALL_ID_LEN) {
+			memcpy(id, pk.data, CALL_ID_LEN);
+			id[CALL_ID_LEN] = '\0';
+			if (skip(id, arg))
+				continue;
+		}
 		if (record_decode_call(pd.data, pd.size, &r, why, sizeof why) < 0) {
 			log_error("calls.db: unreadable record %.*s: %s", (int)pk.size,
 				  (char *)pk.data, why);
@@ -905,14 +910,23 @@ int store_commit(struct store *s)
 		store_abort(s);
 		return -1;	/* the message of the failed operation stands */
 	}
-	rc = s->txn->commit(s->txn, s->txn_adds_calls ? DB_TXN_SYNC : DB_TXN_WRITE_NOSYNC);
+	rc = s->txn->commit(s->txn, DB_TXN_WRITE_NOSYNC);
 	s->stats.commits++;
-	if (s->txn_adds_calls)
-		s->stats.synced_commits++;
 	s->txn = NULL;
-	s->txn_adds_calls = false;
 	if (rc)
 		return db_fail(s, "commit", rc);
+	return 0;
+}
+
+int store_flush_log(struct store *s)
+{
+	int rc = s->env->log_flush(s->env, NULL);
+
+	if (rc) {
+		check_fatal(s, rc);
+		return -1;
+	}
+	__atomic_add_fetch(&s->stats.synced_commits, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -922,7 +936,6 @@ void store_abort(struct store *s)
 		return;
 	s->txn->abort(s->txn);
 	s->txn = NULL;
-	s->txn_adds_calls = false;
 	s->txn_failed = false;
 }
 

@@ -17,11 +17,11 @@
  *
  * Writes are grouped: every store_* write joins the current transaction,
  * which store_commit() ends (the host commits once per event-loop turn).
- * The commit is synchronous (fsync'd) when the transaction holds a new call,
- * because the caller is told 202 only after it; other transactions are
- * written without waiting for the disk - losing one in a power cut means an
- * attempt runs again, never that a call is lost.  Reads see the current
- * transaction's own writes.
+ * Commits do not wait for the disk; store_flush_log() does, and a new call
+ * is acknowledged only after the flush that follows its commit (see
+ * batch.h).  Losing an unflushed commit in a power cut means an attempt
+ * runs again, never that an acknowledged call is lost.  Reads see the
+ * current transaction's own writes.
  *
  * Every function returns 0 on success and -1 on failure with a message in
  * store_error(); lookups return 1 for "not found".  A failure that BDB says
@@ -94,10 +94,13 @@ int store_next_due(struct store *s, int64_t *due_ms);
 
 /*
  * Calls visit() for pending calls due at or before now_ms, earliest first,
- * until visit returns nonzero or `max` calls were visited.  The record and
- * its payload are valid during the call only.
+ * starting at due time `from` (an ISO key; "" = the earliest), until visit
+ * returns nonzero or `max` calls were visited.  skip(), when given, sees
+ * each call's id first and can pass it over unread (and uncounted).  The
+ * record and its payload are valid during the call only.
  */
-int store_scan_due(struct store *s, int64_t now_ms, int max,
+int store_scan_due(struct store *s, const char *from, int64_t now_ms, int max,
+		   bool (*skip)(const char *id, void *arg),
 		   int (*visit)(const struct call_record *r, void *arg), void *arg);
 
 /*
@@ -122,8 +125,19 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, int max);
 /* True when writes wait for store_commit(). */
 bool store_in_transaction(const struct store *s);
 
-/* Commits the current transaction (fsync'd if it added calls). */
+/*
+ * Commits the current transaction, written to the operating system but not
+ * yet to the disk (it survives a crash of the process, not of the
+ * machine).  Callers that added calls may only be answered after the
+ * store_flush_log() that follows.
+ */
 int store_commit(struct store *s);
+
+/*
+ * Waits until every commit so far is on disk (fdatasync of the log).
+ * Safe to call from another thread than the one that commits.
+ */
+int store_flush_log(struct store *s);
 
 /* Aborts the current transaction. */
 void store_abort(struct store *s);
@@ -140,7 +154,7 @@ void store_abort(struct store *s);
 int store_start_threads(struct store *s, int64_t interval_ms);
 
 struct store_stats {
-	uint64_t commits, synced_commits, calls_added;
+	uint64_t commits, synced_commits, calls_added;	/* synced: log flushes */
 };
 void store_get_stats(const struct store *s, struct store_stats *stats);
 

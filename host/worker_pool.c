@@ -3,9 +3,12 @@
  * forking, handing out jobs by class, reading results, timeouts, and
  * turning a worker's death into a readable failed attempt.
  *
- * Jobs are pipelined: a worker may hold up to PIPELINE_DEPTH jobs, which it
- * runs in order, so under load the host sends several jobs in one write and
- * the worker never sleeps between them.  The first unanswered job is the
+ * Jobs are pipelined: a worker may hold several jobs, which it runs in
+ * order, so under load the host sends several jobs in one write and the
+ * worker never sleeps between them.  How many depends on how long jobs
+ * take: no job should wait more than about QUEUE_BUDGET_US behind others in
+ * a worker (fast handlers: up to PIPELINE_MAX deep; slow ones: one at a
+ * time, so a sync call is never stuck behind a slow queued one).  The first unanswered job is the
  * running one: its timeout runs from when it became first, and if the
  * worker dies, that job is the one that failed; the jobs behind it go back
  * to the front of their queue, unharmed.
@@ -32,6 +35,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -40,7 +44,8 @@
 #include "wire.h"
 #include "worker.h"
 
-#define PIPELINE_DEPTH 4
+#define PIPELINE_MAX 64
+#define QUEUE_BUDGET_US 2000
 #define CHANNEL_GRACE_MS 1000
 #define RESPAWN_DELAY_MS 100
 
@@ -54,7 +59,8 @@ struct worker {
 	struct event *deadline;		/* first job's timeout, or channel grace */
 	bool dying;			/* killed, or its channel is gone */
 	bool channel_lost;
-	struct job *jobs[PIPELINE_DEPTH];	/* sent, unanswered; [0] runs */
+	struct job *jobs[PIPELINE_MAX];	/* sent, unanswered; [0] runs */
+	int64_t head_since_us;		/* monotonic: when jobs[0] became first */
 	int count;
 	char kill_reason[256];		/* set when the host killed it */
 	int64_t started_ms;		/* monotonic, for quick-death backoff */
@@ -69,6 +75,7 @@ struct worker_pool {
 	TAILQ_HEAD(, job) waiting[CLASS_COUNT];
 	int waiting_count[CLASS_COUNT];
 	struct event *kick;		/* deferred hand-out */
+	int64_t job_us;			/* moving average of a job's time */
 	void (*on_idle)(void *arg);
 	void *on_idle_arg;
 };
@@ -174,10 +181,31 @@ static void arm_deadline(struct worker *w)
 	evtimer_add(w->deadline, &tv);
 }
 
+static int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Jobs a worker may hold now (see the top of this file). */
+static int pipeline_depth(const struct worker_pool *pool)
+{
+	int64_t depth = QUEUE_BUDGET_US / (pool->job_us > 1 ? pool->job_us : 1);
+
+	return depth < 1 ? 1 : depth > PIPELINE_MAX ? PIPELINE_MAX : (int)depth;
+}
+
 /* Removes the first job and completes it with res. */
 static void finish_first(struct worker *w, struct job_result *res)
 {
 	struct job *job = w->jobs[0];
+	int64_t now = now_us();
+
+	/* how long the job ran: an average over the last few dozen */
+	w->pool->job_us += (now - w->head_since_us - w->pool->job_us) / 16;
+	w->head_since_us = now;
 
 	memmove(w->jobs, w->jobs + 1, (size_t)(w->count - 1) * sizeof w->jobs[0]);
 	w->jobs[--w->count] = NULL;
@@ -588,8 +616,10 @@ static int send_job(struct worker *w, struct job *job)
 	}
 	wire_out_free(&out);
 	w->jobs[w->count++] = job;
-	if (w->count == 1)
+	if (w->count == 1) {
+		w->head_since_us = now_us();
 		arm_deadline(w);
+	}
 	return 0;
 }
 
@@ -641,7 +671,7 @@ static void hand_out(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < pool->size; i++)
 		if (!pool->workers[i])
 			spawn(pool, i);
-	while ((w = least_loaded(pool, PIPELINE_DEPTH))) {
+	while ((w = least_loaded(pool, pipeline_depth(pool)))) {
 		struct job *job = next_job(pool);
 
 		if (!job)
@@ -671,6 +701,7 @@ struct worker_pool *pool_new(struct event_base *base, int size,
 	snprintf(pool->record_path, sizeof pool->record_path, "%s", record_path);
 	reap_leftovers(record_path);
 	pool->limits = *limits;
+	pool->job_us = QUEUE_BUDGET_US;	/* one at a time until measured */
 	pool->base = base;
 	pool->size = size;
 	pool->workers = calloc((size_t)size, sizeof *pool->workers);
@@ -737,7 +768,7 @@ int pool_size(const struct worker_pool *pool)
 
 int pool_capacity(const struct worker_pool *pool)
 {
-	return pool->size * PIPELINE_DEPTH;
+	return pool->size * PIPELINE_MAX;
 }
 
 void pool_on_idle(struct worker_pool *pool, void (*cb)(void *arg), void *arg)

@@ -168,7 +168,7 @@ START_TEST(due_calls_come_earliest_first)
 	ck_assert_int_eq(store_commit(s), 0);
 	ck_assert_int_eq(store_next_due(s, &due), 0);
 	ck_assert_int_eq(due, 1000);
-	ck_assert_int_eq(store_scan_due(s, 5000, 100, collect, seen), 0);
+	ck_assert_int_eq(store_scan_due(s, "", 5000, 100, NULL, collect, seen), 0);
 	ck_assert_str_eq(seen, "00000000000000bb,00000000000000aa,");
 	store_close(&s);
 	remove_dir();
