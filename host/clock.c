@@ -24,17 +24,41 @@ int64_t clock_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Formatting is on every record write's path: the date and time of the
+ * last second formatted are kept (per thread), so most calls only write the
+ * milliseconds.
+ */
 char *clock_format_iso(int64_t ms, char *out, size_t size)
 {
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
+	static __thread int64_t cached_secs = -1;
+	static __thread char cached[64];	/* roomy: tm fields are ints */
+	int64_t secs;
+	int milli;
 
 	if (ms < 0)
-		secs = 0, ms = 0;
-	gmtime_r(&secs, &tm);
-	snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+		ms = 0;
+	secs = ms / 1000;
+	milli = (int)(ms % 1000);
+	if (secs != cached_secs) {
+		time_t t = (time_t)secs;
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.000Z",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec);
+		cached_secs = secs;
+	}
+	if (size < CLOCK_ISO_LEN + 1) {
+		if (size)
+			out[0] = '\0';
+		return out;
+	}
+	memcpy(out, cached, CLOCK_ISO_LEN + 1);
+	out[20] = (char)('0' + milli / 100);
+	out[21] = (char)('0' + milli / 10 % 10);
+	out[22] = (char)('0' + milli % 10);
 	return out;
 }
 
