@@ -36,6 +36,7 @@
 #define CHECKPOINT_TICK_MS 1000
 #define CHECKPOINT_LOG_KB 4096
 #define LOCK_TIMEOUT_US 1000000
+#define INTEGRITY_BUDGET_MS 400
 #define LOG_FILE_BYTES (2 << 20)
 /* to start: the log file in use, region files, room to work */
 #define MIN_FREE_BYTES ((uint64_t)64 << 20)
@@ -233,7 +234,8 @@ static void record_log_position(struct store *s)
  * records: large payloads live on overflow pages, which a key-only walk
  * would skip).
  */
-static int count_entries(struct store *s, DB *db, const char *file, uint64_t *n)
+static int count_entries(struct store *s, DB *db, const char *file, uint64_t *n,
+			 int64_t deadline_ms, bool *complete)
 {
 	DBC *c;
 	DBT k, d;
@@ -246,28 +248,67 @@ static int count_entries(struct store *s, DB *db, const char *file, uint64_t *n)
 			    recovery_hint(s));
 	memset(&k, 0, sizeof k);
 	memset(&d, 0, sizeof d);
-	while ((rc = c->get(c, &k, &d, DB_NEXT)) == 0)
-		(*n)++;
+	*complete = false;
+	while ((rc = c->get(c, &k, &d, DB_NEXT)) == 0) {
+		if (++*n % 4096 == 0 && clock_mono_ms() > deadline_ms)
+			break;
+	}
+	*complete = rc == DB_NOTFOUND;
 	c->close(c);
+	if (rc == 0)
+		return 0;	/* out of time, not out of data */
 	if (rc != DB_NOTFOUND)
 		return fail(s, "%s/%s is damaged: %s (after %" PRIu64 " records)%s", s->dir, file,
 			    db_strerror(rc), *n, recovery_hint(s));
 	return 0;
 }
 
+/* A file shorter than the pages its header counts was truncated. */
+static int check_length(struct store *s, DB *db, const char *file)
+{
+	DB_BTREE_STAT *st;
+	char path[4200];
+	struct stat fs;
+	int rc = db->stat(db, NULL, &st, DB_FAST_STAT);
+
+	if (rc)
+		return fail(s, "%s/%s cannot be read: %s%s", s->dir, file, db_strerror(rc),
+			    recovery_hint(s));
+	snprintf(path, sizeof path, "%s/%s", s->dir, file);
+	rc = stat(path, &fs) == 0 &&
+	     (uint64_t)fs.st_size < (uint64_t)st->bt_pagecnt * st->bt_pagesize;
+	if (rc)
+		fail(s, "%s is truncated: %lld bytes, its header counts %u pages of %u%s", path,
+		     (long long)fs.st_size, st->bt_pagecnt, st->bt_pagesize, recovery_hint(s));
+	free(st);
+	return rc ? -1 : 0;
+}
+
 /*
- * Before serving: every pending call must be readable, and the due index
- * must list each of them once.  A truncated file or a damaged page shows
- * up here (page checksums), and the host refuses to start rather than run
- * with calls silently missing.
+ * Before serving: the files must be as long as their headers say, every
+ * pending call must be readable, and the due index must list each of them
+ * once.  A truncated file or a damaged page shows up here (page checksums),
+ * and the host refuses to start rather than run with calls silently
+ * missing.  The read is bounded to INTEGRITY_BUDGET_MS, so that a restart
+ * with a million pending calls stays quick; pages not read then are checked
+ * by their checksums when the host reads them.
  */
 static int check_integrity(struct store *s)
 {
+	int64_t deadline = clock_mono_ms() + INTEGRITY_BUDGET_MS;
 	uint64_t calls, due;
+	bool calls_all, due_all;
 
-	if (count_entries(s, s->calls, "calls.db", &calls) < 0 ||
-	    count_entries(s, s->due, "due.db", &due) < 0)
+	if (check_length(s, s->calls, "calls.db") < 0 || check_length(s, s->due, "due.db") < 0 ||
+	    count_entries(s, s->calls, "calls.db", &calls, deadline, &calls_all) < 0 ||
+	    count_entries(s, s->due, "due.db", &due, deadline + INTEGRITY_BUDGET_MS / 2,
+			  &due_all) < 0)
 		return -1;
+	if (!calls_all || !due_all) {
+		log_info("checked the first %" PRIu64 " pending calls at start; the rest are "
+			 "checked as they are read", calls);
+		return 0;
+	}
 	if (calls != due)
 		return fail(s, "%s/calls.db holds %" PRIu64 " pending calls but its index due.db "
 			    "lists %" PRIu64 ": the files are damaged or from different times%s",
