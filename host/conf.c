@@ -87,6 +87,7 @@ static void conf_defaults(struct host_conf *conf)
 	conf->max_header_size = 8 << 10;
 	conf->sync_timeout_ms = 30 * 1000;
 	conf->done_retention_ms = 3600 * 1000;
+	conf->done_keep_max = 100000;
 	conf->checkpoint_interval_ms = 10 * 1000;
 	conf->worker_memory_limit = (size_t)1 << 30;
 	conf->worker_files_limit = 256;
@@ -239,6 +240,12 @@ static int host_key(struct parser *p, const char *key, const char *value)
 		return parse_duration(p, key, value, 1, &c->sync_timeout_ms);
 	if (!strcmp(key, "done_retention"))
 		return parse_duration(p, key, value, 0, &c->done_retention_ms);
+	if (!strcmp(key, "done_keep_max")) {
+		if (parse_int(p, key, value, 0, 100000000, &n) < 0)
+			return -1;
+		c->done_keep_max = (uint64_t)n;
+		return 0;
+	}
 	if (!strcmp(key, "checkpoint_interval"))
 		return parse_duration(p, key, value, 100, &c->checkpoint_interval_ms);
 	if (!strcmp(key, "token")) {

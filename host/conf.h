@@ -49,6 +49,7 @@ struct host_conf {
 	size_t max_header_size;		/* bytes; larger headers get 431 */
 	int64_t sync_timeout_ms;	/* attempt timeout of sync calls */
 	int64_t done_retention_ms;	/* how long finished calls stay visible */
+	uint64_t done_keep_max;		/* and at most this many of them */
 	int64_t checkpoint_interval_ms;
 	enum log_level log_level;
 	char token[256];		/* "" = no auth (loopback only) */

@@ -82,7 +82,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct host *h = arg;
-	int n = store_sweep_done(h->store, clock_wall_ms() - h->conf.done_retention_ms, 5000);
+	/* up to 50,000 a second: faster than any enqueue rate seen here */
+	int n = store_sweep_done(h->store, clock_wall_ms() - h->conf.done_retention_ms,
+				 h->conf.done_keep_max, 50000);
 
 	(void)fd;
 	(void)what;

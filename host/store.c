@@ -47,6 +47,7 @@ struct store {
 	DB *calls, *due, *attempts, *done, *dead, *idem, *quarantine;
 	DB_TXN *txn;		/* the open batch, or NULL */
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
+	uint64_t done_count;	/* records in done.db (counted at open) */
 	uint64_t last_id;
 	int lock_fd;
 	struct store_stats stats;
@@ -316,6 +317,23 @@ static int check_integrity(struct store *s)
 	return 0;
 }
 
+static uint64_t count_keys(DB *db)
+{
+	uint64_t n = 0;
+	DBC *c;
+	DBT k, d;
+
+	if (db->cursor(db, NULL, &c, 0))
+		return 0;
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
+	d.flags = DB_DBT_PARTIAL;
+	while (c->get(c, &k, &d, DB_NEXT) == 0)
+		n++;
+	c->close(c);
+	return n;
+}
+
 static uint64_t last_key_id(DB *db)
 {
 	DBC *c;
@@ -493,6 +511,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	}
 	if (check_integrity(s) < 0)
 		goto fail;
+	s->done_count = count_keys(s->done);
 	record_log_position(s);
 	s->last_id = last_key_id(s->calls);
 	if (last_key_id(s->done) > s->last_id)
@@ -632,6 +651,8 @@ int store_finish_call(struct store *s, const struct call_record *r)
 
 	if (del(s, s->calls, "remove call", r->id, strlen(r->id)) < 0)
 		return -1;
+	if (!dead)
+		s->done_count++;
 	return put_call(s, dead ? s->dead : s->done, dead ? "keep dead call" : "keep done call",
 			r, dead, 0);
 }
@@ -897,7 +918,7 @@ static int delete_attempts(struct store *s, const char *id)
 	return 0;
 }
 
-int store_sweep_done(struct store *s, int64_t cutoff_ms, int max)
+int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max)
 {
 	char cutoff_id[CALL_ID_LEN + 1], why[128];
 	struct call_record r;
@@ -914,11 +935,17 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, int max)
 	memset(&d, 0, sizeof d);
 	for (rc = c->get(c, &k, &d, DB_FIRST); rc == 0 && deleted < max;
 	     rc = c->get(c, &k, &d, DB_NEXT)) {
-		if (k.size != CALL_ID_LEN || memcmp(k.data, cutoff_id, CALL_ID_LEN) > 0)
+		/* the oldest go first while there are more than keep_max */
+		bool too_many = s->done_count > keep_max;
+
+		if (!too_many && (k.size != CALL_ID_LEN ||
+				  memcmp(k.data, cutoff_id, CALL_ID_LEN) > 0))
 			break;
-		if (record_decode_call(d.data, d.size, &r, why, sizeof why) == 0 &&
+		if (!too_many && record_decode_call(d.data, d.size, &r, why, sizeof why) == 0 &&
 		    r.when_ms >= cutoff_ms)
 			continue;
+		if (too_many && record_decode_call(d.data, d.size, &r, why, sizeof why) < 0)
+			memset(&r, 0, sizeof r);
 		snprintf(r.id, sizeof r.id, "%.*s", (int)k.size, (char *)k.data);
 		if (r.idem_key[0] && del(s, s->idem, "sweep idempotency key", r.idem_key,
 					 strlen(r.idem_key)) < 0)
@@ -929,6 +956,8 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, int max)
 		if (rc)
 			break;
 		deleted++;
+		if (s->done_count)
+			s->done_count--;
 	}
 	c->close(c);
 	if (rc && rc != DB_NOTFOUND)

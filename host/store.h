@@ -117,10 +117,11 @@ int store_list_attempts(struct store *s, const char *id,
 			void *arg);
 
 /*
- * Deletes up to max done calls finished before cutoff_ms, with their
+ * Deletes up to max done calls finished before cutoff_ms - and, while
+ * done.db holds more than keep_max, the oldest ones regardless - with their
  * attempts and Idempotency-Keys.  Returns the number deleted, or -1.
  */
-int store_sweep_done(struct store *s, int64_t cutoff_ms, int max);
+int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max);
 
 /* True when writes wait for store_commit(). */
 bool store_in_transaction(const struct store *s);

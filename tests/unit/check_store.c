@@ -231,12 +231,39 @@ START_TEST(sweep_removes_only_old_done_calls)
 		free(buf);
 	}
 	ck_assert_int_eq(store_commit(s), 0);
-	ck_assert_int_eq(store_sweep_done(s, 50000, 100), 1);
+	ck_assert_int_eq(store_sweep_done(s, 50000, 1000000, 100), 1);
 	ck_assert_int_eq(store_commit(s), 0);
 	ck_assert_int_eq(store_get_call(s, TABLE_DONE, ids[0], &r, &buf), 1);
 	ck_assert_int_eq(store_get_call(s, TABLE_DONE, ids[1], &r, &buf), 0);
 	free(buf);
 	ck_assert_int_eq(store_find_idem(s, "old-key", id), 1);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(sweep_keeps_at_most_keep_max_done_calls)
+{
+	struct store *s = open_store();
+	struct call_record r;
+	void *buf;
+	const char *ids[] = { "0000000000010000", "0000000000020000", "0000000000030000" };
+
+	for (int i = 0; i < 3; i++) {
+		add(s, ids[i], 1, NULL);
+		ck_assert_int_eq(store_get_call(s, TABLE_CALLS, ids[i], &r, &buf), 0);
+		r.state = CALL_DONE;
+		r.when_ms = 100000;	/* recent: the time limit keeps them all */
+		ck_assert_int_eq(store_finish_call(s, &r), 0);
+		free(buf);
+	}
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_sweep_done(s, 50000, 1, 100), 2);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_DONE, ids[0], &r, &buf), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_DONE, ids[1], &r, &buf), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_DONE, ids[2], &r, &buf), 0);
+	free(buf);
 	store_close(&s);
 	remove_dir();
 }
@@ -295,6 +322,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, finished_calls_leave_the_due_index);
 	tcase_add_test(tc, idempotency_keys_find_the_first_call);
 	tcase_add_test(tc, sweep_removes_only_old_done_calls);
+	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
 	tcase_add_test(tc, ids_increase_across_restarts);
 	tcase_add_test(tc, second_host_on_the_same_dir_is_refused);
 	suite_add_tcase(s, tc);
