@@ -190,7 +190,8 @@ static void store_fatal(void)
 /* As main.c: forget finished calls past done_retention, once a second. */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
-	int n = store_sweep_done(h.store, clock_wall_ms() - h.conf.done_retention_ms, 5000);
+	int n = store_sweep_done(h.store, clock_wall_ms() - h.conf.done_retention_ms,
+				 h.conf.done_keep_max, 50000);
 
 	(void)fd;
 	(void)what;
