@@ -573,7 +573,7 @@ line() {
 		result="n/a"
 	fi
 	TABLE+=("$id|$scen [$unit]|$(cell "$ck" "$dec")|$(cell "$bk" "$dec")|$(cell "$rk" "$dec")|${ratio:--}|$ttext|${result:--}")
-	CSV+=("$id,\"$scen\",$unit,$(csv_stats "$ck"),$(csv_stats "$bk"),$(csv_stats "$rk"),$ratio,\"$ttext\",$result")
+	CSV+=("$id,\"${scen#"${scen%%[! ]*}"}\",$unit,$(csv_stats "$ck"),$(csv_stats "$bk"),$(csv_stats "$rk"),$ratio,\"$ttext\",$result")
 }
 
 # align: '|'-separated lines as columns two spaces apart
