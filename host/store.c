@@ -48,6 +48,7 @@ struct store {
 	DB_TXN *txn;		/* the open batch, or NULL */
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
 	uint64_t done_count;	/* records in done.db (counted at open) */
+	long shm_key;		/* base System V key of the regions */
 	uint64_t last_id;
 	int lock_fd;
 	struct store_stats stats;
@@ -375,6 +376,39 @@ static int lock_dir(struct store *s, const char *dir)
 	return 0;
 }
 
+/* data_dir/cagehost.shm names the regions' key, for tools and tests. */
+static void record_shm_key(const struct store *s)
+{
+	char path[4200];
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/cagehost.shm", s->dir);
+	f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "%ld\n", s->shm_key);
+		fclose(f);
+	}
+}
+
+/*
+ * The environment's regions live in System V shared memory, not in
+ * memory-mapped files in data_dir: a region file grows as the cache fills,
+ * and touching a page of it that the disk cannot back (a full disk) kills
+ * the process with SIGBUS.  Each data_dir gets its own key (by device and
+ * inode, 16 keys apart); db5.3_dump finds the regions through __db.001.
+ */
+static long shm_key_of(const char *dir)
+{
+	struct stat st;
+	uint64_t h = 1469598103934665603ULL;
+
+	if (stat(dir, &st) < 0)
+		return 0x43470000;
+	h = (h ^ (uint64_t)st.st_dev) * 1099511628211ULL;
+	h = (h ^ (uint64_t)st.st_ino) * 1099511628211ULL;
+	return (long)(0x10000000 + (h % 0x3000000) * 16);
+}
+
 static int process_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t flags)
 {
 	(void)env;
@@ -400,45 +434,6 @@ static const char *free_space_note(const char *dir)
 				 avail >> 20, dir, MIN_FREE_BYTES >> 20);
 	}
 	return note;
-}
-
-/*
- * Berkeley DB maps its region files (__db.*) into memory, and creates them
- * sparse.  Touching a page of a sparse mapping when the disk is full kills
- * the process with SIGBUS, so every block is allocated up front (and again
- * whenever Berkeley DB grows a region: checked by the checkpoint thread).
- */
-static int reserve_regions(struct store *s, const char *dir)
-{
-	char path[4096];
-	struct dirent *e;
-	struct stat st;
-	DIR *d = opendir(dir);
-	int rc = 0;
-
-	if (!d)
-		return fail(s, "cannot read %s: %s", dir, strerror(errno));
-	while ((e = readdir(d))) {
-		int fd, err;
-
-		if (strncmp(e->d_name, "__db.", 5) != 0)
-			continue;
-		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-		fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		if (fstat(fd, &st) == 0 && (uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size) {
-			err = posix_fallocate(fd, 0, st.st_size);
-			if (err) {
-				rc = fail(s, "cannot reserve %lld bytes of disk for %s: %s%s",
-					  (long long)st.st_size, path, strerror(err),
-					  free_space_note(dir));
-			}
-		}
-		close(fd);
-	}
-	closedir(d);
-	return rc;
 }
 
 static void bdb_message(const DB_ENV *env, const char *prefix, const char *msg)
@@ -486,17 +481,17 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	s->env->set_isalive(s->env, process_alive);
 	s->env->log_set_config(s->env, DB_LOG_AUTO_REMOVE, 1);
 	s->env->set_flags(s->env, DB_TXN_WRITE_NOSYNC, 1);
+	s->shm_key = shm_key_of(dir);
+	s->env->set_shm_key(s->env, s->shm_key);
 	rc = s->env->open(s->env, dir,
 			  DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
-			  DB_INIT_MPOOL | DB_RECOVER | DB_THREAD, 0600);	/* env: shared with checkpoints */
+			  DB_INIT_MPOOL | DB_RECOVER | DB_THREAD | DB_SYSTEM_MEM, 0600);
 	if (rc) {
 		fail(s, "cannot open the database environment in %.300s: %s%s", dir,
 		     db_strerror(rc), free_space_note(dir)[0] ? free_space_note(dir)
 							       : recovery_hint(s));
 		goto fail;
 	}
-	if (reserve_regions(s, dir) < 0)
-		goto fail;
 	if (open_db(s, &s->calls, "calls.db", false) || open_db(s, &s->due, "due.db", true) ||
 	    open_db(s, &s->attempts, "attempts.db", false) ||
 	    open_db(s, &s->done, "done.db", false) || open_db(s, &s->dead, "dead.db", false) ||
@@ -512,6 +507,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	if (check_integrity(s) < 0)
 		goto fail;
 	s->done_count = count_keys(s->done);
+	record_shm_key(s);
 	record_log_position(s);
 	s->last_id = last_key_id(s->calls);
 	if (last_key_id(s->done) > s->last_id)
@@ -544,8 +540,15 @@ void store_close(struct store **sp)
 		*dbs[i] = NULL;
 	}
 	if (s->env) {
+		DB_ENV *gone;
+
 		s->env->txn_checkpoint(s->env, 0, 0, DB_FORCE);
 		s->env->close(s->env, 0);
+		/* a clean stop gives the shared memory back */
+		if (s->shm_key && db_env_create(&gone, 0) == 0) {
+			gone->set_shm_key(gone, s->shm_key);
+			gone->remove(gone, s->dir, 0);
+		}
 	}
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
@@ -1036,8 +1039,6 @@ static void *checkpoint_loop(void *arg)
 		if (pthread_cond_timedwait(&s->cp_wake, &s->cp_lock, &until) != ETIMEDOUT)
 			continue;
 		pthread_mutex_unlock(&s->cp_lock);
-		if (reserve_regions(s, s->dir) < 0)
-			log_error("%s", s->error);
 		if (clock_mono_ms() - last >= s->cp_interval_ms) {
 			rc = s->env->txn_checkpoint(s->env, 0, 0, 0);
 			last = clock_mono_ms();

@@ -13,7 +13,8 @@
  *   quarantine.db  pending records that could not be decoded, kept as found
  *   cagehost.lock  held while a host runs on this directory
  *   modules/     private copies of loaded plugin versions
- *   log.*, __db.*  Berkeley DB's log and region files
+ *   log.*, __db.001  Berkeley DB's log; the file that locates the regions
+ *   cagehost.shm   the System V key of the regions (kept in shared memory)
  *
  * Writes are grouped: every store_* write joins the current transaction,
  * which store_commit() ends (the host commits once per event-loop turn).

@@ -25,7 +25,7 @@ fault_cleanup() {
 		wait "$HOST_PID" 2>/dev/null
 		HOST_PID=
 	fi
-	# the workers (killed with the host) may still map region files
+	release_shm	# its record is on the tmpfs
 	umount "$T/data" 2>/dev/null || umount -l "$T/data" 2>/dev/null
 	cleanup
 }
