@@ -38,8 +38,8 @@
 #define LOCK_TIMEOUT_US 1000000
 #define INTEGRITY_BUDGET_MS 400
 #define LOG_FILE_BYTES (2 << 20)
-/* to start: the log file in use, region files, room to work */
-#define MIN_FREE_BYTES ((uint64_t)64 << 20)
+/* to start: a new log file (2 MB) and room to work */
+#define MIN_FREE_BYTES ((uint64_t)8 << 20)
 #define WATCHDOG_TICK_MS 200
 
 struct store {
