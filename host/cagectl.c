@@ -6,7 +6,8 @@
  *   cagectl [-u URL] show ID
  *   cagectl [-u URL] requeue ID
  *
- * URL defaults to $CAGEHOST_URL or http://127.0.0.1:8610.  A payload of
+ * URL defaults to $CAGEHOST_URL or http://127.0.0.1:8610; a host with a
+ * token set needs $CAGEHOST_TOKEN (sent as Authorization: Bearer).  A payload of
  * "-" is read from standard input.  Exit status: 0 on success, 1 when the
  * host answered with an error (printed on stderr), 2 on usage errors, 3
  * when the host could not be reached.
@@ -38,7 +39,8 @@ static void usage(void)
 		"       cagectl [-u URL] enqueue [-q QUEUE] [-k IDEMPOTENCY_KEY] MODULE METHOD [PAYLOAD|-]\n"
 		"       cagectl [-u URL] show ID\n"
 		"       cagectl [-u URL] requeue ID\n"
-		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610\n");
+		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610;\n"
+		"$CAGEHOST_TOKEN, when set, is sent as Authorization: Bearer TOKEN\n");
 	exit(2);
 }
 
@@ -137,18 +139,21 @@ static int request(const struct target *t, const char *method, const char *path,
 		   const char *extra_headers, const char *body, size_t body_len,
 		   struct response *res)
 {
-	char head[2048];
+	char head[2048], auth[400] = "";
+	const char *token = getenv("CAGEHOST_TOKEN");
 	size_t cap = 65536, len = 0;
 	char *end;
 	int fd, n;
 
+	if (token && token[0])
+		snprintf(auth, sizeof auth, "Authorization: Bearer %.300s\r\n", token);
 	fd = connect_to(t);
 	if (fd < 0)
 		return -1;
 	n = snprintf(head, sizeof head,
 		     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Length: %zu\r\n"
-		     "Accept: text/plain\r\nConnection: close\r\n%s\r\n",
-		     method, path, t->host, t->port, body_len, extra_headers);
+		     "Accept: text/plain\r\nConnection: close\r\n%s%s\r\n",
+		     method, path, t->host, t->port, body_len, auth, extra_headers);
 	if (n < 0 || (size_t)n >= sizeof head || send_all(fd, head, (size_t)n) < 0 ||
 	    send_all(fd, body, body_len) < 0) {
 		fprintf(stderr, "cagectl: sending the request failed: %s\n", strerror(errno));

@@ -80,6 +80,9 @@ equal "the token as Basic credentials is 401" \
 	"$(hreq POST /v1/call/echo/echo -d hi -H "Authorization: Basic $TOKEN")" 401
 equal "the right token is 200" "$(hreq POST /v1/call/echo/echo -d hi -H "$AUTH")" 200
 equal "with the handler's reply" "$(body)" hi
+equal "cagectl sends \$CAGEHOST_TOKEN" "$(CAGEHOST_TOKEN=$TOKEN "$CAGECTL" call echo echo tok)" "tok"
+CAGEHOST_TOKEN= "$CAGECTL" call echo echo tok > /dev/null 2>&1
+equal "cagectl without a token gets the 401 (exit status 1)" "$?" 1
 equal "an enqueue without the token is 401" "$(hreq POST /v1/enqueue/default/echo/echo -d q)" 401
 equal "an enqueue with the token is 202" "$(hreq POST /v1/enqueue/default/echo/echo -d q -H "$AUTH")" 202
 id=$(sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body")
