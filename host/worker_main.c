@@ -132,7 +132,7 @@ static void check_descriptor(const struct cage_module *m, char *why, size_t size
 	why[0] = '\0';
 	if (m->abi_version != CAGE_ABI_VERSION) {
 		snprintf(why, size, "built for ABI %u, host speaks ABI %u", m->abi_version,
-			 CAGE_ABI_VERSION);
+			 (unsigned)CAGE_ABI_VERSION);
 		return;
 	}
 	if (m->struct_size < sizeof(struct cage_module)) {
