@@ -589,9 +589,10 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_sync_calls_total %" PRIu64 "\n"
 		"# TYPE cagehost_commits_total counter\n"
 		"cagehost_commits_total %" PRIu64 "\n"
-		"# HELP cagehost_synced_commits_total Commits that waited for the disk (fsync).\n"
-		"# TYPE cagehost_synced_commits_total counter\n"
-		"cagehost_synced_commits_total %" PRIu64 "\n"
+		"# HELP cagehost_log_flushes_total fdatasyncs of the log; each makes every commit "
+		"before it durable.\n"
+		"# TYPE cagehost_log_flushes_total counter\n"
+		"cagehost_log_flushes_total %" PRIu64 "\n"
 		"# TYPE cagehost_attempts_total counter\n"
 		"cagehost_attempts_total{outcome=\"ok\"} %" PRIu64 "\n"
 		"cagehost_attempts_total{outcome=\"retry\"} %" PRIu64 "\n"
@@ -608,7 +609,7 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_workers_busy %d\n"
 		"# TYPE cagehost_modules_loaded gauge\n"
 		"cagehost_modules_loaded %d\n",
-		api->enqueued, api->duplicates, api->sync_calls, st.commits, st.synced_commits,
+		api->enqueued, api->duplicates, api->sync_calls, st.commits, st.log_flushes,
 		sc.attempts_ok, sc.attempts_retry, sc.attempts_fail, sc.calls_dead,
 		sc.calls_woken, sc.in_flight, pool_size(api->d.pool), pool_busy(api->d.pool),
 		plugins_count(api->d.plugins));

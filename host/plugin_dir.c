@@ -653,11 +653,6 @@ void plugins_free(struct plugin_dir **pp)
 	*pp = NULL;
 }
 
-bool plugins_ready(const struct plugin_dir *p)
-{
-	return p->ready;
-}
-
 void plugins_on_new_version(struct plugin_dir *p, new_version_fn cb, void *arg)
 {
 	p->on_new_version = cb;
@@ -697,18 +692,6 @@ void plugins_run(struct plugin_dir *p, struct job *job)
 	snprintf(job->path, sizeof job->path, "%s", m->path);
 	snprintf(job->version, sizeof job->version, "%s", m->version);
 	pool_submit(p->pool, job);
-}
-
-bool plugins_lookup(struct plugin_dir *p, const char *module, const char **version,
-		    const char **methods)
-{
-	struct module *m = find(p, module);
-
-	if (!m || !m->good)
-		return false;
-	*version = m->version;
-	*methods = m->methods;
-	return true;
 }
 
 int plugins_count(const struct plugin_dir *p)

@@ -36,11 +36,8 @@ struct plugin_dir *plugins_new(struct event_base *base, struct worker_pool *pool
 			       const char *dir, const char *cache_dir);
 void plugins_free(struct plugin_dir **p);
 
-/* True once the start-up scan has finished probing every file. */
-bool plugins_ready(const struct plugin_dir *p);
-
 void plugins_on_new_version(struct plugin_dir *p, new_version_fn cb, void *arg);
-/* Called once, when plugins_ready() becomes true. */
+/* Called once, when the start-up scan has finished probing every file. */
 void plugins_on_ready(struct plugin_dir *p, void (*cb)(void *arg), void *arg);
 
 /*
@@ -50,14 +47,6 @@ void plugins_on_ready(struct plugin_dir *p, void (*cb)(void *arg), void *arg);
  * NAME").  job->done is always called later, never from inside this call.
  */
 void plugins_run(struct plugin_dir *p, struct job *job);
-
-/*
- * Describes the current version of module: returns false when none.
- * version and methods point into the registry (valid until the next
- * event-loop turn).
- */
-bool plugins_lookup(struct plugin_dir *p, const char *module, const char **version,
-		    const char **methods);
 
 /* Number of modules with a good version. */
 int plugins_count(const struct plugin_dir *p);

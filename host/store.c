@@ -4,13 +4,15 @@
  * Durable write procedure (what makes a 202 true):
  *   1. store_add_call() puts the record into calls.db (and idem.db) inside
  *      the turn's transaction; BDB updates due.db in the same transaction.
- *   2. store_commit() commits with DB_TXN_SYNC: the log records are written
- *      and fdatasync'd before txn->commit returns.
- *   3. Only then does the HTTP layer answer 202.
+ *   2. store_commit() commits with DB_TXN_WRITE_NOSYNC: the log records are
+ *      written to the operating system (a crash of the process keeps them).
+ *   3. store_flush_log(), on batch.c's flusher thread, fdatasyncs the log.
+ *   4. Only then does the HTTP layer answer 202 (batch.c).
  * After a crash, DB_RECOVER on open replays the log, so every commit that
- * returned is present.  Checkpoints (store_checkpoint) bound the log that
- * recovery reads, and DB_LOG_AUTO_REMOVE deletes log files older than the
- * last checkpoint, so disk use follows the pending calls, not the traffic.
+ * was flushed is present.  Checkpoints (the checkpoint thread) bound the
+ * log that recovery reads, and DB_LOG_AUTO_REMOVE deletes log files older
+ * than the last checkpoint, so disk use follows the pending calls, not the
+ * traffic.
  */
 #include <db.h>
 #include <errno.h>
@@ -49,6 +51,7 @@ struct store {
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
 	uint64_t done_count;	/* records in done.db (counted at open) */
 	long shm_key;		/* base System V key of the regions */
+	u_int32_t recorded_log;	/* log file named in cagehost.state */
 	uint64_t last_id;
 	int lock_fd;
 	struct store_stats stats;
@@ -220,6 +223,11 @@ static void record_log_position(struct store *s)
 
 	if (s->env->log_stat(s->env, &st, 0) != 0)
 		return;
+	if (st->st_cur_file == s->recorded_log) {
+		free(st);	/* the checkpoint thread asks every second */
+		return;
+	}
+	s->recorded_log = st->st_cur_file;
 	snprintf(path, sizeof path, "%s/cagehost.state", s->dir);
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	f = fopen(tmp, "w");
@@ -487,9 +495,10 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 			  DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
 			  DB_INIT_MPOOL | DB_RECOVER | DB_THREAD | DB_SYSTEM_MEM, 0600);
 	if (rc) {
+		const char *note = free_space_note(dir);
+
 		fail(s, "cannot open the database environment in %.300s: %s%s", dir,
-		     db_strerror(rc), free_space_note(dir)[0] ? free_space_note(dir)
-							       : recovery_hint(s));
+		     db_strerror(rc), note[0] ? note : recovery_hint(s));
 		goto fail;
 	}
 	if (open_db(s, &s->calls, "calls.db", false) || open_db(s, &s->due, "due.db", true) ||
@@ -999,7 +1008,7 @@ int store_flush_log(struct store *s)
 		check_fatal(s, rc);
 		return -1;
 	}
-	__atomic_add_fetch(&s->stats.synced_commits, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->stats.log_flushes, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 

@@ -156,7 +156,7 @@ void store_abort(struct store *s);
 int store_start_threads(struct store *s, int64_t interval_ms);
 
 struct store_stats {
-	uint64_t commits, synced_commits, calls_added;	/* synced: log flushes */
+	uint64_t commits, log_flushes, calls_added;	/* flushes: fdatasyncs of the log */
 };
 void store_get_stats(const struct store *s, struct store_stats *stats);
 
