@@ -1,19 +1,26 @@
 /*
- * batch.c - group commit (see batch.h).
+ * batch.c - group commit on a writer thread (see batch.h).
  *
- * The end of a loop turn is a zero-timeout event, made active when the
- * turn's first write or waiter arrives; libevent runs it after the
- * callbacks already active in that turn.  There the turn's transaction is
- * committed without waiting for the disk.  Waiters that need durability
- * (an enqueue's 202) then wait in a group for the flusher thread, which
- * fdatasyncs the log and wakes the loop through an eventfd; one flush
- * covers every group committed before it started.  Meanwhile the loop goes
- * on parsing requests, so the disk's latency is never spent idle.
+ * A turn's writes are recorded as a list of operations.  The end of a loop
+ * turn is a zero-timeout event, made active by the turn's first write or
+ * waiter; libevent runs it after the callbacks already active in that turn,
+ * and it hands the turn to the writer thread.  The writer applies every
+ * turn queued so far in one transaction, commits it without waiting for the
+ * disk, asks the flusher thread for an fdatasync when a turn has durable
+ * waiters, and wakes the loop through an eventfd.  The loop then answers
+ * the turns' waiters in order: those that need only the commit at once,
+ * the durable ones (an enqueue's 202) when the flush covering them is done.
+ * The flusher signals the same eventfd.
+ *
+ * The loop and the writer never use the store at the same time: the
+ * writer only touches it between taking turns and reporting them applied,
+ * and the loop only after batch_sync() has seen the writer idle.
  */
 #include <errno.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -22,6 +29,23 @@
 #include "batch.h"
 #include "log.h"
 #include "store.h"
+
+enum op_kind { OP_ADD_CALL, OP_UPDATE_CALL, OP_FINISH_CALL, OP_ADD_ATTEMPT };
+
+/* One recorded store write. */
+struct op {
+	struct op *next;
+	enum op_kind kind;
+	union {
+		struct call_record call;	/* payload points to op->payload */
+		struct {
+			char id[CALL_ID_LEN + 1];
+			uint32_t n;
+			struct attempt_record rec;
+		} attempt;
+	} u;
+	char payload[];
+};
 
 struct waiter {
 	batch_done_fn done;
@@ -33,32 +57,75 @@ struct waiters {
 	size_t count, cap;
 };
 
-/* Waiters of one committed turn, waiting for the flush of generation gen. */
+/* The writes and waiters of one loop turn. */
+struct turn {
+	struct op *ops, **ops_tail;
+	struct waiters committed;	/* answered after the commit */
+	struct waiters durable;		/* answered after the flush after it */
+	/* set by the writer */
+	bool ok;
+	uint64_t flush_gen;		/* the flush that covers it (durable waiters) */
+	char error[256];
+	struct turn *next;
+};
+
+/* Durable waiters of committed turns, waiting for flush generation gen. */
 struct group {
 	uint64_t gen;
 	struct waiters w;
 	struct group *next;
 };
 
+struct turn_list {
+	struct turn *head, **tail;
+};
+
 struct batch {
 	struct store *store;
 	struct event *turn_end;
-	struct waiters turn;		/* this turn's waiters, answered at its end */
-	struct waiters turn_durable;	/* and those that need the disk */
-	struct group *groups, **groups_tail;	/* committed, awaiting a flush */
+	struct turn *current;		/* being recorded; NULL while empty */
+	struct group *groups, **groups_tail;	/* loop only */
 	void (*after)(void *arg);
 	void *after_arg;
+	const char *error;		/* while failed waiters run */
 
-	/* shared with the flusher thread, under lock */
-	pthread_t flusher;
-	bool flusher_running;
+	/* shared with the threads, under lock */
 	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	uint64_t requested, flushed;	/* generations */
-	bool stop, flush_failed;
-	int eventfd;			/* the flusher's "done" signal */
-	struct event *flushed_ev;
+	pthread_cond_t work;		/* the writer: turns submitted, or stop */
+	pthread_cond_t idle;		/* batch_sync(): the writer went idle */
+	pthread_cond_t flush_wake;	/* the flusher: a flush requested, or stop */
+	pthread_t writer, flusher;
+	bool writer_running, flusher_running;
+	struct turn_list submitted;	/* waiting for the writer */
+	struct turn_list applied;	/* committed (or failed), for the loop */
+	bool writing, stop;
+	uint64_t requested, flushed;	/* flush generations */
+	bool flush_failed;
+	int eventfd;			/* the threads' "look" signal to the loop */
+	struct event *wake_ev;
 };
+
+static void turn_list_init(struct turn_list *l)
+{
+	l->head = NULL;
+	l->tail = &l->head;
+}
+
+static void turn_list_append(struct turn_list *l, struct turn *t)
+{
+	t->next = NULL;
+	*l->tail = t;
+	l->tail = &t->next;
+}
+
+static void turn_list_splice(struct turn_list *to, struct turn_list *from)
+{
+	if (!from->head)
+		return;
+	*to->tail = from->head;
+	to->tail = from->tail;
+	turn_list_init(from);
+}
 
 static int waiters_add(struct waiters *w, batch_done_fn done, void *arg)
 {
@@ -86,48 +153,188 @@ static void waiters_run(struct waiters *w, bool ok)
 	free(run.items);
 }
 
-static void *flusher_loop(void *arg)
+static void free_ops(struct op *op)
+{
+	while (op) {
+		struct op *next = op->next;
+
+		free(op);
+		op = next;
+	}
+}
+
+static void free_turn(struct turn *t)
+{
+	free_ops(t->ops);
+	free(t->committed.items);
+	free(t->durable.items);
+	free(t);
+}
+
+static void wake_loop(struct batch *b)
+{
+	uint64_t one = 1;
+
+	if (write(b->eventfd, &one, sizeof one) < 0 && errno != EAGAIN)
+		log_error("storage: cannot wake the event loop: %s", strerror(errno));
+}
+
+/* ---- the writer thread ---- */
+
+static int apply_op(struct store *s, const struct op *op)
+{
+	switch (op->kind) {
+	case OP_ADD_CALL:
+		return store_add_call(s, &op->u.call);
+	case OP_UPDATE_CALL:
+		return store_update_call(s, &op->u.call);
+	case OP_FINISH_CALL:
+		return store_finish_call(s, &op->u.call);
+	case OP_ADD_ATTEMPT:
+		return store_add_attempt(s, op->u.attempt.id, op->u.attempt.n, &op->u.attempt.rec);
+	}
+	return -1;
+}
+
+/* Applies the turns' writes as one transaction; fills in their outcome. */
+static void apply(struct batch *b, struct turn *turns)
+{
+	char error[sizeof turns->error] = "";
+	int rc = 0;
+
+	for (struct turn *t = turns; t; t = t->next) {
+		for (struct op *op = t->ops; op && rc == 0; op = op->next)
+			rc = apply_op(b->store, op);
+		free_ops(t->ops);
+		t->ops = NULL;
+	}
+	if (rc == 0 && store_in_transaction(b->store))
+		rc = store_commit(b->store);
+	if (rc < 0) {
+		snprintf(error, sizeof error, "%s", store_error(b->store));
+		store_abort(b->store);
+	}
+	for (struct turn *t = turns; t; t = t->next) {
+		t->ok = rc == 0;
+		memcpy(t->error, error, sizeof error);
+	}
+}
+
+static void *writer_loop(void *arg)
 {
 	struct batch *b = arg;
-	uint64_t target, one = 1;
-	bool ok;
+	struct turn_list work;
+	bool flush;
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
-		while (!b->stop && b->requested == b->flushed)
-			pthread_cond_wait(&b->wake, &b->lock);
-		if (b->stop)
+		while (!b->stop && !b->submitted.head)
+			pthread_cond_wait(&b->work, &b->lock);
+		if (!b->submitted.head)
 			break;
-		target = b->requested;
+		turn_list_init(&work);
+		turn_list_splice(&work, &b->submitted);
+		b->writing = true;
 		pthread_mutex_unlock(&b->lock);
-		ok = store_flush_log(b->store) == 0;
+
+		apply(b, work.head);
+
 		pthread_mutex_lock(&b->lock);
-		b->flushed = target;
-		if (!ok)
-			b->flush_failed = true;
-		if (write(b->eventfd, &one, sizeof one) < 0 && errno != EAGAIN)
-			log_error("flusher: cannot wake the loop: %s", strerror(errno));
+		flush = false;
+		for (struct turn *t = work.head; t; t = t->next)
+			flush |= t->ok && t->durable.count > 0;
+		if (flush) {
+			b->requested++;
+			pthread_cond_signal(&b->flush_wake);
+		}
+		for (struct turn *t = work.head; t; t = t->next)
+			t->flush_gen = b->requested;
+		turn_list_splice(&b->applied, &work);
+		b->writing = false;
+		pthread_cond_broadcast(&b->idle);
+		wake_loop(b);
 	}
 	pthread_mutex_unlock(&b->lock);
 	return NULL;
 }
 
-/* Answers the groups the flusher has covered. */
-static void on_flushed(evutil_socket_t fd, short what, void *arg)
+/* ---- the flusher thread ---- */
+
+static void *flusher_loop(void *arg)
 {
 	struct batch *b = arg;
-	uint64_t count, flushed;
+	uint64_t target;
 	bool ok;
 
-	(void)what;
-	if (read(fd, &count, sizeof count) < 0 && errno != EAGAIN)
-		return;
 	pthread_mutex_lock(&b->lock);
+	for (;;) {
+		while (!b->stop && b->requested == b->flushed)
+			pthread_cond_wait(&b->flush_wake, &b->lock);
+		if (b->requested == b->flushed)
+			break;
+		target = b->requested;
+		pthread_mutex_unlock(&b->lock);
+		ok = store_flush_log(b->store) == 0;
+		pthread_mutex_lock(&b->lock);
+		if (target > b->flushed)
+			b->flushed = target;	/* batch_flush() may have gone ahead */
+		if (!ok)
+			b->flush_failed = true;
+		wake_loop(b);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return NULL;
+}
+
+/* ---- the loop ---- */
+
+/* Answers what the threads have finished; flush_ok overrides the flusher's
+ * verdict for a flush done here (at shutdown). */
+static void answer(struct batch *b)
+{
+	struct turn_list done;
+	uint64_t flushed;
+	bool flush_ok;
+
+	turn_list_init(&done);
+	pthread_mutex_lock(&b->lock);
+	turn_list_splice(&done, &b->applied);
 	flushed = b->flushed;
-	ok = !b->flush_failed;
+	flush_ok = !b->flush_failed;
 	b->flush_failed = false;
 	pthread_mutex_unlock(&b->lock);
-	if (!ok)
+
+	while (done.head) {
+		struct turn *t = done.head;
+
+		done.head = t->next;
+		b->error = t->error;
+		if (!t->ok)
+			log_error("storage: %s; %zu waiting request(s) get an error", t->error,
+				  t->committed.count + t->durable.count);
+		waiters_run(&t->committed, t->ok);
+		if (t->durable.count && t->ok) {
+			struct group *g = calloc(1, sizeof *g);
+
+			if (g) {
+				g->gen = t->flush_gen;
+				g->w = t->durable;
+				memset(&t->durable, 0, sizeof t->durable);
+				*b->groups_tail = g;
+				b->groups_tail = &g->next;
+			} else {
+				/* no memory for a group: wait for the disk here instead */
+				waiters_run(&t->durable, store_flush_log(b->store) == 0);
+			}
+		} else {
+			waiters_run(&t->durable, t->ok);
+		}
+		b->error = NULL;
+		free_turn(t);
+		if (b->after)
+			b->after(b->after_arg);
+	}
+	if (!flush_ok)
 		log_error("storage: flushing the log to disk failed; the waiting enqueues get an "
 			  "error (their calls may still run: they were committed, not acknowledged)");
 	while (b->groups && b->groups->gen <= flushed) {
@@ -136,53 +343,74 @@ static void on_flushed(evutil_socket_t fd, short what, void *arg)
 		b->groups = g->next;
 		if (!b->groups)
 			b->groups_tail = &b->groups;
-		waiters_run(&g->w, ok);
+		b->error = "flushing the log to disk failed";
+		waiters_run(&g->w, flush_ok);
+		b->error = NULL;
 		free(g);
 	}
 }
 
-/* Hands this turn's waiters to the flusher as a new group. */
-static void await_flush(struct batch *b)
+static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
-	struct group *g = calloc(1, sizeof *g);
+	uint64_t count;
 
-	if (!g) {
-		/* no memory for a group: wait for the disk here instead */
-		waiters_run(&b->turn_durable, store_flush_log(b->store) == 0);
+	(void)what;
+	if (read(fd, &count, sizeof count) < 0 && errno != EAGAIN)
 		return;
+	answer(arg);
+}
+
+static struct turn *current_turn(struct batch *b)
+{
+	if (!b->current) {
+		b->current = calloc(1, sizeof *b->current);
+		if (!b->current)
+			return NULL;
+		b->current->ops_tail = &b->current->ops;
 	}
-	g->w = b->turn_durable;
-	memset(&b->turn_durable, 0, sizeof b->turn_durable);
+	event_active(b->turn_end, EV_TIMEOUT, 0);
+	return b->current;
+}
+
+/* Hands the current turn to the writer. */
+static void submit(struct batch *b)
+{
+	struct turn *t = b->current;
+
+	if (!t)
+		return;
+	b->current = NULL;
 	pthread_mutex_lock(&b->lock);
-	g->gen = ++b->requested;
-	pthread_cond_signal(&b->wake);
+	turn_list_append(&b->submitted, t);
+	pthread_cond_signal(&b->work);
 	pthread_mutex_unlock(&b->lock);
-	*b->groups_tail = g;
-	b->groups_tail = &g->next;
 }
 
 static void end_turn(evutil_socket_t fd, short what, void *arg)
 {
-	struct batch *b = arg;
-	bool ok = true;
-
 	(void)fd;
 	(void)what;
-	if (store_in_transaction(b->store) && store_commit(b->store) < 0) {
-		log_error("storage: %s; %zu waiting request(s) get an error", store_error(b->store),
-			  b->turn.count + b->turn_durable.count);
-		store_abort(b->store);
-		ok = false;
+	submit(arg);
+}
+
+static void wait_idle(struct batch *b)
+{
+	pthread_mutex_lock(&b->lock);
+	while (b->submitted.head || b->writing)
+		pthread_cond_wait(&b->idle, &b->lock);
+	pthread_mutex_unlock(&b->lock);
+}
+
+void batch_sync(struct batch *b)
+{
+	submit(b);
+	wait_idle(b);
+	/* direct writes of an earlier turn that nobody touched: commit them now */
+	if (store_in_transaction(b->store)) {
+		batch_touch(b);
+		submit(b);
+		wait_idle(b);
 	}
-	/* a durable waiter whose own writes committed in an earlier turn (a
-	 * repeated Idempotency-Key) still waits for a flush after that turn */
-	if (ok && b->turn_durable.count)
-		await_flush(b);
-	else
-		waiters_run(&b->turn_durable, ok);
-	waiters_run(&b->turn, ok);
-	if (b->after)
-		b->after(b->after_arg);
 }
 
 struct batch *batch_new(struct event_base *base, struct store *store)
@@ -193,19 +421,28 @@ struct batch *batch_new(struct event_base *base, struct store *store)
 		return NULL;
 	b->store = store;
 	b->groups_tail = &b->groups;
+	turn_list_init(&b->submitted);
+	turn_list_init(&b->applied);
 	b->eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	pthread_mutex_init(&b->lock, NULL);
-	pthread_cond_init(&b->wake, NULL);
+	pthread_cond_init(&b->work, NULL);
+	pthread_cond_init(&b->idle, NULL);
+	pthread_cond_init(&b->flush_wake, NULL);
 	b->turn_end = event_new(base, -1, 0, end_turn, b);
-	b->flushed_ev = b->eventfd >= 0 ? event_new(base, b->eventfd, EV_READ | EV_PERSIST,
-						    on_flushed, b) : NULL;
-	if (!b->turn_end || !b->flushed_ev || event_add(b->flushed_ev, NULL) < 0 ||
-	    pthread_create(&b->flusher, NULL, flusher_loop, b) != 0) {
-		batch_free(&b);
-		return NULL;
-	}
+	b->wake_ev = b->eventfd >= 0 ? event_new(base, b->eventfd, EV_READ | EV_PERSIST,
+						 on_wake, b) : NULL;
+	if (!b->turn_end || !b->wake_ev || event_add(b->wake_ev, NULL) < 0)
+		goto fail;
+	if (pthread_create(&b->writer, NULL, writer_loop, b) != 0)
+		goto fail;
+	b->writer_running = true;
+	if (pthread_create(&b->flusher, NULL, flusher_loop, b) != 0)
+		goto fail;
 	b->flusher_running = true;
 	return b;
+fail:
+	batch_free(&b);
+	return NULL;
 }
 
 void batch_free(struct batch **bp)
@@ -214,12 +451,28 @@ void batch_free(struct batch **bp)
 
 	if (!b)
 		return;
-	if (b->flusher_running) {
-		pthread_mutex_lock(&b->lock);
-		b->stop = true;
-		pthread_cond_signal(&b->wake);
-		pthread_mutex_unlock(&b->lock);
+	pthread_mutex_lock(&b->lock);
+	b->stop = true;
+	pthread_cond_signal(&b->work);
+	pthread_cond_signal(&b->flush_wake);
+	pthread_mutex_unlock(&b->lock);
+	if (b->writer_running)
+		pthread_join(b->writer, NULL);
+	if (b->flusher_running)
 		pthread_join(b->flusher, NULL);
+	if (b->current)
+		free_turn(b->current);
+	while (b->submitted.head) {
+		struct turn *t = b->submitted.head;
+
+		b->submitted.head = t->next;
+		free_turn(t);
+	}
+	while (b->applied.head) {
+		struct turn *t = b->applied.head;
+
+		b->applied.head = t->next;
+		free_turn(t);
 	}
 	while (b->groups) {
 		struct group *g = b->groups;
@@ -230,27 +483,90 @@ void batch_free(struct batch **bp)
 	}
 	if (b->turn_end)
 		event_free(b->turn_end);
-	if (b->flushed_ev)
-		event_free(b->flushed_ev);
+	if (b->wake_ev)
+		event_free(b->wake_ev);
 	if (b->eventfd >= 0)
 		close(b->eventfd);
-	free(b->turn.items);
-	free(b->turn_durable.items);
 	free(b);
 	*bp = NULL;
 }
 
+static struct op *add_op(struct batch *b, enum op_kind kind, size_t payload_len)
+{
+	struct turn *t = current_turn(b);
+	struct op *op;
+
+	if (!t)
+		return NULL;
+	op = malloc(sizeof *op + payload_len + 1);
+	if (!op)
+		return NULL;
+	op->next = NULL;
+	op->kind = kind;
+	*t->ops_tail = op;
+	t->ops_tail = &op->next;
+	return op;
+}
+
+static int add_call_op(struct batch *b, enum op_kind kind, const struct call_record *r)
+{
+	struct op *op = add_op(b, kind, r->payload_len);
+
+	if (!op)
+		return -1;
+	op->u.call = *r;
+	if (r->payload_len)
+		memcpy(op->payload, r->payload, r->payload_len);
+	op->payload[r->payload_len] = '\0';
+	op->u.call.payload = op->payload;
+	return 0;
+}
+
+int batch_add_call(struct batch *b, const struct call_record *r)
+{
+	return add_call_op(b, OP_ADD_CALL, r);
+}
+
+int batch_update_call(struct batch *b, const struct call_record *r)
+{
+	return add_call_op(b, OP_UPDATE_CALL, r);
+}
+
+int batch_finish_call(struct batch *b, const struct call_record *r)
+{
+	return add_call_op(b, OP_FINISH_CALL, r);
+}
+
+int batch_add_attempt(struct batch *b, const char *id, uint32_t n,
+		      const struct attempt_record *a)
+{
+	struct op *op = add_op(b, OP_ADD_ATTEMPT, 0);
+
+	if (!op)
+		return -1;
+	snprintf(op->u.attempt.id, sizeof op->u.attempt.id, "%s", id);
+	op->u.attempt.n = n;
+	op->u.attempt.rec = *a;
+	return 0;
+}
+
 void batch_touch(struct batch *b)
 {
-	event_active(b->turn_end, EV_TIMEOUT, 0);
+	current_turn(b);
 }
 
 int batch_wait(struct batch *b, bool durable, batch_done_fn done, void *arg)
 {
-	if (waiters_add(durable ? &b->turn_durable : &b->turn, done, arg) < 0)
+	struct turn *t = current_turn(b);
+
+	if (!t)
 		return -1;
-	batch_touch(b);
-	return 0;
+	return waiters_add(durable ? &t->durable : &t->committed, done, arg);
+}
+
+const char *batch_error(const struct batch *b)
+{
+	return b->error ? b->error : "storage failure";
 }
 
 void batch_after_commit(struct batch *b, void (*cb)(void *arg), void *arg)
@@ -264,14 +580,12 @@ void batch_flush(struct batch *b)
 	bool ok;
 
 	event_del(b->turn_end);
-	end_turn(-1, 0, b);
+	batch_sync(b);
 	ok = store_flush_log(b->store) == 0;
-	while (b->groups) {
-		struct group *g = b->groups;
-
-		b->groups = g->next;
-		waiters_run(&g->w, ok);
-		free(g);
-	}
-	b->groups_tail = &b->groups;
+	pthread_mutex_lock(&b->lock);
+	b->flushed = b->requested;
+	if (!ok)
+		b->flush_failed = true;
+	pthread_mutex_unlock(&b->lock);
+	answer(b);
 }

@@ -1,16 +1,32 @@
 /*
- * batch.h - group commit.  Everything written to the store during one turn
- * of the event loop is committed by one transaction at the end of the turn.
- * A separate thread makes commits durable (fdatasync of the log), each
- * flush covering every commit before it, so one fsync serves many turns'
- * enqueues while the loop keeps working.  Code that must not act before its
- * writes are committed (forgetting an attempt in flight) or on disk (the
- * 202 reply) registers a waiter.
+ * batch.h - group commit on a writer thread.
+ *
+ * The event loop does not write to the store itself.  The writes of one
+ * loop turn (a new call, an attempt's outcome) are recorded here and, at
+ * the end of the turn, handed to a writer thread, which applies them in one
+ * transaction and commits it without waiting for the disk; when the writer
+ * is still busy with earlier turns, it takes all that queued up and commits
+ * them together.  A flusher thread makes commits durable (fdatasync of the
+ * log), each flush covering every commit before it.  So the loop only
+ * parses requests and talks to workers, and one fsync serves many turns.
+ *
+ * Code that must not act before its writes are committed (forgetting an
+ * attempt in flight, dispatching a new call) or on disk (the 202 reply)
+ * registers a waiter; waiters run on the loop, in order.
+ *
+ * Rare work that reads the store, or writes it in ways not listed here
+ * (sweeps, requeues, scans), calls batch_sync() first: the loop then waits
+ * until every write recorded so far is committed and the writer is idle,
+ * and may use the store directly until it returns to the event loop.
+ * Direct writes join the transaction that ends with the turn.
  */
 #ifndef CAGEHOST_BATCH_H
 #define CAGEHOST_BATCH_H
 
 #include <stdbool.h>
+#include <stdint.h>
+
+#include "record.h"
 
 struct event_base;
 struct store;
@@ -21,19 +37,44 @@ struct batch;
 typedef void (*batch_done_fn)(bool ok, void *arg);
 
 struct batch *batch_new(struct event_base *base, struct store *store);
+
+/* Stops the threads (after batch_flush(), at shutdown). */
 void batch_free(struct batch **b);
 
 /*
- * Runs done(ok, arg) after the current turn's transaction has ended and,
+ * The store writes a turn may record (see store.h for what each does).
+ * They copy what they need, payload included.  A failure to apply one
+ * fails the whole transaction; its waiters see ok = false and
+ * batch_error() says why.  Each returns 0, or -1 when out of memory.
+ */
+int batch_add_call(struct batch *b, const struct call_record *r);
+int batch_update_call(struct batch *b, const struct call_record *r);
+int batch_finish_call(struct batch *b, const struct call_record *r);
+int batch_add_attempt(struct batch *b, const char *id, uint32_t n,
+		      const struct attempt_record *a);
+
+/*
+ * Runs done(ok, arg) after the current turn's writes are committed and,
  * when durable, after everything committed so far is on disk (a repeated
  * Idempotency-Key's answer waits for the flush of the first call too).
  */
 int batch_wait(struct batch *b, bool durable, batch_done_fn done, void *arg);
 
-/* Ends the current transaction at the end of this turn (no waiter). */
+/* While a waiter runs with ok = false: why the transaction failed. */
+const char *batch_error(const struct batch *b);
+
+/*
+ * Waits until every write recorded so far is committed and the writer is
+ * idle.  Until the loop turn ends, the caller may then read and write the
+ * store directly; batch_wait() waiters registered after direct writes run
+ * once those are committed.
+ */
+void batch_sync(struct batch *b);
+
+/* Makes the current turn end in a commit even without a waiter. */
 void batch_touch(struct batch *b);
 
-/* Runs after every commit (e.g. to let the scheduler look again). */
+/* Runs on the loop after each transaction (e.g. to let the scheduler look again). */
 void batch_after_commit(struct batch *b, void (*cb)(void *arg), void *arg);
 
 /* Commits and flushes now, answering every waiter (used at shutdown). */

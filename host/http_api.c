@@ -235,7 +235,7 @@ static void enqueue_committed(bool ok, void *arg)
 	if (!ok) {
 		reply_error(r->req, 503, "Service Unavailable",
 			    "the call could not be stored; it was not accepted: %s",
-			    store_error(r->api->d.store));
+			    batch_error(r->api->d.batch));
 	} else if (!body) {
 		reply_error(r->req, 500, "Internal Server Error", "out of memory");
 	} else {
@@ -297,6 +297,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	r->api = api;
 	r->req = req;
 	if (key) {
+		batch_sync(api->d.batch);
 		rc = store_find_idem(api->d.store, key, r->id);
 		if (rc < 0)
 			goto storage_error;
@@ -323,17 +324,19 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		goto oom;
 	rec.payload = payload;
 	rec.payload_len = payload_len;
-	rc = store_add_call(api->d.store, &rec);
+	rc = batch_add_call(api->d.batch, &rec);
+	if (rc == 0)
+		scheduler_add_new(api->d.scheduler, &rec);
 	free(payload);
 	if (rc < 0)
-		goto storage_error;
+		goto oom;
 	snprintf(r->id, sizeof r->id, "%s", rec.id);
 	api->enqueued++;
 	if (batch_wait(api->d.batch, true, enqueue_committed, r) < 0)
 		goto oom;
 	return;
 storage_error:
-	/* nothing of this request may commit: the whole turn's batch fails */
+	/* the Idempotency-Key lookup failed: nothing was written */
 	log_error("enqueue: %s", store_error(api->d.store));
 	batch_touch(api->d.batch);
 	reply_error(req, 503, "Service Unavailable", "the call could not be stored: %s",
@@ -485,6 +488,7 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 		return -1;
 	}
 
+	batch_sync(api->d.batch);
 	for (size_t i = 0; i < 3; i++) {
 		int rc = store_get_call(api->d.store, tables[i], id, rec, buf);
 
@@ -528,7 +532,7 @@ static void requeue_committed(bool ok, void *arg)
 		reply_error(r->req, 500, "Internal Server Error", "out of memory");
 	else
 		reply_error(r->req, 503, "Service Unavailable", "could not requeue %s: %s", r->id,
-			    store_error(r->api->d.store));
+			    batch_error(r->api->d.batch));
 	free(r);
 }
 
@@ -564,6 +568,7 @@ static void handle_requeue(struct http_api *api, struct evhttp_request *req, con
 	r->req = req;
 	snprintf(r->id, sizeof r->id, "%s", id);
 	log_info("call %s requeued from the dead store", id);
+	scheduler_kick(api->d.scheduler);
 	batch_wait(api->d.batch, true, requeue_committed, r);
 }
 

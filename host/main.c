@@ -82,12 +82,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct host *h = arg;
-	/* up to 50,000 a second: faster than any enqueue rate seen here */
-	int n = store_sweep_done(h->store, clock_wall_ms() - h->conf.done_retention_ms,
-				 h->conf.done_keep_max, 50000);
+	int n;
 
 	(void)fd;
 	(void)what;
+	batch_sync(h->batch);
+	/* up to 50,000 a second: faster than any enqueue rate seen here */
+	n = store_sweep_done(h->store, clock_wall_ms() - h->conf.done_retention_ms,
+			     h->conf.done_keep_max, 50000);
 	if (n < 0)
 		log_error("removing old finished calls: %s", store_error(h->store));
 	else if (n > 0)

@@ -60,6 +60,15 @@ struct scheduler {
 	struct event *wake_timer;
 	struct scheduler_stats stats;
 	int64_t paused_until_ms;	/* monotonic; see STORAGE_PAUSE_MS */
+	int64_t timer_due_ms;		/* wall clock: when the timer fires */
+	/*
+	 * New calls are dispatched from memory once their enqueue commits
+	 * (scheduler_add_new), so the due index is read only when it may hold
+	 * due calls that are not in memory: at start, when the timer fires,
+	 * after a wake or a requeue, when a new call found no room, and while
+	 * a scan leaves due calls behind.
+	 */
+	bool scan_needed;
 	/*
 	 * Where the next scan of the due index starts: the due time of the
 	 * last call dispatched with only calls in flight before it.  Calls in
@@ -136,6 +145,9 @@ static void forget(struct attempt *a)
 	free(a);
 }
 
+static void schedule_dispatch(struct scheduler *s);
+static void note_due(struct scheduler *s, int64_t due_ms);
+
 static void after_commit(bool ok, void *arg)
 {
 	struct attempt *a = arg;
@@ -147,9 +159,11 @@ static void after_commit(bool ok, void *arg)
 		/* the store is failing (full disk?): give it a moment, not a storm */
 		s->paused_until_ms = clock_mono_ms() + STORAGE_PAUSE_MS;
 		s->resume[0] = '\0';	/* the call is still at its old due time */
+		s->scan_needed = true;
 	}
 	forget(a);
-	scheduler_kick(s);
+	if (s->scan_needed)
+		schedule_dispatch(s);	/* room for what the last scan left */
 }
 
 static void to_dead(struct scheduler *s, struct call_record *rec, const char *reason)
@@ -211,16 +225,59 @@ static void attempt_done(struct job *job, struct job_result *res)
 	 * record says it all (the API shows it as attempt 1) */
 	rc = 0;
 	if (rec.state != CALL_DONE || rec.attempts > 1)
-		rc = store_add_attempt(s->store, rec.id, rec.attempts, &history);
+		rc = batch_add_attempt(s->batch, rec.id, rec.attempts, &history);
 	if (rc == 0)
-		rc = rec.state == CALL_PENDING ? store_update_call(s->store, &rec)
-					       : store_finish_call(s->store, &rec);
-	if (rc < 0)
-		log_error("call %s: %s", rec.id, store_error(s->store));
-	if (batch_wait(s->batch, false, after_commit, a) < 0) {
-		batch_touch(s->batch);
-		after_commit(true, a);
+		rc = rec.state == CALL_PENDING ? batch_update_call(s->batch, &rec)
+					       : batch_finish_call(s->batch, &rec);
+	if (rc == 0 && rec.state == CALL_PENDING)
+		note_due(s, rec.when_ms);
+	if (rc < 0 || batch_wait(s->batch, false, after_commit, a) < 0)
+		after_commit(false, a);	/* out of memory: the call stays as it was */
+}
+
+/* A new attempt of call r, counted in flight (NULL when out of memory). */
+static struct attempt *track(struct scheduler *s, const struct call_record *r,
+			     const struct queue_conf *q)
+{
+	struct attempt *a = calloc(1, sizeof *a);
+
+	if (!a)
+		return NULL;
+	a->job.payload = malloc(r->payload_len + 1);
+	if (!a->job.payload) {
+		free(a);
+		return NULL;
 	}
+	if (r->payload_len)
+		memcpy(a->job.payload, r->payload, r->payload_len);
+	a->job.payload[r->payload_len] = '\0';
+	a->job.payload_len = r->payload_len;
+	a->sched = s;
+	a->rec = *r;
+	a->rec.payload = a->job.payload;
+	a->queue = q;
+	a->next_in_bucket = s->buckets[bucket_of(r->id)];
+	s->buckets[bucket_of(r->id)] = a;
+	s->in_flight++;
+	s->queue_running[queue_index(s, q)]++;
+	return a;
+}
+
+/* Hands a tracked attempt to the module registry. */
+static void start(struct attempt *a, int64_t now)
+{
+	a->started_ms = now;
+	a->job.kind = JOB_CALL;
+	a->job.class = CLASS_QUEUED;
+	snprintf(a->job.module, sizeof a->job.module, "%s", a->rec.module);
+	snprintf(a->job.method, sizeof a->job.method, "%s", a->rec.method);
+	snprintf(a->job.id, sizeof a->job.id, "%s", a->rec.id);
+	snprintf(a->job.queue, sizeof a->job.queue, "%s", a->rec.queue);
+	a->job.attempt = a->rec.attempts + 1;
+	a->job.timeout_ms = a->queue->attempt_timeout_ms;
+	a->job.done = attempt_done;
+	a->job.arg = a;
+	plugins_run(a->sched->plugins, &a->job);
 }
 
 struct collect {
@@ -255,50 +312,53 @@ static int collect_due(const struct call_record *r, void *arg)
 	 * scan can start here (see resume in struct scheduler) */
 	if (!c->held_back)
 		clock_format_iso(r->when_ms, s->resume, sizeof s->resume);
-	a = calloc(1, sizeof *a);
+	/* counted now, so the rest of this scan respects the limits */
+	a = track(s, r, q);
 	if (!a)
 		return 1;
-	a->job.payload = malloc(r->payload_len + 1);
-	if (!a->job.payload) {
-		free(a);
-		return 1;
-	}
-	memcpy(a->job.payload, r->payload, r->payload_len);
-	a->job.payload[r->payload_len] = '\0';
-	a->job.payload_len = r->payload_len;
-	a->sched = s;
-	a->rec = *r;
-	a->rec.payload = a->job.payload;
-	a->queue = q;
-	/* count it now, so the rest of this scan respects the limits */
-	a->next_in_bucket = s->buckets[bucket_of(r->id)];
-	s->buckets[bucket_of(r->id)] = a;
-	s->in_flight++;
-	s->queue_running[qi]++;
 	a->next_new = c->list;
 	c->list = a;
 	return --c->room <= 0;
 }
 
+/* Sets the timer for the earliest due call (the store is synced). */
 static void arm(struct scheduler *s)
 {
-	int64_t due, delay = MAX_TIMER_MS;
+	int64_t due, now = clock_wall_ms(), delay = MAX_TIMER_MS;
 	struct timeval tv;
 	int rc = store_next_due(s->store, &due);
 
 	if (rc < 0)
 		log_error("scheduler: %s", store_error(s->store));
 	if (rc == 0) {
-		delay = due - clock_wall_ms();
+		delay = due - now;
 		/* due already but all in flight or held back: completions kick us */
 		if (delay <= 0 || delay > MAX_TIMER_MS)
 			delay = MAX_TIMER_MS;
 	}
+	s->timer_due_ms = now + delay;
 	tv.tv_sec = delay / 1000;
 	tv.tv_usec = (delay % 1000) * 1000;
 	evtimer_add(s->timer, &tv);
 }
 
+/* A call was rescheduled for due_ms: fire the timer by then. */
+static void note_due(struct scheduler *s, int64_t due_ms)
+{
+	int64_t delay = due_ms - clock_wall_ms();
+	struct timeval tv;
+
+	if (due_ms >= s->timer_due_ms)
+		return;
+	if (delay < 0)
+		delay = 0;
+	s->timer_due_ms = due_ms;
+	tv.tv_sec = delay / 1000;
+	tv.tv_usec = (delay % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
+}
+
+/* Reads due calls from the store, when it may hold some not in memory. */
 static void dispatch(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
@@ -307,38 +367,45 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!s->started)
+	if (!s->started || !s->scan_needed)
 		return;
 	if (clock_mono_ms() < s->paused_until_ms) {
 		struct timeval tv = { 0, STORAGE_PAUSE_MS * 1000 };
 
+		s->timer_due_ms = now + STORAGE_PAUSE_MS;
 		evtimer_add(s->timer, &tv);
 		return;
 	}
 	c.room = max_in_flight(s) - s->in_flight;
-	if (c.room > 0 && store_scan_due(s->store, s->resume, now, c.room, in_flight, collect_due,
-					 &c) < 0)
+	if (c.room <= 0) {
+		/* still needed: a completion brings us back, or the timer */
+		if (!evtimer_pending(s->timer, NULL)) {
+			struct timeval tv = { MAX_TIMER_MS / 1000, 0 };
+
+			s->timer_due_ms = now + MAX_TIMER_MS;
+			evtimer_add(s->timer, &tv);
+		}
+		return;
+	}
+	s->scan_needed = false;
+	batch_sync(s->batch);
+	if (store_scan_due(s->store, s->resume, now, c.room, in_flight, collect_due, &c) < 0) {
 		log_error("scheduler: %s", store_error(s->store));
+		s->scan_needed = true;
+	}
+	/* the room ran out, or a queue's concurrency held calls back: look
+	 * again when attempts end */
+	if (c.room <= 0 || c.held_back)
+		s->scan_needed = true;
 	if (store_in_transaction(s->store))
 		batch_touch(s->batch);	/* e.g. a record moved to quarantine */
+	arm(s);
 	while (c.list) {
 		struct attempt *a = c.list;
 
 		c.list = a->next_new;
-		a->started_ms = now;
-		a->job.kind = JOB_CALL;
-		a->job.class = CLASS_QUEUED;
-		snprintf(a->job.module, sizeof a->job.module, "%s", a->rec.module);
-		snprintf(a->job.method, sizeof a->job.method, "%s", a->rec.method);
-		snprintf(a->job.id, sizeof a->job.id, "%s", a->rec.id);
-		snprintf(a->job.queue, sizeof a->job.queue, "%s", a->rec.queue);
-		a->job.attempt = a->rec.attempts + 1;
-		a->job.timeout_ms = a->queue->attempt_timeout_ms;
-		a->job.done = attempt_done;
-		a->job.arg = a;
-		plugins_run(s->plugins, &a->job);
+		start(a, now);
 	}
-	arm(s);
 }
 
 /*
@@ -346,16 +413,7 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
  * chain of attempts that end at once (a missing module, a full disk) must
  * never keep the loop from serving HTTP.
  */
-/* The timer's tick (at least once a second) scans from the start. */
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct scheduler *s = arg;
-
-	s->resume[0] = '\0';
-	dispatch(fd, what, arg);
-}
-
-void scheduler_kick(struct scheduler *s)
+static void schedule_dispatch(struct scheduler *s)
 {
 	static const struct timeval next_turn = { 0, 0 };
 
@@ -363,12 +421,62 @@ void scheduler_kick(struct scheduler *s)
 		evtimer_add(s->kick, &next_turn);
 }
 
+/* The timer's tick (at least once a second) scans from the start. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+
+	s->resume[0] = '\0';
+	s->scan_needed = true;
+	s->timer_due_ms = INT64_MAX;
+	dispatch(fd, what, arg);
+}
+
+void scheduler_kick(struct scheduler *s)
+{
+	s->scan_needed = true;
+	schedule_dispatch(s);
+}
+
 static void on_pool_idle(void *arg)
 {
 	struct scheduler *s = arg;
 
-	if (s->in_flight < max_in_flight(s))
-		scheduler_kick(s);
+	if (s->scan_needed && s->in_flight < max_in_flight(s))
+		schedule_dispatch(s);
+}
+
+static void new_committed(bool ok, void *arg)
+{
+	struct attempt *a = arg;
+
+	if (ok)
+		start(a, clock_wall_ms());
+	else
+		forget(a);	/* not stored, not accepted */
+}
+
+void scheduler_add_new(struct scheduler *s, const struct call_record *r)
+{
+	const struct queue_conf *q = queue_of(s, r->queue);
+	int qi = queue_index(s, q);
+	struct attempt *a;
+
+	if (!s->started || clock_mono_ms() < s->paused_until_ms ||
+	    s->in_flight >= max_in_flight(s) ||
+	    (q->concurrency && s->queue_running[qi] >= q->concurrency)) {
+		s->scan_needed = true;	/* a scan after the commit finds it */
+		return;
+	}
+	a = track(s, r, q);
+	if (!a) {
+		s->scan_needed = true;
+		return;
+	}
+	if (batch_wait(s->batch, false, new_committed, a) < 0) {
+		forget(a);
+		s->scan_needed = true;
+	}
 }
 
 struct wake_pass {
@@ -415,6 +523,7 @@ static void wake_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!w)
 		return;
+	batch_sync(s->batch);
 	p.found = calloc(WAKE_PER_TICK, sizeof *p.found);
 	p.payloads = calloc(WAKE_PER_TICK, sizeof *p.payloads);
 	if (p.found && p.payloads &&
@@ -428,8 +537,10 @@ static void wake_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	free(p.found);
 	free(p.payloads);
-	if (p.count)
+	if (p.count) {
 		batch_touch(s->batch);
+		scheduler_kick(s);	/* dispatched after their commit */
+	}
 	if (!p.more) {
 		s->wakes = w->next;
 		free(w);
@@ -468,7 +579,10 @@ static void on_new_version(const char *module, const char *version, void *arg)
 
 static void on_commit(void *arg)
 {
-	scheduler_kick(arg);
+	struct scheduler *s = arg;
+
+	if (s->scan_needed)
+		schedule_dispatch(s);
 }
 
 struct scheduler *scheduler_new(struct event_base *base, const struct host_conf *conf,
@@ -486,6 +600,7 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->batch = batch;
 	s->plugins = plugins;
 	s->pool = pool;
+	s->timer_due_ms = INT64_MAX;
 	for (const struct queue_conf *q = conf->queues; q; q = q->next)
 		n++;
 	s->queue_count = n;

@@ -1,14 +1,16 @@
 /*
  * scheduler.h - runs queued calls when they are due.
  *
- * One timer is armed for the earliest due call (re-checked at least every
- * second, since due times are wall-clock).  When it fires, due calls are
- * read from the store's due index, earliest first, and handed to the
- * module registry as attempts, keeping a bounded number in flight (see
- * max_in_flight) and each queue within its `concurrency`.  When an attempt ends, the
- * call is finished (done), rescheduled by its queue's retry policy, or moved
- * to the dead store (FAIL or expired), and the attempt is recorded - all in
- * the turn's transaction.  A call stays "in flight" until that transaction
+ * A new call is handed to the module registry from memory as soon as its
+ * enqueue has committed (scheduler_add_new), when there is room.  Calls
+ * that are due later, or found no room, are read from the store's due
+ * index, earliest first: one timer is armed for the earliest due call
+ * (re-checked at least every second, since due times are wall-clock).
+ * A bounded number of attempts is in flight (see max_in_flight), and each
+ * queue stays within its `concurrency`.  When an attempt ends, the call is
+ * finished (done), rescheduled by its queue's retry policy, or moved to
+ * the dead store (FAIL or expired), and the attempt is recorded - all in
+ * the turn's batch (batch.h).  A call stays "in flight" until that batch
  * has committed, so it can never be dispatched twice at once.
  *
  * When a module gets a new good version, pending calls of that module in
@@ -29,6 +31,7 @@ struct plugin_dir;
 struct worker_pool;
 struct host_conf;
 struct scheduler;
+struct call_record;
 
 struct scheduler *scheduler_new(struct event_base *base, const struct host_conf *conf,
 				struct store *store, struct batch *batch,
@@ -38,7 +41,14 @@ void scheduler_free(struct scheduler **s);
 /* Starts dispatching (after the plugin directory is ready). */
 void scheduler_start(struct scheduler *s);
 
-/* Looks for due calls soon (after an enqueue or a finished attempt). */
+/*
+ * Offers a call just recorded with batch_add_call(): it runs once that
+ * write commits, or, when there is no room now, is found in the store
+ * later.
+ */
+void scheduler_add_new(struct scheduler *s, const struct call_record *r);
+
+/* Calls may have become due in the store (a requeue): look soon. */
 void scheduler_kick(struct scheduler *s);
 
 /* True while an attempt of call id is running. */

@@ -17,7 +17,9 @@
  *   cagehost.shm   the System V key of the regions (kept in shared memory)
  *
  * Writes are grouped: every store_* write joins the current transaction,
- * which store_commit() ends (the host commits once per event-loop turn).
+ * which store_commit() ends.  The host's batch (batch.h) does its writes
+ * on a writer thread; a store is used by one thread at a time, and only
+ * store_flush_log() and store_get_stats() may be called concurrently.
  * Commits do not wait for the disk; store_flush_log() does, and a new call
  * is acknowledged only after the flush that follows its commit (see
  * batch.h).  Losing an unflushed commit in a power cut means an attempt
