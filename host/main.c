@@ -168,6 +168,27 @@ static struct event *add_timer(struct host *h, int64_t every_ms, event_callback_
 	return ev;
 }
 
+/*
+ * The event loop.  epoll changes are batched per turn (the changelist):
+ * evhttp turns a connection's read and write interest on and off for
+ * every request, and most of those changes cancel out within the turn;
+ * without it each one is an epoll_ctl call (measured: /healthz 57k/s
+ * without, 69k/s with).  No fd the host polls is a dup of another, which
+ * is the case the changelist gets wrong.
+ */
+static struct event_base *new_event_base(void)
+{
+	struct event_config *cfg = event_config_new();
+	struct event_base *base;
+
+	if (!cfg)
+		return NULL;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}
+
 static int run(struct host *h)
 {
 	char err[4096], cache_dir[PATH_MAX + 16];
@@ -175,7 +196,7 @@ static int run(struct host *h)
 					h->conf.worker_files_limit };
 
 	signal(SIGPIPE, SIG_IGN);
-	h->base = event_base_new();
+	h->base = new_event_base();
 	if (!h->base) {
 		log_error("cannot create the event loop");
 		return 1;

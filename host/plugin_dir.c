@@ -46,6 +46,7 @@ struct module {
 	char methods[2048];
 
 	struct file_state seen;		/* the file as last evaluated */
+	struct timeval looked_at;	/* the loop turn of the last look before a job */
 	char refused_hash[HASH_LEN + 1];
 	bool probing, recheck;
 	char probe_hash[HASH_LEN + 1];
@@ -678,8 +679,17 @@ void plugins_run(struct plugin_dir *p, struct job *job)
 		if (stat(file, &st) == 0)
 			m = find_or_add(p, job->module);
 	}
-	if (m)
-		evaluate(m, false);
+	if (m) {
+		struct timeval turn;
+
+		/* look at the file once per loop turn: the jobs a turn starts
+		 * all start at that moment (the time is the turn's cached one) */
+		event_base_gettimeofday_cached(p->base, &turn);
+		if (evutil_timercmp(&turn, &m->looked_at, !=)) {
+			m->looked_at = turn;
+			evaluate(m, false);
+		}
+	}
 	if (m && m->probing) {
 		TAILQ_INSERT_TAIL(&m->parked, job, link);
 		return;
