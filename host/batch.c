@@ -36,6 +36,7 @@ enum op_kind { OP_ADD_CALL, OP_UPDATE_CALL, OP_FINISH_CALL, OP_ADD_ATTEMPT };
 struct op {
 	struct op *next;
 	enum op_kind kind;
+	bool is_new;			/* the call is (to be) in new.db */
 	union {
 		struct call_record call;	/* payload points to op->payload */
 		struct {
@@ -185,11 +186,11 @@ static int apply_op(struct store *s, const struct op *op)
 {
 	switch (op->kind) {
 	case OP_ADD_CALL:
-		return store_add_call(s, &op->u.call);
+		return store_add_call(s, &op->u.call, op->is_new);
 	case OP_UPDATE_CALL:
-		return store_update_call(s, &op->u.call);
+		return store_update_call(s, &op->u.call, op->is_new);
 	case OP_FINISH_CALL:
-		return store_finish_call(s, &op->u.call);
+		return store_finish_call(s, &op->u.call, op->is_new);
 	case OP_ADD_ATTEMPT:
 		return store_add_attempt(s, op->u.attempt.id, op->u.attempt.n, &op->u.attempt.rec);
 	}
@@ -503,17 +504,20 @@ static struct op *add_op(struct batch *b, enum op_kind kind, size_t payload_len)
 		return NULL;
 	op->next = NULL;
 	op->kind = kind;
+	op->is_new = false;
 	*t->ops_tail = op;
 	t->ops_tail = &op->next;
 	return op;
 }
 
-static int add_call_op(struct batch *b, enum op_kind kind, const struct call_record *r)
+static int add_call_op(struct batch *b, enum op_kind kind, const struct call_record *r,
+		       bool is_new)
 {
 	struct op *op = add_op(b, kind, r->payload_len);
 
 	if (!op)
 		return -1;
+	op->is_new = is_new;
 	op->u.call = *r;
 	if (r->payload_len)
 		memcpy(op->payload, r->payload, r->payload_len);
@@ -522,19 +526,19 @@ static int add_call_op(struct batch *b, enum op_kind kind, const struct call_rec
 	return 0;
 }
 
-int batch_add_call(struct batch *b, const struct call_record *r)
+int batch_add_call(struct batch *b, const struct call_record *r, bool is_new)
 {
-	return add_call_op(b, OP_ADD_CALL, r);
+	return add_call_op(b, OP_ADD_CALL, r, is_new);
 }
 
-int batch_update_call(struct batch *b, const struct call_record *r)
+int batch_update_call(struct batch *b, const struct call_record *r, bool was_new)
 {
-	return add_call_op(b, OP_UPDATE_CALL, r);
+	return add_call_op(b, OP_UPDATE_CALL, r, was_new);
 }
 
-int batch_finish_call(struct batch *b, const struct call_record *r)
+int batch_finish_call(struct batch *b, const struct call_record *r, bool was_new)
 {
-	return add_call_op(b, OP_FINISH_CALL, r);
+	return add_call_op(b, OP_FINISH_CALL, r, was_new);
 }
 
 int batch_add_attempt(struct batch *b, const char *id, uint32_t n,

@@ -42,14 +42,15 @@ struct batch *batch_new(struct event_base *base, struct store *store);
 void batch_free(struct batch **b);
 
 /*
- * The store writes a turn may record (see store.h for what each does).
+ * The store writes a turn may record (see store.h for what each does;
+ * is_new and was_new say whether the call is in new.db).
  * They copy what they need, payload included.  A failure to apply one
  * fails the whole transaction; its waiters see ok = false and
  * batch_error() says why.  Each returns 0, or -1 when out of memory.
  */
-int batch_add_call(struct batch *b, const struct call_record *r);
-int batch_update_call(struct batch *b, const struct call_record *r);
-int batch_finish_call(struct batch *b, const struct call_record *r);
+int batch_add_call(struct batch *b, const struct call_record *r, bool is_new);
+int batch_update_call(struct batch *b, const struct call_record *r, bool was_new);
+int batch_finish_call(struct batch *b, const struct call_record *r, bool was_new);
 int batch_add_attempt(struct batch *b, const char *id, uint32_t n,
 		      const struct attempt_record *a);
 

@@ -269,6 +269,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	struct call_record rec;
 	size_t payload_len;
 	char *payload;
+	bool is_new;
 	int rc;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
@@ -324,8 +325,9 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		goto oom;
 	rec.payload = payload;
 	rec.payload_len = payload_len;
-	rc = batch_add_call(api->d.batch, &rec);
-	if (rc == 0)
+	is_new = scheduler_take_new(api->d.scheduler, queue);
+	rc = batch_add_call(api->d.batch, &rec, is_new);
+	if (rc == 0 && is_new)
 		scheduler_add_new(api->d.scheduler, &rec);
 	free(payload);
 	if (rc < 0)
@@ -476,7 +478,7 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 		     enum evhttp_cmd_type method, const char *id, struct call_record *rec,
 		     void **buf)
 {
-	static const enum store_table tables[] = { TABLE_CALLS, TABLE_DONE, TABLE_DEAD };
+	static const enum store_table tables[] = { TABLE_CALLS, TABLE_NEW, TABLE_DONE, TABLE_DEAD };
 
 	if (evhttp_request_get_command(req) != method) {
 		reply_error(req, 405, "Method Not Allowed", "use %s",
@@ -489,7 +491,7 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 	}
 
 	batch_sync(api->d.batch);
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
 		int rc = store_get_call(api->d.store, tables[i], id, rec, buf);
 
 		if (rc < 0) {

@@ -31,8 +31,9 @@ struct attempt {
 	struct call_record rec;		/* as dispatched; payload = job.payload */
 	const struct queue_conf *queue;
 	int64_t started_ms;		/* wall clock */
+	bool is_new;			/* its record is in new.db (see scheduler.h) */
 	struct attempt *next_in_bucket;
-	struct attempt *next_new;	/* collection list during a scan */
+	struct attempt *next_new;	/* a scan's collection, or the stranded list */
 };
 
 struct wake {
@@ -58,6 +59,11 @@ struct scheduler {
 	int queue_count;
 	struct wake *wakes;
 	struct event *wake_timer;
+	/* new calls whose outcome could not be stored: their records are
+	 * still in new.db, which nothing scans, so they stay in flight until
+	 * a retry moves them to calls.db */
+	struct attempt *stranded;
+	struct event *strand_timer;
 	struct scheduler_stats stats;
 	int64_t paused_until_ms;	/* monotonic; see STORAGE_PAUSE_MS */
 	int64_t timer_due_ms;		/* wall clock: when the timer fires */
@@ -147,6 +153,7 @@ static void forget(struct attempt *a)
 
 static void schedule_dispatch(struct scheduler *s);
 static void note_due(struct scheduler *s, int64_t due_ms);
+static void strand(struct attempt *a);
 
 static void after_commit(bool ok, void *arg)
 {
@@ -160,6 +167,10 @@ static void after_commit(bool ok, void *arg)
 		s->paused_until_ms = clock_mono_ms() + STORAGE_PAUSE_MS;
 		s->resume[0] = '\0';	/* the call is still at its old due time */
 		s->scan_needed = true;
+		if (a->is_new) {
+			strand(a);
+			return;
+		}
 	}
 	forget(a);
 	if (s->scan_needed)
@@ -227,8 +238,8 @@ static void attempt_done(struct job *job, struct job_result *res)
 	if (rec.state != CALL_DONE || rec.attempts > 1)
 		rc = batch_add_attempt(s->batch, rec.id, rec.attempts, &history);
 	if (rc == 0)
-		rc = rec.state == CALL_PENDING ? batch_update_call(s->batch, &rec)
-					       : batch_finish_call(s->batch, &rec);
+		rc = rec.state == CALL_PENDING ? batch_update_call(s->batch, &rec, a->is_new)
+					       : batch_finish_call(s->batch, &rec, a->is_new);
 	if (rc == 0 && rec.state == CALL_PENDING)
 		note_due(s, rec.when_ms);
 	if (rc < 0 || batch_wait(s->batch, false, after_commit, a) < 0)
@@ -456,27 +467,77 @@ static void new_committed(bool ok, void *arg)
 		forget(a);	/* not stored, not accepted */
 }
 
-void scheduler_add_new(struct scheduler *s, const struct call_record *r)
+bool scheduler_take_new(struct scheduler *s, const char *queue)
 {
-	const struct queue_conf *q = queue_of(s, r->queue);
-	int qi = queue_index(s, q);
-	struct attempt *a;
+	const struct queue_conf *q = queue_of(s, queue);
 
 	if (!s->started || clock_mono_ms() < s->paused_until_ms ||
 	    s->in_flight >= max_in_flight(s) ||
-	    (q->concurrency && s->queue_running[qi] >= q->concurrency)) {
+	    (q->concurrency && s->queue_running[queue_index(s, q)] >= q->concurrency)) {
 		s->scan_needed = true;	/* a scan after the commit finds it */
-		return;
+		return false;
 	}
-	a = track(s, r, q);
-	if (!a) {
-		s->scan_needed = true;
-		return;
-	}
-	if (batch_wait(s->batch, false, new_committed, a) < 0) {
+	return true;
+}
+
+void scheduler_add_new(struct scheduler *s, const struct call_record *r)
+{
+	struct attempt *a = track(s, r, queue_of(s, r->queue));
+
+	if (a) {
+		a->is_new = true;
+		if (batch_wait(s->batch, false, new_committed, a) == 0)
+			return;
 		forget(a);
-		s->scan_needed = true;
 	}
+	/* out of memory: let the call wait in calls.db instead */
+	s->scan_needed = true;
+	if (batch_update_call(s->batch, r, true) < 0)
+		log_error("call %s: out of memory; it runs after the host restarts", r->id);
+}
+
+static void moved(bool ok, void *arg)
+{
+	struct attempt *a = arg;
+	struct scheduler *s = a->sched;
+
+	if (!ok) {
+		strand(a);
+		return;
+	}
+	forget(a);
+	s->scan_needed = true;
+	schedule_dispatch(s);
+}
+
+/* Moves stranded calls' records from new.db to calls.db, where scans find them. */
+static void on_strand_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	struct attempt *list = s->stranded;
+
+	(void)fd;
+	(void)what;
+	s->stranded = NULL;
+	while (list) {
+		struct attempt *a = list;
+
+		list = a->next_new;
+		if (batch_update_call(s->batch, &a->rec, true) < 0 ||
+		    batch_wait(s->batch, false, moved, a) < 0)
+			strand(a);
+	}
+}
+
+static void strand(struct attempt *a)
+{
+	struct scheduler *s = a->sched;
+	struct timeval tv = { 0, STORAGE_PAUSE_MS * 1000 };
+
+	a->next_new = s->stranded;
+	s->stranded = a;
+	if (!evtimer_pending(s->strand_timer, NULL))
+		evtimer_add(s->strand_timer, &tv);
 }
 
 struct wake_pass {
@@ -531,7 +592,7 @@ static void wake_tick(evutil_socket_t fd, short what, void *arg)
 		log_error("waking calls of %s: %s", w->module, store_error(s->store));
 	for (int i = 0; i < p.count; i++) {
 		p.found[i].when_ms = p.now;
-		if (store_update_call(s->store, &p.found[i]) == 0)
+		if (store_update_call(s->store, &p.found[i], false) == 0)
 			s->stats.calls_woken++;
 		free(p.payloads[i]);
 	}
@@ -609,7 +670,9 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->timer = evtimer_new(base, on_timer, s);
 	s->kick = evtimer_new(base, dispatch, s);
 	s->wake_timer = evtimer_new(base, wake_tick, s);
-	if (!s->queues || !s->queue_running || !s->timer || !s->kick || !s->wake_timer) {
+	s->strand_timer = evtimer_new(base, on_strand_timer, s);
+	if (!s->queues || !s->queue_running || !s->timer || !s->kick || !s->wake_timer ||
+	    !s->strand_timer) {
 		scheduler_free(&s);
 		return NULL;
 	}
@@ -655,6 +718,8 @@ void scheduler_free(struct scheduler **sp)
 		event_free(s->kick);
 	if (s->wake_timer)
 		event_free(s->wake_timer);
+	if (s->strand_timer)
+		event_free(s->strand_timer);
 	free(s->queues);
 	free(s->queue_running);
 	free(s);

@@ -42,10 +42,15 @@ void scheduler_free(struct scheduler **s);
 void scheduler_start(struct scheduler *s);
 
 /*
- * Offers a call just recorded with batch_add_call(): it runs once that
- * write commits, or, when there is no room now, is found in the store
- * later.
+ * New calls.  When scheduler_take_new() says there is room for a new call
+ * of queue, the caller writes it to new.db (batch_add_call with is_new)
+ * and hands it to scheduler_add_new() in the same turn: its first attempt
+ * starts from memory as soon as that write commits, and new.db needs no
+ * index.  Otherwise the caller writes it to calls.db, where a scan after
+ * the commit finds it.  A call stays in new.db until the outcome of its
+ * first attempt is stored; a restart moves what is left to calls.db.
  */
+bool scheduler_take_new(struct scheduler *s, const char *queue);
 void scheduler_add_new(struct scheduler *s, const struct call_record *r);
 
 /* Calls may have become due in the store (a requeue): look soon. */

@@ -46,7 +46,7 @@
 
 struct store {
 	DB_ENV *env;
-	DB *calls, *due, *attempts, *done, *dead, *idem, *quarantine;
+	DB *calls, *due, *new_calls, *attempts, *done, *dead, *idem, *quarantine;
 	DB_TXN *txn;		/* the open batch, or NULL */
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
 	uint64_t done_count;	/* records in done.db (counted at open) */
@@ -310,6 +310,7 @@ static int check_integrity(struct store *s)
 	bool calls_all, due_all;
 
 	if (check_length(s, s->calls, "calls.db") < 0 || check_length(s, s->due, "due.db") < 0 ||
+	    check_length(s, s->new_calls, "new.db") < 0 ||
 	    count_entries(s, s->calls, "calls.db", &calls, deadline, &calls_all) < 0 ||
 	    count_entries(s, s->due, "due.db", &due, deadline + INTEGRITY_BUDGET_MS / 2,
 			  &due_all) < 0)
@@ -362,6 +363,67 @@ static uint64_t last_key_id(DB *db)
 	}
 	c->close(c);
 	return id;
+}
+
+/*
+ * new.db holds the calls whose first attempt a host was running from
+ * memory.  At start they are due again: each moves to calls.db as it is
+ * (its next= is its enqueue time), or to quarantine.db when it cannot be
+ * decoded.  There are at most a few thousand (the attempts a host keeps in
+ * flight), so this is quick.
+ */
+static int requeue_new_calls(struct store *s)
+{
+	struct call_record r;
+	uint64_t moved = 0, broken = 0;
+	char why[128];
+	DB_TXN *t;
+	DBC *c;
+	DBT k, d;
+	int rc;
+
+	rc = s->env->txn_begin(s->env, NULL, &t, 0);
+	if (rc)
+		return db_fail(s, "txn_begin", rc);
+	rc = s->new_calls->cursor(s->new_calls, t, &c, 0);
+	if (rc) {
+		t->abort(t);
+		return fail(s, "%s/new.db cannot be read: %s%s", s->dir, db_strerror(rc),
+			    recovery_hint(s));
+	}
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
+	while ((rc = c->get(c, &k, &d, DB_NEXT)) == 0) {
+		bool good = record_decode_call(d.data, d.size, &r, why, sizeof why) == 0 &&
+			    r.state == CALL_PENDING;
+		DB *to = good ? s->calls : s->quarantine;
+
+		rc = to->put(to, t, &k, &d, 0);
+		if (rc == 0)
+			rc = c->del(c, 0);
+		if (rc)
+			break;
+		if (good)
+			moved++;
+		else
+			broken++;
+	}
+	c->close(c);
+	if (rc != DB_NOTFOUND) {
+		t->abort(t);
+		return fail(s, "%s/new.db: cannot move its calls to calls.db: %s%s", s->dir,
+			    db_strerror(rc), recovery_hint(s));
+	}
+	rc = t->commit(t, 0);
+	if (rc)
+		return db_fail(s, "commit", rc);
+	if (moved)
+		log_info("%" PRIu64 " call(s) were at their first attempt when the host stopped; "
+			 "they are due again", moved);
+	if (broken)
+		log_error("new.db: moved %" PRIu64 " unreadable record(s) to quarantine.db "
+			  "(db5.3_dump -p shows them; nothing else reads them)", broken);
+	return 0;
 }
 
 static int lock_dir(struct store *s, const char *dir)
@@ -502,6 +564,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		goto fail;
 	}
 	if (open_db(s, &s->calls, "calls.db", false) || open_db(s, &s->due, "due.db", true) ||
+	    open_db(s, &s->new_calls, "new.db", false) ||
 	    open_db(s, &s->attempts, "attempts.db", false) ||
 	    open_db(s, &s->done, "done.db", false) || open_db(s, &s->dead, "dead.db", false) ||
 	    open_db(s, &s->idem, "idem.db", false) ||
@@ -513,7 +576,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		db_fail(s, "cannot index calls.db by due time", rc);
 		goto fail;
 	}
-	if (check_integrity(s) < 0)
+	if (check_integrity(s) < 0 || requeue_new_calls(s) < 0)
 		goto fail;
 	s->done_count = count_keys(s->done);
 	record_shm_key(s);
@@ -541,8 +604,8 @@ void store_close(struct store **sp)
 	if (s->txn)
 		store_abort(s);
 	/* the secondary closes before its primary */
-	DB **dbs[] = { &s->due,  &s->calls, &s->attempts,  &s->done,
-		       &s->dead, &s->idem,  &s->quarantine };
+	DB **dbs[] = { &s->due,  &s->calls, &s->new_calls,  &s->attempts,
+		       &s->done, &s->dead,  &s->idem,       &s->quarantine };
 	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
 		if (*dbs[i])
 			(*dbs[i])->close(*dbs[i], 0);
@@ -640,9 +703,9 @@ static int put_call(struct store *s, DB *db, const char *what, const struct call
 	return rc;
 }
 
-int store_add_call(struct store *s, const struct call_record *r)
+int store_add_call(struct store *s, const struct call_record *r, bool is_new)
 {
-	if (put_call(s, s->calls, "add call", r, true, DB_NOOVERWRITE) < 0)
+	if (put_call(s, is_new ? s->new_calls : s->calls, "add call", r, true, DB_NOOVERWRITE) < 0)
 		return -1;
 	if (r->idem_key[0] &&
 	    put(s, s->idem, "add idempotency key", r->idem_key, strlen(r->idem_key), r->id,
@@ -652,16 +715,18 @@ int store_add_call(struct store *s, const struct call_record *r)
 	return 0;
 }
 
-int store_update_call(struct store *s, const struct call_record *r)
+int store_update_call(struct store *s, const struct call_record *r, bool was_new)
 {
+	if (was_new && del(s, s->new_calls, "move call from new.db", r->id, strlen(r->id)) < 0)
+		return -1;
 	return put_call(s, s->calls, "update call", r, true, 0);
 }
 
-int store_finish_call(struct store *s, const struct call_record *r)
+int store_finish_call(struct store *s, const struct call_record *r, bool was_new)
 {
 	bool dead = r->state == CALL_DEAD;
 
-	if (del(s, s->calls, "remove call", r->id, strlen(r->id)) < 0)
+	if (del(s, was_new ? s->new_calls : s->calls, "remove call", r->id, strlen(r->id)) < 0)
 		return -1;
 	if (!dead)
 		s->done_count++;
@@ -701,7 +766,9 @@ int store_add_attempt(struct store *s, const char *id, uint32_t n, const struct 
 int store_get_call(struct store *s, enum store_table table, const char *id,
 		   struct call_record *r, void **buf)
 {
-	DB *db = table == TABLE_CALLS ? s->calls : table == TABLE_DONE ? s->done : s->dead;
+	DB *const dbs[] = { [TABLE_CALLS] = s->calls, [TABLE_NEW] = s->new_calls,
+			    [TABLE_DONE] = s->done, [TABLE_DEAD] = s->dead };
+	DB *db = dbs[table];
 	char why[128];
 	DBT k, d;
 	int rc;

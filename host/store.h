@@ -6,6 +6,8 @@
  * record.h, so `db5.3_dump -p -h DATA_DIR FILE` reads well):
  *   calls.db     pending calls, key = call id
  *   due.db       index of calls.db by next attempt time (maintained by BDB)
+ *   new.db       new calls whose first attempt the host runs from memory
+ *                (same records; not indexed; moved to calls.db at start)
  *   attempts.db  one record per attempt, key = "ID/NNNN"
  *   done.db      finished calls (no payload), kept for done_retention
  *   dead.db      calls that failed for good or expired, with payload
@@ -60,17 +62,22 @@ const char *store_error(const struct store *s);
 /* A new call id: 16 lowercase hex digits, increasing, starting with the time. */
 void store_new_id(struct store *s, char id[CALL_ID_LEN + 1]);
 
-/* Writes a new pending call (and its Idempotency-Key, if any). */
-int store_add_call(struct store *s, const struct call_record *r);
+/*
+ * Writes a new pending call (and its Idempotency-Key, if any): into
+ * new.db when is_new (the caller runs its first attempt from memory and
+ * needs no index entry), else into calls.db.
+ */
+int store_add_call(struct store *s, const struct call_record *r, bool is_new);
 
-/* Overwrites a pending call (after a failed attempt). */
-int store_update_call(struct store *s, const struct call_record *r);
+/* Overwrites a pending call (after a failed attempt); was_new moves it
+ * from new.db to calls.db. */
+int store_update_call(struct store *s, const struct call_record *r, bool was_new);
 
 /*
- * Removes a pending call and keeps it as done (without payload) or dead
- * (with payload), according to r->state.
+ * Removes a pending call (from new.db when was_new) and keeps it as done
+ * (without payload) or dead (with payload), according to r->state.
  */
-int store_finish_call(struct store *s, const struct call_record *r);
+int store_finish_call(struct store *s, const struct call_record *r, bool was_new);
 
 /* Moves a dead call back to pending, due at r->when_ms. */
 int store_requeue_dead(struct store *s, const struct call_record *r);
@@ -79,7 +86,7 @@ int store_requeue_dead(struct store *s, const struct call_record *r);
 int store_add_attempt(struct store *s, const char *id, uint32_t n,
 		      const struct attempt_record *a);
 
-enum store_table { TABLE_CALLS, TABLE_DONE, TABLE_DEAD };
+enum store_table { TABLE_CALLS, TABLE_NEW, TABLE_DONE, TABLE_DEAD };
 
 /*
  * Reads call id from table into *r.  On success *buf holds the record

@@ -109,7 +109,7 @@ static struct store *open_store(void)
 	return s;
 }
 
-static void add(struct store *s, const char *id, int64_t due, const char *key)
+static void add_to(struct store *s, const char *id, int64_t due, const char *key, bool is_new)
 {
 	struct call_record r;
 
@@ -125,7 +125,12 @@ static void add(struct store *s, const char *id, int64_t due, const char *key)
 		snprintf(r.idem_key, sizeof r.idem_key, "%s", key);
 	r.payload = id;
 	r.payload_len = strlen(id);
-	ck_assert_int_eq(store_add_call(s, &r), 0);
+	ck_assert_int_eq(store_add_call(s, &r, is_new), 0);
+}
+
+static void add(struct store *s, const char *id, int64_t due, const char *key)
+{
+	add_to(s, id, due, key, false);
 }
 
 static int collect(const struct call_record *r, void *arg)
@@ -187,13 +192,49 @@ START_TEST(finished_calls_leave_the_due_index)
 	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "00000000000000aa", &r, &buf), 0);
 	r.state = CALL_DONE;
 	r.when_ms = 2000;
-	ck_assert_int_eq(store_finish_call(s, &r), 0);
+	ck_assert_int_eq(store_finish_call(s, &r, false), 0);
 	free(buf);
 	ck_assert_int_eq(store_commit(s), 0);
 	ck_assert_int_eq(store_next_due(s, &due), 1);
 	ck_assert_int_eq(store_get_call(s, TABLE_DONE, "00000000000000aa", &r, &buf), 0);
 	ck_assert_int_eq(r.state, CALL_DONE);
 	free(buf);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(new_calls_are_unindexed_until_a_restart_makes_them_due)
+{
+	struct store *s = open_store();
+	struct call_record r;
+	char seen[256] = "";
+	void *buf;
+	int64_t due;
+
+	add_to(s, "00000000000000aa", 1000, NULL, true);
+	add_to(s, "00000000000000bb", 2000, NULL, true);
+	ck_assert_int_eq(store_commit(s), 0);
+	/* in new.db: readable, not due (the host runs them from memory) */
+	ck_assert_int_eq(store_next_due(s, &due), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_NEW, "00000000000000aa", &r, &buf), 0);
+	free(buf);
+	/* a failed first attempt moves the call to calls.db */
+	ck_assert_int_eq(store_get_call(s, TABLE_NEW, "00000000000000bb", &r, &buf), 0);
+	r.attempts = 1;
+	r.when_ms = 7000;
+	ck_assert_int_eq(store_update_call(s, &r, true), 0);
+	free(buf);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_NEW, "00000000000000bb", &r, &buf), 1);
+	ck_assert_int_eq(store_next_due(s, &due), 0);
+	ck_assert_int_eq(due, 7000);
+	/* the host stops while aa's first attempt runs: aa is due again */
+	store_close(&s);
+	s = open_store();
+	ck_assert_int_eq(store_get_call(s, TABLE_NEW, "00000000000000aa", &r, &buf), 1);
+	ck_assert_int_eq(store_scan_due(s, "", 9000, 100, NULL, collect, seen), 0);
+	ck_assert_str_eq(seen, "00000000000000aa,00000000000000bb,");
 	store_close(&s);
 	remove_dir();
 }
@@ -227,7 +268,7 @@ START_TEST(sweep_removes_only_old_done_calls)
 		ck_assert_int_eq(store_get_call(s, TABLE_CALLS, ids[i], &r, &buf), 0);
 		r.state = CALL_DONE;
 		r.when_ms = i ? 100000 : 2;	/* finished at 2 ms and at 100 s */
-		ck_assert_int_eq(store_finish_call(s, &r), 0);
+		ck_assert_int_eq(store_finish_call(s, &r, false), 0);
 		free(buf);
 	}
 	ck_assert_int_eq(store_commit(s), 0);
@@ -254,7 +295,7 @@ START_TEST(sweep_keeps_at_most_keep_max_done_calls)
 		ck_assert_int_eq(store_get_call(s, TABLE_CALLS, ids[i], &r, &buf), 0);
 		r.state = CALL_DONE;
 		r.when_ms = 100000;	/* recent: the time limit keeps them all */
-		ck_assert_int_eq(store_finish_call(s, &r), 0);
+		ck_assert_int_eq(store_finish_call(s, &r, false), 0);
 		free(buf);
 	}
 	ck_assert_int_eq(store_commit(s), 0);
@@ -320,6 +361,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, committed_calls_survive_reopen);
 	tcase_add_test(tc, due_calls_come_earliest_first);
 	tcase_add_test(tc, finished_calls_leave_the_due_index);
+	tcase_add_test(tc, new_calls_are_unindexed_until_a_restart_makes_them_due);
 	tcase_add_test(tc, idempotency_keys_find_the_first_call);
 	tcase_add_test(tc, sweep_removes_only_old_done_calls);
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
