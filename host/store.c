@@ -132,7 +132,7 @@ static int due_of(DB *secondary, const DBT *pkey, const DBT *pdata, DBT *skey)
 
 static const char *recovery_hint(const struct store *s);
 
-static int open_db(struct store *s, DB **db, const char *file, bool dupsort)
+static int open_db(struct store *s, DB **db, const char *file, DBTYPE type, bool dupsort)
 {
 	int rc = db_create(db, s->env, 0);
 
@@ -143,8 +143,8 @@ static int open_db(struct store *s, DB **db, const char *file, bool dupsort)
 	/* page checksums: damage on disk is found when a page is read, never
 	 * taken for data (ignored for a database created without them) */
 	(*db)->set_flags(*db, DB_CHKSUM);
-	/* database handles stay on the loop thread: no DB_THREAD */
-	rc = (*db)->open(*db, NULL, file, NULL, DB_BTREE, DB_CREATE | DB_AUTO_COMMIT, 0600);
+	/* a handle is used by one thread at a time (batch.h): no DB_THREAD */
+	rc = (*db)->open(*db, NULL, file, NULL, type, DB_CREATE | DB_AUTO_COMMIT, 0600);
 	if (rc) {
 		(*db)->close(*db, 0);
 		*db = NULL;
@@ -276,21 +276,31 @@ static int count_entries(struct store *s, DB *db, const char *file, uint64_t *n,
 /* A file shorter than the pages its header counts was truncated. */
 static int check_length(struct store *s, DB *db, const char *file)
 {
-	DB_BTREE_STAT *st;
+	DBTYPE type = DB_BTREE;
+	void *st;
+	u_int32_t pages, page_size;
 	char path[4200];
 	struct stat fs;
-	int rc = db->stat(db, NULL, &st, DB_FAST_STAT);
+	int rc;
 
+	db->get_type(db, &type);
+	rc = db->stat(db, NULL, &st, DB_FAST_STAT);
 	if (rc)
 		return fail(s, "%s/%s cannot be read: %s%s", s->dir, file, db_strerror(rc),
 			    recovery_hint(s));
+	if (type == DB_HASH) {
+		pages = ((DB_HASH_STAT *)st)->hash_pagecnt;
+		page_size = ((DB_HASH_STAT *)st)->hash_pagesize;
+	} else {
+		pages = ((DB_BTREE_STAT *)st)->bt_pagecnt;
+		page_size = ((DB_BTREE_STAT *)st)->bt_pagesize;
+	}
+	free(st);
 	snprintf(path, sizeof path, "%s/%s", s->dir, file);
-	rc = stat(path, &fs) == 0 &&
-	     (uint64_t)fs.st_size < (uint64_t)st->bt_pagecnt * st->bt_pagesize;
+	rc = stat(path, &fs) == 0 && (uint64_t)fs.st_size < (uint64_t)pages * page_size;
 	if (rc)
 		fail(s, "%s is truncated: %lld bytes, its header counts %u pages of %u%s", path,
-		     (long long)fs.st_size, st->bt_pagecnt, st->bt_pagesize, recovery_hint(s));
-	free(st);
+		     (long long)fs.st_size, pages, page_size, recovery_hint(s));
 	return rc ? -1 : 0;
 }
 
@@ -563,12 +573,19 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		     db_strerror(rc), note[0] ? note : recovery_hint(s));
 		goto fail;
 	}
-	if (open_db(s, &s->calls, "calls.db", false) || open_db(s, &s->due, "due.db", true) ||
-	    open_db(s, &s->new_calls, "new.db", false) ||
-	    open_db(s, &s->attempts, "attempts.db", false) ||
-	    open_db(s, &s->done, "done.db", false) || open_db(s, &s->dead, "dead.db", false) ||
-	    open_db(s, &s->idem, "idem.db", false) ||
-	    open_db(s, &s->quarantine, "quarantine.db", false))
+	/*
+	 * B-trees in id (so age) order, except new.db: its records come and
+	 * go within moments, and a hash reuses their space in place, where a
+	 * B-tree would split pages at one end and free them at the other.
+	 */
+	if (open_db(s, &s->calls, "calls.db", DB_BTREE, false) ||
+	    open_db(s, &s->due, "due.db", DB_BTREE, true) ||
+	    open_db(s, &s->new_calls, "new.db", DB_HASH, false) ||
+	    open_db(s, &s->attempts, "attempts.db", DB_BTREE, false) ||
+	    open_db(s, &s->done, "done.db", DB_BTREE, false) ||
+	    open_db(s, &s->dead, "dead.db", DB_BTREE, false) ||
+	    open_db(s, &s->idem, "idem.db", DB_BTREE, false) ||
+	    open_db(s, &s->quarantine, "quarantine.db", DB_BTREE, false))
 		goto fail;
 	/* DB_CREATE builds due.db from calls.db if it is missing or new. */
 	rc = s->calls->associate(s->calls, NULL, s->due, due_of, DB_CREATE | DB_AUTO_COMMIT);

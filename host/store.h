@@ -2,8 +2,8 @@
  * store.h - the durable call store: a Berkeley DB transactional environment
  * in data_dir, owned by the host process alone.
  *
- * Files in data_dir (all B-trees with text keys and text records, see
- * record.h, so `db5.3_dump -p -h DATA_DIR FILE` reads well):
+ * Files in data_dir (B-trees, and new.db a hash, with text keys and text
+ * records, see record.h, so `db5.3_dump -p -h DATA_DIR FILE` reads well):
  *   calls.db     pending calls, key = call id
  *   due.db       index of calls.db by next attempt time (maintained by BDB)
  *   new.db       new calls whose first attempt the host runs from memory
