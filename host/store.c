@@ -143,6 +143,9 @@ static int open_db(struct store *s, DB **db, const char *file, DBTYPE type, bool
 	/* page checksums: damage on disk is found when a page is read, never
 	 * taken for data (ignored for a database created without them) */
 	(*db)->set_flags(*db, DB_CHKSUM);
+	/* done.db only grows at its end: bigger pages, fewer splits (new ones) */
+	if (!strcmp(file, "done.db"))
+		(*db)->set_pagesize(*db, 16384);
 	/* a handle is used by one thread at a time (batch.h): no DB_THREAD */
 	rc = (*db)->open(*db, NULL, file, NULL, type, DB_CREATE | DB_AUTO_COMMIT, 0600);
 	if (rc) {
