@@ -651,10 +651,33 @@ static bool authorized(struct http_api *api, struct evhttp_request *req)
 	return false;
 }
 
+/*
+ * The path of a request target: origin-form ("/v1/...") as is, and the
+ * absolute-form a proxy sends ("http://host:port/v1/...", which RFC 9112
+ * 3.2.2 says servers must accept) from its path on.  NULL for anything else.
+ */
+static const char *target_path(const char *uri)
+{
+	const char *rest;
+
+	if (!uri)
+		return NULL;
+	if (uri[0] == '/')
+		return uri;
+	if (!evutil_ascii_strncasecmp(uri, "http://", 7))
+		rest = uri + 7;
+	else if (!evutil_ascii_strncasecmp(uri, "https://", 8))
+		rest = uri + 8;
+	else
+		return NULL;
+	rest = strchr(rest, '/');
+	return rest ? rest : "/";
+}
+
 static void route(struct evhttp_request *req, void *arg)
 {
 	struct http_api *api = arg;
-	const char *uri = evhttp_request_get_uri(req);
+	const char *uri = target_path(evhttp_request_get_uri(req));
 	char path[1024];
 	char *parts[6];
 	const char *q;
@@ -683,6 +706,8 @@ static void route(struct evhttp_request *req, void *arg)
 		struct evbuffer *out = evbuffer_new();
 
 		evbuffer_add_printf(out, "ok\n");
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  "text/plain; charset=utf-8");
 		evhttp_send_reply(req, 200, "OK", out);
 		evbuffer_free(out);
 		return;

@@ -65,6 +65,8 @@ plugin "$PLUGINS/echo.so" echo
 start_host
 
 equal "healthz needs no token" "$(hreq GET /healthz)" 200
+contains "healthz says it is plain text" "$(tr -d '\r' < "$T/headers")" \
+	"Content-Type: text/plain"
 equal "a sync call without Authorization is 401" "$(hreq POST /v1/call/echo/echo -d hi)" 401
 contains "which says what to send" "$(body)" '"error": "this host requires Authorization: Bearer TOKEN"'
 contains "with a WWW-Authenticate: Bearer header" "$(tr -d '\r' < "$T/headers")" \
@@ -184,6 +186,12 @@ else
 fi
 equal "each of the 2000 pipelined requests got 200" "$(grep -c '^HTTP/1.1 200 ' "$T/pipeline.out")" 2000
 check "the host is alive after the pipeline" host_alive
+# absolute-form, as a proxy sends it (RFC 9112 3.2.2: servers must accept it)
+printf 'POST http://127.0.0.1:%s/v1/call/echo/upper HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxyz' \
+	"$PORT" "$AUTH" > "$T/absolute.in"
+malformed absolute "a request in absolute-form"
+equal "an absolute-form request is routed by its path" "$(first_line absolute | cut -d' ' -f2)" 200
+contains "and answered" "$(cat "$T/absolute.out")" XYZ
 equal "healthz answers 200 after all the malformed requests" "$(status GET /healthz)" 200
 equal "and calls still work" "$(hreq POST /v1/call/echo/upper -d abc -H "$AUTH")" 200
 equal "with the right reply" "$(body)" ABC
