@@ -332,18 +332,21 @@ static int collect_due(const struct call_record *r, void *arg)
 	return --c->room <= 0;
 }
 
-/* Sets the timer for the earliest due call (the store is synced). */
+/*
+ * Sets the timer for the earliest call due after now (the store is
+ * synced).  Calls due already were just scanned: those left behind (no
+ * room) have scan_needed set, and completions bring the scheduler back.
+ */
 static void arm(struct scheduler *s)
 {
 	int64_t due, now = clock_wall_ms(), delay = MAX_TIMER_MS;
 	struct timeval tv;
-	int rc = store_next_due(s->store, &due);
+	int rc = store_next_due(s->store, now, &due);
 
 	if (rc < 0)
 		log_error("scheduler: %s", store_error(s->store));
 	if (rc == 0) {
 		delay = due - now;
-		/* due already but all in flight or held back: completions kick us */
 		if (delay <= 0 || delay > MAX_TIMER_MS)
 			delay = MAX_TIMER_MS;
 	}

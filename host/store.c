@@ -842,8 +842,9 @@ static int open_cursor(struct store *s, DB *db, DBC **c)
 	return 0;
 }
 
-int store_next_due(struct store *s, int64_t *due_ms)
+int store_next_due(struct store *s, int64_t after_ms, int64_t *due_ms)
 {
+	char after[CLOCK_ISO_LEN + 1];
 	DBC *c;
 	DBT k, d;
 	int rc;
@@ -853,7 +854,15 @@ int store_next_due(struct store *s, int64_t *due_ms)
 	memset(&k, 0, sizeof k);
 	memset(&d, 0, sizeof d);
 	d.flags = DB_DBT_PARTIAL;
-	rc = c->get(c, &k, &d, DB_FIRST);
+	if (after_ms == INT64_MIN) {
+		rc = c->get(c, &k, &d, DB_FIRST);
+	} else {
+		clock_format_iso(after_ms, after, sizeof after);
+		dbt_bytes(&k, after, CLOCK_ISO_LEN);
+		rc = c->get(c, &k, &d, DB_SET_RANGE);
+		if (rc == 0 && k.size == CLOCK_ISO_LEN && !memcmp(k.data, after, CLOCK_ISO_LEN))
+			rc = c->get(c, &k, &d, DB_NEXT_NODUP);
+	}
 	c->close(c);
 	if (rc == DB_NOTFOUND)
 		return 1;

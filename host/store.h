@@ -99,8 +99,9 @@ int store_get_call(struct store *s, enum store_table table, const char *id,
 /* Looks up an Idempotency-Key.  Returns 0 and fills id, 1 when unknown. */
 int store_find_idem(struct store *s, const char *key, char id[CALL_ID_LEN + 1]);
 
-/* The earliest planned attempt.  Returns 0, or 1 when nothing is pending. */
-int store_next_due(struct store *s, int64_t *due_ms);
+/* The earliest attempt planned after after_ms (INT64_MIN: the earliest of
+ * all).  Returns 0, or 1 when there is none. */
+int store_next_due(struct store *s, int64_t after_ms, int64_t *due_ms);
 
 /*
  * Calls visit() for pending calls due at or before now_ms, earliest first,

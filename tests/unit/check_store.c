@@ -171,8 +171,14 @@ START_TEST(due_calls_come_earliest_first)
 	add(s, "00000000000000bb", 1000, NULL);
 	add(s, "00000000000000cc", 9000, NULL);
 	ck_assert_int_eq(store_commit(s), 0);
-	ck_assert_int_eq(store_next_due(s, &due), 0);
+	ck_assert_int_eq(store_next_due(s, INT64_MIN, &due), 0);
 	ck_assert_int_eq(due, 1000);
+	/* what comes after a time: strictly later calls only */
+	ck_assert_int_eq(store_next_due(s, 1000, &due), 0);
+	ck_assert_int_eq(due, 3000);
+	ck_assert_int_eq(store_next_due(s, 2000, &due), 0);
+	ck_assert_int_eq(due, 3000);
+	ck_assert_int_eq(store_next_due(s, 9000, &due), 1);
 	ck_assert_int_eq(store_scan_due(s, "", 5000, 100, NULL, collect, seen), 0);
 	ck_assert_str_eq(seen, "00000000000000bb,00000000000000aa,");
 	store_close(&s);
@@ -195,7 +201,7 @@ START_TEST(finished_calls_leave_the_due_index)
 	ck_assert_int_eq(store_finish_call(s, &r, false), 0);
 	free(buf);
 	ck_assert_int_eq(store_commit(s), 0);
-	ck_assert_int_eq(store_next_due(s, &due), 1);
+	ck_assert_int_eq(store_next_due(s, INT64_MIN, &due), 1);
 	ck_assert_int_eq(store_get_call(s, TABLE_DONE, "00000000000000aa", &r, &buf), 0);
 	ck_assert_int_eq(r.state, CALL_DONE);
 	free(buf);
@@ -216,7 +222,7 @@ START_TEST(new_calls_are_unindexed_until_a_restart_makes_them_due)
 	add_to(s, "00000000000000bb", 2000, NULL, true);
 	ck_assert_int_eq(store_commit(s), 0);
 	/* in new.db: readable, not due (the host runs them from memory) */
-	ck_assert_int_eq(store_next_due(s, &due), 1);
+	ck_assert_int_eq(store_next_due(s, INT64_MIN, &due), 1);
 	ck_assert_int_eq(store_get_call(s, TABLE_NEW, "00000000000000aa", &r, &buf), 0);
 	free(buf);
 	/* a failed first attempt moves the call to calls.db */
@@ -227,7 +233,7 @@ START_TEST(new_calls_are_unindexed_until_a_restart_makes_them_due)
 	free(buf);
 	ck_assert_int_eq(store_commit(s), 0);
 	ck_assert_int_eq(store_get_call(s, TABLE_NEW, "00000000000000bb", &r, &buf), 1);
-	ck_assert_int_eq(store_next_due(s, &due), 0);
+	ck_assert_int_eq(store_next_due(s, INT64_MIN, &due), 0);
 	ck_assert_int_eq(due, 7000);
 	/* the host stops while aa's first attempt runs: aa is due again */
 	store_close(&s);
