@@ -344,7 +344,8 @@ static void answer(struct batch *b)
 		b->groups = g->next;
 		if (!b->groups)
 			b->groups_tail = &b->groups;
-		b->error = "flushing the log to disk failed";
+		b->error = "flushing the log to disk failed (the call was committed and may "
+			   "still run; retry with the same Idempotency-Key)";
 		waiters_run(&g->w, flush_ok);
 		b->error = NULL;
 		free(g);

@@ -234,7 +234,7 @@ static void enqueue_committed(bool ok, void *arg)
 
 	if (!ok) {
 		reply_error(r->req, 503, "Service Unavailable",
-			    "the call could not be stored; it was not accepted: %s",
+			    "the call was not stored durably, so not accepted: %s",
 			    batch_error(r->api->d.batch));
 	} else if (!body) {
 		reply_error(r->req, 500, "Internal Server Error", "out of memory");

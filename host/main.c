@@ -92,8 +92,10 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 			     h->conf.done_keep_max, 50000);
 	if (n < 0)
 		log_error("removing old finished calls: %s", store_error(h->store));
-	else if (n > 0)
-		batch_touch(h->batch);
+	if (n > 0)
+		batch_touch(h->batch);	/* the writer commits it with the turn */
+	else if (store_in_transaction(h->store))
+		store_abort(h->store);	/* failed, or nothing to delete */
 }
 
 /*

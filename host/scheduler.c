@@ -32,6 +32,7 @@ struct attempt {
 	const struct queue_conf *queue;
 	int64_t started_ms;		/* wall clock */
 	bool is_new;			/* its record is in new.db (see scheduler.h) */
+	bool outcome_lost;		/* its outcome could not be recorded (memory) */
 	struct attempt *next_in_bucket;
 	struct attempt *next_new;	/* a scan's collection, or the stranded list */
 };
@@ -160,7 +161,7 @@ static void after_commit(bool ok, void *arg)
 	struct attempt *a = arg;
 	struct scheduler *s = a->sched;
 
-	if (!ok) {
+	if (!ok || a->outcome_lost) {
 		log_warning("call %s: the outcome of attempt %u was not stored; it will run again",
 			    a->rec.id, a->rec.attempts + 1);
 		/* the store is failing (full disk?): give it a moment, not a storm */
@@ -234,16 +235,22 @@ static void attempt_done(struct job *job, struct job_result *res)
 	rec.payload_len = a->job.payload_len;
 	/* a call done at its first attempt needs no history record: the done
 	 * record says it all (the API shows it as attempt 1) */
+	/* the waiter first: once an outcome is recorded, it must commit
+	 * before the call is forgotten (out of memory: nothing recorded) */
+	if (batch_wait(s->batch, false, after_commit, a) < 0) {
+		after_commit(false, a);
+		return;
+	}
 	rc = 0;
 	if (rec.state != CALL_DONE || rec.attempts > 1)
 		rc = batch_add_attempt(s->batch, rec.id, rec.attempts, &history);
 	if (rc == 0)
 		rc = rec.state == CALL_PENDING ? batch_update_call(s->batch, &rec, a->is_new)
 					       : batch_finish_call(s->batch, &rec, a->is_new);
-	if (rc == 0 && rec.state == CALL_PENDING)
+	if (rc < 0)
+		a->outcome_lost = true;	/* the call stays as it was: it runs again */
+	else if (rec.state == CALL_PENDING)
 		note_due(s, rec.when_ms);
-	if (rc < 0 || batch_wait(s->batch, false, after_commit, a) < 0)
-		after_commit(false, a);	/* out of memory: the call stays as it was */
 }
 
 /* A new attempt of call r, counted in flight (NULL when out of memory). */
@@ -474,7 +481,9 @@ bool scheduler_take_new(struct scheduler *s, const char *queue)
 {
 	const struct queue_conf *q = queue_of(s, queue);
 
-	if (!s->started || clock_mono_ms() < s->paused_until_ms ||
+	/* calls already due in the store (scan_needed) go first: a new call
+	 * then waits its turn in calls.db, in due-time order */
+	if (s->scan_needed || !s->started || clock_mono_ms() < s->paused_until_ms ||
 	    s->in_flight >= max_in_flight(s) ||
 	    (q->concurrency && s->queue_running[queue_index(s, q)] >= q->concurrency)) {
 		s->scan_needed = true;	/* a scan after the commit finds it */
@@ -509,6 +518,7 @@ static void moved(bool ok, void *arg)
 		return;
 	}
 	forget(a);
+	s->resume[0] = '\0';	/* it is due at its enqueue time, long past */
 	s->scan_needed = true;
 	schedule_dispatch(s);
 }

@@ -378,23 +378,20 @@ static uint64_t last_key_id(DB *db)
 	return id;
 }
 
-/*
- * new.db holds the calls whose first attempt a host was running from
- * memory.  At start they are due again: each moves to calls.db as it is
- * (its next= is its enqueue time), or to quarantine.db when it cannot be
- * decoded.  There are at most a few thousand (the attempts a host keeps in
- * flight), so this is quick.
- */
-static int requeue_new_calls(struct store *s)
+#define REQUEUE_PER_TXN 500	/* keeps each transaction's locks few */
+
+/* Moves up to REQUEUE_PER_TXN records out of new.db; *left is set when
+ * more remain. */
+static int requeue_some(struct store *s, uint64_t *moved, uint64_t *broken, bool *left)
 {
 	struct call_record r;
-	uint64_t moved = 0, broken = 0;
 	char why[128];
+	int n = 0, rc;
 	DB_TXN *t;
 	DBC *c;
 	DBT k, d;
-	int rc;
 
+	*left = false;
 	rc = s->env->txn_begin(s->env, NULL, &t, 0);
 	if (rc)
 		return db_fail(s, "txn_begin", rc);
@@ -417,9 +414,14 @@ static int requeue_new_calls(struct store *s)
 		if (rc)
 			break;
 		if (good)
-			moved++;
+			++*moved;
 		else
-			broken++;
+			++*broken;
+		if (++n == REQUEUE_PER_TXN) {
+			*left = true;
+			rc = DB_NOTFOUND;
+			break;
+		}
 	}
 	c->close(c);
 	if (rc != DB_NOTFOUND) {
@@ -430,6 +432,24 @@ static int requeue_new_calls(struct store *s)
 	rc = t->commit(t, 0);
 	if (rc)
 		return db_fail(s, "commit", rc);
+	return 0;
+}
+
+/*
+ * new.db holds the calls whose first attempt a host was running from
+ * memory.  At start they are due again: each moves to calls.db as it is
+ * (its next= is its enqueue time), or to quarantine.db when it cannot be
+ * decoded.  There are at most as many as a host keeps in flight (1,024),
+ * so this is quick; each move is atomic, so a crash midway loses nothing.
+ */
+static int requeue_new_calls(struct store *s)
+{
+	uint64_t moved = 0, broken = 0;
+	bool left = true;
+
+	while (left)
+		if (requeue_some(s, &moved, &broken, &left) < 0)
+			return -1;
 	if (moved)
 		log_info("%" PRIu64 " call(s) were at their first attempt when the host stopped; "
 			 "they are due again", moved);

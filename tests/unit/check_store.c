@@ -246,6 +246,36 @@ START_TEST(new_calls_are_unindexed_until_a_restart_makes_them_due)
 }
 END_TEST
 
+static int count_visit(const struct call_record *r, void *arg)
+{
+	(void)r;
+	++*(int *)arg;
+	return 0;
+}
+
+START_TEST(a_restart_makes_every_new_call_due)
+{
+	struct store *s = open_store();
+	char id[CALL_ID_LEN + 1];
+	int64_t due;
+	int n = 0;
+
+	/* more than one of the start-up moves' transactions (500 each) */
+	for (int i = 1; i <= 1300; i++) {
+		snprintf(id, sizeof id, "%016x", i);
+		add_to(s, id, 1000 + i, NULL, true);
+	}
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_next_due(s, INT64_MIN, &due), 1);
+	store_close(&s);
+	s = open_store();
+	ck_assert_int_eq(store_scan_due(s, "", 10000, 5000, NULL, count_visit, &n), 0);
+	ck_assert_int_eq(n, 1300);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
 START_TEST(idempotency_keys_find_the_first_call)
 {
 	struct store *s = open_store();
@@ -368,6 +398,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, due_calls_come_earliest_first);
 	tcase_add_test(tc, finished_calls_leave_the_due_index);
 	tcase_add_test(tc, new_calls_are_unindexed_until_a_restart_makes_them_due);
+	tcase_add_test(tc, a_restart_makes_every_new_call_due);
 	tcase_add_test(tc, idempotency_keys_find_the_first_call);
 	tcase_add_test(tc, sweep_removes_only_old_done_calls);
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
