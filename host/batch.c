@@ -24,11 +24,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "batch.h"
 #include "log.h"
 #include "store.h"
+
+#define BUSY_RETRY_MS 1000	/* how long writes wait for another process's lock */
+#define BUSY_PAUSE_MS 10
 
 enum op_kind { OP_ADD_CALL, OP_UPDATE_CALL, OP_FINISH_CALL, OP_ADD_ATTEMPT };
 
@@ -197,25 +201,53 @@ static int apply_op(struct store *s, const struct op *op)
 	return -1;
 }
 
-/* Applies the turns' writes as one transaction; fills in their outcome. */
-static void apply(struct batch *b, struct turn *turns)
+/* One try at applying and committing the turns' writes. */
+static int apply_once(struct batch *b, struct turn *turns)
 {
-	char error[sizeof turns->error] = "";
 	int rc = 0;
 
-	for (struct turn *t = turns; t; t = t->next) {
+	for (struct turn *t = turns; t && rc == 0; t = t->next)
 		for (struct op *op = t->ops; op && rc == 0; op = op->next)
 			rc = apply_op(b->store, op);
+	if (rc == 0 && store_in_transaction(b->store))
+		rc = store_commit(b->store);
+	return rc;
+}
+
+/*
+ * Applies the turns' writes as one transaction; fills in their outcome.
+ * Writes do not wait for locks (see store.h): when another process holds
+ * one, the transaction is aborted and tried again, for up to BUSY_RETRY_MS,
+ * unless it carries the loop's direct writes, which cannot be replayed.
+ * Turns submitted meanwhile join the retries, so that no write waits much
+ * longer than BUSY_RETRY_MS in all.
+ */
+static void apply(struct batch *b, struct turn_list *work)
+{
+	char error[sizeof work->head->error] = "";
+	bool replayable = !store_in_transaction(b->store), busy;
+	int rc, waited_ms = 0;
+
+	for (;;) {
+		rc = apply_once(b, work->head);
+		if (rc == 0)
+			break;
+		snprintf(error, sizeof error, "%s", store_error(b->store));
+		busy = store_busy(b->store);
+		store_abort(b->store);
+		if (!busy || !replayable || waited_ms >= BUSY_RETRY_MS)
+			break;
+		nanosleep(&(struct timespec){ 0, BUSY_PAUSE_MS * 1000000L }, NULL);
+		waited_ms += BUSY_PAUSE_MS;
+		pthread_mutex_lock(&b->lock);
+		turn_list_splice(work, &b->submitted);
+		pthread_mutex_unlock(&b->lock);
+	}
+	for (struct turn *t = work->head; t; t = t->next) {
 		free_ops(t->ops);
 		t->ops = NULL;
 	}
-	if (rc == 0 && store_in_transaction(b->store))
-		rc = store_commit(b->store);
-	if (rc < 0) {
-		snprintf(error, sizeof error, "%s", store_error(b->store));
-		store_abort(b->store);
-	}
-	for (struct turn *t = turns; t; t = t->next) {
+	for (struct turn *t = work->head; t; t = t->next) {
 		t->ok = rc == 0;
 		memcpy(t->error, error, sizeof error);
 	}
@@ -238,7 +270,7 @@ static void *writer_loop(void *arg)
 		b->writing = true;
 		pthread_mutex_unlock(&b->lock);
 
-		apply(b, work.head);
+		apply(b, &work);
 
 		pthread_mutex_lock(&b->lock);
 		flush = false;

@@ -49,6 +49,7 @@ struct store {
 	DB *calls, *due, *new_calls, *attempts, *done, *dead, *idem, *quarantine;
 	DB_TXN *txn;		/* the open batch, or NULL */
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
+	bool busy;		/* the last failure was a lock another process holds */
 	uint64_t done_count;	/* records in done.db (counted at open) */
 	long shm_key;		/* base System V key of the regions */
 	u_int32_t recorded_log;	/* log file named in cagehost.state */
@@ -72,6 +73,7 @@ static int fail(struct store *s, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
+	s->busy = false;
 	vsnprintf(s->error, sizeof s->error, fmt, ap);
 	va_end(ap);
 	return -1;
@@ -105,15 +107,23 @@ static int db_fail(struct store *s, const char *what, int rc)
 	check_fatal(s, rc);
 	if (s->txn)
 		s->txn_failed = true;	/* the whole transaction must go */
-	if (rc == DB_LOCK_DEADLOCK || rc == DB_LOCK_NOTGRANTED)
-		return fail(s, "%s: storage busy: another process has held a lock for over a "
-			    "second (a db5.3_dump piped into a pager that does not read?)", what);
+	if (rc == DB_LOCK_DEADLOCK || rc == DB_LOCK_NOTGRANTED) {
+		fail(s, "%s: storage busy: another process holds a lock the host needs (a "
+		     "db5.3_dump piped into a pager that does not read?)", what);
+		s->busy = true;
+		return -1;
+	}
 	return fail(s, "%s: %s", what, db_strerror(rc));
 }
 
 const char *store_error(const struct store *s)
 {
 	return s->error;
+}
+
+bool store_busy(const struct store *s)
+{
+	return s->busy;
 }
 
 /* due.db key: the ISO due time at the start of a pending record. */
@@ -681,7 +691,14 @@ static DB_TXN *txn(struct store *s)
 	int rc;
 
 	if (!s->txn) {
-		rc = s->env->txn_begin(s->env, NULL, &s->txn, 0);
+		/*
+		 * No waiting for locks: only another process (a db5.3_dump) can
+		 * hold one this host needs, and a lock wait of Berkeley DB's does
+		 * not always expire (its timeout bookkeeping misses some waits).
+		 * The batch's writer retries a busy transaction for up to a
+		 * second instead (batch.c).
+		 */
+		rc = s->env->txn_begin(s->env, NULL, &s->txn, DB_TXN_NOWAIT);
 		if (rc) {
 			db_fail(s, "txn_begin", rc);
 			s->txn = NULL;

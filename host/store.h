@@ -59,6 +59,12 @@ void store_close(struct store **s);
 /* The last error message. */
 const char *store_error(const struct store *s);
 
+/*
+ * True when the last failure was a lock held by another process: writes
+ * never wait for locks (DB_TXN_NOWAIT), so the caller may abort and retry.
+ */
+bool store_busy(const struct store *s);
+
 /* A new call id: 16 lowercase hex digits, increasing, starting with the time. */
 void store_new_id(struct store *s, char id[CALL_ID_LEN + 1]);
 

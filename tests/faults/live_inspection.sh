@@ -34,10 +34,13 @@ for pid in $fillers; do wait "$pid"; done
 cat "$T"/fill.*.out | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' > "$T/acked"
 equal "$PENDING pending calls acknowledged" "$(wc -l < "$T/acked")" "$PENDING"
 
+# set_phase NAME: atomically, so the load loop never reads a half-written name
+set_phase() { echo "$1" > "$T/phase.new" && mv "$T/phase.new" "$T/phase"; }
+
 # the load: one enqueue at a time, to whatever port the host serves on now
 # (a host that restarts itself in place may get a new one); each line of
 # $T/lat is "PHASE HTTP SECONDS"
-echo base > "$T/phase"
+set_phase base
 current_url() {
 	sed -n 's/.* serving on [^ ]*:\([0-9]*\) .*/http:\/\/127.0.0.1:\1/p' "$T/host.log" | tail -1
 }
@@ -75,7 +78,7 @@ blocked() {	# blocked PID: asleep in a write to a full pipe (Linux)
 mkfifo "$T/pipe"
 
 # (a) a reader that does not read for READER_PAUSE seconds
-echo a > "$T/phase"
+set_phase a
 t0=$(date +%s%N)
 (sleep "$READER_PAUSE"; cat > /dev/null) < "$T/pipe" &
 READER_PID=$!
@@ -89,7 +92,7 @@ DUMP_PID=
 wait "$READER_PID"
 READER_PID=
 echo "# (a) the dump took $(ms_between "$t0" "$(date +%s%N)") ms, exit $dump_rc $(head -c 200 "$T/dump.a.err")"
-echo after-a > "$T/phase"
+set_phase after-a
 wait_until "an enqueue after (a)" samples after-a 3
 worst_a=$(worst a)
 echo "# (a) worst enqueue latency while the dump was stalled: ${worst_a} s (baseline worst $(worst base) s)"
@@ -101,7 +104,7 @@ check "(a) no enqueue waits as long as the reader stalls ($READER_PAUSE s)" \
 
 # (b) the dump is killed with -9 while it is blocked
 starts_before=$(grep -c "serving on" "$T/host.log")
-echo b > "$T/phase"
+set_phase b
 sleep 600 < "$T/pipe" &	# opens the pipe and never reads
 READER_PID=$!
 "$DUMP" -p -h "$T/data" calls.db > "$T/pipe" 2> "$T/dump.b.err" &
@@ -113,7 +116,7 @@ kill -9 "$DUMP_PID"
 wait "$DUMP_PID" 2>/dev/null
 DUMP_PID=
 killed=$(date +%s%N)
-echo after-b > "$T/phase"
+set_phase after-b
 kill "$READER_PID"
 wait "$READER_PID" 2>/dev/null
 READER_PID=
