@@ -1199,8 +1199,9 @@ static void *checkpoint_loop(void *arg)
 
 /*
  * The watchdog: lock requests that waited past LOCK_TIMEOUT_US are failed
- * (timeouts are only checked when a detector runs, and the loop thread is
- * the one waiting), and locks and mutexes held by processes that died -
+ * (timeouts are only checked when a detector runs; writes never wait, see
+ * txn(), but reads outside a transaction can), and locks and mutexes held
+ * by processes that died -
  * a db_dump killed with -9 - are freed by failchk.  If a dead process died
  * inside Berkeley DB, failchk says the environment needs recovery.
  */

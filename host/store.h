@@ -165,9 +165,9 @@ void store_abort(struct store *s);
  * - checkpoints every interval_ms, and sooner under heavy writing
  *   (flushing dirty pages can wait on the disk for long; the event loop
  *   must not), after which Berkeley DB removes log files no longer needed;
- * - a watchdog that fails lock waits longer than a second (so an outside
- *   reader cannot wedge the host) and frees what dead processes left
- *   behind (failchk).
+ * - a watchdog that frees what dead processes left behind (failchk), and
+ *   asks Berkeley DB to fail lock waits past a second (writes do not wait
+ *   at all: DB_TXN_NOWAIT; this covers reads outside a transaction).
  */
 int store_start_threads(struct store *s, int64_t interval_ms);
 
