@@ -40,7 +40,6 @@ struct host {
 	struct plugin_dir *plugins;
 	struct scheduler *scheduler;
 	struct http_api *http;
-	struct event *sweep_timer;
 	struct event *sigterm, *sigint;
 	int exit_code;
 };
@@ -77,25 +76,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	log_info("got %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	event_base_loopexit(h->base, NULL);
-}
-
-static void on_sweep(evutil_socket_t fd, short what, void *arg)
-{
-	struct host *h = arg;
-	int n;
-
-	(void)fd;
-	(void)what;
-	batch_sync(h->batch);
-	/* up to 50,000 a second: faster than any enqueue rate seen here */
-	n = store_sweep_done(h->store, clock_wall_ms() - h->conf.done_retention_ms,
-			     h->conf.done_keep_max, 50000);
-	if (n < 0)
-		log_error("removing old finished calls: %s", store_error(h->store));
-	if (n > 0)
-		batch_touch(h->batch);	/* the writer commits it with the turn */
-	else if (store_in_transaction(h->store))
-		store_abort(h->store);	/* failed, or nothing to delete */
 }
 
 /*
@@ -160,16 +140,6 @@ static void on_plugins_ready(void *arg)
 		 h->conf.workers);
 }
 
-static struct event *add_timer(struct host *h, int64_t every_ms, event_callback_fn cb)
-{
-	struct timeval tv = { every_ms / 1000, (every_ms % 1000) * 1000 };
-	struct event *ev = event_new(h->base, -1, EV_PERSIST, cb, h);
-
-	if (ev)
-		event_add(ev, &tv);
-	return ev;
-}
-
 /*
  * The event loop.  epoll changes are batched per turn (the changelist):
  * evhttp turns a connection's read and write interest on and off for
@@ -224,10 +194,9 @@ static int run(struct host *h)
 		log_error("%s", store_error(h->store));
 		return 1;
 	}
-	h->sweep_timer = add_timer(h, 1000, on_sweep);
 	h->sigterm = evsignal_new(h->base, SIGTERM, on_signal, h);
 	h->sigint = evsignal_new(h->base, SIGINT, on_signal, h);
-	if (!h->scheduler || !h->sweep_timer || !h->sigterm || !h->sigint)
+	if (!h->scheduler || !h->sigterm || !h->sigint)
 		return 1;
 	event_add(h->sigterm, NULL);
 	event_add(h->sigint, NULL);
@@ -245,7 +214,7 @@ static void shutdown_host(struct host *h)
 	pool_free(&h->pool);
 	batch_free(&h->batch);
 	store_close(&h->store);
-	struct event **events[] = { &h->sweep_timer, &h->sigterm, &h->sigint };
+	struct event **events[] = { &h->sigterm, &h->sigint };
 	for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
 		if (*events[i])
 			event_free(*events[i]);

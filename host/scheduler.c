@@ -24,6 +24,8 @@
 #define WAKE_TICK_MS 100
 #define WAKE_PER_TICK 2000	/* WAKE_PER_SECOND = 20,000 */
 #define WAKE_SCAN_PER_TICK 20000
+#define SWEEP_TICK_MS 1000
+#define SWEEP_PER_TICK 50000	/* faster than any enqueue rate seen here */
 
 struct attempt {
 	struct scheduler *sched;
@@ -65,6 +67,7 @@ struct scheduler {
 	 * a retry moves them to calls.db */
 	struct attempt *stranded;
 	struct event *strand_timer;
+	struct event *sweep_timer;	/* forgets finished calls (done_retention) */
 	struct scheduler_stats stats;
 	int64_t paused_until_ms;	/* monotonic; see STORAGE_PAUSE_MS */
 	int64_t timer_due_ms;		/* wall clock: when the timer fires */
@@ -651,6 +654,25 @@ static void on_new_version(const char *module, const char *version, void *arg)
 	scheduler_wake_module(arg, module, version);
 }
 
+/* Once a second: forget finished calls past done_retention or done_keep_max. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct scheduler *s = arg;
+	int n;
+
+	(void)fd;
+	(void)what;
+	batch_sync(s->batch);
+	n = store_sweep_done(s->store, clock_wall_ms() - s->conf->done_retention_ms,
+			     s->conf->done_keep_max, SWEEP_PER_TICK);
+	if (n < 0)
+		log_error("removing old finished calls: %s", store_error(s->store));
+	if (n > 0)
+		batch_touch(s->batch);	/* the writer commits it with the turn */
+	else if (store_in_transaction(s->store))
+		store_abort(s->store);	/* failed, or nothing to delete */
+}
+
 static void on_commit(void *arg)
 {
 	struct scheduler *s = arg;
@@ -684,8 +706,10 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->kick = evtimer_new(base, dispatch, s);
 	s->wake_timer = evtimer_new(base, wake_tick, s);
 	s->strand_timer = evtimer_new(base, on_strand_timer, s);
+	s->sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, s);
 	if (!s->queues || !s->queue_running || !s->timer || !s->kick || !s->wake_timer ||
-	    !s->strand_timer) {
+	    !s->strand_timer || !s->sweep_timer ||
+	    event_add(s->sweep_timer, &(struct timeval){ SWEEP_TICK_MS / 1000, 0 }) < 0) {
 		scheduler_free(&s);
 		return NULL;
 	}
@@ -733,6 +757,8 @@ void scheduler_free(struct scheduler **sp)
 		event_free(s->wake_timer);
 	if (s->strand_timer)
 		event_free(s->strand_timer);
+	if (s->sweep_timer)
+		event_free(s->sweep_timer);
 	free(s->queues);
 	free(s->queue_running);
 	free(s);

@@ -77,7 +77,6 @@ static struct {
 	struct plugin_dir *plugins;
 	struct scheduler *scheduler;
 	struct http_api *http;
-	struct event *sweep_timer;
 	struct sockaddr_in addr;
 	int64_t input_ms;
 	int fds_at_start;
@@ -172,8 +171,6 @@ static void teardown(void)
 	pool_free(&h.pool);
 	batch_free(&h.batch);
 	store_close(&h.store);
-	if (h.sweep_timer)
-		event_free(h.sweep_timer);
 	if (h.base)
 		event_base_free(h.base);
 	conf_release(&h.conf);
@@ -185,21 +182,6 @@ static void teardown(void)
 static void store_fatal(void)
 {
 	die("the store needs recovery (see the log above)");
-}
-
-/* As main.c: forget finished calls past done_retention, once a second. */
-static void on_sweep(evutil_socket_t fd, short what, void *arg)
-{
-	int n = store_sweep_done(h.store, clock_wall_ms() - h.conf.done_retention_ms,
-				 h.conf.done_keep_max, 50000);
-
-	(void)fd;
-	(void)what;
-	(void)arg;
-	if (n < 0)
-		log_error("removing old finished calls: %s", store_error(h.store));
-	else if (n > 0)
-		batch_touch(h.batch);
 }
 
 static void on_plugins_ready(void *arg)
@@ -274,7 +256,6 @@ static void setup_conf(void)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct timeval second = { 1, 0 };
 	struct worker_limits limits;
 	char err[1024], cache_dir[PATH_MAX];
 	const char *ms = getenv("CAGE_FUZZ_HTTP_MS");
@@ -312,9 +293,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		die("scheduler_new failed");
 	if (store_start_threads(h.store, h.conf.checkpoint_interval_ms) < 0)
 		die("store_start_threads: %s", store_error(h.store));
-	h.sweep_timer = event_new(h.base, -1, EV_PERSIST, on_sweep, NULL);
-	if (!h.sweep_timer || event_add(h.sweep_timer, &second) < 0)
-		die("cannot start the sweep timer");
 	plugins_on_ready(h.plugins, on_plugins_ready, NULL);
 	deadline = clock_mono_ms() + READY_MS;
 	while (!h.ready) {
