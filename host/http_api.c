@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 
 #include "batch.h"
 #include "clock.h"
@@ -40,12 +41,14 @@ struct http_api {
 	uint64_t enqueued, duplicates, sync_calls, rejected;
 	int port;			/* the port actually bound */
 	bool serving;			/* http_api_start() was called */
+	LIST_HEAD(, sync_call) running;	/* sync calls not answered yet */
 };
 
 struct sync_call {
 	struct job job;
 	struct http_api *api;
 	struct evhttp_request *req;
+	LIST_ENTRY(sync_call) link;
 };
 
 struct enqueue_reply {
@@ -186,6 +189,7 @@ static void sync_done(struct job *job, struct job_result *res)
 		reply_error(req, 502, "Bad Gateway", "%s", res->error);
 		break;
 	}
+	LIST_REMOVE(c, link);
 	free(c->job.payload);
 	free(c);
 }
@@ -224,6 +228,7 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 	c->job.done = sync_done;
 	c->job.arg = c;
 	api->sync_calls++;
+	LIST_INSERT_HEAD(&api->running, c, link);
 	plugins_run(api->d.plugins, &c->job);
 }
 
@@ -758,6 +763,7 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 
 	if (!api)
 		return NULL;
+	LIST_INIT(&api->running);
 	api->d.conf = conf;
 	api->http = evhttp_new(base);
 	if (!api->http)
@@ -815,6 +821,15 @@ void http_api_free(struct http_api **ap)
 		return;
 	if (api->http)
 		evhttp_free(api->http);
+	/* calls still queued or running: the pool and the plugin directory
+	 * drop their references without completing them (worker.h) */
+	while (!LIST_EMPTY(&api->running)) {
+		struct sync_call *c = LIST_FIRST(&api->running);
+
+		LIST_REMOVE(c, link);
+		free(c->job.payload);
+		free(c);
+	}
 	free(api);
 	*ap = NULL;
 }

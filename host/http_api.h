@@ -41,6 +41,9 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 
 /* Starts serving with the host's parts (deps->conf must be the same). */
 void http_api_start(struct http_api *api, const struct http_api_deps *deps);
+
+/* Closes every connection and frees the sync calls not answered yet (the
+ * worker pool and plugin directory still listing them never complete them). */
 void http_api_free(struct http_api **api);
 
 /* The TCP port listened on (the kernel's choice when the config says 0). */

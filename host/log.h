@@ -1,7 +1,7 @@
 /*
  * log.h - the host's log: one line per event on stderr, with a UTC
- * timestamp and a level.  Used by the host process and, after fork, by
- * worker processes (which tag their lines with their pid).
+ * timestamp and a level.  Used by the host process and by worker
+ * processes (which tag their lines with their pid).
  */
 #ifndef CAGEHOST_LOG_H
 #define CAGEHOST_LOG_H
@@ -10,6 +10,8 @@ enum log_level { LOG_ERROR = 0, LOG_WARNING = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 /* Lines above this level are dropped.  Default LOG_INFO. */
 void log_set_level(enum log_level level);
+
+enum log_level log_get_level(void);
 
 /* Sets the tag printed after the timestamp ("cagehost", "worker 1234"). */
 void log_set_tag(const char *tag);

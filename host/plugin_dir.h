@@ -34,6 +34,9 @@ typedef void (*new_version_fn)(const char *module, const char *version, void *ar
  */
 struct plugin_dir *plugins_new(struct event_base *base, struct worker_pool *pool,
 			       const char *dir, const char *cache_dir);
+
+/* Jobs parked for a probe or about to fail are dropped, not completed and
+ * not touched: their owners free them. */
 void plugins_free(struct plugin_dir **p);
 
 void plugins_on_new_version(struct plugin_dir *p, new_version_fn cb, void *arg);

@@ -2,7 +2,8 @@
  * worker.h - the worker processes that run plugin code.
  *
  * Plugin code never runs in the host.  The host keeps a pool of worker
- * processes, forked at start and replaced whenever one dies.  Each worker
+ * processes, started at start-up and replaced whenever one dies (each a
+ * fresh exec of the host's program: see worker_exec.c).  Each worker
  * takes one job at a time over a socketpair:
  *
  *   host -> worker  JOB:    kind, path of the module's private copy, module,
@@ -24,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/types.h>
 
 #include "names.h"
 #include "record.h"
@@ -101,7 +103,8 @@ struct worker_limits {
 struct worker_pool *pool_new(struct event_base *base, int size,
 			     const struct worker_limits *limits, const char *record_path);
 
-/* Kills every worker; jobs still waiting are not completed. */
+/* Kills every worker.  Jobs still queued or running are dropped, not
+ * completed and not touched: their owners free them. */
 void pool_free(struct worker_pool **pool);
 
 /* Queues job; its done() runs later, never from inside pool_submit. */
@@ -124,8 +127,16 @@ void pool_on_idle(struct worker_pool *pool, void (*cb)(void *arg), void *arg);
 void job_result_release(struct job_result *result);
 
 /*
+ * Starts a worker process: a fresh exec of this program (/proc/self/exe)
+ * that serves jobs on `channel` (its fd 3), in a process group of its own,
+ * under `limits`, logging at log_level.  Safe to call while other threads
+ * run.  Returns the pid (a child of the caller), or -1 with errno set.
+ */
+pid_t worker_spawn(int channel, const struct worker_limits *limits, int log_level);
+
+/*
  * Worker side: serves jobs on fd until the host goes away.  Never returns.
- * (Runs in the forked child; touches nothing of the host's state.)
+ * (Runs in the spawned worker process, called by worker_exec.c.)
  */
 __attribute__((noreturn))
 void worker_main(int fd, int64_t cpu_limit_ms);

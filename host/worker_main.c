@@ -1,8 +1,9 @@
 /*
  * worker_main.c - the code a worker process runs: read a job, load the
  * module version it names, run the probe or the handler, send the result.
- * Everything here runs in the forked child; plugin faults end this process
- * only, and the host turns them into a failed attempt.
+ * Everything here runs in the worker process (see worker_exec.c); plugin
+ * faults end this process only, and the host turns them into a failed
+ * attempt.
  */
 #include <dlfcn.h>
 #include <errno.h>

@@ -30,9 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
-#include <sys/prctl.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -456,84 +453,6 @@ static void on_channel_event(struct bufferevent *bev, short what, void *arg)
 	evtimer_add(w->deadline, &grace);
 }
 
-static void limit(int resource, rlim_t value)
-{
-	struct rlimit rl = { value, value };
-
-	if (value && setrlimit(resource, &rl) < 0)
-		log_warning("worker: setrlimit(%d): %s", resource, strerror(errno));
-}
-
-/*
- * Unmaps every shared writable mapping the worker inherited - Berkeley
- * DB's region files above all - so that no plugin, however broken, can
- * scribble on the host's database environment.
- */
-static void drop_shared_mappings(void)
-{
-	FILE *maps = fopen("/proc/self/maps", "r");
-	char line[512];
-	void *spans[64][2];
-	int n = 0;
-
-	if (!maps)
-		return;
-	while (n < 64 && fgets(line, sizeof line, maps)) {
-		unsigned long start, end;
-		char perms[8];
-
-		if (sscanf(line, "%lx-%lx %7s", &start, &end, perms) == 3 && perms[1] == 'w' &&
-		    perms[3] == 's') {
-			spans[n][0] = (void *)start;
-			spans[n][1] = (void *)(end - start);
-			n++;
-		}
-	}
-	fclose(maps);
-	for (int i = 0; i < n; i++)
-		munmap(spans[i][0], (size_t)spans[i][1]);
-}
-
-/* The host died: take the worker's whole process group along. */
-static void on_host_death(int sig)
-{
-	(void)sig;
-	if (getpgrp() == getpid())
-		kill(0, SIGKILL);
-	_exit(1);
-}
-
-static void child(int fd, const struct worker_limits *limits)
-{
-	int devnull = open("/dev/null", O_RDONLY);
-
-	/* its own process group: whatever a plugin forks dies with it, when
-	 * the host kills the worker and when the host itself dies */
-	setpgid(0, 0);
-	signal(SIGTERM, on_host_death);
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
-	signal(SIGCHLD, SIG_DFL);
-	signal(SIGPIPE, SIG_DFL);
-	if (dup2(fd, 3) < 0)
-		_exit(1);
-	if (devnull >= 0)
-		dup2(devnull, STDIN_FILENO);
-	dup2(STDERR_FILENO, STDOUT_FILENO);	/* plugin printf goes to the log */
-	close_range(4, ~0U, 0);
-	drop_shared_mappings();
-	if (getppid() == 1)
-		_exit(0);
-#if defined(__SANITIZE_ADDRESS__)
-	/* AddressSanitizer reserves terabytes of shadow address space */
-#else
-	limit(RLIMIT_AS, limits->memory_bytes);
-#endif
-	limit(RLIMIT_NOFILE, (rlim_t)limits->files);
-	worker_main(3, limits->cpu_ms);
-}
-
 static void spawn(struct worker_pool *pool, int slot)
 {
 	struct worker *w = NULL;
@@ -544,17 +463,13 @@ static void spawn(struct worker_pool *pool, int slot)
 		log_error("cannot create a worker channel: %s", strerror(errno));
 		return;
 	}
-	pid = fork();
+	pid = worker_spawn(fds[1], &pool->limits, log_get_level());
+	close(fds[1]);
 	if (pid < 0) {
-		log_error("cannot fork a worker: %s", strerror(errno));
+		log_error("cannot start a worker: %s", strerror(errno));
 		close(fds[0]);
-		close(fds[1]);
 		return;
 	}
-	if (pid == 0)
-		child(fds[1], &pool->limits);
-	setpgid(pid, pid);	/* as the child does: whichever runs first */
-	close(fds[1]);
 	w = calloc(1, sizeof *w);
 	if (!w)
 		goto fail;

@@ -64,4 +64,24 @@ contains "the stored call ran with the first payload" "$(curl -s "$URL/v1/calls/
 equal "metrics answer 200" "$(status GET /metrics)" 200
 contains "metrics are Prometheus text" "$(body)" "# TYPE cagehost_attempts_total counter"
 
+# workers are exec'ed copies of the host's program, named for ps and top
+all_workers_named() {
+	for w in $(pgrep -P "$HOST_PID"); do
+		[ "$(cat "/proc/$w/comm")" = cagehost-worker ] || return 1
+	done
+}
+check "the workers show as cagehost-worker" all_workers_named
+
+# stopping the host while a sync call runs: a clean exit (under the
+# sanitizers, a sync call left unfreed would make this exit status 23)
+busy_workers() {
+	[ "$(curl -s "$URL/metrics" | sed -n 's/^cagehost_workers_busy \([0-9]*\)$/\1/p')" -ge 1 ]
+}
+curl -s -o /dev/null -d x "$URL/v1/call/crashy/sleep" &
+wait_until "the sleeping sync call to reach a worker" busy_workers
+kill -TERM "$HOST_PID"
+wait "$HOST_PID"
+equal "the host exits with status 0 when stopped during a sync call" "$?" 0
+HOST_PID=
+
 done_testing

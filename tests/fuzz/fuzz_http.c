@@ -67,7 +67,7 @@
 #define READY_MS 30000		/* start-up: time for the plugin scan and probes */
 
 static struct {
-	pid_t owner;		/* workers are forked from this process */
+	pid_t owner;		/* the process that runs the host (see teardown) */
 	char dir[PATH_MAX - 64];
 	struct host_conf conf;
 	struct event_base *base;

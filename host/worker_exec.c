@@ -1,0 +1,168 @@
+/*
+ * worker_exec.c - how a worker process comes to be: the host spawns a
+ * fresh copy of its own program, and that copy turns into a worker before
+ * main() runs.
+ *
+ * Why exec and not a bare fork: the host has threads (the store's writer,
+ * flusher and checkpointer).  A fork copies only the forking thread, with
+ * every lock the others held at that instant still held and nobody left to
+ * release it; the child's first malloc, stdio call or sanitizer allocation
+ * that needs such a lock waits forever.  The fuzzer caught workers hanging
+ * this way.  posix_spawn (a vfork and exec, nothing else in between) gives
+ * the worker a clean process image, and it inherits only what is set up
+ * here: the channel as fd 3, stdin from /dev/null, stdout and stderr to the
+ * host's stderr, its own process group, default signal dispositions and an
+ * empty signal mask.  The program is /proc/self/exe, the very file the host
+ * runs even if a package upgrade has since replaced it on disk, so host and
+ * worker always speak the same protocol.
+ *
+ * The spawned copy finds CAGEHOST_WORKER in its environment; the
+ * constructor below reads the settings from it, removes it (plugins never
+ * see it) and runs worker_main().  Any program that links the worker pool
+ * (cagehost, the fuzz harness) can therefore be a worker.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "worker.h"
+
+#define WORKER_ENV "CAGEHOST_WORKER"
+#define WORKER_CHANNEL_FD 3
+
+extern char **environ;
+
+/* The environment of a new worker: the host's, plus the settings. */
+static char **worker_environment(const char *settings)
+{
+	size_t n = 0, i, k = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	env = calloc(n + 2, sizeof *env);
+	if (!env)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (strncmp(environ[i], WORKER_ENV "=", sizeof WORKER_ENV))
+			env[k++] = environ[i];
+	env[k++] = (char *)settings;
+	env[k] = NULL;
+	return env;
+}
+
+pid_t worker_spawn(int channel, const struct worker_limits *limits, int log_level)
+{
+	char settings[256];
+	char *argv[] = { "cagehost-worker", NULL };
+	posix_spawn_file_actions_t files;
+	posix_spawnattr_t attr;
+	sigset_t all, none;
+	char **env;
+	pid_t pid = -1;
+	int rc;
+
+	snprintf(settings, sizeof settings, WORKER_ENV "=parent=%d memory=%zu cpu_ms=%lld "
+		 "files=%d log=%d", (int)getpid(), limits->memory_bytes,
+		 (long long)limits->cpu_ms, limits->files, log_level);
+	env = worker_environment(settings);
+	if (!env) {
+		errno = ENOMEM;
+		return -1;
+	}
+	sigfillset(&all);
+	sigemptyset(&none);
+	posix_spawn_file_actions_init(&files);
+	posix_spawnattr_init(&attr);
+	/* the channel becomes fd 3 (a dup2 onto itself clears close-on-exec) */
+	rc = posix_spawn_file_actions_adddup2(&files, channel, WORKER_CHANNEL_FD);
+	if (!rc)
+		rc = posix_spawn_file_actions_addopen(&files, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	/* plugin printf goes to the log */
+	if (!rc)
+		rc = posix_spawn_file_actions_adddup2(&files, STDERR_FILENO, STDOUT_FILENO);
+	if (!rc)
+		rc = posix_spawn_file_actions_addclosefrom_np(&files, WORKER_CHANNEL_FD + 1);
+	/* its own process group: whatever a plugin forks dies with it */
+	if (!rc)
+		rc = posix_spawnattr_setpgroup(&attr, 0);
+	if (!rc)
+		rc = posix_spawnattr_setsigdefault(&attr, &all);
+	if (!rc)
+		rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (!rc)
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
+					      POSIX_SPAWN_SETSIGMASK);
+	if (!rc)
+		rc = posix_spawn(&pid, "/proc/self/exe", &files, &attr, argv, env);
+	posix_spawn_file_actions_destroy(&files);
+	posix_spawnattr_destroy(&attr);
+	free(env);
+	if (rc) {
+		errno = rc;
+		return -1;
+	}
+	return pid;
+}
+
+/* The host died: take the worker's whole process group along. */
+static void on_host_death(int sig)
+{
+	(void)sig;
+	if (getpgrp() == getpid())
+		kill(0, SIGKILL);
+	_exit(1);
+}
+
+static void limit(int resource, rlim_t value)
+{
+	struct rlimit rl = { value, value };
+
+	if (value && setrlimit(resource, &rl) < 0)
+		log_warning("worker: setrlimit(%d): %s", resource, strerror(errno));
+}
+
+/* Runs before main() in every program that links this file. */
+__attribute__((constructor))
+static void become_worker_if_spawned(void)
+{
+	const char *settings = getenv(WORKER_ENV);
+	unsigned long long memory;
+	long long cpu_ms;
+	int parent, files, level;
+	struct stat st;
+
+	if (!settings)
+		return;
+	if (sscanf(settings, "parent=%d memory=%llu cpu_ms=%lld files=%d log=%d", &parent,
+		   &memory, &cpu_ms, &files, &level) != 5 ||
+	    fstat(WORKER_CHANNEL_FD, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+		fprintf(stderr, "cagehost-worker: started without a host (%s=%s)\n", WORKER_ENV,
+			settings);
+		_exit(WORKER_EXIT_CHANNEL_LOST);
+	}
+	unsetenv(WORKER_ENV);
+	log_set_level((enum log_level)level);
+	prctl(PR_SET_NAME, "cagehost-worker");
+	signal(SIGTERM, on_host_death);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(0);	/* the host died before the line above */
+#if defined(__SANITIZE_ADDRESS__)
+	/* AddressSanitizer reserves terabytes of shadow address space */
+	(void)memory;
+#else
+	limit(RLIMIT_AS, (rlim_t)memory);
+#endif
+	limit(RLIMIT_NOFILE, (rlim_t)files);
+	worker_main(WORKER_CHANNEL_FD, cpu_ms);
+}
