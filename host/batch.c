@@ -12,9 +12,15 @@
  * the durable ones (an enqueue's 202) when the flush covering them is done.
  * The flusher signals the same eventfd.
  *
+ * Sweeps of finished calls (batch_sweep_done) also run on the writer, a
+ * bite of SWEEP_BITE calls per transaction, when no turn waits (or every
+ * SWEEP_STARVED_MS when turns never stop coming), so that no commit waits
+ * long behind one.
+ *
  * The loop and the writer never use the store at the same time: the
- * writer only touches it between taking turns and reporting them applied,
- * and the loop only after batch_sync() has seen the writer idle.
+ * writer only touches it with `writing` set, and the loop only after
+ * batch_sync() has seen the writer idle; from then until the end of that
+ * loop turn `loop_holds` keeps the writer from starting a sweep.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -33,6 +39,8 @@
 
 #define BUSY_RETRY_MS 1000	/* how long writes wait for another process's lock */
 #define BUSY_PAUSE_MS 10
+#define SWEEP_BITE 100		/* finished calls forgotten per sweep transaction */
+#define SWEEP_STARVED_MS 50	/* a busy writer still takes a bite this often */
 
 enum op_kind { OP_ADD_CALL, OP_UPDATE_CALL, OP_FINISH_CALL, OP_ADD_ATTEMPT };
 
@@ -104,6 +112,14 @@ struct batch {
 	struct turn_list submitted;	/* waiting for the writer */
 	struct turn_list applied;	/* committed (or failed), for the loop */
 	bool writing, stop;
+	bool loop_holds;		/* after batch_sync(), until the turn ends */
+	struct {			/* the sweep asked for, until done */
+		int64_t cutoff_ms;
+		uint64_t keep_max;
+		int left;
+	} sweep;
+	bool sweep_failing;		/* writer only: the last bite failed */
+	int64_t last_bite_ms;		/* writer only */
 	uint64_t requested, flushed;	/* flush generations */
 	bool flush_failed;
 	int eventfd;			/* the threads' "look" signal to the loop */
@@ -253,6 +269,53 @@ static void apply(struct batch *b, struct turn_list *work)
 	}
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool sweep_wanted(const struct batch *b)
+{
+	return b->sweep.left > 0 && !b->loop_holds;
+}
+
+/*
+ * One bite of the sweep, in a transaction of its own: a sweep that fails
+ * (a damaged done.db page, say) fails no caller's write.  The next
+ * batch_sweep_done() tries again; failures are logged when they start and
+ * when they end.  Called and returns with b->lock held.
+ */
+static void sweep_bite(struct batch *b)
+{
+	int want = b->sweep.left < SWEEP_BITE ? b->sweep.left : SWEEP_BITE;
+	int64_t cutoff_ms = b->sweep.cutoff_ms;
+	uint64_t keep_max = b->sweep.keep_max;
+	bool ok;
+	int n;
+
+	b->writing = true;
+	pthread_mutex_unlock(&b->lock);
+	n = store_sweep_done(b->store, cutoff_ms, keep_max, want);
+	ok = n >= 0 && store_commit(b->store) == 0;
+	if (!ok) {
+		if (!b->sweep_failing)
+			log_error("removing old finished calls: %s (tried again with the next "
+				  "sweep)", store_error(b->store));
+		store_abort(b->store);
+	} else if (b->sweep_failing) {
+		log_info("removing old finished calls works again");
+	}
+	b->sweep_failing = !ok;
+	b->last_bite_ms = mono_ms();
+	pthread_mutex_lock(&b->lock);
+	b->sweep.left = !ok || n < want ? 0 : b->sweep.left - n;
+	b->writing = false;
+	pthread_cond_broadcast(&b->idle);
+}
+
 static void *writer_loop(void *arg)
 {
 	struct batch *b = arg;
@@ -261,10 +324,14 @@ static void *writer_loop(void *arg)
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
-		while (!b->stop && !b->submitted.head)
+		while (!b->stop && !b->submitted.head && !sweep_wanted(b))
 			pthread_cond_wait(&b->work, &b->lock);
-		if (!b->submitted.head)
-			break;
+		if (!b->submitted.head) {
+			if (b->stop)
+				break;
+			sweep_bite(b);
+			continue;
+		}
 		turn_list_init(&work);
 		turn_list_splice(&work, &b->submitted);
 		b->writing = true;
@@ -286,6 +353,9 @@ static void *writer_loop(void *arg)
 		b->writing = false;
 		pthread_cond_broadcast(&b->idle);
 		wake_loop(b);
+		if (sweep_wanted(b) && b->submitted.head &&
+		    mono_ms() - b->last_bite_ms >= SWEEP_STARVED_MS)
+			sweep_bite(b);
 	}
 	pthread_mutex_unlock(&b->lock);
 	return NULL;
@@ -422,17 +492,29 @@ static void submit(struct batch *b)
 
 static void end_turn(evutil_socket_t fd, short what, void *arg)
 {
+	struct batch *b = arg;
+
 	(void)fd;
 	(void)what;
-	submit(arg);
+	submit(b);
+	if (b->loop_holds) {
+		pthread_mutex_lock(&b->lock);
+		b->loop_holds = false;
+		pthread_cond_signal(&b->work);	/* a sweep may be waiting */
+		pthread_mutex_unlock(&b->lock);
+	}
 }
 
+/* Waits for the writer to be idle, and keeps it off the store until the
+ * loop turn ends (end_turn). */
 static void wait_idle(struct batch *b)
 {
 	pthread_mutex_lock(&b->lock);
 	while (b->submitted.head || b->writing)
 		pthread_cond_wait(&b->idle, &b->lock);
+	b->loop_holds = true;
 	pthread_mutex_unlock(&b->lock);
+	event_active(b->turn_end, EV_TIMEOUT, 0);
 }
 
 void batch_sync(struct batch *b)
@@ -585,6 +667,16 @@ int batch_add_attempt(struct batch *b, const char *id, uint32_t n,
 	op->u.attempt.n = n;
 	op->u.attempt.rec = *a;
 	return 0;
+}
+
+void batch_sweep_done(struct batch *b, int64_t cutoff_ms, uint64_t keep_max, int max)
+{
+	pthread_mutex_lock(&b->lock);
+	b->sweep.cutoff_ms = cutoff_ms;
+	b->sweep.keep_max = keep_max;
+	b->sweep.left = max;
+	pthread_cond_signal(&b->work);
+	pthread_mutex_unlock(&b->lock);
 }
 
 void batch_touch(struct batch *b)

@@ -55,6 +55,14 @@ int batch_add_attempt(struct batch *b, const char *id, uint32_t n,
 		      const struct attempt_record *a);
 
 /*
+ * Has the writer thread forget up to max finished calls, as
+ * store_sweep_done() does, in small transactions of their own between
+ * commits: the loop goes on serving meanwhile, and a failed sweep fails no
+ * other write.  A new request replaces one not finished yet.
+ */
+void batch_sweep_done(struct batch *b, int64_t cutoff_ms, uint64_t keep_max, int max);
+
+/*
  * Runs done(ok, arg) after the current turn's writes are committed and,
  * when durable, after everything committed so far is on disk (a repeated
  * Idempotency-Key's answer waits for the flush of the first call too).

@@ -24,8 +24,8 @@
 #define WAKE_TICK_MS 100
 #define WAKE_PER_TICK 2000	/* WAKE_PER_SECOND = 20,000 */
 #define WAKE_SCAN_PER_TICK 20000
-#define SWEEP_TICK_MS 1000
-#define SWEEP_PER_TICK 50000	/* faster than any enqueue rate seen here */
+#define SWEEP_TICK_MS 200
+#define SWEEP_PER_TICK 10000	/* 50,000/s: faster than any enqueue rate seen here */
 
 struct attempt {
 	struct scheduler *sched;
@@ -654,23 +654,16 @@ static void on_new_version(const char *module, const char *version, void *arg)
 	scheduler_wake_module(arg, module, version);
 }
 
-/* Once a second: forget finished calls past done_retention or done_keep_max. */
+/* Every SWEEP_TICK_MS: forget finished calls past done_retention or
+ * done_keep_max (the writer thread does it, between commits). */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
-	int n;
 
 	(void)fd;
 	(void)what;
-	batch_sync(s->batch);
-	n = store_sweep_done(s->store, clock_wall_ms() - s->conf->done_retention_ms,
-			     s->conf->done_keep_max, SWEEP_PER_TICK);
-	if (n < 0)
-		log_error("removing old finished calls: %s", store_error(s->store));
-	if (n > 0)
-		batch_touch(s->batch);	/* the writer commits it with the turn */
-	else if (store_in_transaction(s->store))
-		store_abort(s->store);	/* failed, or nothing to delete */
+	batch_sweep_done(s->batch, clock_wall_ms() - s->conf->done_retention_ms,
+			 s->conf->done_keep_max, SWEEP_PER_TICK);
 }
 
 static void on_commit(void *arg)
@@ -709,7 +702,8 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, s);
 	if (!s->queues || !s->queue_running || !s->timer || !s->kick || !s->wake_timer ||
 	    !s->strand_timer || !s->sweep_timer ||
-	    event_add(s->sweep_timer, &(struct timeval){ SWEEP_TICK_MS / 1000, 0 }) < 0) {
+	    event_add(s->sweep_timer, &(struct timeval){ SWEEP_TICK_MS / 1000,
+						     (SWEEP_TICK_MS % 1000) * 1000 }) < 0) {
 		scheduler_free(&s);
 		return NULL;
 	}
