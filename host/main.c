@@ -1,9 +1,9 @@
 /*
- * main.c - cagehost: reads the config, opens the store, starts the worker
- * pool and the plugin directory watch, and once every plugin present at
- * start has been probed, starts the scheduler and the HTTP listener.
- * SIGTERM/SIGINT end the loop; the turn's writes are committed and the
- * store is closed cleanly (attempts still running are retried next time).
+ * main.c - cagehost: reads the config, binds the port, drops privileges,
+ * and runs the host (host.c) until SIGTERM or SIGINT; then the turn's
+ * writes are committed and the store is closed cleanly (attempts still
+ * running are retried next time).  When the store needs recovery, the
+ * program starts over in place.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -20,29 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch.h"
 #include "clock.h"
 #include "conf.h"
 #include "duration.h"
-#include "http_api.h"
+#include "host.h"
 #include "log.h"
-#include "plugin_dir.h"
-#include "scheduler.h"
 #include "store.h"
-#include "worker.h"
-
-struct host {
-	struct host_conf conf;
-	struct event_base *base;
-	struct store *store;
-	struct batch *batch;
-	struct worker_pool *pool;
-	struct plugin_dir *plugins;
-	struct scheduler *scheduler;
-	struct http_api *http;
-	struct event *sigterm, *sigint;
-	int exit_code;
-};
 
 static void usage(FILE *out)
 {
@@ -127,100 +110,29 @@ static int privileges_drop(const struct host_conf *conf)
 	return 0;
 }
 
-static void on_plugins_ready(void *arg)
-{
-	struct host *h = arg;
-	struct http_api_deps deps = { &h->conf, h->store, h->batch, h->plugins, h->pool,
-				      h->scheduler };
-
-	http_api_start(h->http, &deps);
-	scheduler_start(h->scheduler);
-	log_info("serving on %s:%d (data_dir %s, plugin_dir %s, %d workers)",
-		 h->conf.listen_host, http_api_port(h->http), h->conf.data_dir, h->conf.plugin_dir,
-		 h->conf.workers);
-}
-
-/*
- * The event loop.  epoll changes are batched per turn (the changelist):
- * evhttp turns a connection's read and write interest on and off for
- * every request, and most of those changes cancel out within the turn;
- * without it each one is an epoll_ctl call (measured: /healthz 57k/s
- * without, 69k/s with).  No fd the host polls is a dup of another, which
- * is the case the changelist gets wrong.
- */
-static struct event_base *new_event_base(void)
-{
-	struct event_config *cfg = event_config_new();
-	struct event_base *base;
-
-	if (!cfg)
-		return NULL;
-	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	base = event_base_new_with_config(cfg);
-	event_config_free(cfg);
-	return base;
-}
-
+/* Runs the host until SIGTERM or SIGINT.  Returns the exit status. */
 static int run(struct host *h)
 {
-	char err[4096], cache_dir[PATH_MAX + 16];
-	struct worker_limits limits = { h->conf.worker_memory_limit, h->conf.worker_cpu_limit_ms,
-					h->conf.worker_files_limit };
+	struct event *sigterm = NULL, *sigint = NULL;
+	int rc = 1;
 
 	signal(SIGPIPE, SIG_IGN);
-	h->base = new_event_base();
-	if (!h->base) {
-		log_error("cannot create the event loop");
-		return 1;
-	}
 	/* bind while still root (a port below 1024), then drop privileges
 	 * before touching data or plugins */
-	h->http = http_api_new(h->base, &h->conf);
-	if (!h->http || privileges_drop(&h->conf) < 0)
+	if (host_listen(h) < 0 || privileges_drop(&h->conf) < 0 || host_start(h) < 0)
 		return 1;
-	if (store_open(&h->store, h->conf.data_dir, err, sizeof err) < 0) {
-		log_error("%s", err);
-		return 1;
+	sigterm = evsignal_new(h->base, SIGTERM, on_signal, h);
+	sigint = evsignal_new(h->base, SIGINT, on_signal, h);
+	if (sigterm && sigint && event_add(sigterm, NULL) == 0 && event_add(sigint, NULL) == 0) {
+		event_base_dispatch(h->base);
+		host_stop(h);
+		rc = 0;
 	}
-	h->batch = batch_new(h->base, h->store);
-	snprintf(cache_dir, sizeof cache_dir, "%s/workers", h->conf.data_dir);
-	h->pool = pool_new(h->base, h->conf.workers, &limits, cache_dir);
-	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h->conf.data_dir);
-	h->plugins = h->pool ? plugins_new(h->base, h->pool, h->conf.plugin_dir, cache_dir) : NULL;
-	if (!h->batch || !h->pool || !h->plugins)
-		return 1;
-	h->scheduler = scheduler_new(h->base, &h->conf, h->store, h->batch, h->plugins, h->pool);
-	if (store_start_threads(h->store, h->conf.checkpoint_interval_ms) < 0) {
-		log_error("%s", store_error(h->store));
-		return 1;
-	}
-	h->sigterm = evsignal_new(h->base, SIGTERM, on_signal, h);
-	h->sigint = evsignal_new(h->base, SIGINT, on_signal, h);
-	if (!h->scheduler || !h->sigterm || !h->sigint)
-		return 1;
-	event_add(h->sigterm, NULL);
-	event_add(h->sigint, NULL);
-	plugins_on_ready(h->plugins, on_plugins_ready, h);
-	event_base_dispatch(h->base);
-	batch_flush(h->batch);
-	return h->exit_code;
-}
-
-static void shutdown_host(struct host *h)
-{
-	http_api_free(&h->http);
-	scheduler_free(&h->scheduler);
-	plugins_free(&h->plugins);
-	pool_free(&h->pool);
-	batch_free(&h->batch);
-	store_close(&h->store);
-	struct event **events[] = { &h->sigterm, &h->sigint };
-	for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
-		if (*events[i])
-			event_free(*events[i]);
-	if (h->base)
-		event_base_free(h->base);
-	conf_release(&h->conf);
+	if (sigterm)
+		event_free(sigterm);
+	if (sigint)
+		event_free(sigint);
+	return rc;
 }
 
 static char **saved_argv;
@@ -288,6 +200,6 @@ int main(int argc, char **argv)
 	}
 	log_set_level(h.conf.log_level);
 	rc = run(&h);
-	shutdown_host(&h);
+	host_free(&h);
 	return rc;
 }

@@ -2,10 +2,10 @@
  * fuzz_http.c - libFuzzer target for request handling: the input is the
  * raw bytes a client sends on one connection to the real HTTP listener.
  *
- * LLVMFuzzerInitialize wires the host the way main.c does, on a temporary
- * data_dir and plugin_dir and a kernel-chosen loopback port: store, batch,
- * worker pool (1 worker), plugin directory, scheduler, HTTP API (guard
- * included), all on one event_base that this file runs.  The plugin
+ * LLVMFuzzerInitialize starts the very host main.c runs (host.c), on a
+ * temporary data_dir and plugin_dir and a kernel-chosen loopback port:
+ * store, writer, worker pool (1 worker), plugin directory, scheduler, HTTP
+ * API (guard included), all on its event loop, which this file runs.  The plugin
  * directory is empty, or holds a copy of the echo plugin when
  * CAGE_FUZZ_ECHO names its .so (then sync calls really run in the worker).
  *
@@ -52,15 +52,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "batch.h"
 #include "clock.h"
 #include "conf.h"
+#include "host.h"
 #include "http_api.h"
 #include "log.h"
 #include "plugin_dir.h"
-#include "scheduler.h"
 #include "store.h"
-#include "worker.h"
 
 #define FD_SLACK 64		/* open fds beyond the start-up count that mean a leak */
 #define DRAIN_MS 20		/* after closing: time for the server to close its end */
@@ -69,18 +67,10 @@
 static struct {
 	pid_t owner;		/* the process that runs the host (see teardown) */
 	char dir[PATH_MAX - 64];
-	struct host_conf conf;
-	struct event_base *base;
-	struct store *store;
-	struct batch *batch;
-	struct worker_pool *pool;
-	struct plugin_dir *plugins;
-	struct scheduler *scheduler;
-	struct http_api *http;
+	struct host host;
 	struct sockaddr_in addr;
 	int64_t input_ms;
 	int fds_at_start;
-	bool ready;
 	bool show;		/* CAGE_FUZZ_SHOW=1: copy replies to stderr */
 	unsigned long inputs, timed_out, undrained;
 } h;
@@ -154,7 +144,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return 0;
 }
 
-/* At exit: the same teardown as main.c's shutdown_host(), then the files. */
+/* At exit: the host's own teardown, as in main.c, then the files. */
 static void teardown(void)
 {
 	if (getpid() != h.owner)
@@ -163,17 +153,8 @@ static void teardown(void)
 		fprintf(stderr, "fuzz_http: %lu inputs, %lu hit the %" PRId64 " ms limit, "
 			"%lu left a server descriptor open for over %d ms\n", h.inputs,
 			h.timed_out, h.input_ms, h.undrained, DRAIN_MS);
-	if (h.batch)
-		batch_flush(h.batch);
-	http_api_free(&h.http);
-	scheduler_free(&h.scheduler);
-	plugins_free(&h.plugins);
-	pool_free(&h.pool);
-	batch_free(&h.batch);
-	store_close(&h.store);
-	if (h.base)
-		event_base_free(h.base);
-	conf_release(&h.conf);
+	host_stop(&h.host);
+	host_free(&h.host);
 	if (h.dir[0] && !getenv("CAGE_FUZZ_KEEP"))
 		nftw(h.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -182,17 +163,6 @@ static void teardown(void)
 static void store_fatal(void)
 {
 	die("the store needs recovery (see the log above)");
-}
-
-static void on_plugins_ready(void *arg)
-{
-	struct http_api_deps deps = { &h.conf, h.store, h.batch, h.plugins, h.pool,
-				      h.scheduler };
-
-	(void)arg;
-	http_api_start(h.http, &deps);
-	scheduler_start(h.scheduler);
-	h.ready = true;
 }
 
 static void setup_dirs(void)
@@ -249,15 +219,13 @@ static void setup_conf(void)
 		 "concurrency = 1\n",
 		 h.dir, h.dir, level && level[0] ? level : "error",
 		 token ? "token = " : "", token ? token : "", token ? "\n" : "");
-	if (conf_parse("fuzz_http.conf", text, h.dir, &h.conf, err, sizeof err) < 0)
+	if (conf_parse("fuzz_http.conf", text, h.dir, &h.host.conf, err, sizeof err) < 0)
 		die("config: %s", err);
-	log_set_level(h.conf.log_level);
+	log_set_level(h.host.conf.log_level);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct worker_limits limits;
-	char err[1024], cache_dir[PATH_MAX];
 	const char *ms = getenv("CAGE_FUZZ_HTTP_MS");
 	int64_t deadline;
 
@@ -271,42 +239,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	setup_dirs();
 	atexit(teardown);
 	setup_conf();
-	limits = (struct worker_limits){ h.conf.worker_memory_limit, h.conf.worker_cpu_limit_ms,
-					 h.conf.worker_files_limit };
-	h.base = event_base_new();
-	if (!h.base)
-		die("event_base_new failed");
-	h.http = http_api_new(h.base, &h.conf);
-	if (!h.http)
-		die("http_api_new failed (see the log above)");
-	if (store_open(&h.store, h.conf.data_dir, err, sizeof err) < 0)
-		die("store_open: %s", err);
-	h.batch = batch_new(h.base, h.store);
-	snprintf(cache_dir, sizeof cache_dir, "%s/workers", h.conf.data_dir);
-	h.pool = pool_new(h.base, h.conf.workers, &limits, cache_dir);
-	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h.conf.data_dir);
-	h.plugins = h.pool ? plugins_new(h.base, h.pool, h.conf.plugin_dir, cache_dir) : NULL;
-	if (!h.batch || !h.pool || !h.plugins)
-		die("cannot start the batch, pool or plugin directory (see the log above)");
-	h.scheduler = scheduler_new(h.base, &h.conf, h.store, h.batch, h.plugins, h.pool);
-	if (!h.scheduler)
-		die("scheduler_new failed");
-	if (store_start_threads(h.store, h.conf.checkpoint_interval_ms) < 0)
-		die("store_start_threads: %s", store_error(h.store));
-	plugins_on_ready(h.plugins, on_plugins_ready, NULL);
+	if (host_listen(&h.host) < 0 || host_start(&h.host) < 0)
+		die("the host did not start (see the log above)");
 	deadline = clock_mono_ms() + READY_MS;
-	while (!h.ready) {
+	while (!h.host.serving) {
 		if (clock_mono_ms() > deadline)
 			die("the plugin directory was not ready after %d ms", READY_MS);
-		event_base_loop(h.base, EVLOOP_ONCE);
+		event_base_loop(h.host.base, EVLOOP_ONCE);
 	}
 	h.addr.sin_family = AF_INET;
-	h.addr.sin_port = htons((uint16_t)http_api_port(h.http));
+	h.addr.sin_port = htons((uint16_t)http_api_port(h.host.http));
 	h.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	h.fds_at_start = count_fds();
 	fprintf(stderr, "fuzz_http: host on 127.0.0.1:%d, data in %s, %s, %d fds open\n",
-		http_api_port(h.http), h.dir, plugins_count(h.plugins) ? "echo plugin loaded"
-		: "no plugins", h.fds_at_start);
+		http_api_port(h.host.http), h.dir, plugins_count(h.host.plugins) ?
+		"echo plugin loaded" : "no plugins", h.fds_at_start);
 	return 0;
 }
 
@@ -331,7 +278,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
 			shutdown(fd, SHUT_WR);
 			c->shut = true;
 			event_del(c->io);
-			event_assign(c->io, h.base, fd, EV_READ | EV_PERSIST, on_client, c);
+			event_assign(c->io, h.host.base, fd, EV_READ | EV_PERSIST, on_client, c);
 			event_add(c->io, NULL);
 		}
 	}
@@ -463,14 +410,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(int)(memchr(data, '\n', size) ? (const uint8_t *)memchr(data, '\n', size) - data
 			      : (ptrdiff_t)size), (const char *)data);
 	c.fd = connect_host();
-	c.io = event_new(h.base, c.fd, EV_READ | EV_WRITE | EV_PERSIST, on_client, &c);
-	c.deadline = evtimer_new(h.base, on_deadline, &c);
+	c.io = event_new(h.host.base, c.fd, EV_READ | EV_WRITE | EV_PERSIST, on_client, &c);
+	c.deadline = evtimer_new(h.host.base, on_deadline, &c);
 	if (!c.io || !c.deadline)
 		die("out of memory");
 	event_add(c.io, NULL);
 	event_add(c.deadline, &limit);
 	while (!c.closed && !c.timed_out)
-		event_base_loop(h.base, EVLOOP_ONCE);
+		event_base_loop(h.host.base, EVLOOP_ONCE);
 	if (c.timed_out && !c.closed && ++h.timed_out <= 5)
 		fprintf(stderr, "fuzz_http: the server kept the connection past %" PRId64
 			" ms (%zu bytes sent of %zu, reply \"%.12s\"); input starts \"%.40s\"\n",
@@ -480,15 +427,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	event_free(c.deadline);
 	close(c.fd);
 	head = single_request_head(data, size);
-	if (head && head <= h.conf.max_header_size && c.reply_len >= 12 &&
+	if (head && head <= h.host.conf.max_header_size && c.reply_len >= 12 &&
 	    !memcmp(c.reply, "HTTP/1.1 431", 12))
 		die("431 for one request whose %zu header bytes are within max_header_size (%zu); "
-		    "%zu bytes in all", head, h.conf.max_header_size, size);
+		    "%zu bytes in all", head, h.host.conf.max_header_size, size);
 
 	/* let the server see the close and release its end */
 	drain_until = clock_mono_ms() + DRAIN_MS;
 	do {
-		event_base_loop(h.base, EVLOOP_NONBLOCK);
+		event_base_loop(h.host.base, EVLOOP_NONBLOCK);
 		open_now = count_fds();
 	} while (open_now > fds_before && clock_mono_ms() < drain_until);
 	if (open_now > fds_before)
