@@ -1,6 +1,6 @@
 /*
  * conf.c - INI parsing and validation of the host configuration (see
- * conf.h).  The grammar: "[host]", "[queue NAME]", "key = value" lines,
+ * conf.h).  The grammar: "[host]", "[queue NAME]", "[cage NAME]", "key = value" lines,
  * blank lines and lines starting with '#' or ';'.  Values run to the end of
  * the line; surrounding blanks are trimmed.
  */
@@ -29,7 +29,8 @@ struct parser {
 	int line;
 	const char *base_dir;
 	struct host_conf *conf;
-	struct queue_conf *queue;	/* current [queue] section, NULL in [host] */
+	struct queue_conf *queue;	/* current [queue] section, or NULL */
+	struct cage_conf *cage;		/* current [cage] section, or NULL */
 	bool in_section;
 	bool default_seen;	/* [queue default] appeared */
 	int listen_line;	/* where listen was set, for later checks */
@@ -63,6 +64,14 @@ static struct queue_conf *queue_new(struct host_conf *conf, const char *name)
 	q->next = conf->queues;
 	conf->queues = q;
 	return q;
+}
+
+const struct cage_conf *conf_cage(const struct host_conf *conf, const char *name)
+{
+	for (const struct cage_conf *c = conf->cages; c; c = c->next)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
 }
 
 const struct queue_conf *conf_queue(const struct host_conf *conf, const char *name)
@@ -335,22 +344,93 @@ static int queue_key(struct parser *p, const char *key, const char *value)
 	return fail(p, "unknown key '%s' in [queue %s]", key, q->name);
 }
 
+/* One "http://HOST:PORT" of a cage's url list (no path: the API's own). */
+static int parse_cage_url(struct parser *p, struct cage_conf *c, const char *url)
+{
+	const char *hostpart = url + 7, *colon;
+	char *end;
+	long port;
+
+	if (c->url_count == CAGE_URLS_MAX)
+		return fail(p, "url: more than %d addresses for cage %s", CAGE_URLS_MAX, c->name);
+	colon = strrchr(hostpart, ':');
+	if (strncmp(url, "http://", 7) != 0 || !colon || colon == hostpart ||
+	    (size_t)(colon - hostpart) >= sizeof c->urls[0].host || strchr(hostpart, '/'))
+		return fail(p, "url: '%s' is not http://HOST:PORT", url);
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || end == colon + 1 || *end != '\0' || port < 1 || port > 65535)
+		return fail(p, "url: '%s' has no valid port (1 to 65535)", url);
+	snprintf(c->urls[c->url_count].host, sizeof c->urls[0].host, "%.*s",
+		 (int)(colon - hostpart), hostpart);
+	c->urls[c->url_count++].port = (int)port;
+	return 0;
+}
+
+static int cage_key(struct parser *p, const char *key, const char *value)
+{
+	struct cage_conf *c = p->cage;
+	char *save = NULL, list[4096];
+
+	if (!strcmp(key, "url")) {
+		c->url_count = 0;
+		snprintf(list, sizeof list, "%s", value);
+		for (char *url = strtok_r(list, " \t,", &save); url;
+		     url = strtok_r(NULL, " \t,", &save))
+			if (parse_cage_url(p, c, url) < 0)
+				return -1;
+		if (c->url_count == 0)
+			return fail(p, "url: empty (give http://HOST:PORT, several for copies)");
+		return 0;
+	}
+	if (!strcmp(key, "token")) {
+		if (strlen(value) >= sizeof c->token)
+			return fail(p, "token: longer than %zu characters", sizeof c->token - 1);
+		snprintf(c->token, sizeof c->token, "%s", value);
+		return 0;
+	}
+	return fail(p, "unknown key '%s' in [cage %s]", key, c->name);
+}
+
+static int cage_section(struct parser *p, const char *name)
+{
+	struct cage_conf *c;
+
+	if (!name_is_valid(name, strlen(name)))
+		return fail(p, "invalid cage name '%s' (letters, digits, '_', '-', '.'; at most %d)",
+			    name, NAME_MAX_LEN);
+	if (conf_cage(p->conf, name))
+		return fail(p, "cage '%s' is defined twice", name);
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return fail(p, "out of memory");
+	snprintf(c->name, sizeof c->name, "%s", name);
+	c->next = p->conf->cages;
+	p->conf->cages = c;
+	p->cage = c;
+	return 0;
+}
+
 static int section(struct parser *p, char *line)
 {
 	char *end = strchr(line, ']');
 	char *name;
 
 	if (!end || trim(end + 1)[0] != '\0')
-		return fail(p, "malformed section header (expected [host] or [queue NAME])");
+		return fail(p, "malformed section header (expected [host], [queue NAME] or "
+			    "[cage NAME])");
 	*end = '\0';
 	name = trim(line + 1);
 	p->in_section = true;
-	if (!strcmp(name, "host")) {
-		p->queue = NULL;
+	p->queue = NULL;
+	p->cage = NULL;
+	if (!strcmp(name, "host"))
 		return 0;
-	}
+	if (!strncmp(name, "cage", 4) && isspace((unsigned char)name[4]))
+		return cage_section(p, trim(name + 4));
 	if (strncmp(name, "queue", 5) != 0 || !isspace((unsigned char)name[5]))
-		return fail(p, "unknown section [%s] (expected [host] or [queue NAME])", name);
+		return fail(p, "unknown section [%s] (expected [host], [queue NAME] or [cage NAME])",
+			    name);
 	name = trim(name + 5);
 	if (!name_is_valid(name, strlen(name)))
 		return fail(p, "invalid queue name '%s' (letters, digits, '_', '-', '.'; at most %d)",
@@ -386,6 +466,18 @@ static int check_exposure(struct parser *p)
 		    "(callers then send Authorization: Bearer SECRET)", p->conf->listen_host);
 }
 
+static int check_cages(struct parser *p)
+{
+	for (struct cage_conf *c = p->conf->cages; c; c = c->next) {
+		if (c->url_count == 0) {
+			snprintf(p->err, p->err_size, "%s: [cage %s]: no url (url = http://HOST:PORT)",
+				 p->file, c->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int check_queues(struct parser *p)
 {
 	for (struct queue_conf *q = p->conf->queues; q; q = q->next) {
@@ -402,7 +494,7 @@ static int check_queues(struct parser *p)
 int conf_parse(const char *name, const char *text, const char *base_dir,
 	       struct host_conf *conf, char *err, size_t err_size)
 {
-	struct parser p = { name, 0, base_dir, conf, NULL, false, false, 0, err, err_size };
+	struct parser p = { name, 0, base_dir, conf, NULL, NULL, false, false, 0, err, err_size };
 	const char *cursor = text;
 	char line[4096];
 
@@ -442,10 +534,10 @@ int conf_parse(const char *name, const char *text, const char *base_dir,
 			fail(&p, "'%s' is outside any section (start with [host])", trim(s));
 			goto fail;
 		}
-		if ((p.queue ? queue_key : host_key)(&p, trim(s), trim(eq + 1)) < 0)
+		if ((p.cage ? cage_key : p.queue ? queue_key : host_key)(&p, trim(s), trim(eq + 1)) < 0)
 			goto fail;
 	}
-	if (check_queues(&p) < 0 || check_exposure(&p) < 0)
+	if (check_queues(&p) < 0 || check_cages(&p) < 0 || check_exposure(&p) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -505,5 +597,11 @@ void conf_release(struct host_conf *conf)
 
 		free(conf->queues);
 		conf->queues = next;
+	}
+	while (conf->cages) {
+		struct cage_conf *next = conf->cages->next;
+
+		free(conf->cages);
+		conf->cages = next;
 	}
 }

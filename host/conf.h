@@ -16,6 +16,10 @@
  *   attempt_timeout = 30s
  *   concurrency = 0
  *
+ *   [cage billing-eu]            another cage that handlers may enqueue on
+ *   url = http://10.0.0.7:8610 http://10.0.0.8:8610   (copies; up to 4)
+ *   token = SECRET               its token, if it has one
+ *
  * Relative paths are taken relative to the config file's directory.
  */
 #ifndef CAGEHOST_CONF_H
@@ -37,6 +41,20 @@ struct queue_conf {
 	int concurrency;		/* attempts running at once; 0 = no limit */
 	bool wake_on_new_version;	/* retry waiting calls soon after a module fix */
 	struct queue_conf *next;
+};
+
+#define CAGE_URLS_MAX 4
+
+/* Another cage: where calls enqueued on it by handlers are delivered. */
+struct cage_conf {
+	char name[NAME_MAX_LEN + 1];
+	struct {
+		char host[256];
+		int port;
+	} urls[CAGE_URLS_MAX];		/* copies that can each take a call */
+	int url_count;
+	char token[256];		/* sent as Authorization: Bearer; "" = none */
+	struct cage_conf *next;
 };
 
 struct host_conf {
@@ -61,6 +79,7 @@ struct host_conf {
 	int64_t header_timeout_ms;	/* to receive a request's headers (408) */
 	int64_t idle_timeout_ms;	/* keep-alive connection idle limit */
 	struct queue_conf *queues;	/* "default" always present */
+	struct cage_conf *cages;	/* [cage NAME] sections */
 };
 
 /*
@@ -79,6 +98,9 @@ int conf_parse(const char *name, const char *text, const char *base_dir,
 
 /* The queue called name, or NULL. */
 const struct queue_conf *conf_queue(const struct host_conf *conf, const char *name);
+
+/* The cage called name, or NULL. */
+const struct cage_conf *conf_cage(const struct host_conf *conf, const char *name);
 
 void conf_release(struct host_conf *conf);
 

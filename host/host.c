@@ -10,6 +10,7 @@
 #include "http_api.h"
 #include "log.h"
 #include "plugin_dir.h"
+#include "relay.h"
 #include "scheduler.h"
 #include "store.h"
 #include "worker.h"
@@ -75,11 +76,13 @@ int host_start(struct host *h)
 	h->pool = pool_new(h->base, h->conf.workers, &limits, cache_dir);
 	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h->conf.data_dir);
 	h->plugins = h->pool ? plugins_new(h->base, h->pool, h->conf.plugin_dir, cache_dir) : NULL;
-	if (!h->batch || !h->pool || !h->plugins) {
-		log_error("cannot start the writer, the workers or the plugin directory");
+	h->relay = relay_new(h->base, &h->conf);
+	if (!h->batch || !h->pool || !h->plugins || !h->relay) {
+		log_error("cannot start the writer, the workers, the plugin directory or the relay");
 		return -1;
 	}
-	h->scheduler = scheduler_new(h->base, &h->conf, h->store, h->batch, h->plugins, h->pool);
+	h->scheduler = scheduler_new(h->base, &h->conf, h->store, h->batch, h->plugins, h->pool,
+				     h->relay);
 	if (!h->scheduler) {
 		log_error("cannot start the scheduler");
 		return -1;
@@ -102,6 +105,7 @@ void host_free(struct host *h)
 {
 	http_api_free(&h->http);
 	scheduler_free(&h->scheduler);
+	relay_free(&h->relay);
 	plugins_free(&h->plugins);
 	pool_free(&h->pool);
 	batch_free(&h->batch);

@@ -5,7 +5,7 @@
  *
  *   host_listen()  the event loop and the HTTP listener (binds the port:
  *                  as root, before privileges are dropped)
- *   host_start()   store, writer, worker pool, plugin directory,
+ *   host_start()   store, writer, worker pool, plugin directory, relay,
  *                  scheduler; serving starts by itself once every plugin
  *                  present at start has been probed (host->serving)
  *   host_stop()    after the loop ends: commits and flushes what was
@@ -26,6 +26,7 @@ struct host {
 	struct batch *batch;
 	struct worker_pool *pool;
 	struct plugin_dir *plugins;
+	struct relay *relay;		/* delivers calls to other cages */
 	struct scheduler *scheduler;
 	struct http_api *http;
 	bool serving;

@@ -48,6 +48,8 @@ struct sync_call {
 	struct job job;
 	struct http_api *api;
 	struct evhttp_request *req;
+	struct evbuffer *body;		/* a 200's, while its outgoing calls commit */
+	bool outgoing_lost;		/* out of memory recording them */
 	LIST_ENTRY(sync_call) link;
 };
 
@@ -148,28 +150,68 @@ static char *body_copy(struct evhttp_request *req, size_t *len)
 	return copy;
 }
 
+static void sync_call_free(struct sync_call *c)
+{
+	LIST_REMOVE(c, link);
+	if (c->body)
+		evbuffer_free(c->body);
+	free(c->job.payload);
+	free(c);
+}
+
+static void reply_ok(struct sync_call *c)
+{
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(c->req);
+
+	evhttp_add_header(headers, "Content-Type", "application/octet-stream");
+	evhttp_send_reply(c->req, 200, "OK", c->body);
+}
+
+/* The calls the handler enqueued on other cages are on disk (or not). */
+static void outgoing_stored(bool ok, void *arg)
+{
+	struct sync_call *c = arg;
+
+	if (ok && c->outgoing_lost)
+		reply_error(c->req, 500, "Internal Server Error", "out of memory for the calls "
+			    "the handler enqueued on other cages (some may have been stored)");
+	else if (ok)
+		reply_ok(c);
+	else
+		reply_error(c->req, 503, "Service Unavailable",
+			    "the handler succeeded, but the calls it enqueued on other cages "
+			    "were not stored: %s", batch_error(c->api->d.batch));
+	sync_call_free(c);
+}
+
 static void sync_done(struct job *job, struct job_result *res)
 {
 	struct sync_call *c = job->arg;
 	struct evhttp_request *req = c->req;
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-	struct evbuffer *body;
 
 	if (res->version[0])
 		evhttp_add_header(headers, "X-Cage-Version", res->version);
 	switch (res->status) {
 	case WORKER_OK:
-		body = evbuffer_new();
-		if (!body) {
+		c->body = evbuffer_new();
+		if (!c->body) {
 			reply_error(req, 500, "Internal Server Error", "out of memory");
 			break;
 		}
 		if (res->reply_len)
-			evbuffer_add(body, res->reply, res->reply_len);
-		evhttp_add_header(headers, "Content-Type", "application/octet-stream");
-		evhttp_send_reply(req, 200, "OK", body);
-		evbuffer_free(body);
-		break;
+			evbuffer_add(c->body, res->reply, res->reply_len);
+		if (res->outgoing_count == 0) {
+			reply_ok(c);
+			break;
+		}
+		/* the 200 waits until what the handler enqueued is durable */
+		c->outgoing_lost = scheduler_add_outgoing(c->api->d.scheduler, res) < 0;
+		if (batch_wait(c->api->d.batch, true, outgoing_stored, c) < 0) {
+			reply_error(req, 500, "Internal Server Error", "out of memory");
+			break;
+		}
+		return;
 	case WORKER_NO_MODULE:
 	case WORKER_NO_METHOD:
 		reply_error(req, 404, "Not Found", "%s", res->error);
@@ -189,9 +231,7 @@ static void sync_done(struct job *job, struct job_result *res)
 		reply_error(req, 502, "Bad Gateway", "%s", res->error);
 		break;
 	}
-	LIST_REMOVE(c, link);
-	free(c->job.payload);
-	free(c);
+	sync_call_free(c);
 }
 
 static void handle_call(struct http_api *api, struct evhttp_request *req, char *module,
@@ -404,11 +444,14 @@ static void describe_call(struct http_api *api, struct evhttp_request *req,
 	clock_format_iso(r->enqueued_ms, enq, sizeof enq);
 	clock_format_iso(r->when_ms, when, sizeof when);
 	if (h.text) {
+		evbuffer_add_printf(out, "id:            %s\n", r->id);
+		if (r->cage[0])
+			evbuffer_add_printf(out, "to cage:       %s\n", r->cage);
 		evbuffer_add_printf(out,
-			"id:            %s\nstate:         %s\nqueue:         %s\n"
+			"state:         %s\nqueue:         %s\n"
 			"module:        %s\nmethod:        %s\nattempts:      %" PRIu32 "\n"
 			"enqueued:      %s\n%s %s\nlast version:  %s\nlast error:    %s\n",
-			r->id, state, r->queue, r->module, r->method, r->attempts, enq,
+			state, r->queue, r->module, r->method, r->attempts, enq,
 			pending ? "next attempt: " : "finished:     ", when,
 			r->version[0] ? r->version : "-", r->error[0] ? r->error : "-");
 		if (r->state != CALL_DONE)
@@ -420,6 +463,8 @@ static void describe_call(struct http_api *api, struct evhttp_request *req,
 		evbuffer_add_printf(out, "{");
 		json_field(out, "id", r->id, false);
 		json_field(out, "state", state, true);
+		if (r->cage[0])
+			json_field(out, "cage", r->cage, true);
 		json_field(out, "queue", r->queue, true);
 		json_field(out, "module", r->module, true);
 		json_field(out, "method", r->method, true);
@@ -823,13 +868,8 @@ void http_api_free(struct http_api **ap)
 		evhttp_free(api->http);
 	/* calls still queued or running: the pool and the plugin directory
 	 * drop their references without completing them (worker.h) */
-	while (!LIST_EMPTY(&api->running)) {
-		struct sync_call *c = LIST_FIRST(&api->running);
-
-		LIST_REMOVE(c, link);
-		free(c->job.payload);
-		free(c);
-	}
+	while (!LIST_EMPTY(&api->running))
+		sync_call_free(LIST_FIRST(&api->running));
 	free(api);
 	*ap = NULL;
 }

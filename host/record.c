@@ -98,6 +98,10 @@ char *record_encode_call(const struct call_record *r, int include_payload, size_
 		out_str(&o, " id=");
 		out_str(&o, r->id);
 	}
+	if (r->cage[0]) {
+		out_str(&o, " cage=");
+		out_str(&o, r->cage);
+	}
 	out_str(&o, " queue=");
 	out_str(&o, r->queue);
 	out_str(&o, " module=");
@@ -225,6 +229,8 @@ int record_decode_call(const void *data, size_t len, struct call_record *r,
 		if (!strcmp(key, "id")) {
 			snprintf(r->id, sizeof r->id, "%s", value);
 			have_id = true;
+		} else if (!strcmp(key, "cage")) {
+			snprintf(r->cage, sizeof r->cage, "%s", value);
 		} else if (!strcmp(key, "queue")) {
 			snprintf(r->queue, sizeof r->queue, "%s", value);
 		} else if (!strcmp(key, "module")) {

@@ -9,7 +9,9 @@
  *     enqueued=2026-11-27T21:00:00.000Z version=1.0+9f3c01ab
  *     error="currency converter not configured" payload={"amount":5}
  *
- * (one line on disk).  The first field says the state and its time: `next=`
+ * (one line on disk).  A call a handler enqueued on another cage has
+ * `cage=NAME` before its queue: its queue, module and method are the other
+ * cage's, and an attempt is a delivery there.  The first field says the state and its time: `next=`
  * (pending: when the next attempt is planned), `done=` or `dead=`.  A done
  * record, kept only for status and de-duplication, leaves out the id (its
  * key), the enqueue time (the id's first 12 hex digits) and the payload.  Quoted
@@ -49,6 +51,7 @@ struct call_record {
 	enum call_state state;
 	int64_t when_ms;		/* next attempt, or when done/dead */
 	char id[CALL_ID_LEN + 1];
+	char cage[NAME_MAX_LEN + 1];	/* "" = runs here; else delivered there */
 	char queue[NAME_MAX_LEN + 1];
 	char module[NAME_MAX_LEN + 1];
 	char method[NAME_MAX_LEN + 1];

@@ -12,6 +12,7 @@
 #include "conf.h"
 #include "log.h"
 #include "plugin_dir.h"
+#include "relay.h"
 #include "retry.h"
 #include "scheduler.h"
 #include "store.h"
@@ -53,6 +54,7 @@ struct scheduler {
 	struct batch *batch;
 	struct plugin_dir *plugins;
 	struct worker_pool *pool;
+	struct relay *relay;
 	bool started;
 	struct event *timer, *kick;
 	struct attempt *buckets[BUCKETS];
@@ -244,8 +246,11 @@ static void attempt_done(struct job *job, struct job_result *res)
 		after_commit(false, a);
 		return;
 	}
-	rc = 0;
-	if (rec.state != CALL_DONE || rec.attempts > 1)
+	/* calls the handler enqueued on other cages: with its OK, in the same
+	 * transaction (out of memory part way: the attempt runs again, and
+	 * the calls already recorded may then be sent twice) */
+	rc = rec.state == CALL_DONE ? scheduler_add_outgoing(s, res) : 0;
+	if (rc == 0 && (rec.state != CALL_DONE || rec.attempts > 1))
 		rc = batch_add_attempt(s->batch, rec.id, rec.attempts, &history);
 	if (rc == 0)
 		rc = rec.state == CALL_PENDING ? batch_update_call(s->batch, &rec, a->is_new)
@@ -294,11 +299,15 @@ static void start(struct attempt *a, int64_t now)
 	snprintf(a->job.method, sizeof a->job.method, "%s", a->rec.method);
 	snprintf(a->job.id, sizeof a->job.id, "%s", a->rec.id);
 	snprintf(a->job.queue, sizeof a->job.queue, "%s", a->rec.queue);
+	snprintf(a->job.cage, sizeof a->job.cage, "%s", a->rec.cage);
 	a->job.attempt = a->rec.attempts + 1;
 	a->job.timeout_ms = a->queue->attempt_timeout_ms;
 	a->job.done = attempt_done;
 	a->job.arg = a;
-	plugins_run(a->sched->plugins, &a->job);
+	if (a->rec.cage[0])
+		relay_run(a->sched->relay, &a->job);
+	else
+		plugins_run(a->sched->plugins, &a->job);
 }
 
 struct collect {
@@ -456,6 +465,31 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	dispatch(fd, what, arg);
 }
 
+int scheduler_add_outgoing(struct scheduler *s, const struct job_result *res)
+{
+	struct call_record rec;
+
+	for (int i = 0; i < res->outgoing_count; i++) {
+		const struct outgoing_call *o = &res->outgoing[i];
+
+		memset(&rec, 0, sizeof rec);
+		rec.state = CALL_PENDING;
+		store_new_id(s->store, rec.id);
+		snprintf(rec.cage, sizeof rec.cage, "%s", o->cage);
+		snprintf(rec.queue, sizeof rec.queue, "%s", o->queue);
+		snprintf(rec.module, sizeof rec.module, "%s", o->module);
+		snprintf(rec.method, sizeof rec.method, "%s", o->method);
+		rec.enqueued_ms = rec.when_ms = clock_wall_ms();
+		rec.payload = o->payload;
+		rec.payload_len = o->payload_len;
+		if (batch_add_call(s->batch, &rec, false) < 0)
+			return -1;
+		s->scan_needed = true;
+		note_due(s, rec.when_ms);
+	}
+	return 0;
+}
+
 void scheduler_kick(struct scheduler *s)
 {
 	s->scan_needed = true;
@@ -574,7 +608,7 @@ static int wake_visit(const struct call_record *r, void *arg)
 
 	snprintf(p->wake->after_id, sizeof p->wake->after_id, "%s", r->id);
 	p->more = true;
-	if (strcmp(r->module, p->wake->module) != 0 || r->when_ms <= p->now ||
+	if (r->cage[0] || strcmp(r->module, p->wake->module) != 0 || r->when_ms <= p->now ||
 	    !strcmp(r->version, p->wake->version) || find_attempt(p->sched, r->id))
 		return 0;
 	q = queue_of(p->sched, r->queue);
@@ -676,7 +710,8 @@ static void on_commit(void *arg)
 
 struct scheduler *scheduler_new(struct event_base *base, const struct host_conf *conf,
 				struct store *store, struct batch *batch,
-				struct plugin_dir *plugins, struct worker_pool *pool)
+				struct plugin_dir *plugins, struct worker_pool *pool,
+				struct relay *relay)
 {
 	struct scheduler *s = calloc(1, sizeof *s);
 	int n = 0;
@@ -689,6 +724,7 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->batch = batch;
 	s->plugins = plugins;
 	s->pool = pool;
+	s->relay = relay;
 	s->timer_due_ms = INT64_MAX;
 	for (const struct queue_conf *q = conf->queues; q; q = q->next)
 		n++;

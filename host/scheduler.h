@@ -28,14 +28,19 @@ struct event_base;
 struct store;
 struct batch;
 struct plugin_dir;
+struct relay;
 struct worker_pool;
+struct job_result;
 struct host_conf;
 struct scheduler;
 struct call_record;
 
+/* Calls run on pool (modules from plugins); calls to other cages go
+ * through relay. */
 struct scheduler *scheduler_new(struct event_base *base, const struct host_conf *conf,
 				struct store *store, struct batch *batch,
-				struct plugin_dir *plugins, struct worker_pool *pool);
+				struct plugin_dir *plugins, struct worker_pool *pool,
+				struct relay *relay);
 void scheduler_free(struct scheduler **s);
 
 /* Starts dispatching (after the plugin directory is ready). */
@@ -52,6 +57,13 @@ void scheduler_start(struct scheduler *s);
  */
 bool scheduler_take_new(struct scheduler *s, const char *queue);
 void scheduler_add_new(struct scheduler *s, const struct call_record *r);
+
+/*
+ * Records, in the current turn's writes, the calls res (an OK) enqueued
+ * on other cages: each a new pending call, due now, delivered by the
+ * relay.  Returns 0, or -1 when out of memory.
+ */
+int scheduler_add_outgoing(struct scheduler *s, const struct job_result *res);
 
 /* Calls may have become due in the store (a requeue): look soon. */
 void scheduler_kick(struct scheduler *s);

@@ -1028,8 +1028,15 @@ int store_list_attempts(struct store *s, const char *id,
 	for (rc = c->get(c, &k, &d, DB_SET_RANGE); rc == 0; rc = c->get(c, &k, &d, DB_NEXT)) {
 		if (k.size <= plen || memcmp(k.data, prefix, plen) != 0)
 			break;
-		if (record_decode_attempt(d.data, d.size, &a) == 0)
-			visit((uint32_t)strtoul((char *)k.data + plen, NULL, 10), &a, arg);
+		if (record_decode_attempt(d.data, d.size, &a) == 0) {
+			/* the key's bytes are not NUL-terminated: read only its own */
+			uint32_t n = 0;
+
+			for (size_t i = plen; i < k.size && i < plen + 9; i++)
+				if (((char *)k.data)[i] >= '0' && ((char *)k.data)[i] <= '9')
+					n = n * 10 + (uint32_t)(((char *)k.data)[i] - '0');
+			visit(n, &a, arg);
+		}
 	}
 	c->close(c);
 	if (rc && rc != DB_NOTFOUND)

@@ -10,7 +10,8 @@
  *                           method, version label, call id, queue, attempt,
  *                           payload
  *   worker -> host  RESULT: status, reply, error text, version label,
- *                           method names (probe only, space-separated)
+ *                           method names (probe only, space-separated),
+ *                           calls enqueued on other cages (with OK only)
  *
  * A job of kind PROBE loads a module version and describes it; a CALL job
  * runs one attempt.  The worker dlopens the private copy named in the job
@@ -55,6 +56,19 @@ enum worker_status {
 	WORKER_NO_MODULE = 8,	/* module not in plugin_dir (host side) */
 };
 
+/* Most calls one handler may enqueue on other cages (cage_enqueue). */
+#define WORKER_MAX_OUTGOING 64
+
+/* A call a handler enqueued on another cage; stored only with an OK. */
+struct outgoing_call {
+	char cage[NAME_MAX_LEN + 1];
+	char queue[NAME_MAX_LEN + 1];
+	char module[NAME_MAX_LEN + 1];
+	char method[NAME_MAX_LEN + 1];
+	char *payload;		/* malloc'd */
+	size_t payload_len;
+};
+
 struct job_result {
 	enum worker_status status;
 	char *reply;		/* malloc'd, owned by the result; may be NULL */
@@ -62,6 +76,8 @@ struct job_result {
 	char error[RECORD_ERROR_MAX + 1];
 	char version[RECORD_VERSION_MAX + 1];
 	char methods[2048];	/* probe only */
+	struct outgoing_call *outgoing;	/* malloc'd; with WORKER_OK only */
+	int outgoing_count;
 };
 
 struct job;
@@ -76,6 +92,7 @@ struct job {
 	char version[RECORD_VERSION_MAX + 1];	/* label; for a probe, the hash part */
 	char id[CALL_ID_LEN + 1];
 	char queue[NAME_MAX_LEN + 1];
+	char cage[NAME_MAX_LEN + 1];	/* "" = run here; else delivered (relay.h) */
 	uint32_t attempt;
 	char *payload;		/* malloc'd, owned by the job */
 	size_t payload_len;
@@ -123,7 +140,7 @@ int pool_capacity(const struct worker_pool *pool);
 /* Called whenever a worker becomes free (to let the scheduler refill). */
 void pool_on_idle(struct worker_pool *pool, void (*cb)(void *arg), void *arg);
 
-/* Frees a result's reply. */
+/* Frees a result's reply and outgoing calls. */
 void job_result_release(struct job_result *result);
 
 /*

@@ -35,6 +35,9 @@ struct cage_call {
 	char *reply;
 	size_t reply_len;
 	char error[RECORD_ERROR_MAX + 1];
+	struct outgoing_call *outgoing;	/* cage_enqueue()s so far */
+	int outgoing_count;
+	size_t outgoing_bytes;
 };
 
 static const void *call_payload(const cage_call *call, size_t *len)
@@ -99,9 +102,46 @@ static void call_logv(cage_call *call, int level, const char *fmt, va_list ap)
 		call->job->id[0] ? " call " : "", call->job->id, text);
 }
 
+static bool valid_name(const char *s)
+{
+	return s && strnlen(s, NAME_MAX_LEN + 1) <= NAME_MAX_LEN && name_is_valid(s, strlen(s));
+}
+
+static int call_enqueue(cage_call *call, const char *cage, const char *queue, const char *module,
+			const char *method, const void *payload, size_t len)
+{
+	struct outgoing_call *grown, *o;
+
+	if (!valid_name(cage) || !valid_name(queue) || !valid_name(module) ||
+	    !valid_name(method) || (!payload && len) ||
+	    call->outgoing_count == WORKER_MAX_OUTGOING ||
+	    len > WORKER_MAX_REPLY - call->outgoing_bytes)
+		return -1;
+	grown = realloc(call->outgoing, (size_t)(call->outgoing_count + 1) * sizeof *grown);
+	if (!grown)
+		return -1;
+	call->outgoing = grown;
+	o = &grown[call->outgoing_count];
+	memset(o, 0, sizeof *o);
+	o->payload = malloc(len + 1);
+	if (!o->payload)
+		return -1;
+	if (len)
+		memcpy(o->payload, payload, len);
+	o->payload[len] = '\0';
+	o->payload_len = len;
+	snprintf(o->cage, sizeof o->cage, "%s", cage);
+	snprintf(o->queue, sizeof o->queue, "%s", queue);
+	snprintf(o->module, sizeof o->module, "%s", module);
+	snprintf(o->method, sizeof o->method, "%s", method);
+	call->outgoing_count++;
+	call->outgoing_bytes += len;
+	return 0;
+}
+
 static const struct cage_ops ops = {
 	sizeof(struct cage_ops), call_payload, call_str, call_attempt,
-	call_reply, call_errorv, call_logv,
+	call_reply, call_errorv, call_logv, call_enqueue,
 };
 
 static int write_full(int fd, const void *buf, size_t len)
@@ -214,6 +254,16 @@ static void send_result(int fd, const struct job_result *res)
 	wire_out_str(&w, res->error);
 	wire_out_str(&w, res->version);
 	wire_out_str(&w, res->methods);
+	wire_out_u32(&w, (uint32_t)res->outgoing_count);
+	for (int i = 0; i < res->outgoing_count; i++) {
+		const struct outgoing_call *o = &res->outgoing[i];
+
+		wire_out_str(&w, o->cage);
+		wire_out_str(&w, o->queue);
+		wire_out_str(&w, o->module);
+		wire_out_str(&w, o->method);
+		wire_out_bytes(&w, o->payload, o->payload_len);
+	}
 	if (wire_out_finish(&w) < 0 || write_full(fd, w.data, w.len) < 0)
 		end_worker(WORKER_EXIT_CHANNEL_LOST);
 	wire_out_free(&w);
@@ -234,7 +284,7 @@ static void probe(const struct job *job, struct job_result *res)
 
 static void run_call(const struct job *job, struct job_result *res)
 {
-	struct cage_call call = { { &ops }, job, job->version, NULL, 0, "" };
+	struct cage_call call = { { &ops }, job, job->version, NULL, 0, "", NULL, 0, 0 };
 	cage_outcome outcome;
 	cage_handler handler = NULL;
 
@@ -252,6 +302,16 @@ static void run_call(const struct job *job, struct job_result *res)
 	res->reply = call.reply;
 	res->reply_len = call.reply_len;
 	snprintf(res->error, sizeof res->error, "%s", call.error);
+	/* calls enqueued on other cages go with an OK only */
+	res->outgoing = call.outgoing;
+	res->outgoing_count = call.outgoing_count;
+	if (outcome != CAGE_OK) {
+		for (int i = 0; i < res->outgoing_count; i++)
+			free(res->outgoing[i].payload);
+		free(res->outgoing);
+		res->outgoing = NULL;
+		res->outgoing_count = 0;
+	}
 	switch (outcome) {
 	case CAGE_OK: res->status = WORKER_OK; break;
 	case CAGE_RETRY: res->status = WORKER_RETRY; break;
@@ -383,6 +443,6 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 		else
 			run_call(&job, &res);
 		send_result(fd, &res);
-		free(res.reply);
+		job_result_release(&res);
 	}
 }

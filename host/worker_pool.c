@@ -157,6 +157,47 @@ void job_result_release(struct job_result *result)
 	free(result->reply);
 	result->reply = NULL;
 	result->reply_len = 0;
+	for (int i = 0; i < result->outgoing_count; i++)
+		free(result->outgoing[i].payload);
+	free(result->outgoing);
+	result->outgoing = NULL;
+	result->outgoing_count = 0;
+}
+
+/*
+ * Reads the calls a handler enqueued on other cages into res.  Returns 0,
+ * or -1 for a malformed list (or no memory for it).
+ */
+static int read_outgoing(struct wire_in *r, struct job_result *res)
+{
+	uint32_t count = wire_in_u32(r);
+
+	if (r->failed || count == 0)
+		return r->failed ? -1 : 0;
+	if (count > WORKER_MAX_OUTGOING || res->status != WORKER_OK)
+		return -1;
+	res->outgoing = calloc(count, sizeof *res->outgoing);
+	if (!res->outgoing)
+		return -1;
+	for (uint32_t i = 0; i < count; i++) {
+		struct outgoing_call *o = &res->outgoing[res->outgoing_count++];
+		const char *payload;
+
+		wire_in_str(r, o->cage, sizeof o->cage);
+		wire_in_str(r, o->queue, sizeof o->queue);
+		wire_in_str(r, o->module, sizeof o->module);
+		wire_in_str(r, o->method, sizeof o->method);
+		payload = wire_in_bytes(r, &o->payload_len);
+		if (r->failed || !name_is_valid(o->cage, strlen(o->cage)) ||
+		    !name_is_valid(o->queue, strlen(o->queue)) ||
+		    !name_is_valid(o->module, strlen(o->module)) ||
+		    !name_is_valid(o->method, strlen(o->method)) ||
+		    !(o->payload = malloc(o->payload_len + 1)))
+			return -1;
+		memcpy(o->payload, payload, o->payload_len);
+		o->payload[o->payload_len] = '\0';
+	}
+	return 0;
 }
 
 static void kick(struct worker_pool *pool)
@@ -407,13 +448,15 @@ static void read_results(struct worker *w)
 		wire_in_str(&r, res.version, sizeof res.version);
 		wire_in_str(&r, res.methods, sizeof res.methods);
 		if (r.failed || res.status > WORKER_BAD_OUTCOME || w->count == 0 ||
-		    !plausible_result(w->jobs[0], &res)) {
+		    !plausible_result(w->jobs[0], &res) || read_outgoing(&r, &res) < 0) {
+			job_result_release(&res);
 			kill_worker(w, "worker sent a malformed message");
 			return;
 		}
 		if (res.reply_len) {
 			res.reply = malloc(res.reply_len + 1);
 			if (!res.reply) {
+				job_result_release(&res);
 				kill_worker(w, "host out of memory for the reply");
 				return;
 			}

@@ -123,6 +123,9 @@ struct cage_ops {
 	int (*reply)(cage_call *call, const void *data, size_t len);
 	void (*errorv)(cage_call *call, const char *fmt, va_list ap);
 	void (*logv)(cage_call *call, int level, const char *fmt, va_list ap);
+	int (*enqueue)(cage_call *call, const char *cage, const char *queue,
+		       const char *module, const char *method, const void *payload,
+		       size_t len);
 };
 
 struct cage_call_head {
@@ -235,6 +238,29 @@ static inline void cage_log(cage_call *call, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	cage__ops(call)->logv(call, level, fmt, ap);
 	va_end(ap);
+}
+
+/*
+ * Enqueues a call on another cage: `cage` names a [cage NAME] section of
+ * the host's config, and queue, module and method are that cage's.  The
+ * payload is copied.  Nothing is sent while the handler runs: the calls a
+ * handler enqueued are stored together with its outcome, in one
+ * transaction, and only if it returns CAGE_OK (on RETRY or FAIL they are
+ * dropped, and the next attempt enqueues them afresh).  The host then
+ * delivers each one with retries, on the queue's retry policy; the other
+ * cage stores it exactly once however often a delivery is repeated.
+ * Returns 0, or -1 for an invalid name, more than 64 calls, or payloads
+ * over 32 MiB in all (or a host too old to know cage_enqueue).
+ */
+static inline int cage_enqueue(cage_call *call, const char *cage, const char *queue,
+			       const char *module, const char *method,
+			       const void *payload, size_t len)
+{
+	const struct cage_ops *ops = cage__ops(call);
+
+	if (ops->size < offsetof(struct cage_ops, enqueue) + sizeof ops->enqueue)
+		return -1;
+	return ops->enqueue(call, cage, queue, module, method, payload, len);
 }
 
 #ifdef __cplusplus

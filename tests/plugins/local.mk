@@ -21,7 +21,8 @@ check_LTLIBRARIES += \
 	tests/plugins/badctor.la \
 	tests/plugins/hangctor.la \
 	tests/plugins/nullfields.la \
-	tests/plugins/alwaysfail.la
+	tests/plugins/alwaysfail.la \
+	tests/plugins/relayer.la
 
 tests_plugins_v1_flaky_la_SOURCES = tests/plugins/flaky.c
 tests_plugins_v1_flaky_la_CPPFLAGS = $(cage_test_plugin_cppflags) \
@@ -65,3 +66,7 @@ check_LTLIBRARIES += tests/plugins/hostile.la
 tests_plugins_hostile_la_SOURCES = tests/plugins/hostile.c
 tests_plugins_hostile_la_CPPFLAGS = $(cage_test_plugin_cppflags)
 tests_plugins_hostile_la_LDFLAGS = $(cage_test_plugin_ldflags)
+
+tests_plugins_relayer_la_SOURCES = tests/plugins/relayer.c
+tests_plugins_relayer_la_CPPFLAGS = $(cage_test_plugin_cppflags)
+tests_plugins_relayer_la_LDFLAGS = $(cage_test_plugin_ldflags)

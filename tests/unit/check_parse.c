@@ -156,6 +156,15 @@ START_TEST(config_errors_name_file_and_line)
 		{ "[host]\ntoken = short\n", "t.conf:2: token: use 16 to 255 characters" },
 		{ "[host]\ntoken = has a space in it ok\n", "t.conf:2: token: only printable characters, no spaces" },
 		{ "[host]\nuser = ../root\n", "t.conf:2: user: '../root' is not a user name" },
+		{ "[cage eu]\n", "t.conf: [cage eu]: no url" },
+		{ "[cage a/b]\n", "t.conf:1: invalid cage name 'a/b'" },
+		{ "[cage x]\nurl = http://h:1\n[cage x]\n", "t.conf:3: cage 'x' is defined twice" },
+		{ "[cage x]\nurl = https://h:1\n", "t.conf:2: url: 'https://h:1' is not http://HOST:PORT" },
+		{ "[cage x]\nurl = http://h:1/v1\n", "t.conf:2: url: 'http://h:1/v1' is not http://HOST:PORT" },
+		{ "[cage x]\nurl = http://h:99999\n", "t.conf:2: url: 'http://h:99999' has no valid port" },
+		{ "[cage x]\nurl = http://a:1 http://b:1 http://c:1 http://d:1 http://e:1\n",
+		  "t.conf:2: url: more than 4 addresses for cage x" },
+		{ "[cage x]\nurl = http://h:1\nretry = 1\n", "t.conf:3: unknown key 'retry' in [cage x]" },
 	};
 	char err[256];
 
@@ -167,6 +176,33 @@ START_TEST(config_errors_name_file_and_line)
 		ck_assert_msg(strstr(err, rows[i].error) == err, "row %zu: got '%s', expected '%s'",
 			      i, err, rows[i].error);
 	}
+}
+END_TEST
+
+START_TEST(cage_sections_are_read)
+{
+	const char *text = "[cage eu]\nurl = http://10.0.0.7:8610, http://eu2.example:8611\n"
+			   "token = 0123456789abcdef\n[queue q]\n[cage local]\nurl = http://127.0.0.1:1\n";
+	const struct cage_conf *eu, *local;
+	struct host_conf c;
+	char err[256];
+
+	ck_assert_msg(conf_parse("t.conf", text, "/", &c, err, sizeof err) == 0, "%s", err);
+	eu = conf_cage(&c, "eu");
+	local = conf_cage(&c, "local");
+	ck_assert_ptr_nonnull(eu);
+	ck_assert_ptr_nonnull(local);
+	ck_assert_ptr_null(conf_cage(&c, "q"));
+	ck_assert_int_eq(eu->url_count, 2);
+	ck_assert_str_eq(eu->urls[0].host, "10.0.0.7");
+	ck_assert_int_eq(eu->urls[0].port, 8610);
+	ck_assert_str_eq(eu->urls[1].host, "eu2.example");
+	ck_assert_int_eq(eu->urls[1].port, 8611);
+	ck_assert_str_eq(eu->token, "0123456789abcdef");
+	ck_assert_int_eq(local->url_count, 1);
+	ck_assert_str_eq(local->token, "");
+	ck_assert_ptr_nonnull(conf_queue(&c, "q"));
+	conf_release(&c);
 }
 END_TEST
 
@@ -198,6 +234,7 @@ Suite *conf_suite(void)
 	TCase *tc = tcase_create("parse");
 
 	tcase_add_test(tc, empty_config_gives_the_documented_defaults);
+	tcase_add_test(tc, cage_sections_are_read);
 	tcase_add_test(tc, full_config_is_read);
 	tcase_add_test(tc, config_errors_name_file_and_line);
 	tcase_add_test(tc, missing_config_file_is_reported);

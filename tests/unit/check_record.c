@@ -50,6 +50,30 @@ START_TEST(call_record_reads_as_text)
 }
 END_TEST
 
+START_TEST(a_call_to_another_cage_names_it)
+{
+	struct call_record r = sample(), back;
+	char err[128];
+	size_t len;
+	char *bytes;
+
+	strcpy(r.cage, "billing-eu");
+	bytes = record_encode_call(&r, 1, &len);
+	ck_assert_ptr_nonnull(bytes);
+	ck_assert_ptr_nonnull(memmem(bytes, len, " id=0194f3a2b1c00001 cage=billing-eu queue=default ", 51));
+	ck_assert_int_eq(record_decode_call(bytes, len, &back, err, sizeof err), 0);
+	ck_assert_str_eq(back.cage, "billing-eu");
+	ck_assert_str_eq(back.queue, "default");
+	free(bytes);
+	r = sample();
+	bytes = record_encode_call(&r, 1, &len);
+	ck_assert_int_eq(record_decode_call(bytes, len, &back, err, sizeof err), 0);
+	ck_assert_str_eq(back.cage, "");
+	ck_assert_ptr_null(memmem(bytes, len, "cage=", 5));
+	free(bytes);
+}
+END_TEST
+
 START_TEST(call_record_round_trips)
 {
 	struct call_record r = sample(), back;
@@ -206,6 +230,7 @@ Suite *record_suite(void)
 
 	tcase_add_test(tc, call_record_reads_as_text);
 	tcase_add_test(tc, call_record_round_trips);
+	tcase_add_test(tc, a_call_to_another_cage_names_it);
 	tcase_add_test(tc, dead_and_done_records_keep_their_state);
 	tcase_add_test(tc, control_characters_in_errors_become_spaces);
 	tcase_add_test(tc, unknown_fields_are_ignored_and_garbage_refused);

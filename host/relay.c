@@ -1,0 +1,333 @@
+/*
+ * relay.c - delivers calls to other cages over HTTP (see relay.h).
+ *
+ * Each url of a cage has a few keep-alive client connections
+ * (CONNS_PER_URL), used in turn; a connection carries one request at a
+ * time and queues the others, so deliveries to one url overlap up to that
+ * many.  Host names are resolved when a connection is made, by the system
+ * resolver (use addresses or /etc/hosts names: a slow DNS would stall the
+ * loop).
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "record.h"
+#include "relay.h"
+
+#define CONNS_PER_URL 4
+#define IDENTITY_LEN 16
+
+struct url_conns {
+	struct evhttp_connection *conn[CONNS_PER_URL];
+	unsigned next;
+};
+
+struct relay_cage {
+	const struct cage_conf *conf;
+	struct url_conns urls[CAGE_URLS_MAX];
+	struct relay_cage *next;
+};
+
+struct delivery {
+	struct relay *relay;
+	struct job *job;
+	struct relay_cage *cage;	/* NULL: not in the config */
+	int url;
+	enum evhttp_request_error error;
+	bool failed;			/* the error callback ran */
+	char why[128];			/* fail_later()'s reason */
+	LIST_ENTRY(delivery) link;
+};
+
+struct relay {
+	struct event_base *base;
+	const struct host_conf *conf;
+	char identity[IDENTITY_LEN + 1];
+	struct relay_cage *cages;
+	LIST_HEAD(, delivery) deliveries;	/* started, not completed */
+	bool closing;
+};
+
+/* Reads data_dir/identity, making it (random, fsync'd) at the first start. */
+static int load_identity(const char *data_dir, char out[IDENTITY_LEN + 1])
+{
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 32];
+	uint64_t random_id;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof path, "%s/identity", data_dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, out, IDENTITY_LEN);
+		close(fd);
+		out[n > 0 ? n : 0] = '\0';
+		if (n == IDENTITY_LEN && strspn(out, "0123456789abcdef") == IDENTITY_LEN)
+			return 0;
+		log_error("%s is damaged (expected %d hex digits); remove it to make a new one "
+			  "(other cages may then store calls this host already sent them again)",
+			  path, IDENTITY_LEN);
+		return -1;
+	}
+	if (errno != ENOENT || getrandom(&random_id, sizeof random_id, 0) != sizeof random_id) {
+		log_error("cannot read or make %s: %s", path, strerror(errno));
+		return -1;
+	}
+	snprintf(out, IDENTITY_LEN + 1, "%016" PRIx64, random_id);
+	snprintf(tmp, sizeof tmp, "%s.new", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, out, IDENTITY_LEN) != IDENTITY_LEN || fsync(fd) < 0 ||
+	    close(fd) < 0 || rename(tmp, path) < 0) {
+		log_error("cannot write %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return 0;
+}
+
+struct relay *relay_new(struct event_base *base, const struct host_conf *conf)
+{
+	struct relay *r = calloc(1, sizeof *r);
+
+	if (!r)
+		return NULL;
+	r->base = base;
+	r->conf = conf;
+	LIST_INIT(&r->deliveries);
+	if (load_identity(conf->data_dir, r->identity) < 0) {
+		free(r);
+		return NULL;
+	}
+	for (const struct cage_conf *c = conf->cages; c; c = c->next) {
+		struct relay_cage *rc = calloc(1, sizeof *rc);
+
+		if (!rc) {
+			relay_free(&r);
+			return NULL;
+		}
+		rc->conf = c;
+		rc->next = r->cages;
+		r->cages = rc;
+	}
+	return r;
+}
+
+static void free_delivery(struct delivery *d)
+{
+	LIST_REMOVE(d, link);
+	free(d);
+}
+
+void relay_free(struct relay **rp)
+{
+	struct relay *r = *rp;
+
+	if (!r)
+		return;
+	r->closing = true;	/* request callbacks now only free their delivery */
+	while (r->cages) {
+		struct relay_cage *next = r->cages->next;
+
+		for (int u = 0; u < CAGE_URLS_MAX; u++)
+			for (int i = 0; i < CONNS_PER_URL; i++)
+				if (r->cages->urls[u].conn[i])
+					evhttp_connection_free(r->cages->urls[u].conn[i]);
+		free(r->cages);
+		r->cages = next;
+	}
+	/* jobs belong to the scheduler, which frees them */
+	while (!LIST_EMPTY(&r->deliveries))
+		free_delivery(LIST_FIRST(&r->deliveries));
+	free(r);
+	*rp = NULL;
+}
+
+static void complete(struct delivery *d, enum worker_status status, const char *reply,
+		     size_t reply_len, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Ends the delivery: job->done() with the result, then the delivery goes. */
+static void complete(struct delivery *d, enum worker_status status, const char *reply,
+		     size_t reply_len, const char *fmt, ...)
+{
+	struct job *job = d->job;
+	struct job_result res;
+	char where[320] = "";
+	char text[RECORD_ERROR_MAX / 2];
+	va_list ap;
+
+	memset(&res, 0, sizeof res);
+	res.status = status;
+	if (d->cage)
+		snprintf(where, sizeof where, "%s:%d", d->cage->conf->urls[d->url].host,
+			 d->cage->conf->urls[d->url].port);
+	snprintf(res.version, sizeof res.version, "%.24s@%.39s", job->cage, where[0] ? where : "-");
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(text, sizeof text, fmt, ap);
+		va_end(ap);
+		snprintf(res.error, sizeof res.error, "cage %s%s%.300s%s: %s", job->cage,
+			 where[0] ? " (" : "", where, where[0] ? ")" : "", text);
+	}
+	if (reply_len && (res.reply = malloc(reply_len + 1))) {
+		memcpy(res.reply, reply, reply_len);
+		res.reply[reply_len] = '\0';
+		res.reply_len = reply_len;
+	}
+	free_delivery(d);
+	job->done(job, &res);
+	job_result_release(&res);
+}
+
+static const char *request_error_text(enum evhttp_request_error e)
+{
+	switch (e) {
+	case EVREQ_HTTP_TIMEOUT: return "no answer in time";
+	case EVREQ_HTTP_EOF: return "the connection closed before an answer";
+	case EVREQ_HTTP_INVALID_HEADER: return "answered with a malformed header";
+	case EVREQ_HTTP_BUFFER_ERROR: return "connection failed (refused, unreachable or reset)";
+	default: return "request failed";
+	}
+}
+
+static void on_error(enum evhttp_request_error error, void *arg)
+{
+	struct delivery *d = arg;
+
+	d->failed = true;
+	d->error = error;
+}
+
+static void on_answer(struct evhttp_request *req, void *arg)
+{
+	struct delivery *d = arg;
+	struct evbuffer *body;
+	const char *text;
+	size_t len;
+	int code;
+
+	if (d->relay->closing) {
+		free_delivery(d);
+		return;
+	}
+	code = req ? evhttp_request_get_response_code(req) : 0;
+	if (code == 0) {
+		complete(d, WORKER_RETRY, NULL, 0, "%s",
+			 request_error_text(d->failed ? d->error : EVREQ_HTTP_BUFFER_ERROR));
+		return;
+	}
+	body = evhttp_request_get_input_buffer(req);
+	len = evbuffer_get_length(body);
+	if (len > 512)
+		len = 512;
+	text = len ? (const char *)evbuffer_pullup(body, (ev_ssize_t)len) : "";
+	if (code == 202)
+		complete(d, WORKER_OK, text, len, NULL);
+	else
+		complete(d, code == 400 || code == 413 ? WORKER_FAIL : WORKER_RETRY, NULL, 0,
+			 "answered %d: %.*s", code, (int)len, text);
+}
+
+/* The connection to use for a delivery to url u of cage c (made on first use). */
+static struct evhttp_connection *connection(struct relay *r, struct relay_cage *c, int u)
+{
+	struct url_conns *uc = &c->urls[u];
+	unsigned i = uc->next++ % CONNS_PER_URL;
+
+	if (!uc->conn[i]) {
+		uc->conn[i] = evhttp_connection_base_new(r->base, NULL, c->conf->urls[u].host,
+							 (unsigned short)c->conf->urls[u].port);
+		if (uc->conn[i])
+			evhttp_connection_set_retries(uc->conn[i], 0);
+	}
+	return uc->conn[i];
+}
+
+static void on_failed_start(evutil_socket_t fd, short what, void *arg)
+{
+	struct delivery *d = arg;
+
+	(void)fd;
+	(void)what;
+	if (!d->relay->closing)
+		complete(d, WORKER_RETRY, NULL, 0, "%s", d->why);
+}
+
+/* A delivery that could not start: its failure, from the loop (job->done
+ * must never run inside relay_run). */
+static void fail_later(struct delivery *d, const char *why)
+{
+	snprintf(d->why, sizeof d->why, "%s", why);
+	if (event_base_once(d->relay->base, -1, EV_TIMEOUT, on_failed_start, d, NULL) < 0)
+		log_error("relay: cannot schedule the failure of call %s (%s); it stays in flight "
+			  "until the host restarts", d->job->id, why);
+}
+
+void relay_run(struct relay *r, struct job *job)
+{
+	struct delivery *d = calloc(1, sizeof *d);
+	struct evhttp_connection *conn;
+	struct evhttp_request *req;
+	struct evkeyvalq *headers;
+	struct timeval timeout;
+	char path[3 * NAME_MAX_LEN + 32], value[512];
+	const struct cage_conf *cc;
+
+	if (!d) {
+		/* job->done must not run from here: a failed delivery, later */
+		log_error("relay: out of memory; call %s stays where it is", job->id);
+		return;
+	}
+	d->relay = r;
+	d->job = job;
+	LIST_INSERT_HEAD(&r->deliveries, d, link);
+	for (d->cage = r->cages; d->cage && strcmp(d->cage->conf->name, job->cage);
+	     d->cage = d->cage->next)
+		;
+	if (!d->cage) {
+		snprintf(value, sizeof value, "no [cage %s] in the config", job->cage);
+		fail_later(d, value);
+		return;
+	}
+	cc = d->cage->conf;
+	d->url = (int)((job->attempt - 1) % (uint32_t)cc->url_count);
+	conn = connection(r, d->cage, d->url);
+	req = conn ? evhttp_request_new(on_answer, d) : NULL;
+	if (!req) {
+		fail_later(d, "out of memory for the request");
+		return;
+	}
+	evhttp_request_set_error_cb(req, on_error);
+	timeout.tv_sec = job->timeout_ms / 1000;
+	timeout.tv_usec = (job->timeout_ms % 1000) * 1000;
+	evhttp_connection_set_timeout_tv(conn, &timeout);
+	headers = evhttp_request_get_output_headers(req);
+	snprintf(value, sizeof value, "%s:%d", cc->urls[d->url].host, cc->urls[d->url].port);
+	evhttp_add_header(headers, "Host", value);
+	evhttp_add_header(headers, "Content-Type", "application/octet-stream");
+	snprintf(value, sizeof value, "cage-%s-%s", r->identity, job->id);
+	evhttp_add_header(headers, "Idempotency-Key", value);
+	if (cc->token[0]) {
+		snprintf(value, sizeof value, "Bearer %s", cc->token);
+		evhttp_add_header(headers, "Authorization", value);
+	}
+	evbuffer_add(evhttp_request_get_output_buffer(req), job->payload ? job->payload : "",
+		     job->payload_len);
+	snprintf(path, sizeof path, "/v1/enqueue/%s/%s/%s", job->queue, job->module, job->method);
+	if (evhttp_make_request(conn, req, EVHTTP_REQ_POST, path) < 0)
+		fail_later(d, "cannot send the request");
+}

@@ -1,0 +1,47 @@
+/*
+ * relay.h - delivery of calls to other cages.
+ *
+ * A handler may enqueue a call on another cage (cage_enqueue in the SDK,
+ * a [cage NAME] section in the config).  The call is stored here, with
+ * the handler's OK, as a pending call whose record names the cage; the
+ * scheduler runs its attempts like any other call's, with the queue's
+ * retry policy, but an attempt is a delivery: relay_run() POSTs the call
+ * to the other cage's /v1/enqueue/QUEUE/MODULE/METHOD and turns the answer
+ * into a job result:
+ *
+ *   202                    WORKER_OK (the other cage has stored it)
+ *   400, 413               WORKER_FAIL (it will never take it as it is)
+ *   anything else, no      WORKER_RETRY with the reason (down, 503, 404
+ *   answer, timeout        of a queue not configured there yet, ...)
+ *
+ * Each delivery carries "Idempotency-Key: cage-IDENTITY-ID", IDENTITY being
+ * this host's own random id (data_dir/identity, made at the first start)
+ * and ID the call's: a delivery repeated because an answer was lost is
+ * recognised by the other cage, which stores the call once.  Attempt n
+ * goes to the cage's url number (n - 1) mod count, so copies of a cage
+ * share the retries of one that is down.
+ */
+#ifndef CAGEHOST_RELAY_H
+#define CAGEHOST_RELAY_H
+
+#include "conf.h"
+#include "worker.h"
+
+struct event_base;
+struct relay;
+
+/*
+ * The relay of a host with data_dir conf->data_dir (where the identity
+ * is kept).  Returns NULL (and logs why) on failure.
+ */
+struct relay *relay_new(struct event_base *base, const struct host_conf *conf);
+void relay_free(struct relay **relay);
+
+/*
+ * Delivers one attempt of job (its cage, queue, module, method, id and
+ * payload) to the cage job->cage; job->done() runs later, never from
+ * inside relay_run, with the result (the reply is the other cage's answer).
+ */
+void relay_run(struct relay *relay, struct job *job);
+
+#endif

@@ -1,0 +1,137 @@
+#!/bin/sh
+# cage_to_cage.sh - a handler on this host (the sender) enqueues calls on
+# another cage (the peer, a second cagehost): they are stored with the
+# handler's OK and delivered with retries, through a peer that is down, a
+# sender killed with -9 and restarted, and a peer that stops answering, and
+# the peer stores each call exactly once.
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+DUMP=$(command -v db5.3_dump || command -v db_dump)
+P=$T/peer
+mkdir -m 755 "$P" "$P/plugins"
+install -m 755 "$PLUGINS/echo.so" "$P/plugins/echo.so"
+PEER_PID=
+PEER_PORT=0
+PEER_BEFORE_ENQ=0	# the counters of the peer's earlier runs
+PEER_BEFORE_OK=0
+
+peer_start() {
+	cat > "$P/cagehost.conf" <<CONF
+[host]
+listen = 127.0.0.1:$PEER_PORT
+data_dir = data
+plugin_dir = plugins
+workers = 1
+CONF
+	plines=$(cat "$P/host.log" 2>/dev/null | wc -l)
+	"$CAGEHOST" -c "$P/cagehost.conf" >> "$P/host.log" 2>&1 &
+	PEER_PID=$!
+	wait_until "the peer to serve" peer_serving_since "$plines" || bail "the peer did not start"
+	PEER_PORT=$(tail -n +"$((plines + 1))" "$P/host.log" |
+		sed -n 's/.* serving on [^ ]*:\([0-9]*\) .*/\1/p' | tail -1)
+}
+peer_serving_since() { tail -n +"$(($1 + 1))" "$P/host.log" | grep -q "serving on"; }
+peer_stop() {
+	[ -n "$PEER_PID" ] || return 0
+	PEER_BEFORE_ENQ=$(peer_enqueued)
+	PEER_BEFORE_OK=$(peer_ok)
+	kill -CONT "$PEER_PID" 2>/dev/null
+	kill -TERM "$PEER_PID" 2>/dev/null
+	wait "$PEER_PID" 2>/dev/null
+	PEER_PID=
+}
+trap 'peer_stop; cleanup' EXIT
+
+# peer_metric NAME: a counter of the peer's /metrics
+peer_metric() {
+	curl -s "http://127.0.0.1:$PEER_PORT/metrics" | sed -n "s/^$1 \([0-9]*\)\$/\1/p"
+}
+# calls the peer stored, and attempts it ran OK, over all its runs
+peer_enqueued() { echo $((PEER_BEFORE_ENQ + $(peer_metric cagehost_enqueued_total))); }
+peer_ok() { echo $((PEER_BEFORE_OK + $(peer_metric 'cagehost_attempts_total{outcome="ok"}'))); }
+peer_enqueued_is() { [ "$(peer_enqueued)" = "$1" ]; }
+peer_ran_ok() { [ "$(peer_ok)" = "$1" ]; }
+# the sender's pending calls to other cages, as db5.3_dump shows them
+outbox() { "$DUMP" -p -h "$T/data" calls.db | grep 'cage=' ; }
+outbox_empty() { ! outbox > /dev/null; }
+sender_retries() {
+	curl -s "$URL/metrics" | sed -n 's/^cagehost_attempts_total{outcome="retry"} \([0-9]*\)$/\1/p'
+}
+retries_above() { [ "$(sender_retries)" -gt "$1" ]; }
+
+peer_start
+write_conf "[queue default]" "retry_interval = 500ms" "retry_max_interval = 500ms" \
+	"attempt_timeout = 2s" "[cage peer]" "url = http://127.0.0.1:$PEER_PORT"
+plugin "$TPLUGINS/relayer.so" relayer
+start_host
+wait_until "relayer to be loaded" log_has "loaded relayer@1+" || bail "relayer was not loaded"
+
+# both up
+id=$(enqueue default relayer pass hello)
+wait_until "the sender's call to finish" state_is "$id" done
+ok $? "a handler that enqueues on the peer finishes"
+wait_until "the peer to receive the call" peer_enqueued_is 1
+ok $? "the peer stores the call"
+wait_until "the peer to run it" peer_ran_ok 1
+ok $? "the peer runs it (echo.upper)"
+wait_until "the sender's outbox to empty" outbox_empty
+ok $? "the delivered call leaves the sender's outbox"
+"$DUMP" -p -h "$T/data" done.db > "$T/done.txt"
+contains "the sender keeps it as done, with the peer's address as its version" \
+	"$(cat "$T/done.txt")" "cage=peer queue=default module=echo method=upper attempts=1 version=peer@127.0.0.1:$PEER_PORT"
+check "the sender made itself an identity (data_dir/identity)" \
+	grep -qx '[0-9a-f]\{16\}' "$T/data/identity"
+
+# a sync call's handler too: the 200 comes once the outgoing call is stored
+equal "a sync call that enqueues on the peer answers 200" "$(status POST /v1/call/relayer/pass sync)" 200
+equal "with the handler's reply" "$(body)" sent
+wait_until "the peer to receive the sync call's call" peer_enqueued_is 2
+ok $? "the peer stores the sync call's call"
+
+# no OK, nothing sent
+id=$(enqueue default relayer then_fail x)
+wait_until "the failing call to go dead" state_is "$id" dead
+check "the outbox stays empty when the handler fails" outbox_empty
+equal "cage_enqueue refuses an invalid name" "$(status POST /v1/call/relayer/bad_name x)" 200
+equal "and says so to the handler" "$(body)" refused
+
+# the peer down, the sender killed with -9 and restarted: nothing lost
+peer_stop
+before=$(sender_retries)
+id=$(enqueue default relayer two down)
+wait_until "the call to finish" state_is "$id" done
+wait_until "deliveries to the stopped peer to fail" retries_above "$before"
+ok $? "deliveries to a stopped peer fail and are retried"
+contains "the outbox holds both calls, with the reason" "$(outbox)" "connection failed"
+equal "both calls wait in the outbox" "$(outbox | wc -l)" 2
+kill9_host
+start_host
+peer_start
+wait_until "both calls to reach the peer" peer_enqueued_is 4
+ok $? "after kill -9 of the sender and a peer restart, both calls arrive"
+wait_until "the peer to run them" peer_ran_ok 4
+wait_until "the outbox to empty" outbox_empty
+ok $? "the outbox empties"
+
+# the peer stops answering (SIGSTOP): deliveries time out and are
+# repeated; once it answers again it stores the call once
+before=$(sender_retries)
+kill -STOP "$PEER_PID"
+id=$(enqueue default relayer pass stopped)
+wait_until "two deliveries to time out" retries_above $((before + 1))
+ok $? "deliveries to a peer that does not answer time out and are repeated"
+kill -CONT "$PEER_PID"
+wait_until "the outbox to empty" outbox_empty
+ok $? "once the peer answers, the delivery succeeds"
+wait_until "the peer to run it" peer_ran_ok 5
+equal "the peer stored the call once, not once per delivery" "$(peer_enqueued)" 5
+echo "# the peer recognised $(peer_metric cagehost_enqueue_duplicates_total) repeated delivery(ies)"
+
+# a cage the config does not name: the call waits, saying why
+id=$(enqueue default relayer nowhere x)
+wait_until "the call to finish" state_is "$id" done
+has_reason() { outbox | grep -q 'no \[cage nosuch\] in the config'; }
+wait_until "the unknown cage to be reported" has_reason
+ok $? "a call to an unknown cage waits in the outbox with the reason"
+
+done_testing
