@@ -4,12 +4,13 @@
  * Each url of a cage has a few keep-alive client connections
  * (CONNS_PER_URL), used in turn; a connection carries one request at a
  * time and queues the others, so deliveries to one url overlap up to that
- * many.  Host names are resolved when a connection is made, by the system
- * resolver (use addresses or /etc/hosts names: a slow DNS would stall the
- * loop).
+ * many.  Host names are resolved when a connection is made, without
+ * blocking the loop (libevent's evdns, with /etc/resolv.conf and
+ * /etc/hosts).
  */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <fcntl.h>
@@ -55,6 +56,7 @@ struct delivery {
 
 struct relay {
 	struct event_base *base;
+	struct evdns_base *dns;		/* NULL: the system's blocking resolver */
 	const struct host_conf *conf;
 	char identity[IDENTITY_LEN + 1];
 	struct relay_cage *cages;
@@ -113,6 +115,12 @@ struct relay *relay_new(struct event_base *base, const struct host_conf *conf)
 		free(r);
 		return NULL;
 	}
+	if (conf->cages) {
+		r->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		if (!r->dns)
+			log_warning("relay: no asynchronous resolver (/etc/resolv.conf?); host "
+				    "names in [cage] urls are looked up blocking the loop");
+	}
 	for (const struct cage_conf *c = conf->cages; c; c = c->next) {
 		struct relay_cage *rc = calloc(1, sizeof *rc);
 
@@ -153,6 +161,8 @@ void relay_free(struct relay **rp)
 	/* jobs belong to the scheduler, which frees them */
 	while (!LIST_EMPTY(&r->deliveries))
 		free_delivery(LIST_FIRST(&r->deliveries));
+	if (r->dns)
+		evdns_base_free(r->dns, 0);
 	free(r);
 	*rp = NULL;
 }
@@ -249,7 +259,7 @@ static struct evhttp_connection *connection(struct relay *r, struct relay_cage *
 	unsigned i = uc->next++ % CONNS_PER_URL;
 
 	if (!uc->conn[i]) {
-		uc->conn[i] = evhttp_connection_base_new(r->base, NULL, c->conf->urls[u].host,
+		uc->conn[i] = evhttp_connection_base_new(r->base, r->dns, c->conf->urls[u].host,
 							 (unsigned short)c->conf->urls[u].port);
 		if (uc->conn[i])
 			evhttp_connection_set_retries(uc->conn[i], 0);
