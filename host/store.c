@@ -51,6 +51,7 @@ struct store {
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
 	bool busy;		/* the last failure was a lock another process holds */
 	uint64_t done_count;	/* records in done.db (counted at open) */
+	int64_t done_delta;	/* added (-removed) by the open transaction */
 	long shm_key;		/* base System V key of the regions */
 	u_int32_t recorded_log;	/* log file named in cagehost.state */
 	uint64_t last_id;
@@ -786,7 +787,7 @@ int store_finish_call(struct store *s, const struct call_record *r, bool was_new
 	if (del(s, was_new ? s->new_calls : s->calls, "remove call", r->id, strlen(r->id)) < 0)
 		return -1;
 	if (!dead)
-		s->done_count++;
+		s->done_delta++;
 	return put_call(s, dead ? s->dead : s->done, dead ? "keep dead call" : "keep done call",
 			r, dead, 0);
 }
@@ -1088,7 +1089,7 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 	for (rc = c->get(c, &k, &d, DB_FIRST); rc == 0 && deleted < max;
 	     rc = c->get(c, &k, &d, DB_NEXT)) {
 		/* the oldest go first while there are more than keep_max */
-		bool too_many = s->done_count > keep_max;
+		bool too_many = (int64_t)s->done_count + s->done_delta > (int64_t)keep_max;
 
 		if (!too_many && (k.size != CALL_ID_LEN ||
 				  memcmp(k.data, cutoff_id, CALL_ID_LEN) > 0))
@@ -1108,8 +1109,7 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 		if (rc)
 			break;
 		deleted++;
-		if (s->done_count)
-			s->done_count--;
+		s->done_delta--;
 	}
 	c->close(c);
 	if (rc && rc != DB_NOTFOUND)
@@ -1135,8 +1135,14 @@ int store_commit(struct store *s)
 	rc = s->txn->commit(s->txn, DB_TXN_WRITE_NOSYNC);
 	__atomic_add_fetch(&s->stats.commits, 1, __ATOMIC_RELAXED);
 	s->txn = NULL;
-	if (rc)
+	if (rc) {
+		s->done_delta = 0;
 		return db_fail(s, "commit", rc);
+	}
+	/* done.db's count follows what committed, not what was tried */
+	s->done_count = (int64_t)s->done_count + s->done_delta < 0 ? 0
+		      : (uint64_t)((int64_t)s->done_count + s->done_delta);
+	s->done_delta = 0;
 	return 0;
 }
 
@@ -1159,6 +1165,7 @@ void store_abort(struct store *s)
 	s->txn->abort(s->txn);
 	s->txn = NULL;
 	s->txn_failed = false;
+	s->done_delta = 0;
 }
 
 /*

@@ -335,6 +335,18 @@ START_TEST(sweep_keeps_at_most_keep_max_done_calls)
 		free(buf);
 	}
 	ck_assert_int_eq(store_commit(s), 0);
+	/* a sweep rolled back (a busy lock, say) leaves the count as it was */
+	ck_assert_int_eq(store_sweep_done(s, 50000, 1, 100), 2);
+	store_abort(s);
+	/* ...and so does a finish rolled back */
+	add(s, "0000000000040000", 1, NULL);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "0000000000040000", &r, &buf), 0);
+	r.state = CALL_DONE;
+	r.when_ms = 100000;
+	ck_assert_int_eq(store_finish_call(s, &r, false), 0);
+	free(buf);
+	store_abort(s);
 	ck_assert_int_eq(store_sweep_done(s, 50000, 1, 100), 2);
 	ck_assert_int_eq(store_commit(s), 0);
 	ck_assert_int_eq(store_get_call(s, TABLE_DONE, ids[0], &r, &buf), 1);
