@@ -347,14 +347,17 @@ static int queue_key(struct parser *p, const char *key, const char *value)
 /* One "http://HOST:PORT" of a cage's url list (no path: the API's own). */
 static int parse_cage_url(struct parser *p, struct cage_conf *c, const char *url)
 {
-	const char *hostpart = url + 7, *colon;
+	const char *hostpart, *colon;
 	char *end;
 	long port;
 
 	if (c->url_count == CAGE_URLS_MAX)
 		return fail(p, "url: more than %d addresses for cage %s", CAGE_URLS_MAX, c->name);
+	if (strncmp(url, "http://", 7) != 0)
+		return fail(p, "url: '%s' is not http://HOST:PORT", url);
+	hostpart = url + 7;
 	colon = strrchr(hostpart, ':');
-	if (strncmp(url, "http://", 7) != 0 || !colon || colon == hostpart ||
+	if (!colon || colon == hostpart ||
 	    (size_t)(colon - hostpart) >= sizeof c->urls[0].host || strchr(hostpart, '/'))
 		return fail(p, "url: '%s' is not http://HOST:PORT", url);
 	errno = 0;

@@ -51,6 +51,9 @@ struct delivery {
 	enum evhttp_request_error error;
 	bool failed;			/* the error callback ran */
 	char why[128];			/* fail_later()'s reason */
+	struct evhttp_request *req;	/* in flight, until answered or cancelled */
+	struct event *deadline;		/* attempt_timeout from the start, queueing included */
+	bool in_run;			/* relay_run() has not returned yet */
 	LIST_ENTRY(delivery) link;
 };
 
@@ -70,7 +73,8 @@ static int load_identity(const char *data_dir, char out[IDENTITY_LEN + 1])
 	char path[PATH_MAX + 16], tmp[PATH_MAX + 32];
 	uint64_t random_id;
 	ssize_t n;
-	int fd;
+	int fd, dir;
+	bool ok;
 
 	snprintf(path, sizeof path, "%s/identity", data_dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -92,11 +96,18 @@ static int load_identity(const char *data_dir, char out[IDENTITY_LEN + 1])
 	snprintf(out, IDENTITY_LEN + 1, "%016" PRIx64, random_id);
 	snprintf(tmp, sizeof tmp, "%s.new", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, out, IDENTITY_LEN) != IDENTITY_LEN || fsync(fd) < 0 ||
-	    close(fd) < 0 || rename(tmp, path) < 0) {
+	ok = fd >= 0 && write(fd, out, IDENTITY_LEN) == IDENTITY_LEN && fsync(fd) == 0;
+	if (fd >= 0 && close(fd) < 0)
+		ok = false;
+	ok = ok && rename(tmp, path) == 0;
+	/* the rename itself must survive a crash: a lost identity would let
+	 * other cages store again a call whose answer was lost */
+	dir = ok ? open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	ok = ok && dir >= 0 && fsync(dir) == 0;
+	if (dir >= 0)
+		close(dir);
+	if (!ok) {
 		log_error("cannot write %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return -1;
 	}
 	return 0;
@@ -138,6 +149,8 @@ struct relay *relay_new(struct event_base *base, const struct host_conf *conf)
 static void free_delivery(struct delivery *d)
 {
 	LIST_REMOVE(d, link);
+	if (d->deadline)
+		event_free(d->deadline);
 	free(d);
 }
 
@@ -222,6 +235,8 @@ static void on_error(enum evhttp_request_error error, void *arg)
 	d->error = error;
 }
 
+static void fail_later(struct delivery *d, const char *why);
+
 static void on_answer(struct evhttp_request *req, void *arg)
 {
 	struct delivery *d = arg;
@@ -230,11 +245,17 @@ static void on_answer(struct evhttp_request *req, void *arg)
 	size_t len;
 	int code;
 
+	d->req = NULL;	/* evhttp frees it after this callback */
 	if (d->relay->closing) {
 		free_delivery(d);
 		return;
 	}
 	code = req ? evhttp_request_get_response_code(req) : 0;
+	if (code == 0 && d->in_run) {
+		/* failed inside evhttp_make_request: done() must not run yet */
+		fail_later(d, request_error_text(d->failed ? d->error : EVREQ_HTTP_BUFFER_ERROR));
+		return;
+	}
 	if (code == 0) {
 		complete(d, WORKER_RETRY, NULL, 0, "%s",
 			 request_error_text(d->failed ? d->error : EVREQ_HTTP_BUFFER_ERROR));
@@ -252,6 +273,21 @@ static void on_answer(struct evhttp_request *req, void *arg)
 			 "answered %d: %.*s", code, (int)len, text);
 }
 
+/*
+ * The copy (url) that takes a call: chosen by its id, the same for every
+ * attempt.  A copy remembers Idempotency-Keys only in its own store, so a
+ * delivery repeated after a lost answer must go where the first one went;
+ * the copies share the calls, not the retries of one.
+ */
+static int url_of(const char *id, int count)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+	return (int)(h % (uint64_t)count);
+}
+
 /* The connection to use for a delivery to url u of cage c (made on first use). */
 static struct evhttp_connection *connection(struct relay *r, struct relay_cage *c, int u)
 {
@@ -261,10 +297,32 @@ static struct evhttp_connection *connection(struct relay *r, struct relay_cage *
 	if (!uc->conn[i]) {
 		uc->conn[i] = evhttp_connection_base_new(r->base, r->dns, c->conf->urls[u].host,
 							 (unsigned short)c->conf->urls[u].port);
-		if (uc->conn[i])
+		if (uc->conn[i]) {
 			evhttp_connection_set_retries(uc->conn[i], 0);
+			/* an answer is a short JSON line: a peer (or proxy) that
+			 * sends more is not buffered without bound */
+			evhttp_connection_set_max_headers_size(uc->conn[i], 16 << 10);
+			evhttp_connection_set_max_body_size(uc->conn[i], 64 << 10);
+		}
 	}
 	return uc->conn[i];
+}
+
+/* attempt_timeout passed: the request goes (its connection is reset when
+ * it was being sent), and the attempt fails.  Whether the other cage got it
+ * is unknown; the retry's Idempotency-Key settles that. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct delivery *d = arg;
+
+	(void)fd;
+	(void)what;
+	if (d->req) {
+		evhttp_cancel_request(d->req);
+		d->req = NULL;
+	}
+	complete(d, WORKER_RETRY, NULL, 0, "no answer within %lld ms",
+		 (long long)d->job->timeout_ms);
 }
 
 static void on_failed_start(evutil_socket_t fd, short what, void *arg)
@@ -281,6 +339,8 @@ static void on_failed_start(evutil_socket_t fd, short what, void *arg)
  * must never run inside relay_run). */
 static void fail_later(struct delivery *d, const char *why)
 {
+	if (d->deadline)
+		evtimer_del(d->deadline);
 	snprintf(d->why, sizeof d->why, "%s", why);
 	if (event_base_once(d->relay->base, -1, EV_TIMEOUT, on_failed_start, d, NULL) < 0)
 		log_error("relay: cannot schedule the failure of call %s (%s); it stays in flight "
@@ -314,10 +374,13 @@ void relay_run(struct relay *r, struct job *job)
 		return;
 	}
 	cc = d->cage->conf;
-	d->url = (int)((job->attempt - 1) % (uint32_t)cc->url_count);
+	d->url = url_of(job->id, cc->url_count);
 	conn = connection(r, d->cage, d->url);
 	req = conn ? evhttp_request_new(on_answer, d) : NULL;
-	if (!req) {
+	d->deadline = evtimer_new(r->base, on_deadline, d);
+	if (!req || !d->deadline) {
+		if (req)
+			evhttp_request_free(req);
 		fail_later(d, "out of memory for the request");
 		return;
 	}
@@ -338,6 +401,15 @@ void relay_run(struct relay *r, struct job *job)
 	evbuffer_add(evhttp_request_get_output_buffer(req), job->payload ? job->payload : "",
 		     job->payload_len);
 	snprintf(path, sizeof path, "/v1/enqueue/%s/%s/%s", job->queue, job->module, job->method);
-	if (evhttp_make_request(conn, req, EVHTTP_REQ_POST, path) < 0)
-		fail_later(d, "cannot send the request");
+	d->in_run = true;
+	d->req = req;
+	if (evhttp_make_request(conn, req, EVHTTP_REQ_POST, path) < 0) {
+		/* the connection freed the request (event2/http.h) */
+		d->req = NULL;
+		if (!d->why[0])
+			fail_later(d, "cannot send the request");
+	} else if (!d->why[0]) {
+		evtimer_add(d->deadline, &timeout);
+	}
+	d->in_run = false;
 }

@@ -17,9 +17,11 @@
  * Each delivery carries "Idempotency-Key: cage-IDENTITY-ID", IDENTITY being
  * this host's own random id (data_dir/identity, made at the first start)
  * and ID the call's: a delivery repeated because an answer was lost is
- * recognised by the other cage, which stores the call once.  Attempt n
- * goes to the cage's url number (n - 1) mod count, so copies of a cage
- * share the retries of one that is down.
+ * recognised by the other cage, which stores the call once.  A cage's
+ * copies (several urls) share the calls: each call goes to one of them,
+ * chosen by its id, for every attempt, since only that copy's store knows
+ * the key.  An attempt ends after the queue's attempt_timeout at most,
+ * waiting for a connection included.
  */
 #ifndef CAGEHOST_RELAY_H
 #define CAGEHOST_RELAY_H

@@ -68,7 +68,9 @@ static int call_reply(cage_call *call, const void *data, size_t len)
 {
 	char *copy;
 
-	if (len > WORKER_MAX_REPLY)
+	/* the reply and the calls enqueued on other cages share one limit,
+	 * so that the result always fits in a message */
+	if (len > WORKER_MAX_REPLY - call->outgoing_bytes)
 		return -1;
 	copy = malloc(len + 1);
 	if (!copy)
@@ -115,7 +117,7 @@ static int call_enqueue(cage_call *call, const char *cage, const char *queue, co
 	if (!valid_name(cage) || !valid_name(queue) || !valid_name(module) ||
 	    !valid_name(method) || (!payload && len) ||
 	    call->outgoing_count == WORKER_MAX_OUTGOING ||
-	    len > WORKER_MAX_REPLY - call->outgoing_bytes)
+	    len > WORKER_MAX_REPLY - call->outgoing_bytes - call->reply_len)
 		return -1;
 	grown = realloc(call->outgoing, (size_t)(call->outgoing_count + 1) * sizeof *grown);
 	if (!grown)

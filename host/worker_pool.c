@@ -164,6 +164,19 @@ void job_result_release(struct job_result *result)
 	result->outgoing_count = 0;
 }
 
+/* One name, exactly as sent: not cut short, no NUL inside, valid. */
+static int read_name(struct wire_in *r, char out[NAME_MAX_LEN + 1])
+{
+	size_t len;
+	const char *data = wire_in_bytes(r, &len);
+
+	if (r->failed || len > NAME_MAX_LEN || !name_is_valid(data, len))
+		return -1;
+	memcpy(out, data, len);
+	out[len] = '\0';
+	return 0;
+}
+
 /*
  * Reads the calls a handler enqueued on other cages into res.  Returns 0,
  * or -1 for a malformed list (or no memory for it).
@@ -173,7 +186,7 @@ static int read_outgoing(struct wire_in *r, struct job_result *res)
 	uint32_t count = wire_in_u32(r);
 
 	if (r->failed || count == 0)
-		return r->failed ? -1 : 0;
+		return r->failed || r->p != r->end ? -1 : 0;
 	if (count > WORKER_MAX_OUTGOING || res->status != WORKER_OK)
 		return -1;
 	res->outgoing = calloc(count, sizeof *res->outgoing);
@@ -183,21 +196,16 @@ static int read_outgoing(struct wire_in *r, struct job_result *res)
 		struct outgoing_call *o = &res->outgoing[res->outgoing_count++];
 		const char *payload;
 
-		wire_in_str(r, o->cage, sizeof o->cage);
-		wire_in_str(r, o->queue, sizeof o->queue);
-		wire_in_str(r, o->module, sizeof o->module);
-		wire_in_str(r, o->method, sizeof o->method);
+		if (read_name(r, o->cage) < 0 || read_name(r, o->queue) < 0 ||
+		    read_name(r, o->module) < 0 || read_name(r, o->method) < 0)
+			return -1;
 		payload = wire_in_bytes(r, &o->payload_len);
-		if (r->failed || !name_is_valid(o->cage, strlen(o->cage)) ||
-		    !name_is_valid(o->queue, strlen(o->queue)) ||
-		    !name_is_valid(o->module, strlen(o->module)) ||
-		    !name_is_valid(o->method, strlen(o->method)) ||
-		    !(o->payload = malloc(o->payload_len + 1)))
+		if (r->failed || !(o->payload = malloc(o->payload_len + 1)))
 			return -1;
 		memcpy(o->payload, payload, o->payload_len);
 		o->payload[o->payload_len] = '\0';
 	}
-	return 0;
+	return r->p == r->end ? 0 : -1;	/* nothing may follow the list */
 }
 
 static void kick(struct worker_pool *pool)

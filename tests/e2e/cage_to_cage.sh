@@ -60,8 +60,10 @@ sender_retries() {
 retries_above() { [ "$(sender_retries)" -gt "$1" ]; }
 
 peer_start
+# "pair": two copies, the peer and a port where nothing listens
 write_conf "[queue default]" "retry_interval = 500ms" "retry_max_interval = 500ms" \
-	"attempt_timeout = 2s" "[cage peer]" "url = http://127.0.0.1:$PEER_PORT"
+	"attempt_timeout = 2s" "[cage peer]" "url = http://127.0.0.1:$PEER_PORT" \
+	"[cage pair]" "url = http://127.0.0.1:$PEER_PORT http://127.0.0.1:1"
 plugin "$TPLUGINS/relayer.so" relayer
 start_host
 wait_until "relayer to be loaded" log_has "loaded relayer@1+" || bail "relayer was not loaded"
@@ -135,5 +137,28 @@ wait_until "the call to finish" state_is "$id" done
 has_reason() { outbox | grep -q 'no \[cage nosuch\] in the config'; }
 wait_until "the unknown cage to be reported" has_reason
 ok $? "a call to an unknown cage waits in the outbox with the reason"
+
+# a cage with two copies: each call sticks to one of them, at every attempt
+# (only that copy would recognise a repeated delivery)
+before=$(peer_enqueued)
+for i in 1 2 3 4 5 6; do
+	id=$(enqueue default relayer to_pair "pair $i")
+	wait_until "call $i to finish" state_is "$id" done
+done
+pair_ids() { outbox | grep 'cage=pair' | sed -n 's/.* id=\([0-9a-f]*\) .*/\1/p'; }
+retried_twice() {
+	for p in $(pair_ids); do attempts_at_least "$p" 2 || return 1; done
+}
+settled() { [ $(( $(peer_enqueued) - before + $(pair_ids | wc -l) )) = 6 ]; }
+wait_until "the 6 calls to be delivered or waiting for the dead copy" settled
+ok $? "each of the 6 calls went to one copy: delivered to the peer, or waiting"
+wait_until "the waiting ones to be retried" retried_twice
+sticky=0
+for p in $(pair_ids); do
+	urls=$(history "$p" | awk '{print $2}' | sort -u)
+	[ "$urls" = "pair@127.0.0.1:1" ] || sticky=1
+done
+ok $sticky "every attempt of a waiting call went to the same copy (127.0.0.1:1)"
+echo "# $(pair_ids | wc -l) of 6 calls chose the dead copy"
 
 done_testing

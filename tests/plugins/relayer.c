@@ -6,6 +6,7 @@
  *   two        enqueues two calls (payloads "PAYLOAD#1", "PAYLOAD#2"); OK
  *   then_fail  enqueues one, then returns CAGE_FAIL (nothing may be sent)
  *   nowhere    enqueues on cage "nosuch", which no config names; OK
+ *   to_pair    enqueues on cage "pair" (a cage with two urls); OK
  *   bad_name   tries a module name with a '/'; replies "refused" when
  *              cage_enqueue says -1 (and returns OK either way)
  */
@@ -55,6 +56,12 @@ static cage_outcome nowhere(cage_call *call)
 	return CAGE_OK;
 }
 
+static cage_outcome to_pair(cage_call *call)
+{
+	forward(call, "pair", "");
+	return CAGE_OK;
+}
+
 static cage_outcome bad_name(cage_call *call)
 {
 	int rc = cage_enqueue(call, "peer", "default", "a/b", "upper", "x", 1);
@@ -68,6 +75,7 @@ static const struct cage_method methods[] = {
 	{ "two", two },
 	{ "then_fail", then_fail },
 	{ "nowhere", nowhere },
+	{ "to_pair", to_pair },
 	{ "bad_name", bad_name },
 	{ NULL, NULL },
 };

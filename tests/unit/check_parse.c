@@ -160,6 +160,7 @@ START_TEST(config_errors_name_file_and_line)
 		{ "[cage a/b]\n", "t.conf:1: invalid cage name 'a/b'" },
 		{ "[cage x]\nurl = http://h:1\n[cage x]\n", "t.conf:3: cage 'x' is defined twice" },
 		{ "[cage x]\nurl = https://h:1\n", "t.conf:2: url: 'https://h:1' is not http://HOST:PORT" },
+		{ "[cage x]\nurl = h\n", "t.conf:2: url: 'h' is not http://HOST:PORT" },
 		{ "[cage x]\nurl = http://h:1/v1\n", "t.conf:2: url: 'http://h:1/v1' is not http://HOST:PORT" },
 		{ "[cage x]\nurl = http://h:99999\n", "t.conf:2: url: 'http://h:99999' has no valid port" },
 		{ "[cage x]\nurl = http://a:1 http://b:1 http://c:1 http://d:1 http://e:1\n",
