@@ -20,6 +20,9 @@
 
 #define MAX_TIMER_MS 1000
 #define MAX_IN_FLIGHT 1024
+/* Deliveries to other cages in flight at most: a peer that does not answer
+ * holds each for up to attempt_timeout, and must not take every slot */
+#define MAX_DELIVERIES 256
 #define STORAGE_PAUSE_MS 1000	/* no dispatch after an outcome failed to store */
 #define BUCKETS 1024
 #define WAKE_TICK_MS 100
@@ -59,6 +62,7 @@ struct scheduler {
 	struct event *timer, *kick;
 	struct attempt *buckets[BUCKETS];
 	int in_flight;
+	int deliveries;			/* of in_flight: calls to other cages */
 	int *queue_running;		/* by queue index */
 	const struct queue_conf **queues;
 	int queue_count;
@@ -152,6 +156,7 @@ static void forget(struct attempt *a)
 	if (*p)
 		*p = a->next_in_bucket;
 	s->in_flight--;
+	s->deliveries -= a->rec.cage[0] != '\0';
 	s->queue_running[queue_index(s, a->queue)]--;
 	free(a->job.payload);
 	free(a);
@@ -285,6 +290,7 @@ static struct attempt *track(struct scheduler *s, const struct call_record *r,
 	a->next_in_bucket = s->buckets[bucket_of(r->id)];
 	s->buckets[bucket_of(r->id)] = a;
 	s->in_flight++;
+	s->deliveries += r->cage[0] != '\0';
 	s->queue_running[queue_index(s, q)]++;
 	return a;
 }
@@ -334,7 +340,8 @@ static int collect_due(const struct call_record *r, void *arg)
 
 	q = queue_of(s, r->queue);
 	qi = queue_index(s, q);
-	if (q->concurrency && s->queue_running[qi] >= q->concurrency) {
+	if ((q->concurrency && s->queue_running[qi] >= q->concurrency) ||
+	    (r->cage[0] && s->deliveries >= MAX_DELIVERIES)) {
 		c->held_back = true;
 		return 0;
 	}

@@ -161,4 +161,32 @@ done
 ok $sticky "every attempt of a waiting call went to the same copy (127.0.0.1:1)"
 echo "# $(pair_ids | wc -l) of 6 calls chose the dead copy"
 
+# 300 calls for a peer that does not answer: at most 256 deliveries hold
+# attempt slots at once (the rest wait their turn, and local calls keep
+# room); once it answers, each call is stored exactly once
+in_flight() {
+	curl -s "$URL/metrics" | sed -n 's/^cagehost_attempts_in_flight \([0-9]*\)$/\1/p'
+}
+piled_up() { [ "$(in_flight)" -ge 200 ]; }
+before=$(peer_enqueued)
+kill -STOP "$PEER_PID"
+for i in $(seq 1 300); do
+	curl -s -o /dev/null -d "burst $i" "$URL/v1/enqueue/default/relayer/pass"
+done
+wait_until "deliveries to pile up" piled_up
+most=0
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	n=$(in_flight)
+	[ "$n" -gt "$most" ] && most=$n
+	sleep 0.2
+done
+echo "# at most $most attempts in flight while the peer was frozen"
+check "at most 256 deliveries were in flight at once" test "$most" -le 256
+kill -CONT "$PEER_PID"
+no_peer_calls() { ! outbox | grep -q 'cage=peer '; }	# the dead copy's stay
+all_there() { [ "$(peer_enqueued)" -ge $((before + 300)) ] && no_peer_calls; }
+wait_until "all 300 calls to be delivered" all_there
+ok $? "once the peer answers, all 300 are delivered"
+equal "each of the 300 was stored once" "$(peer_enqueued)" $((before + 300))
+
 done_testing

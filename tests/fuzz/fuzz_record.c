@@ -102,7 +102,7 @@ static void call_round_trip(const struct call_record *r1)
 		if (!time_writable(r1->when_ms) ||
 		    (r1->state != CALL_DONE && !time_writable(r1->enqueued_ms)))
 			return;
-		if (!bare_writable(r1->queue) || !bare_writable(r1->module) ||
+		if (!bare_writable(r1->cage) || !bare_writable(r1->queue) || !bare_writable(r1->module) ||
 		    !bare_writable(r1->method) || !bare_writable(r1->version) ||
 		    (r1->state != CALL_DONE && !bare_writable(r1->id)))
 			return;
@@ -120,6 +120,7 @@ static void call_round_trip(const struct call_record *r1)
 	} else {
 		expect_str("id of a done record", r2.id, "");
 	}
+	expect_str("cage", r2.cage, r1->cage);
 	expect_str("queue", r2.queue, r1->queue);
 	expect_str("module", r2.module, r1->module);
 	expect_str("method", r2.method, r1->method);
