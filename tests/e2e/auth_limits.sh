@@ -116,6 +116,9 @@ else
 fi
 took=$(( $(date +%s) - start ))
 check "within a few seconds of header_timeout = 1s (took ${took} s)" test "$took" -le 4
+# the reason follows the status line: wait for it, the reader may lag
+says_why() { grep -q header_timeout "$T/slow.out"; }
+WAIT_LIMIT=5 wait_until "the 408's reason" says_why
 contains "the 408 says why" "$(cat "$T/slow.out")" "header_timeout"
 if WAIT_LIMIT=5 wait_until "the slow connection to be closed" closed slow; then
 	ok 0 "and the host closes that connection"
