@@ -50,6 +50,12 @@ static void print_conf(const struct host_conf *c)
 		       duration_format(q->retry.lifetime_ms, d, sizeof d),
 		       duration_format(q->attempt_timeout_ms, e, sizeof e), q->concurrency,
 		       q->wake_on_new_version ? "yes" : "no");
+	for (const struct cage_conf *k = c->cages; k; k = k->next) {
+		printf("cage %s:", k->name);
+		for (int i = 0; i < k->url_count; i++)
+			printf(" http://%s:%d", k->urls[i].host, k->urls[i].port);
+		printf(", token %s\n", k->token[0] ? "set" : "none");
+	}
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -65,6 +65,8 @@ write_conf "[queue default]" "retry_interval = 500ms" "retry_max_interval = 500m
 	"attempt_timeout = 2s" "[cage peer]" "url = http://127.0.0.1:$PEER_PORT" \
 	"[cage pair]" "url = http://127.0.0.1:$PEER_PORT http://127.0.0.1:1"
 plugin "$TPLUGINS/relayer.so" relayer
+contains "--check lists the cages" "$("$CAGEHOST" -c "$T/cagehost.conf" --check)" \
+	"cage pair: http://127.0.0.1:$PEER_PORT http://127.0.0.1:1, token none"
 start_host
 wait_until "relayer to be loaded" log_has "loaded relayer@1+" || bail "relayer was not loaded"
 
