@@ -1,10 +1,12 @@
 /*
  * relay.c - delivers calls to other cages over HTTP (see relay.h).
  *
- * Each url of a cage has a few keep-alive client connections
- * (CONNS_PER_URL), used in turn; a connection carries one request at a
- * time and queues the others, so deliveries to one url overlap up to that
- * many.  Host names are resolved when a connection is made, without
+ * Each url of a cage has CONNS_PER_URL keep-alive client connections,
+ * used in turn; a connection carries one request at a time and queues the
+ * others, so deliveries to one url overlap up to that many.  Each waits
+ * for the other cage's fsync, so the overlap sets the rate: measured on
+ * loopback (2 cores, both hosts on them), 20,000 calls were delivered in
+ * 13.7 s with 4 connections, 7.0 s with 32, and no faster with 64.  Host names are resolved when a connection is made, without
  * blocking the loop (libevent's evdns, with /etc/resolv.conf and
  * /etc/hosts).
  */
@@ -29,7 +31,7 @@
 #include "record.h"
 #include "relay.h"
 
-#define CONNS_PER_URL 4
+#define CONNS_PER_URL 32
 #define IDENTITY_LEN 16
 
 struct url_conns {
