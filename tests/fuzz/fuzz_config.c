@@ -85,6 +85,20 @@ static void check_conf(const struct host_conf *c)
 		if (++queues > 100000)
 			fail("accepted config's queue list does not end", "");
 	}
+	for (const struct cage_conf *k = c->cages; k; k = k->next) {
+		if (!name_is_valid(k->name, strlen(k->name)))
+			fail("accepted config has a cage with an invalid name", k->name);
+		if (conf_cage(c, k->name) != k)
+			fail("accepted config defines a cage twice", k->name);
+		if (k->url_count < 1 || k->url_count > CAGE_URLS_MAX)
+			fail("accepted config has a cage without urls (or too many)", k->name);
+		for (int i = 0; i < k->url_count; i++)
+			if (!k->urls[i].host[0] || strpbrk(k->urls[i].host, "/ \t") ||
+			    k->urls[i].port < 1 || k->urls[i].port > 65535)
+				fail("accepted config has a malformed cage url", k->name);
+		if (!memchr(k->token, '\0', sizeof k->token))
+			fail("accepted config has an unterminated cage token", k->name);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
