@@ -133,6 +133,19 @@ static void add(struct store *s, const char *id, int64_t due, const char *key)
 	add_to(s, id, due, key, false);
 }
 
+/* Records pending call id as done at when_ms (in the open transaction). */
+static void finish(struct store *s, const char *id, int64_t when_ms)
+{
+	struct call_record r;
+	void *buf;
+
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, id, &r, &buf), 0);
+	r.state = CALL_DONE;
+	r.when_ms = when_ms;
+	ck_assert_int_eq(store_finish_call(s, &r, false), 0);
+	free(buf);
+}
+
 static int collect(const struct call_record *r, void *arg)
 {
 	strcat(arg, r->id);
@@ -195,11 +208,7 @@ START_TEST(finished_calls_leave_the_due_index)
 
 	add(s, "00000000000000aa", 1000, "key-a");
 	ck_assert_int_eq(store_commit(s), 0);
-	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "00000000000000aa", &r, &buf), 0);
-	r.state = CALL_DONE;
-	r.when_ms = 2000;
-	ck_assert_int_eq(store_finish_call(s, &r, false), 0);
-	free(buf);
+	finish(s, "00000000000000aa", 2000);
 	ck_assert_int_eq(store_commit(s), 0);
 	ck_assert_int_eq(store_next_due(s, INT64_MIN, &due), 1);
 	ck_assert_int_eq(store_get_call(s, TABLE_DONE, "00000000000000aa", &r, &buf), 0);
@@ -301,11 +310,7 @@ START_TEST(sweep_removes_only_old_done_calls)
 
 	for (int i = 0; i < 2; i++) {
 		add(s, ids[i], 1, i ? NULL : "old-key");
-		ck_assert_int_eq(store_get_call(s, TABLE_CALLS, ids[i], &r, &buf), 0);
-		r.state = CALL_DONE;
-		r.when_ms = i ? 100000 : 2;	/* finished at 2 ms and at 100 s */
-		ck_assert_int_eq(store_finish_call(s, &r, false), 0);
-		free(buf);
+		finish(s, ids[i], i ? 100000 : 2);	/* finished at 2 ms and at 100 s */
 	}
 	ck_assert_int_eq(store_commit(s), 0);
 	ck_assert_int_eq(store_sweep_done(s, 50000, 1000000, 100), 1);
@@ -328,11 +333,7 @@ START_TEST(sweep_keeps_at_most_keep_max_done_calls)
 
 	for (int i = 0; i < 3; i++) {
 		add(s, ids[i], 1, NULL);
-		ck_assert_int_eq(store_get_call(s, TABLE_CALLS, ids[i], &r, &buf), 0);
-		r.state = CALL_DONE;
-		r.when_ms = 100000;	/* recent: the time limit keeps them all */
-		ck_assert_int_eq(store_finish_call(s, &r, false), 0);
-		free(buf);
+		finish(s, ids[i], 100000);	/* recent: the time limit keeps them all */
 	}
 	ck_assert_int_eq(store_commit(s), 0);
 	/* a sweep rolled back (a busy lock, say) leaves the count as it was */
@@ -341,11 +342,7 @@ START_TEST(sweep_keeps_at_most_keep_max_done_calls)
 	/* ...and so does a finish rolled back */
 	add(s, "0000000000040000", 1, NULL);
 	ck_assert_int_eq(store_commit(s), 0);
-	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "0000000000040000", &r, &buf), 0);
-	r.state = CALL_DONE;
-	r.when_ms = 100000;
-	ck_assert_int_eq(store_finish_call(s, &r, false), 0);
-	free(buf);
+	finish(s, "0000000000040000", 100000);
 	store_abort(s);
 	ck_assert_int_eq(store_sweep_done(s, 50000, 1, 100), 2);
 	ck_assert_int_eq(store_commit(s), 0);
