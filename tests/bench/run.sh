@@ -35,7 +35,7 @@ else
 	QUICK=0
 	: "${RUNS:=3}" "${DURATION:=5}" "${E2E_SECONDS:=30}" "${E2E_RUNS:=2}" "${BIG:=1000000}"
 fi
-: "${BIG_RUNS:=1}" "${CONNS:=64}" "${PAYLOAD:=100}" "${ROWS:=1 2 3 4 5 6}"
+: "${BIG_RUNS:=1}" "${CONNS:=64}" "${PAYLOAD:=100}" "${ROWS:=1 2 3 4 5 6 7}"
 DRAIN_CALLS=${DRAIN_CALLS:-10000}	# row 4
 PENDING_CALLS=${PENDING_CALLS:-1000}	# row 6
 WAIT_LIMIT=${WAIT_LIMIT:-900}		# seconds any single wait may take
@@ -44,6 +44,7 @@ CAGEHOST=$CAGE_BUILD/host/cagehost
 ECHO_SO=$CAGE_BUILD/plugins/.libs/echo.so
 FLAKY_V1=$CAGE_BUILD/tests/plugins/v1/.libs/flaky.so
 FLAKY_V2=$CAGE_BUILD/tests/plugins/v2/.libs/flaky.so
+RELAYER_SO=$CAGE_BUILD/tests/plugins/.libs/relayer.so
 LOADGEN=$BENCH_BIN/loadgen
 FSYNCRATE=$BENCH_BIN/fsyncrate
 BEANSTALKD=${BEANSTALKD:-$(command -v beanstalkd || true)}
@@ -499,6 +500,37 @@ fsync_reference() {
 	say "disk: $out"
 }
 
+# Row 7 (no target, no beanstalkd counterpart): cage to cage.  A second
+# cagehost is the peer; DRAIN_CALLS calls to relayer.pass on the sender each
+# enqueue one call on the peer; the rate is calls stored on the peer per
+# second, from the first enqueue on the sender to the last one stored there.
+row_7() {
+	local i out t0 t1 e0 peer_dir peer_pid peer_port peer_url
+
+	for i in $(seq 1 "$RUNS"); do
+		host_new
+		host_start
+		peer_dir=$HOST_DIR peer_pid=$HOST_PID peer_port=$PORT peer_url=$URL
+		PORT=
+		host_new "[cage peer]" "url = http://127.0.0.1:$peer_port"
+		plugin "$RELAYER_SO" relayer
+		host_start
+		e0=$(URL=$peer_url metric cagehost_enqueued_total)
+		t0=$(now)
+		out=$(load /v1/enqueue/default/relayer/pass --count "$DRAIN_CALLS")
+		URL=$peer_url wait_for "$DRAIN_CALLS calls to reach the peer" \
+			metric_at_least cagehost_enqueued_total $((e0 + DRAIN_CALLS))
+		t1=$(now)
+		record relay_rate "$(awk -v n="$DRAIN_CALLS" -v s="$(elapsed "$t0" "$t1")" \
+			'BEGIN { printf "%.0f", n / s }')"
+		say "run $i: $DRAIN_CALLS calls delivered to the peer in $(elapsed "$t0" "$t1") s" \
+			"(sender: $out)"
+		host_stop
+		HOST_DIR=$peer_dir HOST_PID=$peer_pid PORT=$peer_port
+		host_stop
+	done
+}
+
 want_row() { case " $ROWS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # stats KEY: "median min max n" of KEY's measurements, or nothing
@@ -625,6 +657,8 @@ print_table() {
 		restart_s bs_restart_s - bs "value<2" "< 2 s"
 	line 6 "disk after $BIG processed + $PENDING_CALLS pending$big_note" MiB 1 \
 		disk_mib bs_disk_mib - bs "value<200" "< 200 MiB"
+	line 7 "cage to cage: $DRAIN_CALLS calls enqueued by handlers, stored on a 2nd host" "/s" 0 \
+		relay_rate - - - - ""
 	printf '%s\n' "${TABLE[@]}" | align
 	printf '%s\n' "${CSV[@]}" > "$OUT"
 }
@@ -659,6 +693,7 @@ if want_row 2; then row_2; fi
 if want_row 4; then row_4; fi
 if want_row 5; then row_5; fi
 if want_row 6; then row_6; fi
+if want_row 7; then row_7; fi
 say "done in $(( $(date +%s) - start )) s; load average (1 min) at the end:" \
     "$(cut -d' ' -f1 /proc/loadavg); CSV: $OUT"
 echo
