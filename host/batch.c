@@ -101,6 +101,7 @@ struct batch {
 	void (*after)(void *arg);
 	void *after_arg;
 	const char *error;		/* while failed waiters run */
+	char flush_reason[512];		/* error, when a flush failed */
 
 	/* shared with the threads, under lock */
 	pthread_mutex_t lock;
@@ -446,8 +447,11 @@ static void answer(struct batch *b)
 		b->groups = g->next;
 		if (!b->groups)
 			b->groups_tail = &b->groups;
-		b->error = "flushing the log to disk failed (the call was committed and may "
-			   "still run; retry with the same Idempotency-Key)";
+		snprintf(b->flush_reason, sizeof b->flush_reason,
+			 "flushing the log to disk failed: %s (the call was committed and may "
+			 "still run; retry with the same Idempotency-Key)",
+			 store_flush_error(b->store));
+		b->error = b->flush_reason;
 		waiters_run(&g->w, flush_ok);
 		b->error = NULL;
 		free(g);

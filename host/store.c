@@ -52,6 +52,7 @@ struct store {
 	bool busy;		/* the last failure was a lock another process holds */
 	uint64_t done_count;	/* records in done.db (counted at open) */
 	int64_t done_delta;	/* added (-removed) by the open transaction */
+	char flush_error[256];	/* why the last log flush failed */
 	long shm_key;		/* base System V key of the regions */
 	u_int32_t recorded_log;	/* log file named in cagehost.state */
 	uint64_t last_id;
@@ -1151,11 +1152,17 @@ int store_flush_log(struct store *s)
 	int rc = s->env->log_flush(s->env, NULL);
 
 	if (rc) {
+		snprintf(s->flush_error, sizeof s->flush_error, "%s", db_strerror(rc));
 		check_fatal(s, rc);
 		return -1;
 	}
 	__atomic_add_fetch(&s->stats.log_flushes, 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+const char *store_flush_error(const struct store *s)
+{
+	return s->flush_error;
 }
 
 void store_abort(struct store *s)

@@ -157,6 +157,10 @@ int store_commit(struct store *s);
  */
 int store_flush_log(struct store *s);
 
+/* Why the last store_flush_log() failed (the flushing thread writes it;
+ * read it after learning of the failure through a lock). */
+const char *store_flush_error(const struct store *s);
+
 /* Aborts the current transaction. */
 void store_abort(struct store *s);
 

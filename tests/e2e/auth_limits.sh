@@ -262,6 +262,9 @@ for n in 5 6; do
 		ok 1 "connection $n gets 503 once it sends bytes"
 		echo "#   got: $(first_line "conn$n")"
 	fi
+	# the reason follows the status line: wait for it, the reader may lag
+	WAIT_LIMIT=5 wait_until "connection $n's reason" grep -q "too many connections" \
+		"$T/conn$n.out"
 	contains "connection $n: the 503 says too many connections" "$(cat "$T/conn$n.out")" \
 		"too many connections"
 	if WAIT_LIMIT=5 wait_until "connection $n to be closed" closed "conn$n"; then
