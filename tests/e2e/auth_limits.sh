@@ -133,6 +133,9 @@ equal "the host serves on after the 408" "$(hreq POST /v1/call/echo/echo -d afte
 malformed() {
 	raw "$1" 15
 	if WAIT_LIMIT=15 wait_until "an answer to $2" status_or_close "$1"; then
+		# the rest of the answer may still be on its way: let the host
+		# finish and close before the reader goes
+		WAIT_LIMIT=5 wait_until "the host to close after $2" closed "$1"
 		raw_close "$1"
 		line=$(first_line "$1")
 		case "$line" in
