@@ -387,10 +387,12 @@ static int connect_host(void)
 			evutil_make_socket_nonblocking(fd);
 			return fd;
 		}
-		close(fd);
-		if (errno != EADDRNOTAVAIL && errno != EAGAIN)
+		if (errno != EADDRNOTAVAIL && errno != EAGAIN && errno != EINTR)
 			die("connect to 127.0.0.1:%d: %s", ntohs(h.addr.sin_port), strerror(errno));
-		usleep(10000);	/* out of local ports (TIME_WAIT): wait a little */
+		close(fd);
+		/* out of local ports (TIME_WAIT), or libFuzzer's SIGALRM timer
+		 * cut a connect that waited for the listen queue: again */
+		usleep(10000);
 	}
 	die("no local port free for 1 s");
 }
