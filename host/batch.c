@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "clock.h"
 #include "log.h"
 #include "store.h"
 
@@ -270,14 +271,6 @@ static void apply(struct batch *b, struct turn_list *work)
 	}
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool sweep_wanted(const struct batch *b)
 {
 	return b->sweep.left > 0 && !b->loop_holds;
@@ -310,7 +303,7 @@ static void sweep_bite(struct batch *b)
 		log_info("removing old finished calls works again");
 	}
 	b->sweep_failing = !ok;
-	b->last_bite_ms = mono_ms();
+	b->last_bite_ms = clock_mono_ms();
 	pthread_mutex_lock(&b->lock);
 	b->sweep.left = !ok || n < want ? 0 : b->sweep.left - n;
 	b->writing = false;
@@ -355,7 +348,7 @@ static void *writer_loop(void *arg)
 		pthread_cond_broadcast(&b->idle);
 		wake_loop(b);
 		if (sweep_wanted(b) && b->submitted.head &&
-		    mono_ms() - b->last_bite_ms >= SWEEP_STARVED_MS)
+		    clock_mono_ms() - b->last_bite_ms >= SWEEP_STARVED_MS)
 			sweep_bite(b);
 	}
 	pthread_mutex_unlock(&b->lock);

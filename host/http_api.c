@@ -356,13 +356,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 			return;
 		}
 	}
-	memset(&rec, 0, sizeof rec);
-	rec.state = CALL_PENDING;
-	store_new_id(api->d.store, rec.id);
-	snprintf(rec.queue, sizeof rec.queue, "%s", queue);
-	snprintf(rec.module, sizeof rec.module, "%s", module);
-	snprintf(rec.method, sizeof rec.method, "%s", method);
-	rec.enqueued_ms = rec.when_ms = clock_wall_ms();
+	store_new_call(api->d.store, &rec, queue, module, method);
 	if (key)
 		snprintf(rec.idem_key, sizeof rec.idem_key, "%s", key);
 	payload = body_copy(req, &payload_len);

@@ -253,14 +253,13 @@ static void on_answer(struct evhttp_request *req, void *arg)
 		return;
 	}
 	code = req ? evhttp_request_get_response_code(req) : 0;
-	if (code == 0 && d->in_run) {
-		/* failed inside evhttp_make_request: done() must not run yet */
-		fail_later(d, request_error_text(d->failed ? d->error : EVREQ_HTTP_BUFFER_ERROR));
-		return;
-	}
 	if (code == 0) {
-		complete(d, WORKER_RETRY, NULL, 0, "%s",
-			 request_error_text(d->failed ? d->error : EVREQ_HTTP_BUFFER_ERROR));
+		const char *why = request_error_text(d->failed ? d->error : EVREQ_HTTP_BUFFER_ERROR);
+
+		if (d->in_run)	/* failed inside evhttp_make_request: no done() yet */
+			fail_later(d, why);
+		else
+			complete(d, WORKER_RETRY, NULL, 0, "%s", why);
 		return;
 	}
 	body = evhttp_request_get_input_buffer(req);

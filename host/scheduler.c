@@ -479,14 +479,8 @@ int scheduler_add_outgoing(struct scheduler *s, const struct job_result *res)
 	for (int i = 0; i < res->outgoing_count; i++) {
 		const struct outgoing_call *o = &res->outgoing[i];
 
-		memset(&rec, 0, sizeof rec);
-		rec.state = CALL_PENDING;
-		store_new_id(s->store, rec.id);
+		store_new_call(s->store, &rec, o->queue, o->module, o->method);
 		snprintf(rec.cage, sizeof rec.cage, "%s", o->cage);
-		snprintf(rec.queue, sizeof rec.queue, "%s", o->queue);
-		snprintf(rec.module, sizeof rec.module, "%s", o->module);
-		snprintf(rec.method, sizeof rec.method, "%s", o->method);
-		rec.enqueued_ms = rec.when_ms = clock_wall_ms();
 		rec.payload = o->payload;
 		rec.payload_len = o->payload_len;
 		if (batch_add_call(s->batch, &rec, false) < 0)

@@ -688,6 +688,18 @@ void store_new_id(struct store *s, char id[CALL_ID_LEN + 1])
 	snprintf(id, CALL_ID_LEN + 1, "%016" PRIx64, s->last_id);
 }
 
+void store_new_call(struct store *s, struct call_record *r, const char *queue,
+		    const char *module, const char *method)
+{
+	memset(r, 0, sizeof *r);
+	r->state = CALL_PENDING;
+	store_new_id(s, r->id);
+	snprintf(r->queue, sizeof r->queue, "%s", queue);
+	snprintf(r->module, sizeof r->module, "%s", module);
+	snprintf(r->method, sizeof r->method, "%s", method);
+	r->enqueued_ms = r->when_ms = clock_wall_ms();
+}
+
 static DB_TXN *txn(struct store *s)
 {
 	int rc;

@@ -69,6 +69,14 @@ bool store_busy(const struct store *s);
 void store_new_id(struct store *s, char id[CALL_ID_LEN + 1]);
 
 /*
+ * Fills *r as a new pending call of queue/module/method with a new id,
+ * enqueued and due now; the caller adds what else it has (cage, key,
+ * payload) and records it.
+ */
+void store_new_call(struct store *s, struct call_record *r, const char *queue,
+		    const char *module, const char *method);
+
+/*
  * Writes a new pending call (and its Idempotency-Key, if any): into
  * new.db when is_new (the caller runs its first attempt from memory and
  * needs no index entry), else into calls.db.

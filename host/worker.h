@@ -143,6 +143,9 @@ void pool_on_idle(struct worker_pool *pool, void (*cb)(void *arg), void *arg);
 /* Frees a result's reply and outgoing calls. */
 void job_result_release(struct job_result *result);
 
+/* Frees only a result's outgoing calls (a handler that did not say OK). */
+void job_result_drop_outgoing(struct job_result *result);
+
 /*
  * Starts a worker process: a fresh exec of this program (/proc/self/exe)
  * that serves jobs on `channel` (its fd 3), in a process group of its own,

@@ -104,9 +104,9 @@ static void call_logv(cage_call *call, int level, const char *fmt, va_list ap)
 		call->job->id[0] ? " call " : "", call->job->id, text);
 }
 
-static bool valid_name(const char *s)
+static bool valid_label(const char *s, size_t max)
 {
-	return s && strnlen(s, NAME_MAX_LEN + 1) <= NAME_MAX_LEN && name_is_valid(s, strlen(s));
+	return s && strnlen(s, max + 1) <= max && name_is_valid(s, strlen(s));
 }
 
 static int call_enqueue(cage_call *call, const char *cage, const char *queue, const char *module,
@@ -114,8 +114,9 @@ static int call_enqueue(cage_call *call, const char *cage, const char *queue, co
 {
 	struct outgoing_call *grown, *o;
 
-	if (!valid_name(cage) || !valid_name(queue) || !valid_name(module) ||
-	    !valid_name(method) || (!payload && len) ||
+	if (!valid_label(cage, NAME_MAX_LEN) || !valid_label(queue, NAME_MAX_LEN) ||
+	    !valid_label(module, NAME_MAX_LEN) || !valid_label(method, NAME_MAX_LEN) ||
+	    (!payload && len) ||
 	    call->outgoing_count == WORKER_MAX_OUTGOING ||
 	    len > WORKER_MAX_REPLY - call->outgoing_bytes - call->reply_len)
 		return -1;
@@ -162,11 +163,6 @@ static int write_full(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
-}
-
-static bool valid_label(const char *s, size_t max)
-{
-	return s && strnlen(s, max + 1) <= max && name_is_valid(s, strlen(s));
 }
 
 /* Checks the descriptor of a freshly loaded module; "" when fine. */
@@ -307,13 +303,8 @@ static void run_call(const struct job *job, struct job_result *res)
 	/* calls enqueued on other cages go with an OK only */
 	res->outgoing = call.outgoing;
 	res->outgoing_count = call.outgoing_count;
-	if (outcome != CAGE_OK) {
-		for (int i = 0; i < res->outgoing_count; i++)
-			free(res->outgoing[i].payload);
-		free(res->outgoing);
-		res->outgoing = NULL;
-		res->outgoing_count = 0;
-	}
+	if (outcome != CAGE_OK)
+		job_result_drop_outgoing(res);
 	switch (outcome) {
 	case CAGE_OK: res->status = WORKER_OK; break;
 	case CAGE_RETRY: res->status = WORKER_RETRY; break;

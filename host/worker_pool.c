@@ -157,6 +157,11 @@ void job_result_release(struct job_result *result)
 	free(result->reply);
 	result->reply = NULL;
 	result->reply_len = 0;
+	job_result_drop_outgoing(result);
+}
+
+void job_result_drop_outgoing(struct job_result *result)
+{
 	for (int i = 0; i < result->outgoing_count; i++)
 		free(result->outgoing[i].payload);
 	free(result->outgoing);
