@@ -305,11 +305,39 @@ static bool valid_idem_key(const char *key)
 	return true;
 }
 
+static bool valid_id(const char *id)
+{
+	if (strlen(id) != CALL_ID_LEN)
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!isxdigit((unsigned char)*p) || isupper((unsigned char)*p))
+			return false;
+	return true;
+}
+
+/*
+ * A delivery from another cage (relay.h) has the key "cage-SENDER-ID":
+ * puts "cage-SENDER-" into prefix.  False when key is not of that form.
+ */
+static bool delivery_prefix(const char *key, char *prefix, size_t size)
+{
+	size_t len = strlen(key);
+
+	if (len < strlen("cage-") + 2 + CALL_ID_LEN || strncmp(key, "cage-", 5) != 0 ||
+	    key[len - CALL_ID_LEN - 1] != '-' || !valid_id(key + len - CALL_ID_LEN) ||
+	    len - CALL_ID_LEN >= size)
+		return false;
+	snprintf(prefix, size, "%.*s", (int)(len - CALL_ID_LEN), key);
+	return true;
+}
+
 static void handle_enqueue(struct http_api *api, struct evhttp_request *req, char *queue,
 			   char *module, char *method)
 {
-	const char *key = evhttp_find_header(evhttp_request_get_input_headers(req),
-					     "Idempotency-Key");
+	struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+	const char *key = evhttp_find_header(headers, "Idempotency-Key");
+	const char *answered_below = evhttp_find_header(headers, "Cage-Answered-Below");
+	char sender[RECORD_IDEM_MAX + 1];
 	struct enqueue_reply *r;
 	struct call_record rec;
 	size_t payload_len;
@@ -335,6 +363,14 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 			    RECORD_IDEM_MAX);
 		return;
 	}
+	if (answered_below && (!key || !delivery_prefix(key, sender, sizeof sender) ||
+			       !valid_id(answered_below))) {
+		reply_error(req, 400, "Bad Request",
+			    "Cage-Answered-Below is for deliveries from other cages: it needs an "
+			    "Idempotency-Key cage-SENDER-ID and is a call id (%d lowercase hex "
+			    "digits)", CALL_ID_LEN);
+		return;
+	}
 	r = calloc(1, sizeof *r);
 	if (!r) {
 		reply_error(req, 500, "Internal Server Error", "out of memory");
@@ -344,7 +380,8 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	r->req = req;
 	if (key) {
 		batch_sync(api->d.batch);
-		rc = store_find_idem(api->d.store, key, r->id);
+		rc = answered_below ? store_find_delivery(api->d.store, key, r->id)
+				    : store_find_idem(api->d.store, key, r->id);
 		if (rc < 0)
 			goto storage_error;
 		if (rc == 0) {
@@ -356,9 +393,15 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 			return;
 		}
 	}
+	/* the sender has the answers to its deliveries below that id: their
+	 * keys can go (in this turn's transaction, with the new call) */
+	if (answered_below &&
+	    store_forget_deliveries(api->d.store, sender, answered_below) < 0)
+		goto storage_error;
 	store_new_call(api->d.store, &rec, queue, module, method);
 	if (key)
 		snprintf(rec.idem_key, sizeof rec.idem_key, "%s", key);
+	rec.delivery = answered_below != NULL;
 	payload = body_copy(req, &payload_len);
 	if (!payload)
 		goto oom;
@@ -377,7 +420,9 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		goto oom;
 	return;
 storage_error:
-	/* the Idempotency-Key lookup failed: nothing was written */
+	/* the key's lookup, or forgetting answered deliveries, failed: this
+	 * call was not written (and a failed write takes the turn's
+	 * transaction with it) */
 	log_error("enqueue: %s", store_error(api->d.store));
 	batch_touch(api->d.batch);
 	reply_error(req, 503, "Service Unavailable", "the call could not be stored: %s",
@@ -502,16 +547,6 @@ static void describe_call(struct http_api *api, struct evhttp_request *req,
 		reply_json(req, 200, "OK", out);
 	}
 	evbuffer_free(out);
-}
-
-static bool valid_id(const char *id)
-{
-	if (strlen(id) != CALL_ID_LEN)
-		return false;
-	for (const char *p = id; *p; p++)
-		if (!isxdigit((unsigned char)*p) || isupper((unsigned char)*p))
-			return false;
-	return true;
 }
 
 /*

@@ -324,6 +324,26 @@ int record_decode_attempt(const void *data, size_t len, struct attempt_record *a
 	}
 }
 
+int record_cage_of(const void *data, size_t len, const char **name, size_t *name_len)
+{
+	/* "cagecall/1 next=TIME id=ID cage=NAME ...": the writer's order */
+	static const char cage_key[] = " cage=";
+	const size_t at = RECORD_NEXT_PREFIX_LEN + CLOCK_ISO_LEN + strlen(" id=") + CALL_ID_LEN;
+	const char *p = data, *start, *end = p + len;
+
+	if (len < at + strlen(cage_key) || memcmp(p, RECORD_NEXT_PREFIX, RECORD_NEXT_PREFIX_LEN) ||
+	    memcmp(p + at, cage_key, strlen(cage_key)))
+		return 1;
+	start = p + at + strlen(cage_key);
+	for (p = start; p < end && *p != ' '; p++)
+		;
+	if (p == start)
+		return 1;
+	*name = start;
+	*name_len = (size_t)(p - start);
+	return 0;
+}
+
 int64_t record_id_time(const char *id)
 {
 	char ms[13];

@@ -29,6 +29,7 @@
 #ifndef CAGEHOST_RECORD_H
 #define CAGEHOST_RECORD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,12 @@ struct call_record {
 	char error[RECORD_ERROR_MAX + 1];	/* last error or dead reason */
 	const void *payload;		/* borrowed; see record_decode */
 	size_t payload_len;
+	/*
+	 * Not stored: the call came from another cage (a delivery, see
+	 * relay.h), so its idem_key is kept in delivered.db until that cage
+	 * says it will not send the call again, not with the finished call.
+	 */
+	bool delivery;
 };
 
 struct attempt_record {
@@ -94,6 +101,13 @@ const char *record_outcome_name(enum attempt_outcome outcome);
 
 /* "pending", "done", "dead". */
 const char *record_state_name(enum call_state state);
+
+/*
+ * The cage named by the pending record of len bytes at data (the index of
+ * calls by cage reads it there): *name points into data, *name_len bytes.
+ * Returns 0, or 1 when the record names none (the call runs here).
+ */
+int record_cage_of(const void *data, size_t len, const char **name, size_t *name_len);
 
 /* The enqueue time (ms) a call id starts with. */
 int64_t record_id_time(const char *id);

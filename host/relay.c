@@ -42,6 +42,7 @@ struct url_conns {
 struct relay_cage {
 	const struct cage_conf *conf;
 	struct url_conns urls[CAGE_URLS_MAX];
+	char answered_below[CALL_ID_LEN + 1];	/* relay_set_floor() */
 	struct relay_cage *next;
 };
 
@@ -142,10 +143,18 @@ struct relay *relay_new(struct event_base *base, const struct host_conf *conf)
 			return NULL;
 		}
 		rc->conf = c;
+		memset(rc->answered_below, '0', CALL_ID_LEN);
 		rc->next = r->cages;
 		r->cages = rc;
 	}
 	return r;
+}
+
+void relay_set_floor(struct relay *r, const char *cage, const char id[CALL_ID_LEN + 1])
+{
+	for (struct relay_cage *c = r->cages; c; c = c->next)
+		if (!strcmp(c->conf->name, cage))
+			snprintf(c->answered_below, sizeof c->answered_below, "%s", id);
 }
 
 static void free_delivery(struct delivery *d)
@@ -393,8 +402,12 @@ void relay_run(struct relay *r, struct job *job)
 	snprintf(value, sizeof value, "%s:%d", cc->urls[d->url].host, cc->urls[d->url].port);
 	evhttp_add_header(headers, "Host", value);
 	evhttp_add_header(headers, "Content-Type", "application/octet-stream");
-	snprintf(value, sizeof value, "cage-%s-%s", r->identity, job->id);
+	snprintf(value, sizeof value, "cage-%s-%s-%s", r->identity, cc->name, job->id);
 	evhttp_add_header(headers, "Idempotency-Key", value);
+	/* never above this call's own id: its key must stay known there */
+	evhttp_add_header(headers, "Cage-Answered-Below",
+			  strcmp(d->cage->answered_below, job->id) < 0 ? d->cage->answered_below
+								       : job->id);
 	if (cc->token[0]) {
 		snprintf(value, sizeof value, "Bearer %s", cc->token);
 		evhttp_add_header(headers, "Authorization", value);

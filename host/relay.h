@@ -14,10 +14,18 @@
  *   anything else, no      WORKER_RETRY with the reason (down, 503, 404
  *   answer, timeout        of a queue not configured there yet, ...)
  *
- * Each delivery carries "Idempotency-Key: cage-IDENTITY-ID", IDENTITY being
- * this host's own random id (data_dir/identity, made at the first start)
- * and ID the call's: a delivery repeated because an answer was lost is
- * recognised by the other cage, which stores the call once.  A cage's
+ * Each delivery carries "Idempotency-Key: cage-IDENTITY-CAGE-ID", IDENTITY
+ * being this host's own random id (data_dir/identity, made at the first
+ * start), CAGE the [cage] name and ID the call's: a delivery repeated
+ * because an answer was lost is recognised by the other cage, which stores
+ * the call once.  The other cage keeps such a key (in its delivered.db)
+ * until this host says it has the answer: each delivery also carries
+ * "Cage-Answered-Below: FLOOR", the id of this host's oldest pending call
+ * for that [cage] (at most the call's own id): every delivery below it was
+ * answered.  So the keys kept there are bounded by the calls waiting here,
+ * whatever the traffic and however long a delivery waits for its retry
+ * (two [cage] names for one host each have their own keys and floor).
+ * A cage's
  * copies (several urls) share the calls: each call goes to one of them,
  * chosen by its id, for every attempt, since only that copy's store knows
  * the key.  An attempt ends after the queue's attempt_timeout at most,
@@ -27,6 +35,7 @@
 #define CAGEHOST_RELAY_H
 
 #include "conf.h"
+#include "record.h"
 #include "worker.h"
 
 struct event_base;
@@ -45,5 +54,12 @@ void relay_free(struct relay **relay);
  * inside relay_run, with the result (the reply is the other cage's answer).
  */
 void relay_run(struct relay *relay, struct job *job);
+
+/*
+ * Sets the floor sent to cage: the id of the oldest call pending for it
+ * (see above; the scheduler reads it from the store before it starts
+ * deliveries).  Until the first, "0000000000000000" (forget nothing).
+ */
+void relay_set_floor(struct relay *relay, const char *cage, const char id[CALL_ID_LEN + 1]);
 
 #endif

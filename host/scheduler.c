@@ -398,6 +398,34 @@ static void note_due(struct scheduler *s, int64_t due_ms)
 	evtimer_add(s->timer, &tv);
 }
 
+static bool has_delivery(const struct attempt *list)
+{
+	for (; list; list = list->next_new)
+		if (list->rec.cage[0])
+			return true;
+	return false;
+}
+
+/*
+ * Tells the relay, for each cage, the oldest call pending for it: the
+ * receiving cage may forget the keys of deliveries older than that (see
+ * relay.h).  The store is synced; deliveries start from scans only, so
+ * each goes out with the floor read before it.
+ */
+static void refresh_floors(struct scheduler *s)
+{
+	char id[CALL_ID_LEN + 1];
+	int rc;
+
+	for (const struct cage_conf *c = s->conf->cages; c; c = c->next) {
+		rc = store_cage_floor(s->store, c->name, id);
+		if (rc < 0)
+			log_error("scheduler: %s", store_error(s->store));
+		else if (rc == 0)
+			relay_set_floor(s->relay, c->name, id);
+	}
+}
+
 /* Reads due calls from the store, when it may hold some not in memory. */
 static void dispatch(evutil_socket_t fd, short what, void *arg)
 {
@@ -440,6 +468,8 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 	if (store_in_transaction(s->store))
 		batch_touch(s->batch);	/* e.g. a record moved to quarantine */
 	arm(s);
+	if (has_delivery(c.list))
+		refresh_floors(s);
 	while (c.list) {
 		struct attempt *a = c.list;
 

@@ -46,7 +46,8 @@
 
 struct store {
 	DB_ENV *env;
-	DB *calls, *due, *new_calls, *attempts, *done, *dead, *idem, *quarantine;
+	DB *calls, *due, *cages, *new_calls, *attempts, *done, *dead, *idem, *delivered,
+	   *quarantine;
 	DB_TXN *txn;		/* the open batch, or NULL */
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
 	bool busy;		/* the last failure was a lock another process holds */
@@ -139,6 +140,22 @@ static int due_of(DB *secondary, const DBT *pkey, const DBT *pdata, DBT *skey)
 	memset(skey, 0, sizeof *skey);
 	skey->data = (char *)pdata->data + RECORD_NEXT_PREFIX_LEN;
 	skey->size = CLOCK_ISO_LEN;
+	return 0;
+}
+
+/* cages.db key: the cage a pending call is for; calls run here have none. */
+static int cage_of(DB *secondary, const DBT *pkey, const DBT *pdata, DBT *skey)
+{
+	const char *name;
+	size_t len;
+
+	(void)secondary;
+	(void)pkey;
+	if (record_cage_of(pdata->data, pdata->size, &name, &len) != 0)
+		return DB_DONOTINDEX;
+	memset(skey, 0, sizeof *skey);
+	skey->data = (char *)name;
+	skey->size = (u_int32_t)len;
 	return 0;
 }
 
@@ -620,12 +637,20 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	    open_db(s, &s->done, "done.db", DB_BTREE, false) ||
 	    open_db(s, &s->dead, "dead.db", DB_BTREE, false) ||
 	    open_db(s, &s->idem, "idem.db", DB_BTREE, false) ||
+	    open_db(s, &s->delivered, "delivered.db", DB_BTREE, false) ||
+	    open_db(s, &s->cages, "cages.db", DB_BTREE, true) ||
 	    open_db(s, &s->quarantine, "quarantine.db", DB_BTREE, false))
 		goto fail;
-	/* DB_CREATE builds due.db from calls.db if it is missing or new. */
+	/* DB_CREATE builds an index from calls.db if it is missing or new
+	 * (cages.db: a data_dir of a version before it) */
 	rc = s->calls->associate(s->calls, NULL, s->due, due_of, DB_CREATE | DB_AUTO_COMMIT);
 	if (rc) {
 		db_fail(s, "cannot index calls.db by due time", rc);
+		goto fail;
+	}
+	rc = s->calls->associate(s->calls, NULL, s->cages, cage_of, DB_CREATE | DB_AUTO_COMMIT);
+	if (rc) {
+		db_fail(s, "cannot index calls.db by cage", rc);
 		goto fail;
 	}
 	if (check_integrity(s) < 0 || requeue_new_calls(s) < 0)
@@ -655,9 +680,9 @@ void store_close(struct store **sp)
 	stop_checkpoints(s);
 	if (s->txn)
 		store_abort(s);
-	/* the secondary closes before its primary */
-	DB **dbs[] = { &s->due,  &s->calls, &s->new_calls,  &s->attempts,
-		       &s->done, &s->dead,  &s->idem,       &s->quarantine };
+	/* the secondaries close before their primary */
+	DB **dbs[] = { &s->due,  &s->cages, &s->calls, &s->new_calls, &s->attempts,
+		       &s->done, &s->dead,  &s->idem,  &s->delivered, &s->quarantine };
 	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
 		if (*dbs[i])
 			(*dbs[i])->close(*dbs[i], 0);
@@ -779,8 +804,8 @@ int store_add_call(struct store *s, const struct call_record *r, bool is_new)
 	if (put_call(s, is_new ? s->new_calls : s->calls, "add call", r, true, DB_NOOVERWRITE) < 0)
 		return -1;
 	if (r->idem_key[0] &&
-	    put(s, s->idem, "add idempotency key", r->idem_key, strlen(r->idem_key), r->id,
-		strlen(r->id), 0) < 0)
+	    put(s, r->delivery ? s->delivered : s->idem, "add idempotency key", r->idem_key,
+		strlen(r->idem_key), r->id, strlen(r->id), 0) < 0)
 		return -1;
 	__atomic_add_fetch(&s->stats.calls_added, 1, __ATOMIC_RELAXED);
 	return 0;
@@ -865,7 +890,16 @@ int store_get_call(struct store *s, enum store_table table, const char *id,
 	return 0;
 }
 
-int store_find_idem(struct store *s, const char *key, char id[CALL_ID_LEN + 1])
+static int open_cursor(struct store *s, DB *db, DBC **c)
+{
+	int rc = db->cursor(db, s->txn, c, s->txn ? 0 : DB_READ_COMMITTED);
+
+	if (rc)
+		return db_fail(s, "cursor", rc);
+	return 0;
+}
+
+static int find_key(struct store *s, DB *db, const char *key, char id[CALL_ID_LEN + 1])
 {
 	DBT k, d;
 	int rc;
@@ -875,7 +909,7 @@ int store_find_idem(struct store *s, const char *key, char id[CALL_ID_LEN + 1])
 	d.flags = DB_DBT_USERMEM;
 	d.data = id;
 	d.ulen = CALL_ID_LEN;
-	rc = s->idem->get(s->idem, s->txn, &k, &d, s->txn ? 0 : DB_READ_COMMITTED);
+	rc = db->get(db, s->txn, &k, &d, s->txn ? 0 : DB_READ_COMMITTED);
 	if (rc == DB_NOTFOUND)
 		return 1;
 	if (rc)
@@ -884,12 +918,81 @@ int store_find_idem(struct store *s, const char *key, char id[CALL_ID_LEN + 1])
 	return 0;
 }
 
-static int open_cursor(struct store *s, DB *db, DBC **c)
+int store_find_idem(struct store *s, const char *key, char id[CALL_ID_LEN + 1])
 {
-	int rc = db->cursor(db, s->txn, c, s->txn ? 0 : DB_READ_COMMITTED);
+	return find_key(s, s->idem, key, id);
+}
 
+int store_find_delivery(struct store *s, const char *key, char id[CALL_ID_LEN + 1])
+{
+	int rc = find_key(s, s->delivered, key, id);
+
+	/* a delivery stored by a version before delivered.db */
+	return rc == 1 ? find_key(s, s->idem, key, id) : rc;
+}
+
+int store_forget_deliveries(struct store *s, const char *prefix, const char *below_id)
+{
+	size_t plen = strlen(prefix), limit_len;
+	char limit[RECORD_IDEM_MAX + 1];
+	int deleted = 0, cmp, rc;
+	DBC *c;
+	DBT k, d;
+
+	if (plen + CALL_ID_LEN > RECORD_IDEM_MAX)
+		return fail(s, "forget deliveries: sender name too long");
+	limit_len = (size_t)snprintf(limit, sizeof limit, "%s%s", prefix, below_id);
+	if (!txn(s) || open_cursor(s, s->delivered, &c) < 0)
+		return -1;
+	dbt_bytes(&k, prefix, plen);
+	memset(&d, 0, sizeof d);
+	d.flags = DB_DBT_PARTIAL;
+	for (rc = c->get(c, &k, &d, DB_SET_RANGE); rc == 0; rc = c->get(c, &k, &d, DB_NEXT)) {
+		/* a sender's keys sort by call id (fixed width hex): stop at
+		 * the first at or above the limit, or past the prefix; a
+		 * longer key ("cage-X-peer-2-ID" for "cage-X-peer-") is
+		 * another sender's */
+		if (k.size < plen || memcmp(k.data, prefix, plen) != 0)
+			break;
+		if (k.size != limit_len)
+			continue;
+		cmp = memcmp(k.data, limit, limit_len);
+		if (cmp >= 0)
+			break;
+		rc = c->del(c, 0);
+		if (rc)
+			break;
+		deleted++;
+	}
+	c->close(c);
+	if (rc && rc != DB_NOTFOUND)
+		return db_fail(s, "forget answered deliveries", rc);
+	return deleted;
+}
+
+int store_cage_floor(struct store *s, const char *cage, char id[CALL_ID_LEN + 1])
+{
+	DBC *c;
+	DBT k, pk, d;
+	int rc;
+
+	if (open_cursor(s, s->cages, &c) < 0)
+		return -1;
+	dbt_bytes(&k, cage, strlen(cage));
+	memset(&pk, 0, sizeof pk);
+	pk.flags = DB_DBT_USERMEM;
+	pk.data = id;
+	pk.ulen = CALL_ID_LEN;
+	memset(&d, 0, sizeof d);
+	d.flags = DB_DBT_PARTIAL;
+	/* duplicates sort by primary key: the first is the oldest call */
+	rc = c->pget(c, &k, &pk, &d, DB_SET);
+	c->close(c);
+	if (rc == DB_NOTFOUND)
+		return 1;
 	if (rc)
-		return db_fail(s, "cursor", rc);
+		return db_fail(s, "read the index of calls by cage", rc);
+	id[pk.size < CALL_ID_LEN ? pk.size : CALL_ID_LEN] = '\0';
 	return 0;
 }
 

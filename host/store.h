@@ -11,7 +11,11 @@
  *   attempts.db  one record per attempt, key = "ID/NNNN"
  *   done.db      finished calls (no payload), kept for done_retention
  *   dead.db      calls that failed for good or expired, with payload
+ *   cages.db     index of calls.db by the cage a call is for (calls to
+ *                other cages only; maintained by BDB)
  *   idem.db      Idempotency-Key -> call id
+ *   delivered.db  Idempotency-Key -> call id of calls other cages
+ *                delivered, kept until their sender has its answer
  *   quarantine.db  pending records that could not be decoded, kept as found
  *   cagehost.lock  held while a host runs on this directory
  *   modules/     private copies of loaded plugin versions
@@ -112,6 +116,22 @@ int store_get_call(struct store *s, enum store_table table, const char *id,
 
 /* Looks up an Idempotency-Key.  Returns 0 and fills id, 1 when unknown. */
 int store_find_idem(struct store *s, const char *key, char id[CALL_ID_LEN + 1]);
+
+/* The same for the key of a delivery from another cage (delivered.db). */
+int store_find_delivery(struct store *s, const char *key, char id[CALL_ID_LEN + 1]);
+
+/*
+ * Forgets the delivery keys that start with prefix (one sending cage's)
+ * and end with a call id below below_id: that cage has the answers to
+ * those deliveries and never sends them again.  Returns how many.
+ */
+int store_forget_deliveries(struct store *s, const char *prefix, const char *below_id);
+
+/*
+ * The oldest pending call for cage (the smallest id; every delivery of an
+ * older one was answered).  Returns 0 and fills id, 1 when there is none.
+ */
+int store_cage_floor(struct store *s, const char *cage, char id[CALL_ID_LEN + 1]);
 
 /* The earliest attempt planned after after_ms (INT64_MIN: the earliest of
  * all).  Returns 0, or 1 when there is none. */

@@ -3,7 +3,8 @@
 # another cage (the peer, a second cagehost): they are stored with the
 # handler's OK and delivered with retries, through a peer that is down, a
 # sender killed with -9 and restarted, and a peer that stops answering, and
-# the peer stores each call exactly once.
+# the peer stores each call exactly once, and keeps the delivery keys only
+# until the sender has the answers.
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 
 DUMP=$(command -v db5.3_dump || command -v db_dump)
@@ -190,5 +191,16 @@ all_there() { [ "$(peer_enqueued)" -ge $((before + 300)) ] && no_peer_calls; }
 wait_until "all 300 calls to be delivered" all_there
 ok $? "once the peer answers, all 300 are delivered"
 equal "each of the 300 was stored once" "$(peer_enqueued)" $((before + 300))
+
+# the peer keeps a delivery's key until the sender has its answer (see
+# deliveries.sh); the next delivery says the sender has them all
+peer_keys() {
+	"$DUMP" -p -h "$P/data" delivered.db | grep -c "^ cage-$(cat "$T/data/identity")-peer-"
+}
+echo "# the peer kept $(peer_keys) delivery key(s) of this sender after the burst"
+id=$(enqueue default relayer pass last)
+wait_until "the last call to be delivered" peer_enqueued_is $((before + 301))
+wait_until "its delivery to leave the outbox" no_peer_calls
+equal "after the next delivery the peer keeps only its key" "$(peer_keys)" 1
 
 done_testing

@@ -187,6 +187,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct call_record r;
 	struct attempt_record a;
+	const char *cage;
+	size_t cage_len;
 	char err[256];
 
 	/* libFuzzer's data is a heap copy of exactly size bytes: any read
@@ -204,6 +206,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (!err[0]) {
 		fail("record_decode_call failed without a reason");
 	}
+	/* the index of calls by cage reads any record calls.db holds */
+	if (record_cage_of(data, size, &cage, &cage_len) == 0 &&
+	    (cage < (const char *)data || cage + cage_len > (const char *)data + size ||
+	     cage_len == 0))
+		fail("the cage is not inside the record");
 	if (record_decode_attempt(data, size, &a) == 0) {
 		if ((unsigned)a.outcome > OUTCOME_FAIL)
 			fail("decoded outcome %d", (int)a.outcome);

@@ -53,8 +53,9 @@ END_TEST
 START_TEST(a_call_to_another_cage_names_it)
 {
 	struct call_record r = sample(), back;
+	const char *name;
+	size_t len, name_len;
 	char err[128];
-	size_t len;
 	char *bytes;
 
 	strcpy(r.cage, "billing-eu");
@@ -64,12 +65,18 @@ START_TEST(a_call_to_another_cage_names_it)
 	ck_assert_int_eq(record_decode_call(bytes, len, &back, err, sizeof err), 0);
 	ck_assert_str_eq(back.cage, "billing-eu");
 	ck_assert_str_eq(back.queue, "default");
+	/* where the index of calls by cage finds it */
+	ck_assert_int_eq(record_cage_of(bytes, len, &name, &name_len), 0);
+	ck_assert_int_eq((int)name_len, 10);
+	ck_assert(memcmp(name, "billing-eu", 10) == 0);
+	ck_assert_int_eq(record_cage_of(bytes, 60, &name, &name_len), 1);
 	free(bytes);
 	r = sample();
 	bytes = record_encode_call(&r, 1, &len);
 	ck_assert_int_eq(record_decode_call(bytes, len, &back, err, sizeof err), 0);
 	ck_assert_str_eq(back.cage, "");
 	ck_assert_ptr_null(memmem(bytes, len, "cage=", 5));
+	ck_assert_int_eq(record_cage_of(bytes, len, &name, &name_len), 1);
 	free(bytes);
 }
 END_TEST

@@ -109,7 +109,8 @@ static struct store *open_store(void)
 	return s;
 }
 
-static void add_to(struct store *s, const char *id, int64_t due, const char *key, bool is_new)
+/* A pending call id of default/echo.echo, due (and enqueued) at due. */
+static struct call_record pending(const char *id, int64_t due)
 {
 	struct call_record r;
 
@@ -121,6 +122,13 @@ static void add_to(struct store *s, const char *id, int64_t due, const char *key
 	strcpy(r.queue, "default");
 	strcpy(r.module, "echo");
 	strcpy(r.method, "echo");
+	return r;
+}
+
+static void add_to(struct store *s, const char *id, int64_t due, const char *key, bool is_new)
+{
+	struct call_record r = pending(id, due);
+
 	if (key)
 		snprintf(r.idem_key, sizeof r.idem_key, "%s", key);
 	r.payload = id;
@@ -300,6 +308,87 @@ START_TEST(idempotency_keys_find_the_first_call)
 }
 END_TEST
 
+/* Adds a call that came from another cage, with its delivery key. */
+static void add_delivery(struct store *s, const char *id, const char *key)
+{
+	struct call_record r = pending(id, 1000);
+
+	snprintf(r.idem_key, sizeof r.idem_key, "%s", key);
+	r.delivery = true;
+	ck_assert_int_eq(store_add_call(s, &r, false), 0);
+}
+
+START_TEST(delivery_keys_outlive_the_finished_call_until_answered)
+{
+	struct store *s = open_store();
+	char id[CALL_ID_LEN + 1];
+
+	add_delivery(s, "00000000000000a1", "cage-x-peer-0000000000000011");
+	add_delivery(s, "00000000000000a2", "cage-x-peer-0000000000000012");
+	add_delivery(s, "00000000000000a3", "cage-x-peer-2-0000000000000001");
+	add_delivery(s, "00000000000000a4", "cage-y-peer-0000000000000001");
+	ck_assert_int_eq(store_commit(s), 0);
+	/* not an ordinary Idempotency-Key: sweeping the done call leaves it */
+	ck_assert_int_eq(store_find_idem(s, "cage-x-peer-0000000000000011", id), 1);
+	finish(s, "00000000000000a1", 2000);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_sweep_done(s, 5000, 100, 100), 1);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_find_delivery(s, "cage-x-peer-0000000000000011", id), 0);
+	ck_assert_str_eq(id, "00000000000000a1");
+
+	/* sender x (as [cage peer]) has the answers below ...12 */
+	ck_assert_int_eq(store_forget_deliveries(s, "cage-x-peer-", "0000000000000012"), 1);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_find_delivery(s, "cage-x-peer-0000000000000011", id), 1);
+	ck_assert_int_eq(store_find_delivery(s, "cage-x-peer-0000000000000012", id), 0);
+	/* a longer prefix is another sender's; so is another identity's */
+	ck_assert_int_eq(store_forget_deliveries(s, "cage-x-peer-", "ffffffffffffffff"), 1);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_find_delivery(s, "cage-x-peer-2-0000000000000001", id), 0);
+	ck_assert_int_eq(store_find_delivery(s, "cage-y-peer-0000000000000001", id), 0);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+/* Adds a call to deliver to another cage. */
+static void add_for_cage(struct store *s, const char *id, const char *cage)
+{
+	struct call_record r = pending(id, 1000);
+
+	snprintf(r.cage, sizeof r.cage, "%s", cage);
+	ck_assert_int_eq(store_add_call(s, &r, false), 0);
+}
+
+START_TEST(cage_floor_is_the_oldest_pending_call_for_the_cage)
+{
+	struct store *s = open_store();
+	char id[CALL_ID_LEN + 1];
+
+	ck_assert_int_eq(store_cage_floor(s, "peer", id), 1);
+	add_for_cage(s, "00000000000000b2", "peer");
+	add_for_cage(s, "00000000000000b1", "peer-2");
+	add_for_cage(s, "00000000000000b3", "peer");
+	add(s, "00000000000000b0", 1000, NULL);	/* runs here */
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_cage_floor(s, "peer", id), 0);
+	ck_assert_str_eq(id, "00000000000000b2");
+	ck_assert_int_eq(store_cage_floor(s, "peer-2", id), 0);
+	ck_assert_str_eq(id, "00000000000000b1");
+	ck_assert_int_eq(store_cage_floor(s, "pee", id), 1);
+	finish(s, "00000000000000b2", 2000);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_cage_floor(s, "peer", id), 0);
+	ck_assert_str_eq(id, "00000000000000b3");
+	finish(s, "00000000000000b3", 2000);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_cage_floor(s, "peer", id), 1);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
 START_TEST(sweep_removes_only_old_done_calls)
 {
 	struct store *s = open_store();
@@ -409,6 +498,8 @@ Suite *store_suite(void)
 	tcase_add_test(tc, new_calls_are_unindexed_until_a_restart_makes_them_due);
 	tcase_add_test(tc, a_restart_makes_every_new_call_due);
 	tcase_add_test(tc, idempotency_keys_find_the_first_call);
+	tcase_add_test(tc, delivery_keys_outlive_the_finished_call_until_answered);
+	tcase_add_test(tc, cage_floor_is_the_oldest_pending_call_for_the_cage);
 	tcase_add_test(tc, sweep_removes_only_old_done_calls);
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
 	tcase_add_test(tc, ids_increase_across_restarts);
