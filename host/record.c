@@ -38,7 +38,7 @@ static void out_grow(struct out *o, size_t more)
 static void out_bytes(struct out *o, const void *bytes, size_t n)
 {
 	out_grow(o, n);
-	if (o->failed)
+	if (o->failed || n == 0)
 		return;
 	memcpy(o->data + o->len, bytes, n);
 	o->len += n;

@@ -161,7 +161,9 @@ static int cage_of(DB *secondary, const DBT *pkey, const DBT *pdata, DBT *skey)
 
 static const char *recovery_hint(const struct store *s);
 
-static int open_db(struct store *s, DB **db, const char *file, DBTYPE type, bool dupsort)
+/* Opens (creating) file; in transaction t, or in one of its own when NULL. */
+static int open_db_in(struct store *s, DB_TXN *t, DB **db, const char *file, DBTYPE type,
+		      bool dupsort)
 {
 	int rc = db_create(db, s->env, 0);
 
@@ -176,11 +178,57 @@ static int open_db(struct store *s, DB **db, const char *file, DBTYPE type, bool
 	if (!strcmp(file, "done.db"))
 		(*db)->set_pagesize(*db, 16384);
 	/* a handle is used by one thread at a time (batch.h): no DB_THREAD */
-	rc = (*db)->open(*db, NULL, file, NULL, type, DB_CREATE | DB_AUTO_COMMIT, 0600);
+	rc = (*db)->open(*db, t, file, NULL, type, DB_CREATE | (t ? 0 : DB_AUTO_COMMIT), 0600);
 	if (rc) {
 		(*db)->close(*db, 0);
 		*db = NULL;
 		return fail(s, "cannot open %s/%s: %s%s", s->dir, file, db_strerror(rc),
+			    recovery_hint(s));
+	}
+	return 0;
+}
+
+static int open_db(struct store *s, DB **db, const char *file, DBTYPE type, bool dupsort)
+{
+	return open_db_in(s, NULL, db, file, type, dupsort);
+}
+
+/*
+ * Opens cages.db, the index of calls.db by cage.  Associated with
+ * DB_CREATE, Berkeley DB fills an empty secondary by reading all of its
+ * primary; cages.db is empty most of the time (most calls run here), and
+ * that read would cost every start seconds with a million calls waiting.
+ * So it is filled only when the file is new (a new data_dir, or one from a
+ * version before the index), in the transaction that creates it: a crash
+ * cannot leave it made but unfilled.
+ */
+static int open_cage_index(struct store *s)
+{
+	char path[sizeof s->dir + 16];
+	bool is_new;
+	DB_TXN *t;
+	int rc;
+
+	snprintf(path, sizeof path, "%s/cages.db", s->dir);
+	is_new = access(path, F_OK) != 0;
+	rc = s->env->txn_begin(s->env, NULL, &t, 0);
+	if (rc)
+		return db_fail(s, "cannot index calls.db by cage", rc);
+	if (open_db_in(s, t, &s->cages, "cages.db", DB_BTREE, true) < 0) {
+		t->abort(t);
+		return -1;
+	}
+	rc = s->calls->associate(s->calls, t, s->cages, cage_of, is_new ? DB_CREATE : 0);
+	if (rc == 0)
+		rc = t->commit(t, 0);
+	else
+		t->abort(t);
+	if (rc) {
+		/* a handle opened in a transaction that did not commit is void */
+		s->cages->close(s->cages, 0);
+		s->cages = NULL;
+		check_fatal(s, rc);
+		return fail(s, "cannot index %s/calls.db by cage: %s%s", s->dir, db_strerror(rc),
 			    recovery_hint(s));
 	}
 	return 0;
@@ -638,21 +686,16 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	    open_db(s, &s->dead, "dead.db", DB_BTREE, false) ||
 	    open_db(s, &s->idem, "idem.db", DB_BTREE, false) ||
 	    open_db(s, &s->delivered, "delivered.db", DB_BTREE, false) ||
-	    open_db(s, &s->cages, "cages.db", DB_BTREE, true) ||
 	    open_db(s, &s->quarantine, "quarantine.db", DB_BTREE, false))
 		goto fail;
-	/* DB_CREATE builds an index from calls.db if it is missing or new
-	 * (cages.db: a data_dir of a version before it) */
+	/* DB_CREATE builds due.db from calls.db if it is missing or new. */
 	rc = s->calls->associate(s->calls, NULL, s->due, due_of, DB_CREATE | DB_AUTO_COMMIT);
 	if (rc) {
 		db_fail(s, "cannot index calls.db by due time", rc);
 		goto fail;
 	}
-	rc = s->calls->associate(s->calls, NULL, s->cages, cage_of, DB_CREATE | DB_AUTO_COMMIT);
-	if (rc) {
-		db_fail(s, "cannot index calls.db by cage", rc);
+	if (open_cage_index(s) < 0)
 		goto fail;
-	}
 	if (check_integrity(s) < 0 || requeue_new_calls(s) < 0)
 		goto fail;
 	s->done_count = count_keys(s->done);

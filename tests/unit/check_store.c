@@ -122,6 +122,7 @@ static struct call_record pending(const char *id, int64_t due)
 	strcpy(r.queue, "default");
 	strcpy(r.module, "echo");
 	strcpy(r.method, "echo");
+	r.payload = "";
 	return r;
 }
 
@@ -389,6 +390,26 @@ START_TEST(cage_floor_is_the_oldest_pending_call_for_the_cage)
 }
 END_TEST
 
+START_TEST(cage_index_is_built_for_a_data_dir_without_one)
+{
+	struct store *s = open_store();
+	char id[CALL_ID_LEN + 1], path[sizeof dir + 16];
+
+	add_for_cage(s, "00000000000000c2", "peer");
+	add_for_cage(s, "00000000000000c1", "peer");
+	ck_assert_int_eq(store_commit(s), 0);
+	store_close(&s);
+	/* as a data_dir of a version before cages.db */
+	snprintf(path, sizeof path, "%s/cages.db", dir);
+	ck_assert_int_eq(unlink(path), 0);
+	s = open_store();
+	ck_assert_int_eq(store_cage_floor(s, "peer", id), 0);
+	ck_assert_str_eq(id, "00000000000000c1");
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
 START_TEST(sweep_removes_only_old_done_calls)
 {
 	struct store *s = open_store();
@@ -500,6 +521,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, idempotency_keys_find_the_first_call);
 	tcase_add_test(tc, delivery_keys_outlive_the_finished_call_until_answered);
 	tcase_add_test(tc, cage_floor_is_the_oldest_pending_call_for_the_cage);
+	tcase_add_test(tc, cage_index_is_built_for_a_data_dir_without_one);
 	tcase_add_test(tc, sweep_removes_only_old_done_calls);
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
 	tcase_add_test(tc, ids_increase_across_restarts);
