@@ -43,7 +43,7 @@
 #define SWEEP_BITE 100		/* finished calls forgotten per sweep transaction */
 #define SWEEP_STARVED_MS 50	/* a busy writer still takes a bite this often */
 
-enum op_kind { OP_ADD_CALL, OP_UPDATE_CALL, OP_FINISH_CALL, OP_ADD_ATTEMPT };
+enum op_kind { OP_ADD_CALL, OP_UPDATE_CALL, OP_FINISH_CALL, OP_ADD_ATTEMPT, OP_FORGET_DELIVERIES };
 
 /* One recorded store write. */
 struct op {
@@ -57,6 +57,10 @@ struct op {
 			uint32_t n;
 			struct attempt_record rec;
 		} attempt;
+		struct {
+			char prefix[RECORD_IDEM_MAX + 1];
+			char below[CALL_ID_LEN + 1];
+		} forget;
 	} u;
 	char payload[];
 };
@@ -215,6 +219,9 @@ static int apply_op(struct store *s, const struct op *op)
 		return store_finish_call(s, &op->u.call, op->is_new);
 	case OP_ADD_ATTEMPT:
 		return store_add_attempt(s, op->u.attempt.id, op->u.attempt.n, &op->u.attempt.rec);
+	case OP_FORGET_DELIVERIES:
+		return store_forget_deliveries(s, op->u.forget.prefix, op->u.forget.below) < 0 ? -1
+											      : 0;
 	}
 	return -1;
 }
@@ -663,6 +670,17 @@ int batch_add_attempt(struct batch *b, const char *id, uint32_t n,
 	snprintf(op->u.attempt.id, sizeof op->u.attempt.id, "%s", id);
 	op->u.attempt.n = n;
 	op->u.attempt.rec = *a;
+	return 0;
+}
+
+int batch_forget_deliveries(struct batch *b, const char *prefix, const char *below_id)
+{
+	struct op *op = add_op(b, OP_FORGET_DELIVERIES, 0);
+
+	if (!op)
+		return -1;
+	snprintf(op->u.forget.prefix, sizeof op->u.forget.prefix, "%s", prefix);
+	snprintf(op->u.forget.below, sizeof op->u.forget.below, "%s", below_id);
 	return 0;
 }
 

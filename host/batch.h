@@ -53,6 +53,7 @@ int batch_update_call(struct batch *b, const struct call_record *r, bool was_new
 int batch_finish_call(struct batch *b, const struct call_record *r, bool was_new);
 int batch_add_attempt(struct batch *b, const char *id, uint32_t n,
 		      const struct attempt_record *a);
+int batch_forget_deliveries(struct batch *b, const char *prefix, const char *below_id);
 
 /*
  * Has the writer thread forget up to max finished calls, as

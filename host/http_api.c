@@ -331,13 +331,33 @@ static bool delivery_prefix(const char *key, char *prefix, size_t size)
 	return true;
 }
 
+/*
+ * The key a version before [cage] names in keys gave the same delivery:
+ * "cage-IDENTITY-ID" for "cage-IDENTITY-CAGE-ID" (IDENTITY is 16 hex
+ * digits).  False when key is not of the newer form.
+ */
+static bool older_delivery_key(const char *key, char *out, size_t size)
+{
+	const size_t identity_end = strlen("cage-") + CALL_ID_LEN;
+	size_t len = strlen(key);
+	char identity[CALL_ID_LEN + 1];
+
+	if (len <= identity_end + 1 + CALL_ID_LEN + 1 || key[identity_end] != '-')
+		return false;
+	snprintf(identity, sizeof identity, "%.*s", CALL_ID_LEN, key + strlen("cage-"));
+	if (!valid_id(identity))
+		return false;
+	snprintf(out, size, "cage-%s-%s", identity, key + len - CALL_ID_LEN);
+	return true;
+}
+
 static void handle_enqueue(struct http_api *api, struct evhttp_request *req, char *queue,
 			   char *module, char *method)
 {
 	struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
 	const char *key = evhttp_find_header(headers, "Idempotency-Key");
 	const char *answered_below = evhttp_find_header(headers, "Cage-Answered-Below");
-	char sender[RECORD_IDEM_MAX + 1];
+	char sender[RECORD_IDEM_MAX + 1], old_key[RECORD_IDEM_MAX + 1];
 	struct enqueue_reply *r;
 	struct call_record rec;
 	size_t payload_len;
@@ -382,6 +402,10 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		batch_sync(api->d.batch);
 		rc = answered_below ? store_find_delivery(api->d.store, key, r->id)
 				    : store_find_idem(api->d.store, key, r->id);
+		/* delivered by the sender's older version, answer lost, and
+		 * sent again by its newer one */
+		if (rc == 1 && answered_below && older_delivery_key(key, old_key, sizeof old_key))
+			rc = store_find_idem(api->d.store, old_key, r->id);
 		if (rc < 0)
 			goto storage_error;
 		if (rc == 0) {
@@ -394,10 +418,9 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		}
 	}
 	/* the sender has the answers to its deliveries below that id: their
-	 * keys can go (in this turn's transaction, with the new call) */
-	if (answered_below &&
-	    store_forget_deliveries(api->d.store, sender, answered_below) < 0)
-		goto storage_error;
+	 * keys can go, in the transaction that stores the new call */
+	if (answered_below && batch_forget_deliveries(api->d.batch, sender, answered_below) < 0)
+		goto oom;
 	store_new_call(api->d.store, &rec, queue, module, method);
 	if (key)
 		snprintf(rec.idem_key, sizeof rec.idem_key, "%s", key);
@@ -420,9 +443,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		goto oom;
 	return;
 storage_error:
-	/* the key's lookup, or forgetting answered deliveries, failed: this
-	 * call was not written (and a failed write takes the turn's
-	 * transaction with it) */
+	/* the Idempotency-Key lookup failed: nothing was written */
 	log_error("enqueue: %s", store_error(api->d.store));
 	batch_touch(api->d.batch);
 	reply_error(req, 503, "Service Unavailable", "the call could not be stored: %s",

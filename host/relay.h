@@ -22,14 +22,14 @@
  * until this host says it has the answer: each delivery also carries
  * "Cage-Answered-Below: FLOOR", the id of this host's oldest pending call
  * for that [cage] (at most the call's own id): every delivery below it was
- * answered.  So the keys kept there are bounded by the calls waiting here,
- * whatever the traffic and however long a delivery waits for its retry
- * (two [cage] names for one host each have their own keys and floor).
- * A cage's
- * copies (several urls) share the calls: each call goes to one of them,
- * chosen by its id, for every attempt, since only that copy's store knows
- * the key.  An attempt ends after the queue's attempt_timeout at most,
- * waiting for a connection included.
+ * answered or went dead, and is not sent again (unless an operator requeues
+ * a dead one; see the README).  So the keys kept there are bounded by the
+ * calls waiting here, whatever the traffic and however long a delivery
+ * waits for its retry (two [cage] names for one host each have their own
+ * keys and floor).  A cage's copies (several urls) share the calls: each
+ * call goes to one of them, chosen by its id, for every attempt, since
+ * only that copy's store knows the key.  An attempt ends after the queue's
+ * attempt_timeout at most, waiting for a connection included.
  */
 #ifndef CAGEHOST_RELAY_H
 #define CAGEHOST_RELAY_H

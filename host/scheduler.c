@@ -406,24 +406,54 @@ static bool has_delivery(const struct attempt *list)
 	return false;
 }
 
+/* Floors read from the store, for the relay once they are safe to send. */
+struct floors {
+	struct scheduler *sched;
+	int count;
+	struct {
+		char cage[NAME_MAX_LEN + 1];
+		char id[CALL_ID_LEN + 1];
+	} items[];
+};
+
+static void floors_durable(bool ok, void *arg)
+{
+	struct floors *f = arg;
+
+	for (int i = 0; ok && i < f->count; i++)
+		relay_set_floor(f->sched->relay, f->items[i].cage, f->items[i].id);
+	free(f);
+}
+
 /*
- * Tells the relay, for each cage, the oldest call pending for it: the
- * receiving cage may forget the keys of deliveries older than that (see
- * relay.h).  The store is synced; deliveries start from scans only, so
- * each goes out with the floor read before it.
+ * Reads, for each cage, the oldest call pending for it: the receiving
+ * cage may forget the keys of deliveries older than that (see relay.h).
+ * The store is synced.  The relay gets them only once everything
+ * committed so far is on disk: a floor past a delivery whose answer was
+ * committed here but then lost in a crash would let the receiver forget
+ * the key of a call this host delivers again.  Until then deliveries go
+ * out with the older, lower floor, which is always safe.
  */
 static void refresh_floors(struct scheduler *s)
 {
-	char id[CALL_ID_LEN + 1];
-	int rc;
+	struct floors *f;
+	int n = 0, rc;
 
+	for (const struct cage_conf *c = s->conf->cages; c; c = c->next)
+		n++;
+	f = calloc(1, sizeof *f + (size_t)n * sizeof f->items[0]);
+	if (!f)
+		return;		/* the relay keeps the floors it has */
+	f->sched = s;
 	for (const struct cage_conf *c = s->conf->cages; c; c = c->next) {
-		rc = store_cage_floor(s->store, c->name, id);
+		rc = store_cage_floor(s->store, c->name, f->items[f->count].id);
 		if (rc < 0)
 			log_error("scheduler: %s", store_error(s->store));
-		else if (rc == 0)
-			relay_set_floor(s->relay, c->name, id);
+		if (rc == 0)
+			snprintf(f->items[f->count++].cage, sizeof f->items[0].cage, "%s", c->name);
 	}
+	if (f->count == 0 || batch_wait(s->batch, true, floors_durable, f) < 0)
+		free(f);
 }
 
 /* Reads due calls from the store, when it may hold some not in memory. */

@@ -43,6 +43,7 @@
 /* to start: a new log file (2 MB) and room to work */
 #define MIN_FREE_BYTES ((uint64_t)8 << 20)
 #define WATCHDOG_TICK_MS 200
+#define CAGE_FILL_BATCH 500	/* index entries per transaction while building cages.db */
 
 struct store {
 	DB_ENV *env;
@@ -161,9 +162,7 @@ static int cage_of(DB *secondary, const DBT *pkey, const DBT *pdata, DBT *skey)
 
 static const char *recovery_hint(const struct store *s);
 
-/* Opens (creating) file; in transaction t, or in one of its own when NULL. */
-static int open_db_in(struct store *s, DB_TXN *t, DB **db, const char *file, DBTYPE type,
-		      bool dupsort)
+static int open_db(struct store *s, DB **db, const char *file, DBTYPE type, bool dupsort)
 {
 	int rc = db_create(db, s->env, 0);
 
@@ -178,7 +177,7 @@ static int open_db_in(struct store *s, DB_TXN *t, DB **db, const char *file, DBT
 	if (!strcmp(file, "done.db"))
 		(*db)->set_pagesize(*db, 16384);
 	/* a handle is used by one thread at a time (batch.h): no DB_THREAD */
-	rc = (*db)->open(*db, t, file, NULL, type, DB_CREATE | (t ? 0 : DB_AUTO_COMMIT), 0600);
+	rc = (*db)->open(*db, NULL, file, NULL, type, DB_CREATE | DB_AUTO_COMMIT, 0600);
 	if (rc) {
 		(*db)->close(*db, 0);
 		*db = NULL;
@@ -188,50 +187,93 @@ static int open_db_in(struct store *s, DB_TXN *t, DB **db, const char *file, DBT
 	return 0;
 }
 
-static int open_db(struct store *s, DB **db, const char *file, DBTYPE type, bool dupsort)
+/*
+ * Fills db (a plain sorted-duplicates B-tree, to become cages.db) from
+ * calls.db: the cage name -> call id of each pending call for a cage, in
+ * transactions of CAGE_FILL_BATCH entries.  Returns a Berkeley DB code.
+ */
+static int fill_cage_index(struct store *s, DB *db)
 {
-	return open_db_in(s, NULL, db, file, type, dupsort);
+	DB_TXN *t = NULL;
+	const char *name;
+	size_t len;
+	DBT k, d, sk;
+	DBC *c;
+	int n = 0, rc;
+
+	rc = s->calls->cursor(s->calls, NULL, &c, DB_READ_COMMITTED);
+	if (rc)
+		return rc;
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
+	while ((rc = c->get(c, &k, &d, DB_NEXT)) == 0) {
+		if (record_cage_of(d.data, d.size, &name, &len) != 0)
+			continue;
+		if (!t && (rc = s->env->txn_begin(s->env, NULL, &t, 0)) != 0)
+			break;
+		memset(&sk, 0, sizeof sk);
+		sk.data = (char *)name;
+		sk.size = (u_int32_t)len;
+		rc = db->put(db, t, &sk, &k, 0);
+		if (rc)
+			break;
+		if (++n % CAGE_FILL_BATCH == 0) {
+			rc = t->commit(t, 0);
+			t = NULL;
+			if (rc)
+				break;
+		}
+	}
+	c->close(c);
+	if (rc == DB_NOTFOUND) {
+		rc = t ? t->commit(t, 0) : 0;
+		t = NULL;
+	}
+	if (t)
+		t->abort(t);
+	return rc;
 }
 
 /*
- * Opens cages.db, the index of calls.db by cage.  Associated with
- * DB_CREATE, Berkeley DB fills an empty secondary by reading all of its
- * primary; cages.db is empty most of the time (most calls run here), and
- * that read would cost every start seconds with a million calls waiting.
- * So it is filled only when the file is new (a new data_dir, or one from a
- * version before the index), in the transaction that creates it: a crash
- * cannot leave it made but unfilled.
+ * Opens cages.db, the index of calls.db by cage, which Berkeley DB keeps
+ * from then on.  A new data_dir, or one from a version before the index,
+ * has none: it is built under another name, committed in parts (in one
+ * transaction, each page of calls.db would need a lock), and renamed into
+ * place once complete, so a crash part way leaves no cages.db and the
+ * next start builds it again.  (DB_CREATE on associate would refill an
+ * empty index from all of calls.db at every start, and cages.db is empty
+ * whenever no call waits for another cage.)
  */
 static int open_cage_index(struct store *s)
 {
 	char path[sizeof s->dir + 16];
-	bool is_new;
-	DB_TXN *t;
+	DB *fresh;
 	int rc;
 
 	snprintf(path, sizeof path, "%s/cages.db", s->dir);
-	is_new = access(path, F_OK) != 0;
-	rc = s->env->txn_begin(s->env, NULL, &t, 0);
-	if (rc)
-		return db_fail(s, "cannot index calls.db by cage", rc);
-	if (open_db_in(s, t, &s->cages, "cages.db", DB_BTREE, true) < 0) {
-		t->abort(t);
+	if (access(path, F_OK) != 0) {
+		rc = s->env->dbremove(s->env, NULL, "cages.db.new", NULL, DB_AUTO_COMMIT);
+		if (rc && rc != ENOENT)
+			goto fail;
+		if (open_db(s, &fresh, "cages.db.new", DB_BTREE, true) < 0)
+			return -1;
+		rc = fill_cage_index(s, fresh);
+		fresh->close(fresh, 0);
+		if (rc == 0)
+			rc = s->env->dbrename(s->env, NULL, "cages.db.new", NULL, "cages.db",
+					      DB_AUTO_COMMIT);
+		if (rc)
+			goto fail;
+	}
+	if (open_db(s, &s->cages, "cages.db", DB_BTREE, true) < 0)
 		return -1;
-	}
-	rc = s->calls->associate(s->calls, t, s->cages, cage_of, is_new ? DB_CREATE : 0);
+	rc = s->calls->associate(s->calls, NULL, s->cages, cage_of, DB_AUTO_COMMIT);
 	if (rc == 0)
-		rc = t->commit(t, 0);
-	else
-		t->abort(t);
-	if (rc) {
-		/* a handle opened in a transaction that did not commit is void */
-		s->cages->close(s->cages, 0);
-		s->cages = NULL;
-		check_fatal(s, rc);
-		return fail(s, "cannot index %s/calls.db by cage: %s%s", s->dir, db_strerror(rc),
-			    recovery_hint(s));
-	}
-	return 0;
+		return 0;
+fail:
+	check_fatal(s, rc);
+	return fail(s, "cannot index %s/calls.db by cage: %s%s", s->dir, db_strerror(rc),
+		    recovery_hint(s));
 }
 
 /* What to do about a damaged data_dir, appended to such errors. */
@@ -694,9 +736,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		db_fail(s, "cannot index calls.db by due time", rc);
 		goto fail;
 	}
-	if (open_cage_index(s) < 0)
-		goto fail;
-	if (check_integrity(s) < 0 || requeue_new_calls(s) < 0)
+	if (check_integrity(s) < 0 || open_cage_index(s) < 0 || requeue_new_calls(s) < 0)
 		goto fail;
 	s->done_count = count_keys(s->done);
 	record_shm_key(s);

@@ -123,7 +123,8 @@ int store_find_delivery(struct store *s, const char *key, char id[CALL_ID_LEN + 
 /*
  * Forgets the delivery keys that start with prefix (one sending cage's)
  * and end with a call id below below_id: that cage has the answers to
- * those deliveries and never sends them again.  Returns how many.
+ * those deliveries (or gave up on them) and does not send them again.
+ * Returns how many.
  */
 int store_forget_deliveries(struct store *s, const char *prefix, const char *below_id);
 

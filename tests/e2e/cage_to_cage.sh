@@ -198,9 +198,13 @@ peer_keys() {
 	"$DUMP" -p -h "$P/data" delivered.db | grep -c "^ cage-$(cat "$T/data/identity")-peer-"
 }
 echo "# the peer kept $(peer_keys) delivery key(s) of this sender after the burst"
-id=$(enqueue default relayer pass last)
-wait_until "the last call to be delivered" peer_enqueued_is $((before + 301))
-wait_until "its delivery to leave the outbox" no_peer_calls
-equal "after the next delivery the peer keeps only its key" "$(peer_keys)" 1
+# (a floor goes out once the answers below it are on disk here, so with
+# the delivery after the next one)
+for n in 301 302; do
+	id=$(enqueue default relayer pass "last $n")
+	wait_until "call $n to be delivered" peer_enqueued_is $((before + n))
+	wait_until "its delivery to leave the outbox" no_peer_calls
+done
+equal "after two more deliveries the peer keeps only their keys" "$(peer_keys)" 2
 
 done_testing

@@ -64,6 +64,14 @@ equal "and a delivery under peer, answered below ID3, too" "$(deliver $ID3 $ID3 
 check "peer's floor forgets peer's older key" sh -c "! grep -q ' $SENDER$ID2' '$T/delivered.txt'"
 check "but not peer-2's" grep -q " ${SENDER}2-$ID1" "$T/delivered.txt"
 
+# a sender upgraded from a version whose keys had no [cage] name: a
+# delivery it made before is recognised under the newer key
+old=$(curl -s -H "Idempotency-Key: cage-0123456789abcdef-0000aaaa00000009" -d old \
+	"$URL/v1/enqueue/default/echo/upper" | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p')
+equal "an older sender's delivery sent again by its newer version is accepted" \
+	"$(deliver 0000aaaa00000009 0000aaaa00000009 old)" 202
+contains "as a duplicate of the first" "$(body)" "{\"id\": \"$old\", \"duplicate\": true}"
+
 # malformed delivery headers: 400 with a reason, nothing stored
 before=$(curl -s "$URL/metrics" | sed -n 's/^cagehost_enqueued_total \([0-9]*\)$/\1/p')
 bad() { curl -s -o "$T/body" -w '%{http_code}' "$@" -d x "$URL/v1/enqueue/default/echo/upper"; }

@@ -410,6 +410,35 @@ START_TEST(cage_index_is_built_for_a_data_dir_without_one)
 }
 END_TEST
 
+/* Building the index reads all of calls.db: more pages than one
+ * transaction could lock (120,000 calls failed when it was one). */
+START_TEST(cage_index_is_built_over_a_large_queue)
+{
+	struct store *s = open_store();
+	char id[CALL_ID_LEN + 1], path[sizeof dir + 16];
+
+	for (int i = 0; i < 120000; i++) {
+		snprintf(id, sizeof id, "%016x", 0x100000 + i);
+		if (i % 1000 == 999)
+			add_for_cage(s, id, i % 2000 == 999 ? "peer" : "other");
+		else
+			add(s, id, 1000, NULL);
+		if (i % 1000 == 999)
+			ck_assert_int_eq(store_commit(s), 0);
+	}
+	store_close(&s);
+	snprintf(path, sizeof path, "%s/cages.db", dir);
+	ck_assert_int_eq(unlink(path), 0);
+	s = open_store();
+	ck_assert_int_eq(store_cage_floor(s, "peer", id), 0);
+	ck_assert_str_eq(id, "00000000001003e7");	/* 0x100000 + 999 */
+	ck_assert_int_eq(store_cage_floor(s, "other", id), 0);
+	ck_assert_str_eq(id, "00000000001007cf");	/* 0x100000 + 1999 */
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
 START_TEST(sweep_removes_only_old_done_calls)
 {
 	struct store *s = open_store();
@@ -522,6 +551,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, delivery_keys_outlive_the_finished_call_until_answered);
 	tcase_add_test(tc, cage_floor_is_the_oldest_pending_call_for_the_cage);
 	tcase_add_test(tc, cage_index_is_built_for_a_data_dir_without_one);
+	tcase_add_test(tc, cage_index_is_built_over_a_large_queue);
 	tcase_add_test(tc, sweep_removes_only_old_done_calls);
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
 	tcase_add_test(tc, ids_increase_across_restarts);
