@@ -390,19 +390,27 @@ START_TEST(cage_floor_is_the_oldest_pending_call_for_the_cage)
 }
 END_TEST
 
+/* Closes s and opens the store again as a data_dir of a version before
+ * cages.db: without the file. */
+static struct store *reopen_without_cage_index(struct store *s)
+{
+	char path[sizeof dir + 16];
+
+	store_close(&s);
+	snprintf(path, sizeof path, "%s/cages.db", dir);
+	ck_assert_int_eq(unlink(path), 0);
+	return open_store();
+}
+
 START_TEST(cage_index_is_built_for_a_data_dir_without_one)
 {
 	struct store *s = open_store();
-	char id[CALL_ID_LEN + 1], path[sizeof dir + 16];
+	char id[CALL_ID_LEN + 1];
 
 	add_for_cage(s, "00000000000000c2", "peer");
 	add_for_cage(s, "00000000000000c1", "peer");
 	ck_assert_int_eq(store_commit(s), 0);
-	store_close(&s);
-	/* as a data_dir of a version before cages.db */
-	snprintf(path, sizeof path, "%s/cages.db", dir);
-	ck_assert_int_eq(unlink(path), 0);
-	s = open_store();
+	s = reopen_without_cage_index(s);
 	ck_assert_int_eq(store_cage_floor(s, "peer", id), 0);
 	ck_assert_str_eq(id, "00000000000000c1");
 	store_close(&s);
@@ -415,7 +423,7 @@ END_TEST
 START_TEST(cage_index_is_built_over_a_large_queue)
 {
 	struct store *s = open_store();
-	char id[CALL_ID_LEN + 1], path[sizeof dir + 16];
+	char id[CALL_ID_LEN + 1];
 
 	for (int i = 0; i < 120000; i++) {
 		snprintf(id, sizeof id, "%016x", 0x100000 + i);
@@ -426,10 +434,7 @@ START_TEST(cage_index_is_built_over_a_large_queue)
 		if (i % 1000 == 999)
 			ck_assert_int_eq(store_commit(s), 0);
 	}
-	store_close(&s);
-	snprintf(path, sizeof path, "%s/cages.db", dir);
-	ck_assert_int_eq(unlink(path), 0);
-	s = open_store();
+	s = reopen_without_cage_index(s);
 	ck_assert_int_eq(store_cage_floor(s, "peer", id), 0);
 	ck_assert_str_eq(id, "00000000001003e7");	/* 0x100000 + 999 */
 	ck_assert_int_eq(store_cage_floor(s, "other", id), 0);
