@@ -332,23 +332,30 @@ static bool delivery_prefix(const char *key, char *prefix, size_t size)
 }
 
 /*
- * The key a version before [cage] names in keys gave the same delivery:
- * "cage-IDENTITY-ID" for "cage-IDENTITY-CAGE-ID" (IDENTITY is 16 hex
- * digits).  False when key is not of the newer form.
+ * Looks up the key of a delivery whose sender prefix is sender (see
+ * delivery_prefix), where each version kept it: delivered.db; idem.db,
+ * before delivered.db; and there under "cage-IDENTITY-ID", before [cage]
+ * names were in keys ("cage-IDENTITY-CAGE-ID", IDENTITY being 16 hex
+ * digits), for a delivery made before the sender's upgrade, answer lost,
+ * and sent again after it.  Returns as store_find_idem().
  */
-static bool older_delivery_key(const char *key, char *out, size_t size)
+static int find_delivery(struct store *store, const char *key, const char *sender,
+			 char id[CALL_ID_LEN + 1])
 {
-	const size_t identity_end = strlen("cage-") + CALL_ID_LEN;
-	size_t len = strlen(key);
-	char identity[CALL_ID_LEN + 1];
+	const size_t identity_end = strlen("cage-") + CALL_ID_LEN;	/* "-" after it */
+	char identity[CALL_ID_LEN + 1], older[RECORD_IDEM_MAX + 1];
+	int rc = store_find_delivery(store, key, id);
 
-	if (len <= identity_end + 1 + CALL_ID_LEN + 1 || key[identity_end] != '-')
-		return false;
-	snprintf(identity, sizeof identity, "%.*s", CALL_ID_LEN, key + strlen("cage-"));
+	if (rc == 1)
+		rc = store_find_idem(store, key, id);
+	/* "cage-IDENTITY-" and at least one character of a name, then "-" */
+	if (rc != 1 || strlen(sender) <= identity_end + 2 || sender[identity_end] != '-')
+		return rc;
+	snprintf(identity, sizeof identity, "%.*s", CALL_ID_LEN, sender + strlen("cage-"));
 	if (!valid_id(identity))
-		return false;
-	snprintf(out, size, "cage-%s-%s", identity, key + len - CALL_ID_LEN);
-	return true;
+		return rc;
+	snprintf(older, sizeof older, "cage-%s-%s", identity, key + strlen(sender));
+	return store_find_idem(store, older, id);
 }
 
 static void handle_enqueue(struct http_api *api, struct evhttp_request *req, char *queue,
@@ -357,7 +364,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
 	const char *key = evhttp_find_header(headers, "Idempotency-Key");
 	const char *answered_below = evhttp_find_header(headers, "Cage-Answered-Below");
-	char sender[RECORD_IDEM_MAX + 1], old_key[RECORD_IDEM_MAX + 1];
+	char sender[RECORD_IDEM_MAX + 1];
 	struct enqueue_reply *r;
 	struct call_record rec;
 	size_t payload_len;
@@ -400,12 +407,8 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	r->req = req;
 	if (key) {
 		batch_sync(api->d.batch);
-		rc = answered_below ? store_find_delivery(api->d.store, key, r->id)
+		rc = answered_below ? find_delivery(api->d.store, key, sender, r->id)
 				    : store_find_idem(api->d.store, key, r->id);
-		/* delivered by the sender's older version, answer lost, and
-		 * sent again by its newer one */
-		if (rc == 1 && answered_below && older_delivery_key(key, old_key, sizeof old_key))
-			rc = store_find_idem(api->d.store, old_key, r->id);
 		if (rc < 0)
 			goto storage_error;
 		if (rc == 0) {

@@ -144,6 +144,13 @@ static int due_of(DB *secondary, const DBT *pkey, const DBT *pdata, DBT *skey)
 	return 0;
 }
 
+static void dbt_bytes(DBT *dbt, const void *data, size_t len)
+{
+	memset(dbt, 0, sizeof *dbt);
+	dbt->data = (void *)data;
+	dbt->size = (u_int32_t)len;
+}
+
 /* cages.db key: the cage a pending call is for; calls run here have none. */
 static int cage_of(DB *secondary, const DBT *pkey, const DBT *pdata, DBT *skey)
 {
@@ -154,9 +161,7 @@ static int cage_of(DB *secondary, const DBT *pkey, const DBT *pdata, DBT *skey)
 	(void)pkey;
 	if (record_cage_of(pdata->data, pdata->size, &name, &len) != 0)
 		return DB_DONOTINDEX;
-	memset(skey, 0, sizeof *skey);
-	skey->data = (char *)name;
-	skey->size = (u_int32_t)len;
+	dbt_bytes(skey, name, len);
 	return 0;
 }
 
@@ -211,9 +216,7 @@ static int fill_cage_index(struct store *s, DB *db)
 			continue;
 		if (!t && (rc = s->env->txn_begin(s->env, NULL, &t, 0)) != 0)
 			break;
-		memset(&sk, 0, sizeof sk);
-		sk.data = (char *)name;
-		sk.size = (u_int32_t)len;
+		dbt_bytes(&sk, name, len);
 		rc = db->put(db, t, &sk, &k, 0);
 		if (rc)
 			break;
@@ -829,13 +832,6 @@ static DB_TXN *txn(struct store *s)
 	return s->txn;
 }
 
-static void dbt_bytes(DBT *dbt, const void *data, size_t len)
-{
-	memset(dbt, 0, sizeof *dbt);
-	dbt->data = (void *)data;
-	dbt->size = (u_int32_t)len;
-}
-
 static int put(struct store *s, DB *db, const char *what, const void *key, size_t key_len,
 	       const void *data, size_t data_len, u_int32_t flags)
 {
@@ -1008,39 +1004,34 @@ int store_find_idem(struct store *s, const char *key, char id[CALL_ID_LEN + 1])
 
 int store_find_delivery(struct store *s, const char *key, char id[CALL_ID_LEN + 1])
 {
-	int rc = find_key(s, s->delivered, key, id);
-
-	/* a delivery stored by a version before delivered.db */
-	return rc == 1 ? find_key(s, s->idem, key, id) : rc;
+	return find_key(s, s->delivered, key, id);
 }
 
-int store_forget_deliveries(struct store *s, const char *prefix, const char *below_id)
+/*
+ * Deletes, in the open transaction, the keys of db that start with prefix;
+ * with limit (prefix and a call id), only those of exactly its length that
+ * sort below it (other keys with that prefix, longer or shorter, stay).
+ * Returns how many, or -1.
+ */
+static int delete_prefixed(struct store *s, DB *db, const char *what, const char *prefix,
+			   const char *limit)
 {
-	size_t plen = strlen(prefix), limit_len;
-	char limit[RECORD_IDEM_MAX + 1];
-	int deleted = 0, cmp, rc;
+	size_t plen = strlen(prefix), limit_len = limit ? strlen(limit) : 0;
+	int deleted = 0, rc;
 	DBC *c;
 	DBT k, d;
 
-	if (plen + CALL_ID_LEN > RECORD_IDEM_MAX)
-		return fail(s, "forget deliveries: sender name too long");
-	limit_len = (size_t)snprintf(limit, sizeof limit, "%s%s", prefix, below_id);
-	if (!txn(s) || open_cursor(s, s->delivered, &c) < 0)
+	if (!txn(s) || open_cursor(s, db, &c) < 0)
 		return -1;
 	dbt_bytes(&k, prefix, plen);
 	memset(&d, 0, sizeof d);
 	d.flags = DB_DBT_PARTIAL;
 	for (rc = c->get(c, &k, &d, DB_SET_RANGE); rc == 0; rc = c->get(c, &k, &d, DB_NEXT)) {
-		/* a sender's keys sort by call id (fixed width hex): stop at
-		 * the first at or above the limit, or past the prefix; a
-		 * longer key ("cage-X-peer-2-ID" for "cage-X-peer-") is
-		 * another sender's */
-		if (k.size < plen || memcmp(k.data, prefix, plen) != 0)
+		if (k.size <= plen || memcmp(k.data, prefix, plen) != 0)
 			break;
-		if (k.size != limit_len)
+		if (limit && k.size != limit_len)
 			continue;
-		cmp = memcmp(k.data, limit, limit_len);
-		if (cmp >= 0)
+		if (limit && memcmp(k.data, limit, limit_len) >= 0)
 			break;
 		rc = c->del(c, 0);
 		if (rc)
@@ -1049,8 +1040,20 @@ int store_forget_deliveries(struct store *s, const char *prefix, const char *bel
 	}
 	c->close(c);
 	if (rc && rc != DB_NOTFOUND)
-		return db_fail(s, "forget answered deliveries", rc);
+		return db_fail(s, what, rc);
 	return deleted;
+}
+
+int store_forget_deliveries(struct store *s, const char *prefix, const char *below_id)
+{
+	char limit[RECORD_IDEM_MAX + 1];
+
+	if (strlen(prefix) + CALL_ID_LEN > RECORD_IDEM_MAX)
+		return fail(s, "forget deliveries: sender name too long");
+	snprintf(limit, sizeof limit, "%s%s", prefix, below_id);
+	/* a sender's keys sort by call id (fixed width hex); a longer key
+	 * ("cage-X-peer-2-ID" for "cage-X-peer-") is another sender's */
+	return delete_prefixed(s, s->delivered, "forget answered deliveries", prefix, limit);
 }
 
 int store_cage_floor(struct store *s, const char *cage, char id[CALL_ID_LEN + 1])
@@ -1247,27 +1250,9 @@ int store_list_attempts(struct store *s, const char *id,
 static int delete_attempts(struct store *s, const char *id)
 {
 	char prefix[CALL_ID_LEN + 2];
-	size_t plen = (size_t)snprintf(prefix, sizeof prefix, "%s/", id);
-	DBC *c;
-	DBT k, d;
-	int rc;
 
-	if (!txn(s) || open_cursor(s, s->attempts, &c) < 0)
-		return -1;
-	dbt_bytes(&k, prefix, plen);
-	memset(&d, 0, sizeof d);
-	d.flags = DB_DBT_PARTIAL;
-	for (rc = c->get(c, &k, &d, DB_SET_RANGE); rc == 0; rc = c->get(c, &k, &d, DB_NEXT)) {
-		if (k.size <= plen || memcmp(k.data, prefix, plen) != 0)
-			break;
-		rc = c->del(c, 0);
-		if (rc)
-			break;
-	}
-	c->close(c);
-	if (rc && rc != DB_NOTFOUND)
-		return db_fail(s, "delete attempts", rc);
-	return 0;
+	snprintf(prefix, sizeof prefix, "%s/", id);
+	return delete_prefixed(s, s->attempts, "delete attempts", prefix, NULL) < 0 ? -1 : 0;
 }
 
 int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max)

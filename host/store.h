@@ -117,7 +117,8 @@ int store_get_call(struct store *s, enum store_table table, const char *id,
 /* Looks up an Idempotency-Key.  Returns 0 and fills id, 1 when unknown. */
 int store_find_idem(struct store *s, const char *key, char id[CALL_ID_LEN + 1]);
 
-/* The same for the key of a delivery from another cage (delivered.db). */
+/* The same for the key of a delivery from another cage (delivered.db
+ * only; versions before it kept such keys in idem.db). */
 int store_find_delivery(struct store *s, const char *key, char id[CALL_ID_LEN + 1]);
 
 /*
