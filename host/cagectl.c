@@ -2,7 +2,7 @@
  * cagectl.c - command-line client for cagehost's HTTP API.
  *
  *   cagectl [-u URL] call MODULE METHOD [PAYLOAD|-]
- *   cagectl [-u URL] enqueue [-q QUEUE] [-k KEY] MODULE METHOD [PAYLOAD|-]
+ *   cagectl [-u URL] enqueue [-q QUEUE] [-k KEY] [-d DELAY] MODULE METHOD [PAYLOAD|-]
  *   cagectl [-u URL] show ID
  *   cagectl [-u URL] requeue ID
  *
@@ -36,12 +36,22 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: cagectl [-u URL] call MODULE METHOD [PAYLOAD|-]\n"
-		"       cagectl [-u URL] enqueue [-q QUEUE] [-k IDEMPOTENCY_KEY] MODULE METHOD [PAYLOAD|-]\n"
+		"       cagectl [-u URL] enqueue [-q QUEUE] [-k IDEMPOTENCY_KEY] [-d DELAY] MODULE METHOD\n"
+		"               [PAYLOAD|-]     (DELAY as in the config: 90s, 10m, 2h)\n"
 		"       cagectl [-u URL] show ID\n"
 		"       cagectl [-u URL] requeue ID\n"
 		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610;\n"
 		"$CAGEHOST_TOKEN, when set, is sent as Authorization: Bearer TOKEN\n");
 	exit(2);
+}
+
+/* A delay goes into the query string as it is: digits and a unit only
+ * (the host checks the value and says what is wrong with it). */
+static int valid_delay(const char *delay)
+{
+	size_t len = strlen(delay);
+
+	return len > 0 && len < 32 && strspn(delay, "0123456789abcdefghijklmnopqrstuvwxyz") == len;
 }
 
 static int parse_url(const char *url, struct target *t)
@@ -223,7 +233,7 @@ static char *payload_arg(int argc, char **argv, int i, size_t *len)
 int main(int argc, char **argv)
 {
 	const char *url = getenv("CAGEHOST_URL");
-	const char *queue = "default", *key = NULL, *cmd;
+	const char *queue = "default", *key = NULL, *delay = NULL, *cmd;
 	char path[1024], headers[512] = "";
 	struct response res = { 0 };
 	struct target t;
@@ -255,13 +265,16 @@ int main(int argc, char **argv)
 				queue = argv[i + 1];
 			else if (!strcmp(argv[i], "-k"))
 				key = argv[i + 1];
+			else if (!strcmp(argv[i], "-d") && valid_delay(argv[i + 1]))
+				delay = argv[i + 1];
 			else
 				usage();
 			i += 2;
 		}
 		if (argc - i < 2 || argc - i > 3)
 			usage();
-		snprintf(path, sizeof path, "/v1/enqueue/%s/%s/%s", queue, argv[i], argv[i + 1]);
+		snprintf(path, sizeof path, "/v1/enqueue/%s/%s/%s%s%s", queue, argv[i], argv[i + 1],
+			 delay ? "?delay=" : "", delay ? delay : "");
 		if (key)
 			snprintf(headers, sizeof headers, "Idempotency-Key: %s\r\n", key);
 		body = payload_arg(argc, argv, i + 2, &body_len);

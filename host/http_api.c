@@ -22,6 +22,7 @@
 #include "batch.h"
 #include "clock.h"
 #include "conf.h"
+#include "duration.h"
 #include "http_api.h"
 #include "http_guard.h"
 #include "log.h"
@@ -358,6 +359,54 @@ static int find_delivery(struct store *store, const char *key, const char *sende
 	return store_find_idem(store, older, id);
 }
 
+/*
+ * The options of an enqueue, from the query string: delay=DURATION (as in
+ * the config: "90s", "10m", "2h") puts the first attempt off by that long.
+ * A delay the call would not outlive, an unknown option or a malformed
+ * query is answered 400 here; returns false then.
+ */
+static bool enqueue_options(struct evhttp_request *req, const struct queue_conf *q,
+			    int64_t *delay_ms)
+{
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq params;
+	struct evkeyval *kv;
+	char err[128], life[32];
+	bool ok = true;
+
+	*delay_ms = 0;
+	if (!query || !query[0])
+		return true;
+	TAILQ_INIT(&params);
+	if (evhttp_parse_query_str(query, &params) < 0) {
+		reply_error(req, 400, "Bad Request", "malformed query string");
+		return false;
+	}
+	TAILQ_FOREACH(kv, &params, next) {
+		if (strcmp(kv->key, "delay") != 0) {
+			reply_error(req, 400, "Bad Request",
+				    "unknown option %.64s; enqueue takes delay=DURATION", kv->key);
+			ok = false;
+			break;
+		}
+		if (duration_parse(kv->value, delay_ms, err, sizeof err) < 0) {
+			reply_error(req, 400, "Bad Request", "delay=%.64s: %s", kv->value, err);
+			ok = false;
+			break;
+		}
+		if (*delay_ms > q->retry.lifetime_ms) {
+			reply_error(req, 400, "Bad Request",
+				    "delay=%.64s is longer than the lifetime of queue %s (%s): the "
+				    "call would expire before its first attempt", kv->value, q->name,
+				    duration_format(q->retry.lifetime_ms, life, sizeof life));
+			ok = false;
+			break;
+		}
+	}
+	evhttp_clear_headers(&params);
+	return ok;
+}
+
 static void handle_enqueue(struct http_api *api, struct evhttp_request *req, char *queue,
 			   char *module, char *method)
 {
@@ -365,8 +414,10 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	const char *key = evhttp_find_header(headers, "Idempotency-Key");
 	const char *answered_below = evhttp_find_header(headers, "Cage-Answered-Below");
 	char sender[RECORD_IDEM_MAX + 1];
+	const struct queue_conf *q;
 	struct enqueue_reply *r;
 	struct call_record rec;
+	int64_t delay_ms;
 	size_t payload_len;
 	char *payload;
 	bool is_new;
@@ -379,11 +430,14 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	if (!check_name(req, "queue", queue) || !check_name(req, "module", module) ||
 	    !check_name(req, "method", method))
 		return;
-	if (!conf_queue(api->d.conf, queue)) {
+	q = conf_queue(api->d.conf, queue);
+	if (!q) {
 		reply_error(req, 404, "Not Found", "no queue %s (queues are defined in the config)",
 			    queue);
 		return;
 	}
+	if (!enqueue_options(req, q, &delay_ms))
+		return;
 	if (key && !valid_idem_key(key)) {
 		reply_error(req, 400, "Bad Request",
 			    "Idempotency-Key must be 1 to %d printable ASCII characters",
@@ -433,10 +487,14 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		goto oom;
 	rec.payload = payload;
 	rec.payload_len = payload_len;
-	is_new = scheduler_take_new(api->d.scheduler, queue);
+	rec.when_ms += delay_ms;
+	/* a delayed call waits in calls.db: the scheduler's timer finds it */
+	is_new = !delay_ms && scheduler_take_new(api->d.scheduler, queue);
 	rc = batch_add_call(api->d.batch, &rec, is_new);
 	if (rc == 0 && is_new)
 		scheduler_add_new(api->d.scheduler, &rec);
+	else if (rc == 0 && delay_ms)
+		scheduler_note_due(api->d.scheduler, rec.when_ms);
 	free(payload);
 	if (rc < 0)
 		goto oom;

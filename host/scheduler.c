@@ -163,7 +163,6 @@ static void forget(struct attempt *a)
 }
 
 static void schedule_dispatch(struct scheduler *s);
-static void note_due(struct scheduler *s, int64_t due_ms);
 static void strand(struct attempt *a);
 
 static void after_commit(bool ok, void *arg)
@@ -263,7 +262,7 @@ static void attempt_done(struct job *job, struct job_result *res)
 	if (rc < 0)
 		a->outcome_lost = true;	/* the call stays as it was: it runs again */
 	else if (rec.state == CALL_PENDING)
-		note_due(s, rec.when_ms);
+		scheduler_note_due(s, rec.when_ms);
 }
 
 /* A new attempt of call r, counted in flight (NULL when out of memory). */
@@ -383,7 +382,7 @@ static void arm(struct scheduler *s)
 }
 
 /* A call was rescheduled for due_ms: fire the timer by then. */
-static void note_due(struct scheduler *s, int64_t due_ms)
+void scheduler_note_due(struct scheduler *s, int64_t due_ms)
 {
 	int64_t delay = due_ms - clock_wall_ms();
 	struct timeval tv;
@@ -546,7 +545,7 @@ int scheduler_add_outgoing(struct scheduler *s, const struct job_result *res)
 		if (batch_add_call(s->batch, &rec, false) < 0)
 			return -1;
 		s->scan_needed = true;
-		note_due(s, rec.when_ms);
+		scheduler_note_due(s, rec.when_ms);
 	}
 	return 0;
 }
@@ -669,8 +668,11 @@ static int wake_visit(const struct call_record *r, void *arg)
 
 	snprintf(p->wake->after_id, sizeof p->wake->after_id, "%s", r->id);
 	p->more = true;
+	/* a call that has not run yet (enqueued with a delay) failed on no
+	 * version: its first attempt keeps its time */
 	if (r->cage[0] || strcmp(r->module, p->wake->module) != 0 || r->when_ms <= p->now ||
-	    !strcmp(r->version, p->wake->version) || find_attempt(p->sched, r->id))
+	    r->attempts == 0 || !strcmp(r->version, p->wake->version) ||
+	    find_attempt(p->sched, r->id))
 		return 0;
 	q = queue_of(p->sched, r->queue);
 	if (!q->wake_on_new_version)

@@ -65,6 +65,9 @@ void scheduler_add_new(struct scheduler *s, const struct call_record *r);
  */
 int scheduler_add_outgoing(struct scheduler *s, const struct job_result *res);
 
+/* A call due at due_ms (wall clock) is being stored: look for it then. */
+void scheduler_note_due(struct scheduler *s, int64_t due_ms);
+
 /* Calls may have become due in the store (a requeue): look soon. */
 void scheduler_kick(struct scheduler *s);
 

@@ -1,0 +1,78 @@
+#!/bin/sh
+# delay.sh - an enqueue with ?delay=DURATION: the call is stored and
+# acknowledged at once, its first attempt waits out the delay (and survives
+# a restart), a new version of its module does not run it early, and a
+# delay that is malformed, unknown or longer than the queue's lifetime is
+# refused with 400 and nothing stored.  cagectl passes -d through.
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+write_conf "[queue default]" "retry_interval = 1h" "lifetime = 2h"
+plugin "$PLUGINS/echo.so" echo
+plugin "$TPLUGINS_V1/flaky.so" flaky
+start_host
+
+# ms since the epoch of an ISO time the host printed
+ms() { date -u -d "$1" +%s%3N; }
+enqueued_total() { curl -s "$URL/metrics" | sed -n 's/^cagehost_enqueued_total //p'; }
+
+# --- a delayed call waits, and survives a restart ---
+equal "an enqueue with delay=30m is accepted" \
+	"$(status POST '/v1/enqueue/default/echo/noop?delay=30m' later)" 202
+id=$(sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body")
+equal "the delayed call is pending" "$(field "$id" state)" pending
+equal "it has had no attempt" "$(field "$id" attempts)" 0
+gap=$(( $(ms "$(field "$id" next_attempt)") - $(ms "$(field "$id" enqueued)") ))
+equal "its first attempt is 30 minutes after its enqueue" "$gap" 1800000
+next=$(field "$id" next_attempt)
+stop_host
+start_host
+equal "after a restart it is still pending" "$(field "$id" state)" pending
+equal "with the same next attempt" "$(field "$id" next_attempt)" "$next"
+equal "and still no attempt" "$(field "$id" attempts)" 0
+
+# --- a short delay runs, no sooner than asked ---
+equal "an enqueue with delay=1500ms is accepted" \
+	"$(status POST '/v1/enqueue/default/echo/noop?delay=1500ms' soon)" 202
+id2=$(sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body")
+wait_until "the short-delay call to finish" state_is "$id2" done
+ran=$(curl -s "$URL/v1/calls/$id2" | sed -n 's/.*"history": \[{"attempt": 1, "at": "\([^"]*\)".*/\1/p')
+waited=$(( $(ms "$ran") - $(ms "$(field "$id2" enqueued)") ))
+echo "# the call ran ${waited} ms after its enqueue"
+check "it ran at least 1500 ms after its enqueue" test "$waited" -ge 1500
+
+# --- a new version of the module does not run a delayed call early ---
+equal "a delayed call to flaky is accepted" \
+	"$(status POST '/v1/enqueue/default/flaky/work?delay=30m' x)" 202
+waiting=$(sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body")
+failed=$(enqueue default flaky work y)
+wait_until "the undelayed call's first attempt" attempts_at_least "$failed" 1
+plugin "$TPLUGINS_V2/flaky.so" flaky
+wait_until "the fix to retry the failed call" state_is "$failed" done
+equal "the delayed call is still pending" "$(field "$waiting" state)" pending
+equal "with no attempt" "$(field "$waiting" attempts)" 0
+
+# --- bad delays: 400 with the reason, nothing stored ---
+before=$(enqueued_total)
+equal "a delay without a unit is 400" \
+	"$(status POST '/v1/enqueue/default/echo/noop?delay=30' x)" 400
+contains "the reason names the missing unit" "$(body)" "no unit"
+equal "an unknown option is 400" \
+	"$(status POST '/v1/enqueue/default/echo/noop?dealy=30s' x)" 400
+contains "the reason names the option" "$(body)" "unknown option dealy"
+equal "a delay longer than the queue's lifetime is 400" \
+	"$(status POST '/v1/enqueue/default/echo/noop?delay=3h' x)" 400
+contains "the reason names the lifetime" "$(body)" "lifetime of queue default (2h)"
+equal "a negative delay is 400" \
+	"$(status POST '/v1/enqueue/default/echo/noop?delay=-5s' x)" 400
+equal "none of them was stored" "$(enqueued_total)" "$before"
+
+# --- cagectl ---
+out=$("$CAGECTL" enqueue -d 20m echo noop z)
+id3=${out%% *}
+gap=$(( $(ms "$(field "$id3" next_attempt)") - $(ms "$(field "$id3" enqueued)") ))
+equal "cagectl enqueue -d 20m delays the call by 20 minutes" "$gap" 1200000
+"$CAGECTL" enqueue -d 20 echo noop z 2> "$T/err"
+equal "cagectl reports a bad delay with exit status 1" "$?" 1
+contains "and the host's reason" "$(cat "$T/err")" "no unit"
+check "the host is alive at the end" host_alive
+done_testing
