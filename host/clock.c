@@ -25,37 +25,46 @@ int64_t clock_mono_ms(void)
 }
 
 /*
- * Formatting is on every record write's path: the date and time of the
- * last second formatted are kept (per thread), so most calls only write the
- * milliseconds.
+ * Formatting is on every record write's path: the date and time of the two
+ * seconds formatted last are kept (per thread), so most calls only write
+ * the milliseconds - also when records alternate between two times, as a
+ * call's next attempt and its enqueue time do.
  */
 char *clock_format_iso(int64_t ms, char *out, size_t size)
 {
-	static __thread int64_t cached_secs = -1;
-	static __thread char cached[64];	/* roomy: tm fields are ints */
+	static __thread struct {
+		int64_t secs;
+		char text[64];	/* roomy: tm fields are ints */
+	} cache[2] = { { -1, "" }, { -1, "" } };
+	static __thread int last;	/* the entry used last */
 	int64_t secs;
-	int milli;
+	int milli, e;
 
 	if (ms < 0)
 		ms = 0;
 	secs = ms / 1000;
 	milli = (int)(ms % 1000);
-	if (secs != cached_secs) {
+	if (cache[last].secs == secs) {
+		e = last;
+	} else if (cache[!last].secs == secs) {
+		e = last = !last;
+	} else {
 		time_t t = (time_t)secs;
 		struct tm tm;
 
+		e = last = !last;	/* replaces the one used less recently */
 		gmtime_r(&t, &tm);
-		snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.000Z",
+		snprintf(cache[e].text, sizeof cache[e].text, "%04d-%02d-%02dT%02d:%02d:%02d.000Z",
 			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 			 tm.tm_sec);
-		cached_secs = secs;
+		cache[e].secs = secs;
 	}
 	if (size < CLOCK_ISO_LEN + 1) {
 		if (size)
 			out[0] = '\0';
 		return out;
 	}
-	memcpy(out, cached, CLOCK_ISO_LEN + 1);
+	memcpy(out, cache[e].text, CLOCK_ISO_LEN + 1);
 	out[20] = (char)('0' + milli / 100);
 	out[21] = (char)('0' + milli / 10 % 10);
 	out[22] = (char)('0' + milli % 10);

@@ -49,6 +49,18 @@ static void out_str(struct out *o, const char *s)
 	out_bytes(o, s, strlen(s));
 }
 
+static void out_uint(struct out *o, uint32_t n)
+{
+	char digits[10];
+	int i = sizeof digits;
+
+	do {
+		digits[--i] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n);
+	out_bytes(o, digits + i, sizeof digits - (size_t)i);
+}
+
 static void out_time(struct out *o, const char *key, int64_t ms)
 {
 	char iso[CLOCK_ISO_LEN + 1];
@@ -88,8 +100,9 @@ char *record_encode_call(const struct call_record *r, int include_payload, size_
 {
 	static const char *const when_keys[] = { " next=", " done=", " dead=" };
 	struct out o = { 0 };
-	char num[32];
 
+	/* room for the fields and the payload: one allocation */
+	out_grow(&o, 320 + (include_payload ? r->payload_len : 0));
 	out_str(&o, "cagecall/1");
 	out_time(&o, when_keys[r->state], r->when_ms);
 	if (r->state != CALL_DONE) {
@@ -108,8 +121,8 @@ char *record_encode_call(const struct call_record *r, int include_payload, size_
 	out_str(&o, r->module);
 	out_str(&o, " method=");
 	out_str(&o, r->method);
-	snprintf(num, sizeof num, " attempts=%" PRIu32, r->attempts);
-	out_str(&o, num);
+	out_str(&o, " attempts=");
+	out_uint(&o, r->attempts);
 	if (r->state != CALL_DONE)
 		out_time(&o, " enqueued=", r->enqueued_ms);
 	if (r->idem_key[0])
