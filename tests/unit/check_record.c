@@ -197,6 +197,28 @@ START_TEST(iso_times_sort_like_numbers)
 }
 END_TEST
 
+/* the formatter caches seconds: times that alternate, repeat and move on
+ * must each come out as they are */
+START_TEST(iso_times_stay_right_when_they_alternate)
+{
+	static const int64_t times[] = {
+		1795000000123, 1795003600456, 1795000000789, 1795003600000, 1795003600999,
+		1795007200001, 1795000000002, 86399999, 86400000,
+	};
+	static const char *const expected[] = {
+		"2026-11-18T11:06:40.123Z", "2026-11-18T12:06:40.456Z",
+		"2026-11-18T11:06:40.789Z", "2026-11-18T12:06:40.000Z",
+		"2026-11-18T12:06:40.999Z", "2026-11-18T13:06:40.001Z",
+		"2026-11-18T11:06:40.002Z", "1970-01-01T23:59:59.999Z",
+		"1970-01-02T00:00:00.000Z",
+	};
+	char out[32];
+
+	for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+		ck_assert_str_eq(clock_format_iso(times[i], out, sizeof out), expected[i]);
+}
+END_TEST
+
 START_TEST(wire_frames_round_trip_and_reject_truncation)
 {
 	struct wire_out w;
@@ -243,6 +265,7 @@ Suite *record_suite(void)
 	tcase_add_test(tc, unknown_fields_are_ignored_and_garbage_refused);
 	tcase_add_test(tc, attempt_record_round_trips);
 	tcase_add_test(tc, iso_times_sort_like_numbers);
+	tcase_add_test(tc, iso_times_stay_right_when_they_alternate);
 	suite_add_tcase(s, tc);
 	return s;
 }
