@@ -93,6 +93,10 @@ struct scheduler {
 	 * over them again; the timer's tick and a failed commit start over.
 	 */
 	char resume[CLOCK_ISO_LEN + 1];
+	/* by [cage], in config order: the floor last handed to a durable
+	 * wait ("" when none, or when that wait failed); an unchanged floor
+	 * needs no new wait, and so no fdatasync of its own */
+	char (*floors_asked)[CALL_ID_LEN + 1];
 };
 
 static unsigned bucket_of(const char *id)
@@ -410,6 +414,7 @@ struct floors {
 	struct scheduler *sched;
 	int count;
 	struct {
+		int cage_index;		/* in floors_asked */
 		char cage[NAME_MAX_LEN + 1];
 		char id[CALL_ID_LEN + 1];
 	} items[];
@@ -419,8 +424,12 @@ static void floors_durable(bool ok, void *arg)
 {
 	struct floors *f = arg;
 
-	for (int i = 0; ok && i < f->count; i++)
-		relay_set_floor(f->sched->relay, f->items[i].cage, f->items[i].id);
+	for (int i = 0; i < f->count; i++) {
+		if (ok)
+			relay_set_floor(f->sched->relay, f->items[i].cage, f->items[i].id);
+		else	/* ask again at the next dispatch */
+			f->sched->floors_asked[f->items[i].cage_index][0] = '\0';
+	}
 	free(f);
 }
 
@@ -435,6 +444,7 @@ static void floors_durable(bool ok, void *arg)
  */
 static void refresh_floors(struct scheduler *s)
 {
+	char id[CALL_ID_LEN + 1];
 	struct floors *f;
 	int n = 0, rc;
 
@@ -444,15 +454,23 @@ static void refresh_floors(struct scheduler *s)
 	if (!f)
 		return;		/* the relay keeps the floors it has */
 	f->sched = s;
-	for (const struct cage_conf *c = s->conf->cages; c; c = c->next) {
-		rc = store_cage_floor(s->store, c->name, f->items[f->count].id);
+	n = 0;
+	for (const struct cage_conf *c = s->conf->cages; c; c = c->next, n++) {
+		rc = store_cage_floor(s->store, c->name, id);
 		if (rc < 0)
 			log_error("scheduler: %s", store_error(s->store));
-		if (rc == 0)
-			snprintf(f->items[f->count++].cage, sizeof f->items[0].cage, "%s", c->name);
+		if (rc != 0 || !strcmp(id, s->floors_asked[n]))
+			continue;
+		snprintf(s->floors_asked[n], sizeof s->floors_asked[n], "%s", id);
+		f->items[f->count].cage_index = n;
+		snprintf(f->items[f->count].cage, sizeof f->items[0].cage, "%s", c->name);
+		snprintf(f->items[f->count++].id, sizeof f->items[0].id, "%s", id);
 	}
-	if (f->count == 0 || batch_wait(s->batch, true, floors_durable, f) < 0)
-		free(f);
+	if (f->count > 0 && batch_wait(s->batch, true, floors_durable, f) == 0)
+		return;
+	for (int i = 0; i < f->count; i++)	/* out of memory: ask again later */
+		s->floors_asked[f->items[i].cage_index][0] = '\0';
+	free(f);
 }
 
 /* Reads due calls from the store, when it may hold some not in memory. */
@@ -794,12 +812,16 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->queue_count = n;
 	s->queues = calloc((size_t)n, sizeof *s->queues);
 	s->queue_running = calloc((size_t)n, sizeof *s->queue_running);
+	n = 0;
+	for (const struct cage_conf *c = conf->cages; c; c = c->next)
+		n++;
+	s->floors_asked = calloc((size_t)n + 1, sizeof *s->floors_asked);
 	s->timer = evtimer_new(base, on_timer, s);
 	s->kick = evtimer_new(base, dispatch, s);
 	s->wake_timer = evtimer_new(base, wake_tick, s);
 	s->strand_timer = evtimer_new(base, on_strand_timer, s);
 	s->sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, s);
-	if (!s->queues || !s->queue_running || !s->timer || !s->kick || !s->wake_timer ||
+	if (!s->queues || !s->queue_running || !s->floors_asked || !s->timer || !s->kick || !s->wake_timer ||
 	    !s->strand_timer || !s->sweep_timer ||
 	    event_add(s->sweep_timer, &(struct timeval){ SWEEP_TICK_MS / 1000,
 						     (SWEEP_TICK_MS % 1000) * 1000 }) < 0) {
@@ -854,6 +876,7 @@ void scheduler_free(struct scheduler **sp)
 		event_free(s->sweep_timer);
 	free(s->queues);
 	free(s->queue_running);
+	free(s->floors_asked);
 	free(s);
 	*sp = NULL;
 }

@@ -111,6 +111,12 @@ says_why() { outbox | grep -q "connection failed"; }
 wait_until "the outbox to say why" says_why
 ok $? "the outbox says why (connection failed)"
 equal "both calls wait in the outbox" "$(outbox | wc -l)" 2
+# each retry reads the floors again; unchanged ones need no fdatasync
+sender_flushes() { curl -s "$URL/metrics" | sed -n 's/^cagehost_log_flushes_total //p'; }
+flushes=$(sender_flushes)
+before=$(sender_retries)
+wait_until "four more failed deliveries" retries_above $((before + 3))
+equal "failed deliveries with unchanged floors flush nothing" "$(sender_flushes)" "$flushes"
 kill9_host
 start_host
 peer_start
