@@ -103,6 +103,7 @@ static void conf_defaults(struct host_conf *conf)
 	conf->max_connections = 1024;
 	conf->header_timeout_ms = 10 * 1000;
 	conf->idle_timeout_ms = 60 * 1000;
+	conf->stop_timeout_ms = 5 * 1000;
 	conf->log_level = LOG_INFO;
 }
 
@@ -297,6 +298,8 @@ static int host_key(struct parser *p, const char *key, const char *value)
 		return parse_duration(p, key, value, 100, &c->header_timeout_ms);
 	if (!strcmp(key, "idle_timeout"))
 		return parse_duration(p, key, value, 1000, &c->idle_timeout_ms);
+	if (!strcmp(key, "stop_timeout"))
+		return parse_duration(p, key, value, 0, &c->stop_timeout_ms);
 	if (!strcmp(key, "log_level")) {
 		static const char *const levels[] = { "error", "warning", "info", "debug" };
 

@@ -78,6 +78,7 @@ struct host_conf {
 	int max_connections;		/* HTTP connections at once */
 	int64_t header_timeout_ms;	/* to receive a request's headers (408) */
 	int64_t idle_timeout_ms;	/* keep-alive connection idle limit */
+	int64_t stop_timeout_ms;	/* SIGTERM: wait this long for work in progress */
 	struct queue_conf *queues;	/* "default" always present */
 	struct cage_conf *cages;	/* [cage NAME] sections */
 };

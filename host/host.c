@@ -53,6 +53,8 @@ static void on_plugins_ready(void *arg)
 	struct http_api_deps deps = { &h->conf, h->store, h->batch, h->plugins, h->pool,
 				      h->scheduler };
 
+	if (h->stopping)
+		return;		/* stopped before it served */
 	http_api_start(h->http, &deps);
 	scheduler_start(h->scheduler);
 	h->serving = true;
@@ -93,6 +95,28 @@ int host_start(struct host *h)
 	}
 	plugins_on_ready(h->plugins, on_plugins_ready, h);
 	return 0;
+}
+
+void host_begin_stop(struct host *h)
+{
+	h->stopping = true;
+	if (h->http)
+		http_api_stop(h->http);
+	if (h->scheduler)
+		scheduler_stop(h->scheduler);
+	if (h->pool)
+		pool_hold(h->pool, CLASS_QUEUED);	/* queued, not started: after the restart */
+}
+
+int host_busy(const struct host *h, char *what, size_t size)
+{
+	int requests = h->http && h->serving ? http_api_unanswered(h->http) : 0;
+	int workers = h->pool ? pool_busy(h->pool) : 0;
+	int deliveries = h->relay ? relay_in_flight(h->relay) : 0;
+
+	snprintf(what, size, "%d request(s) unanswered, %d worker(s) busy, %d delivery(ies) "
+		 "to other cages in flight", requests, workers, deliveries);
+	return requests + workers + deliveries;
 }
 
 void host_stop(struct host *h)

@@ -8,6 +8,9 @@
  *   host_start()   store, writer, worker pool, plugin directory, relay,
  *                  scheduler; serving starts by itself once every plugin
  *                  present at start has been probed (host->serving)
+ *   host_begin_stop()  takes on no new work: new connections are refused,
+ *                  requests on open ones get 503, no attempt starts;
+ *                  host_busy() says what is still in progress
  *   host_stop()    after the loop ends: commits and flushes what was
  *                  written, answering every waiter
  *   host_free()    closes everything host_listen/host_start opened
@@ -30,11 +33,21 @@ struct host {
 	struct scheduler *scheduler;
 	struct http_api *http;
 	bool serving;
+	bool stopping;			/* host_begin_stop() was called */
 };
 
 /* Each returns 0, or -1 after logging why. */
 int host_listen(struct host *h);
 int host_start(struct host *h);
+
+void host_begin_stop(struct host *h);
+
+/*
+ * Work still in progress after host_begin_stop(): requests not answered
+ * yet, attempts running in workers, deliveries to other cages.  Returns
+ * how many in all (0: the host may stop), described in what.
+ */
+int host_busy(const struct host *h, char *what, size_t size);
 
 void host_stop(struct host *h);
 

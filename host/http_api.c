@@ -42,7 +42,10 @@ struct http_api {
 	uint64_t enqueued, duplicates, sync_calls, rejected;
 	int port;			/* the port actually bound */
 	bool serving;			/* http_api_start() was called */
+	bool stopping;			/* http_api_stop() was called */
+	struct evhttp_bound_socket *bound;	/* the listening socket, until stopping */
 	LIST_HEAD(, sync_call) running;	/* sync calls not answered yet */
+	int replies_waiting;		/* enqueues and requeues waiting for the disk */
 };
 
 struct sync_call {
@@ -278,6 +281,7 @@ static void enqueue_committed(bool ok, void *arg)
 	struct enqueue_reply *r = arg;
 	struct evbuffer *body = evbuffer_new();
 
+	r->api->replies_waiting--;
 	if (!ok) {
 		reply_error(r->req, 503, "Service Unavailable",
 			    "the call was not stored durably, so not accepted: %s",
@@ -471,6 +475,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 			api->duplicates++;
 			if (batch_wait(api->d.batch, true, enqueue_committed, r) < 0)
 				goto oom;
+			api->replies_waiting++;
 			return;
 		}
 	}
@@ -502,6 +507,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	api->enqueued++;
 	if (batch_wait(api->d.batch, true, enqueue_committed, r) < 0)
 		goto oom;
+	api->replies_waiting++;
 	return;
 storage_error:
 	/* the Idempotency-Key lookup failed: nothing was written */
@@ -687,6 +693,7 @@ static void requeue_committed(bool ok, void *arg)
 	struct enqueue_reply *r = arg;
 	struct evbuffer *body = ok ? evbuffer_new() : NULL;
 
+	r->api->replies_waiting--;
 	if (body) {
 		evbuffer_add_printf(body, "{\"id\": \"%s\", \"state\": \"pending\"}\n", r->id);
 		reply_json(r->req, 202, "Accepted", body);
@@ -732,7 +739,14 @@ static void handle_requeue(struct http_api *api, struct evhttp_request *req, con
 	snprintf(r->id, sizeof r->id, "%s", id);
 	log_info("call %s requeued from the dead store", id);
 	scheduler_kick(api->d.scheduler);
-	batch_wait(api->d.batch, true, requeue_committed, r);
+	if (batch_wait(api->d.batch, true, requeue_committed, r) < 0) {
+		/* requeued, but it cannot wait for the disk: say so now */
+		reply_error(req, 500, "Internal Server Error", "out of memory before the requeue "
+			    "was on disk; GET /v1/calls/%s shows whether it took", id);
+		free(r);
+		return;
+	}
+	api->replies_waiting++;
 }
 
 static void handle_metrics(struct http_api *api, struct evhttp_request *req)
@@ -861,6 +875,12 @@ static void route(struct evhttp_request *req, void *arg)
 		reply_error(req, 503, "Service Unavailable", "starting: loading the plugins");
 		return;
 	}
+	if (api->stopping) {
+		/* a request on a connection kept open: nothing new is taken on */
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		reply_error(req, 503, "Service Unavailable", "stopping");
+		return;
+	}
 	if (strcmp(path, "/healthz") != 0 && !authorized(api, req))
 		return;
 	if (!strcmp(path, "/healthz")) {
@@ -932,8 +952,8 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 			   conf->max_connections);
 	evhttp_set_timeout(api->http, (int)((conf->idle_timeout_ms + 999) / 1000));
 	evhttp_set_gencb(api->http, route, api);
-	bound = evhttp_bind_socket_with_handle(api->http, conf->listen_host,
-					       (ev_uint16_t)conf->listen_port);
+	api->bound = bound = evhttp_bind_socket_with_handle(api->http, conf->listen_host,
+							     (ev_uint16_t)conf->listen_port);
 	if (!bound) {
 		log_error("cannot listen on %s:%d (in use, or not an address of this host)",
 			  conf->listen_host, conf->listen_port);
@@ -962,6 +982,24 @@ void http_api_start(struct http_api *api, const struct http_api_deps *deps)
 {
 	api->d = *deps;
 	api->serving = true;
+}
+
+void http_api_stop(struct http_api *api)
+{
+	api->stopping = true;
+	if (api->bound)
+		evhttp_del_accept_socket(api->http, api->bound);
+	api->bound = NULL;
+}
+
+int http_api_unanswered(const struct http_api *api)
+{
+	const struct sync_call *c;
+	int n = api->replies_waiting;
+
+	LIST_FOREACH(c, &api->running, link)
+		n++;
+	return n;
 }
 
 int http_api_port(const struct http_api *api)

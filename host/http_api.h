@@ -42,6 +42,18 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 /* Starts serving with the host's parts (deps->conf must be the same). */
 void http_api_start(struct http_api *api, const struct http_api_deps *deps);
 
+/*
+ * The host is stopping: closes the listening socket (new connections are
+ * refused) and answers requests that still arrive on open connections 503
+ * "stopping" (Connection: close).  Requests already taken are answered as
+ * usual: see http_api_unanswered().
+ */
+void http_api_stop(struct http_api *api);
+
+/* Requests taken and not answered yet: sync calls, and enqueues and
+ * requeues waiting for the disk. */
+int http_api_unanswered(const struct http_api *api);
+
 /* Closes every connection and frees the sync calls not answered yet (the
  * worker pool and plugin directory still listing them never complete them). */
 void http_api_free(struct http_api **api);

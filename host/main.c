@@ -1,9 +1,10 @@
 /*
  * main.c - cagehost: reads the config, binds the port, drops privileges,
- * and runs the host (host.c) until SIGTERM or SIGINT; then the turn's
- * writes are committed and the store is closed cleanly (attempts still
- * running are retried next time).  When the store needs recovery, the
- * program starts over in place.
+ * and runs the host (host.c) until SIGTERM or SIGINT.  Then it stops
+ * taking on work, waits up to stop_timeout for the requests it took and
+ * the attempts running (a second signal cuts that short), commits, and
+ * closes the store cleanly; attempts still running then are retried next
+ * time.  When the store needs recovery, the program starts over in place.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -58,13 +59,61 @@ static void print_conf(const struct host_conf *c)
 	}
 }
 
+/* How often a stopping host looks whether its work is done. */
+#define STOP_TICK_MS 10
+/* After the last answer, the loop runs this long to write it out. */
+#define STOP_DRAIN_MS 50
+
+struct stopping {
+	struct host *host;
+	struct event *tick;
+	int64_t deadline_ms;		/* monotonic */
+	bool begun;
+};
+
+static void stop_tick(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct timeval drain = { 0, STOP_DRAIN_MS * 1000 };
+	static const struct timeval tick = { 0, STOP_TICK_MS * 1000 };
+	struct stopping *st = arg;
+	struct host *h = st->host;
+	char busy[256], limit[32];
+
+	(void)fd;
+	(void)what;
+	if (host_busy(h, busy, sizeof busy) == 0) {
+		event_base_loopexit(h->base, &drain);
+		return;
+	}
+	if (clock_mono_ms() >= st->deadline_ms) {
+		log_warning("stopping after stop_timeout (%s) with %s: those requests get no "
+			    "answer, and the attempts run again after the restart",
+			    duration_format(h->conf.stop_timeout_ms, limit, sizeof limit), busy);
+		event_base_loopexit(h->base, NULL);
+		return;
+	}
+	evtimer_add(st->tick, &tick);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-	struct host *h = arg;
+	struct stopping *st = arg;
+	const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+	char limit[32];
 
 	(void)what;
-	log_info("got %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	event_base_loopexit(h->base, NULL);
+	if (st->begun) {
+		log_info("got %s again; stopping now", name);
+		event_base_loopexit(st->host->base, NULL);
+		return;
+	}
+	st->begun = true;
+	log_info("got %s; stopping: taking no new work, waiting up to %s for the work in "
+		 "progress", name, duration_format(st->host->conf.stop_timeout_ms, limit,
+						   sizeof limit));
+	host_begin_stop(st->host);
+	st->deadline_ms = clock_mono_ms() + st->host->conf.stop_timeout_ms;
+	stop_tick(-1, 0, st);
 }
 
 /*
@@ -120,6 +169,7 @@ static int privileges_drop(const struct host_conf *conf)
 static int run(struct host *h)
 {
 	struct event *sigterm = NULL, *sigint = NULL;
+	struct stopping st = { h, NULL, 0, false };
 	int rc = 1;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -127,9 +177,11 @@ static int run(struct host *h)
 	 * before touching data or plugins */
 	if (host_listen(h) < 0 || privileges_drop(&h->conf) < 0 || host_start(h) < 0)
 		return 1;
-	sigterm = evsignal_new(h->base, SIGTERM, on_signal, h);
-	sigint = evsignal_new(h->base, SIGINT, on_signal, h);
-	if (sigterm && sigint && event_add(sigterm, NULL) == 0 && event_add(sigint, NULL) == 0) {
+	sigterm = evsignal_new(h->base, SIGTERM, on_signal, &st);
+	sigint = evsignal_new(h->base, SIGINT, on_signal, &st);
+	st.tick = evtimer_new(h->base, stop_tick, &st);
+	if (sigterm && sigint && st.tick && event_add(sigterm, NULL) == 0 &&
+	    event_add(sigint, NULL) == 0) {
 		event_base_dispatch(h->base);
 		host_stop(h);
 		rc = 0;
@@ -138,6 +190,8 @@ static int run(struct host *h)
 		event_free(sigterm);
 	if (sigint)
 		event_free(sigint);
+	if (st.tick)
+		event_free(st.tick);
 	return rc;
 }
 

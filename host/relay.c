@@ -150,6 +150,16 @@ struct relay *relay_new(struct event_base *base, const struct host_conf *conf)
 	return r;
 }
 
+int relay_in_flight(const struct relay *r)
+{
+	const struct delivery *d;
+	int n = 0;
+
+	LIST_FOREACH(d, &r->deliveries, link)
+		n++;
+	return n;
+}
+
 void relay_set_floor(struct relay *r, const char *cage, const char id[CALL_ID_LEN + 1])
 {
 	for (struct relay_cage *c = r->cages; c; c = c->next)

@@ -60,6 +60,9 @@ void relay_run(struct relay *relay, struct job *job);
  * (see above; the scheduler reads it from the store before it starts
  * deliveries).  Until the first, "0000000000000000" (forget nothing).
  */
+/* Deliveries started and not completed yet. */
+int relay_in_flight(const struct relay *relay);
+
 void relay_set_floor(struct relay *relay, const char *cage, const char id[CALL_ID_LEN + 1]);
 
 #endif

@@ -843,6 +843,11 @@ void scheduler_start(struct scheduler *s)
 	scheduler_kick(s);
 }
 
+void scheduler_stop(struct scheduler *s)
+{
+	s->started = false;
+}
+
 void scheduler_free(struct scheduler **sp)
 {
 	struct scheduler *s = *sp;

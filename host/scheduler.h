@@ -46,6 +46,9 @@ void scheduler_free(struct scheduler **s);
 /* Starts dispatching (after the plugin directory is ready). */
 void scheduler_start(struct scheduler *s);
 
+/* Starts no more attempts (the host is stopping); those running go on. */
+void scheduler_stop(struct scheduler *s);
+
 /*
  * New calls.  When scheduler_take_new() says there is room for a new call
  * of queue, the caller writes it to new.db (batch_add_call with is_new)

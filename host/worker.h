@@ -130,6 +130,13 @@ void pool_submit(struct worker_pool *pool, struct job *job);
 /* Jobs queued but not yet given to a worker, in class c. */
 int pool_waiting(const struct worker_pool *pool, enum job_class c);
 
+/*
+ * Stops handing out jobs of class c (the host is stopping: queued calls
+ * not started yet run after the restart).  They stay queued; pool_free()
+ * drops them like any other.
+ */
+void pool_hold(struct worker_pool *pool, enum job_class c);
+
 /* Workers currently running a job. */
 int pool_busy(const struct worker_pool *pool);
 int pool_size(const struct worker_pool *pool);

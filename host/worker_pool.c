@@ -71,6 +71,7 @@ struct worker_pool {
 	struct worker **workers;
 	TAILQ_HEAD(, job) waiting[CLASS_COUNT];
 	int waiting_count[CLASS_COUNT];
+	bool held[CLASS_COUNT];		/* pool_hold() */
 	struct event *kick;		/* deferred hand-out */
 	int64_t job_us;			/* moving average of a job's time */
 	void (*on_idle)(void *arg);
@@ -597,7 +598,7 @@ static int send_job(struct worker *w, struct job *job)
 static struct job *next_job(struct worker_pool *pool)
 {
 	for (int c = 0; c < CLASS_COUNT; c++) {
-		struct job *job = TAILQ_FIRST(&pool->waiting[c]);
+		struct job *job = pool->held[c] ? NULL : TAILQ_FIRST(&pool->waiting[c]);
 
 		if (job) {
 			TAILQ_REMOVE(&pool->waiting[c], job, link);
@@ -720,6 +721,11 @@ void pool_submit(struct worker_pool *pool, struct job *job)
 int pool_waiting(const struct worker_pool *pool, enum job_class c)
 {
 	return pool->waiting_count[c];
+}
+
+void pool_hold(struct worker_pool *pool, enum job_class c)
+{
+	pool->held[c] = true;
 }
 
 int pool_busy(const struct worker_pool *pool)

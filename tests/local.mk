@@ -25,6 +25,7 @@ E2E_TESTS = \
 	tests/e2e/cage_to_cage.sh \
 	tests/e2e/deliveries.sh \
 	tests/e2e/delay.sh \
+	tests/e2e/graceful_stop.sh \
 	tests/e2e/reload_fix.sh \
 	tests/e2e/db_dump.sh \
 	tests/e2e/hostile_plugins.sh \

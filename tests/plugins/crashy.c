@@ -8,13 +8,16 @@
  *   exit    calls exit(3) from inside the worker
  *   hang    spins on the CPU forever (needs attempt_timeout)
  *   sleep   blocks forever in pause() (needs attempt_timeout)
- * and two well-behaved ones:
+ * and three well-behaved ones:
  *   ok      replies "crashy ok" (the worker replaced after a crash works)
+ *   slow    takes the milliseconds its payload names (a stopping host lets
+ *           it finish), logs "crashy slow done", replies "slow ok"
  *   chatty  prints to stdout and stderr, then replies "chatty ok" (the
  *           handler's own output must not corrupt the host's channel)
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cage.h"
@@ -64,6 +67,23 @@ static cage_outcome do_sleep(cage_call *call)
 	return CAGE_RETRY;	/* not reached */
 }
 
+static cage_outcome slow(cage_call *call)
+{
+	char text[32] = "";
+	size_t len;
+	const void *payload = cage_payload(call, &len);
+	long ms;
+
+	if (len >= sizeof text)
+		len = sizeof text - 1;
+	memcpy(text, payload, len);
+	ms = strtol(text, NULL, 10);
+	usleep((useconds_t)(ms > 0 && ms < 600000 ? ms : 1000) * 1000);
+	cage_log(call, CAGE_LOG_INFO, "crashy slow done");
+	cage_reply_str(call, "slow ok");
+	return CAGE_OK;
+}
+
 static cage_outcome ok(cage_call *call)
 {
 	cage_reply_str(call, "crashy ok");
@@ -91,6 +111,7 @@ static const struct cage_method methods[] = {
 	{ "exit", do_exit },
 	{ "hang", hang },
 	{ "sleep", do_sleep },
+	{ "slow", slow },
 	{ "ok", ok },
 	{ "chatty", chatty },
 	{ NULL, NULL },

@@ -1,0 +1,118 @@
+#!/bin/sh
+# graceful_stop.sh - SIGTERM stops the host without dropping work it took:
+# a sync call in progress gets its 200, a queued call running in a worker
+# finishes (and does not run again after the restart), enqueues in flight
+# get their 202, new connections are refused meanwhile and a request on
+# an open connection gets 503 "stopping".  A second SIGTERM, or
+# stop_timeout, cuts the wait short, and the log says what was left.
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+write_conf "stop_timeout = 30s" "[queue default]" "retry_interval = 1h" \
+	"attempt_timeout = 60s"
+plugin "$TPLUGINS/crashy.so" crashy
+plugin "$PLUGINS/echo.so" echo
+start_host
+
+workers_busy() { curl -s "$URL/metrics" | sed -n 's/^cagehost_workers_busy //p'; }
+busy_workers_are() { [ "$(workers_busy)" = "$1" ]; }
+stopping_logged() { log_has "stopping: taking no new work"; }
+# stop_sent: SIGTERM, then wait until the host has begun to stop
+stop_sent() {
+	kill -TERM "$HOST_PID"
+	wait_until "the host to begin stopping" stopping_logged
+}
+# host_exit: waits for the host to exit (killed after WAIT_LIMIT seconds)
+# and sets EXIT_STATUS
+host_exit() {
+	(sleep "$WAIT_LIMIT"; kill -9 "$HOST_PID" 2>/dev/null) &
+	watchdog=$!
+	wait "$HOST_PID"
+	EXIT_STATUS=$?
+	kill "$watchdog" 2>/dev/null
+	wait "$watchdog" 2>/dev/null
+	HOST_PID=
+}
+
+# --- work in progress at SIGTERM is finished and answered ---
+id=$(enqueue default crashy slow 2500)
+check "a slow queued call is accepted" test -n "$id"
+curl -s -o "$T/sync.body" -w '%{http_code} %{exitcode}' -X POST --data-binary 2500 \
+	"$URL/v1/call/crashy/slow" > "$T/sync.status" &
+sync_curl=$!
+wait_until "both slow calls to be running" busy_workers_are 2
+# a connection opened before the stop, used again after it
+bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"'
+	answer() {	# the status line, the headers, a body of 3 bytes ("ok\n")
+		IFS= read -r line <&3 && echo "$line"
+		while IFS= read -r line <&3 && [ "$line" != "$(printf "\r")" ]; do
+			echo "$line"
+		done
+	}
+	printf "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" >&3
+	answer > "'"$T"'/keep1.tmp"
+	head -c 3 <&3 > /dev/null
+	mv "'"$T"'/keep1.tmp" "'"$T"'/keep1"
+	while [ ! -e "'"$T"'/stopping" ]; do sleep 0.05; done
+	printf "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" >&3
+	cat <&3 > "'"$T"'/keep2"' &
+keep_conn=$!
+wait_until "the kept connection's first answer" test -s "$T/keep1"
+# enqueues in a stream while the host stops: each is answered or refused
+for loop in 1 2 3; do
+	(while [ ! -e "$T/stopped" ]; do
+		curl -s -o /dev/null -w '%{http_code} %{exitcode}\n' -X POST --data-binary x \
+			"$URL/v1/enqueue/default/echo/noop" >> "$T/enqueues.$loop"
+	done) &
+done
+wait_until "enqueues to flow" test -s "$T/enqueues.3"
+stop_sent
+touch "$T/stopping"
+curl -s -o /dev/null -w '%{exitcode}' "$URL/healthz" > "$T/new_conn"
+equal "a new connection is refused while the host stops" "$(cat "$T/new_conn")" 7
+wait "$sync_curl"
+equal "the sync call in progress gets its answer" "$(cat "$T/sync.status")" "200 0"
+equal "with the handler's reply" "$(cat "$T/sync.body")" "slow ok"
+wait "$keep_conn"
+contains "a request on a connection open before the stop gets 503" \
+	"$(head -1 "$T/keep2")" "503"
+contains "saying the host is stopping" "$(cat "$T/keep2")" "stopping"
+host_exit
+touch "$T/stopped"
+wait
+cat "$T"/enqueues.* > "$T/enqueues"
+bad=$(grep -cv '^202 0$\|^503 0$\|^000 7$' "$T/enqueues")
+echo "# enqueues around the stop: $(sort "$T/enqueues" | uniq -c | tr '\n' ' ')"
+equal "every enqueue got its 202, a 503 or a refusal (none was cut off)" "$bad" 0
+equal "the host exits with status 0" "$EXIT_STATUS" 0
+check "it did not give up on anything" sh -c "! grep -q 'after stop_timeout' '$T/host.log'"
+equal "the queued call ran once" "$(log_count 'crashy slow done')" 2
+start_host
+equal "after the restart the queued call is done" "$(field "$id" state)" done
+equal "after one attempt" "$(field "$id" attempts)" 1
+
+# --- a second SIGTERM stops at once ---
+curl -s -o /dev/null -X POST --data-binary 300000 "$URL/v1/call/crashy/slow" &
+slow_curl=$!
+wait_until "the long call to be running" busy_workers_are 1
+stop_sent
+kill -TERM "$HOST_PID"
+host_exit
+equal "after a second SIGTERM the host exits" "$EXIT_STATUS" 0
+check "and says why" log_has "got SIGTERM again; stopping now"
+kill "$slow_curl" 2>/dev/null
+wait "$slow_curl" 2>/dev/null
+
+# --- stop_timeout bounds the wait ---
+write_conf "stop_timeout = 1s"
+start_host
+curl -s -o /dev/null -X POST --data-binary 300000 "$URL/v1/call/crashy/slow" &
+slow_curl=$!
+wait_until "the long call to be running" busy_workers_are 1
+stop_sent
+host_exit
+equal "past stop_timeout the host exits" "$EXIT_STATUS" 0
+check "the log says what was left" \
+	log_has "stopping after stop_timeout (1s) with 1 request(s) unanswered, 1 worker(s) busy"
+kill "$slow_curl" 2>/dev/null
+wait "$slow_curl" 2>/dev/null
+done_testing
