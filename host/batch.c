@@ -80,6 +80,7 @@ struct turn {
 	struct op *ops, **ops_tail;
 	struct waiters committed;	/* answered after the commit */
 	struct waiters durable;		/* answered after the flush after it */
+	size_t op_count;
 	/* set by the writer */
 	bool ok;
 	uint64_t flush_gen;		/* the flush that covers it (durable waiters) */
@@ -626,6 +627,7 @@ static struct op *add_op(struct batch *b, enum op_kind kind, size_t payload_len)
 	op->is_new = false;
 	*t->ops_tail = op;
 	t->ops_tail = &op->next;
+	t->op_count++;
 	return op;
 }
 
@@ -692,6 +694,27 @@ void batch_sweep_done(struct batch *b, int64_t cutoff_ms, uint64_t keep_max, int
 	b->sweep.left = max;
 	pthread_cond_signal(&b->work);
 	pthread_mutex_unlock(&b->lock);
+}
+
+size_t batch_mark(const struct batch *b)
+{
+	return b->current ? b->current->op_count : 0;
+}
+
+void batch_undo(struct batch *b, size_t mark)
+{
+	struct turn *t = b->current;
+	struct op **tail;
+
+	if (!t || t->op_count <= mark)
+		return;
+	tail = &t->ops;
+	for (size_t i = 0; i < mark; i++)
+		tail = &(*tail)->next;
+	free_ops(*tail);
+	*tail = NULL;
+	t->ops_tail = tail;
+	t->op_count = mark;
 }
 
 void batch_touch(struct batch *b)

@@ -24,6 +24,7 @@
 #define CAGEHOST_BATCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "record.h"
@@ -54,6 +55,16 @@ int batch_finish_call(struct batch *b, const struct call_record *r, bool was_new
 int batch_add_attempt(struct batch *b, const char *id, uint32_t n,
 		      const struct attempt_record *a);
 int batch_forget_deliveries(struct batch *b, const char *prefix, const char *below_id);
+
+/*
+ * A mark in the current turn's writes, and undoing every write recorded
+ * after it: what must be stored whole or not at all (an attempt's outcome
+ * with the calls its handler enqueued on other cages) is not stored in
+ * part when memory runs out half way.  The two calls must come in the
+ * same loop turn, with no batch_sync() between them.
+ */
+size_t batch_mark(const struct batch *b);
+void batch_undo(struct batch *b, size_t mark);
 
 /*
  * Has the writer thread forget up to max finished calls, as

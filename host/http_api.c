@@ -53,7 +53,6 @@ struct sync_call {
 	struct http_api *api;
 	struct evhttp_request *req;
 	struct evbuffer *body;		/* a 200's, while its outgoing calls commit */
-	bool outgoing_lost;		/* out of memory recording them */
 	LIST_ENTRY(sync_call) link;
 };
 
@@ -176,10 +175,7 @@ static void outgoing_stored(bool ok, void *arg)
 {
 	struct sync_call *c = arg;
 
-	if (ok && c->outgoing_lost)
-		reply_error(c->req, 500, "Internal Server Error", "out of memory for the calls "
-			    "the handler enqueued on other cages (some may have been stored)");
-	else if (ok)
+	if (ok)
 		reply_ok(c);
 	else
 		reply_error(c->req, 503, "Service Unavailable",
@@ -193,6 +189,7 @@ static void sync_done(struct job *job, struct job_result *res)
 	struct sync_call *c = job->arg;
 	struct evhttp_request *req = c->req;
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+	size_t mark;
 
 	if (res->version[0])
 		evhttp_add_header(headers, "X-Cage-Version", res->version);
@@ -210,9 +207,12 @@ static void sync_done(struct job *job, struct job_result *res)
 			break;
 		}
 		/* the 200 waits until what the handler enqueued is durable */
-		c->outgoing_lost = scheduler_add_outgoing(c->api->d.scheduler, res) < 0;
-		if (batch_wait(c->api->d.batch, true, outgoing_stored, c) < 0) {
-			reply_error(req, 500, "Internal Server Error", "out of memory");
+		mark = batch_mark(c->api->d.batch);
+		if (scheduler_add_outgoing(c->api->d.scheduler, res) < 0 ||
+		    batch_wait(c->api->d.batch, true, outgoing_stored, c) < 0) {
+			batch_undo(c->api->d.batch, mark);
+			reply_error(req, 500, "Internal Server Error", "out of memory for the "
+				    "calls the handler enqueued on other cages; none was stored");
 			break;
 		}
 		return;

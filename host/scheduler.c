@@ -209,6 +209,7 @@ static void attempt_done(struct job *job, struct job_result *res)
 	struct attempt_record history;
 	char reason[RECORD_ERROR_MAX + 64];
 	int64_t next;
+	size_t mark;
 	int rc;
 
 	memset(&history, 0, sizeof history);
@@ -255,17 +256,19 @@ static void attempt_done(struct job *job, struct job_result *res)
 		return;
 	}
 	/* calls the handler enqueued on other cages: with its OK, in the same
-	 * transaction (out of memory part way: the attempt runs again, and
-	 * the calls already recorded may then be sent twice) */
+	 * transaction; out of memory part way, nothing of the outcome is
+	 * recorded (the attempt runs again, and sends them once) */
+	mark = batch_mark(s->batch);
 	rc = rec.state == CALL_DONE ? scheduler_add_outgoing(s, res) : 0;
 	if (rc == 0 && (rec.state != CALL_DONE || rec.attempts > 1))
 		rc = batch_add_attempt(s->batch, rec.id, rec.attempts, &history);
 	if (rc == 0)
 		rc = rec.state == CALL_PENDING ? batch_update_call(s->batch, &rec, a->is_new)
 					       : batch_finish_call(s->batch, &rec, a->is_new);
-	if (rc < 0)
+	if (rc < 0) {
+		batch_undo(s->batch, mark);
 		a->outcome_lost = true;	/* the call stays as it was: it runs again */
-	else if (rec.state == CALL_PENDING)
+	} else if (rec.state == CALL_PENDING)
 		scheduler_note_due(s, rec.when_ms);
 }
 
@@ -551,6 +554,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 int scheduler_add_outgoing(struct scheduler *s, const struct job_result *res)
 {
+	size_t mark = batch_mark(s->batch);
 	struct call_record rec;
 
 	for (int i = 0; i < res->outgoing_count; i++) {
@@ -560,8 +564,10 @@ int scheduler_add_outgoing(struct scheduler *s, const struct job_result *res)
 		snprintf(rec.cage, sizeof rec.cage, "%s", o->cage);
 		rec.payload = o->payload;
 		rec.payload_len = o->payload_len;
-		if (batch_add_call(s->batch, &rec, false) < 0)
+		if (batch_add_call(s->batch, &rec, false) < 0) {
+			batch_undo(s->batch, mark);	/* all of them, or none */
 			return -1;
+		}
 		s->scan_needed = true;
 		scheduler_note_due(s, rec.when_ms);
 	}

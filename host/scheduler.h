@@ -64,7 +64,7 @@ void scheduler_add_new(struct scheduler *s, const struct call_record *r);
 /*
  * Records, in the current turn's writes, the calls res (an OK) enqueued
  * on other cages: each a new pending call, due now, delivered by the
- * relay.  Returns 0, or -1 when out of memory.
+ * relay.  Returns 0, or -1 when out of memory; then none is recorded.
  */
 int scheduler_add_outgoing(struct scheduler *s, const struct job_result *res);
 

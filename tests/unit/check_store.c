@@ -1,7 +1,8 @@
 /*
  * check_store.c - unit tests of the ELF completeness check
  * (host/elf_check.c) on real shared objects built by the build, and of the
- * Berkeley DB store (host/store.c) in a fresh temporary environment.
+ * Berkeley DB store (host/store.c) in a fresh temporary environment, and of
+ * the group commit on it (host/batch.c).
  */
 #include <check.h>
 #include <stdio.h>
@@ -9,6 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
+#include "../../host/batch.h"
 #include "../../host/clock.h"
 #include "../../host/elf_check.h"
 #include "../../host/store.h"
@@ -540,6 +544,76 @@ Suite *elf_check_suite(void)
 	return s;
 }
 
+static void set_flag(bool ok, void *arg)
+{
+	*(int *)arg = ok ? 1 : -1;
+}
+
+/* Records pending call id in b's current turn. */
+static void batch_add(struct batch *b, const char *id)
+{
+	struct call_record r = pending(id, 1000);
+
+	r.payload = id;
+	r.payload_len = strlen(id);
+	ck_assert_int_eq(batch_add_call(b, &r, false), 0);
+}
+
+/* Commits and flushes b's current turn through its threads. */
+static void batch_commit(struct event_base *base, struct batch *b)
+{
+	int done = 0;
+
+	ck_assert_int_eq(batch_wait(b, true, set_flag, &done), 0);
+	while (!done)
+		event_base_loop(base, EVLOOP_ONCE);
+	ck_assert_int_eq(done, 1);
+}
+
+static bool stored(struct store *s, const char *id)
+{
+	struct call_record r;
+	void *buf = NULL;
+	int rc = store_get_call(s, TABLE_CALLS, id, &r, &buf);
+
+	ck_assert_int_ge(rc, 0);
+	free(buf);
+	return rc == 0;
+}
+
+START_TEST(batch_undo_drops_only_the_writes_after_the_mark)
+{
+	struct event_base *base = event_base_new();
+	struct store *s = open_store();
+	struct batch *b = batch_new(base, s);
+	size_t mark;
+
+	ck_assert_ptr_nonnull(b);
+	/* a mark before the turn has any write undoes all of them */
+	mark = batch_mark(b);
+	batch_add(b, "00000000000000a0");
+	batch_undo(b, mark);
+	batch_add(b, "00000000000000a1");
+	mark = batch_mark(b);
+	batch_add(b, "00000000000000a2");
+	batch_add(b, "00000000000000a3");
+	batch_undo(b, mark);
+	batch_add(b, "00000000000000a4");
+	batch_undo(b, batch_mark(b));	/* nothing after the mark: no change */
+	batch_commit(base, b);
+	ck_assert(!stored(s, "00000000000000a0"));
+	ck_assert(stored(s, "00000000000000a1"));
+	ck_assert(!stored(s, "00000000000000a2"));
+	ck_assert(!stored(s, "00000000000000a3"));
+	ck_assert(stored(s, "00000000000000a4"));
+	batch_flush(b);
+	batch_free(&b);
+	store_close(&s);
+	event_base_free(base);
+	remove_dir();
+}
+END_TEST
+
 Suite *store_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -561,6 +635,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
 	tcase_add_test(tc, ids_increase_across_restarts);
 	tcase_add_test(tc, second_host_on_the_same_dir_is_refused);
+	tcase_add_test(tc, batch_undo_drops_only_the_writes_after_the_mark);
 	suite_add_tcase(s, tc);
 	return s;
 }
