@@ -297,7 +297,9 @@ static void on_answer(struct evhttp_request *req, void *arg)
  * The copy (url) that takes a call: chosen by its id, the same for every
  * attempt.  A copy remembers Idempotency-Keys only in its own store, so a
  * delivery repeated after a lost answer must go where the first one went;
- * the copies share the calls, not the retries of one.
+ * the copies share the calls, not the retries of one.  The hash is FNV-1a
+ * with an offset basis that is not the standard one (a digit short); it
+ * must stay as it is, or an upgrade would send retries to another copy.
  */
 static int url_of(const char *id, int count)
 {
