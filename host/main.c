@@ -108,10 +108,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	st->begun = true;
+	host_begin_stop(st->host);
 	log_info("got %s; stopping: taking no new work, waiting up to %s for the work in "
 		 "progress", name, duration_format(st->host->conf.stop_timeout_ms, limit,
 						   sizeof limit));
-	host_begin_stop(st->host);
 	st->deadline_ms = clock_mono_ms() + st->host->conf.stop_timeout_ms;
 	stop_tick(-1, 0, st);
 }
