@@ -8,8 +8,8 @@
  *   host_start()   store, writer, worker pool, plugin directory, relay,
  *                  scheduler; serving starts by itself once every plugin
  *                  present at start has been probed (host->serving)
- *   host_begin_stop()  takes on no new work: new connections are refused,
- *                  requests on open ones get 503, no attempt starts;
+ *   host_begin_stop()  takes on no new work: new requests get 503
+ *                  "stopping", no attempt starts;
  *                  host_busy() says what is still in progress
  *   host_stop()    after the loop ends: commits and flushes what was
  *                  written, answering every waiter

@@ -43,7 +43,6 @@ struct http_api {
 	int port;			/* the port actually bound */
 	bool serving;			/* http_api_start() was called */
 	bool stopping;			/* http_api_stop() was called */
-	struct evhttp_bound_socket *bound;	/* the listening socket, until stopping */
 	LIST_HEAD(, sync_call) running;	/* sync calls not answered yet */
 	int replies_waiting;		/* enqueues and requeues waiting for the disk */
 };
@@ -876,7 +875,8 @@ static void route(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (api->stopping) {
-		/* a request on a connection kept open: nothing new is taken on */
+		/* nothing new is taken on; the port stays open until the end, so
+		 * a caller gets this answer rather than a reset connection */
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		reply_error(req, 503, "Service Unavailable", "stopping");
 		return;
@@ -952,8 +952,8 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 			   conf->max_connections);
 	evhttp_set_timeout(api->http, (int)((conf->idle_timeout_ms + 999) / 1000));
 	evhttp_set_gencb(api->http, route, api);
-	api->bound = bound = evhttp_bind_socket_with_handle(api->http, conf->listen_host,
-							     (ev_uint16_t)conf->listen_port);
+	bound = evhttp_bind_socket_with_handle(api->http, conf->listen_host,
+					       (ev_uint16_t)conf->listen_port);
 	if (!bound) {
 		log_error("cannot listen on %s:%d (in use, or not an address of this host)",
 			  conf->listen_host, conf->listen_port);
@@ -987,9 +987,6 @@ void http_api_start(struct http_api *api, const struct http_api_deps *deps)
 void http_api_stop(struct http_api *api)
 {
 	api->stopping = true;
-	if (api->bound)
-		evhttp_del_accept_socket(api->http, api->bound);
-	api->bound = NULL;
 }
 
 int http_api_unanswered(const struct http_api *api)

@@ -43,10 +43,9 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 void http_api_start(struct http_api *api, const struct http_api_deps *deps);
 
 /*
- * The host is stopping: closes the listening socket (new connections are
- * refused) and answers requests that still arrive on open connections 503
- * "stopping" (Connection: close).  Requests already taken are answered as
- * usual: see http_api_unanswered().
+ * The host is stopping: every request from now on gets 503 "stopping"
+ * (Connection: close), whether on a new connection or one kept open.
+ * Requests already taken are answered as usual: see http_api_unanswered().
  */
 void http_api_stop(struct http_api *api);
 
