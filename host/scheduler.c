@@ -209,7 +209,7 @@ static void attempt_done(struct job *job, struct job_result *res)
 	struct attempt_record history;
 	char reason[RECORD_ERROR_MAX + 64];
 	int64_t next;
-	size_t mark;
+	struct batch_mark mark;
 	int rc;
 
 	memset(&history, 0, sizeof history);
@@ -554,7 +554,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 int scheduler_add_outgoing(struct scheduler *s, const struct job_result *res)
 {
-	size_t mark = batch_mark(s->batch);
+	struct batch_mark mark = batch_mark(s->batch);
 	struct call_record rec;
 
 	for (int i = 0; i < res->outgoing_count; i++) {
@@ -592,10 +592,11 @@ static void new_committed(bool ok, void *arg)
 {
 	struct attempt *a = arg;
 
-	if (ok)
+	if (ok && a->sched->started)
 		start(a, clock_wall_ms());
-	else
-		forget(a);	/* not stored, not accepted */
+	else	/* not stored; or the host is stopping: new.db keeps it, and the
+		 * next start makes it due */
+		forget(a);
 }
 
 bool scheduler_take_new(struct scheduler *s, const char *queue)
