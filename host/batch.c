@@ -696,25 +696,35 @@ void batch_sweep_done(struct batch *b, int64_t cutoff_ms, uint64_t keep_max, int
 	pthread_mutex_unlock(&b->lock);
 }
 
-size_t batch_mark(const struct batch *b)
+struct batch_mark batch_mark(const struct batch *b)
 {
-	return b->current ? b->current->op_count : 0;
+	struct batch_mark m = { b->current, b->current ? b->current->op_count : 0 };
+
+	return m;
 }
 
-void batch_undo(struct batch *b, size_t mark)
+void batch_undo(struct batch *b, struct batch_mark mark)
 {
 	struct turn *t = b->current;
 	struct op **tail;
 
-	if (!t || t->op_count <= mark)
+	if (!t)
+		return;
+	/* a turn begun after the mark holds only later writes (mark.ops is
+	 * 0); any other turn than the marked one has gone to the writer */
+	if (mark.turn && mark.turn != t) {
+		log_error("storage: cannot undo writes already handed to the writer");
+		return;
+	}
+	if (t->op_count <= mark.ops)
 		return;
 	tail = &t->ops;
-	for (size_t i = 0; i < mark; i++)
+	for (size_t i = 0; i < mark.ops; i++)
 		tail = &(*tail)->next;
 	free_ops(*tail);
 	*tail = NULL;
 	t->ops_tail = tail;
-	t->op_count = mark;
+	t->op_count = mark.ops;
 }
 
 void batch_touch(struct batch *b)

@@ -60,6 +60,7 @@ struct enqueue_reply {
 	struct evhttp_request *req;
 	char id[CALL_ID_LEN + 1];
 	bool duplicate;
+	bool not_stored;		/* out of memory recording the call */
 };
 
 static void json_string(struct evbuffer *out, const char *s, size_t len)
@@ -188,7 +189,7 @@ static void sync_done(struct job *job, struct job_result *res)
 	struct sync_call *c = job->arg;
 	struct evhttp_request *req = c->req;
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-	size_t mark;
+	struct batch_mark mark;
 
 	if (res->version[0])
 		evhttp_add_header(headers, "X-Cage-Version", res->version);
@@ -281,7 +282,10 @@ static void enqueue_committed(bool ok, void *arg)
 	struct evbuffer *body = evbuffer_new();
 
 	r->api->replies_waiting--;
-	if (!ok) {
+	if (r->not_stored) {
+		reply_error(r->req, 500, "Internal Server Error",
+			    "out of memory: the call was not stored");
+	} else if (!ok) {
 		reply_error(r->req, 503, "Service Unavailable",
 			    "the call was not stored durably, so not accepted: %s",
 			    batch_error(r->api->d.batch));
@@ -492,6 +496,13 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	rec.payload = payload;
 	rec.payload_len = payload_len;
 	rec.when_ms += delay_ms;
+	snprintf(r->id, sizeof r->id, "%s", rec.id);
+	/* the waiter first: when it cannot wait, nothing is stored */
+	if (batch_wait(api->d.batch, true, enqueue_committed, r) < 0) {
+		free(payload);
+		goto oom;
+	}
+	api->replies_waiting++;
 	/* a delayed call waits in calls.db: the scheduler's timer finds it */
 	is_new = !delay_ms && scheduler_take_new(api->d.scheduler, queue);
 	rc = batch_add_call(api->d.batch, &rec, is_new);
@@ -501,12 +512,9 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		scheduler_note_due(api->d.scheduler, rec.when_ms);
 	free(payload);
 	if (rc < 0)
-		goto oom;
-	snprintf(r->id, sizeof r->id, "%s", rec.id);
-	api->enqueued++;
-	if (batch_wait(api->d.batch, true, enqueue_committed, r) < 0)
-		goto oom;
-	api->replies_waiting++;
+		r->not_stored = true;	/* enqueue_committed answers 500 */
+	else
+		api->enqueued++;
 	return;
 storage_error:
 	/* the Idempotency-Key lookup failed: nothing was written */

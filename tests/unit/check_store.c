@@ -586,7 +586,7 @@ START_TEST(batch_undo_drops_only_the_writes_after_the_mark)
 	struct event_base *base = event_base_new();
 	struct store *s = open_store();
 	struct batch *b = batch_new(base, s);
-	size_t mark;
+	struct batch_mark mark;
 
 	ck_assert_ptr_nonnull(b);
 	/* a mark before the turn has any write undoes all of them */
@@ -600,12 +600,20 @@ START_TEST(batch_undo_drops_only_the_writes_after_the_mark)
 	batch_undo(b, mark);
 	batch_add(b, "00000000000000a4");
 	batch_undo(b, batch_mark(b));	/* nothing after the mark: no change */
+	/* writes the writer already has are never undone */
+	mark = batch_mark(b);
+	batch_add(b, "00000000000000a5");
+	batch_sync(b);
+	batch_add(b, "00000000000000a6");
+	batch_undo(b, mark);
 	batch_commit(base, b);
 	ck_assert(!stored(s, "00000000000000a0"));
 	ck_assert(stored(s, "00000000000000a1"));
 	ck_assert(!stored(s, "00000000000000a2"));
 	ck_assert(!stored(s, "00000000000000a3"));
 	ck_assert(stored(s, "00000000000000a4"));
+	ck_assert(stored(s, "00000000000000a5"));
+	ck_assert(stored(s, "00000000000000a6"));
 	batch_flush(b);
 	batch_free(&b);
 	store_close(&s);
