@@ -261,14 +261,20 @@ int main(int argc, char **argv)
 		body = payload_arg(argc, argv, i + 2, &body_len);
 	} else if (!strcmp(cmd, "enqueue")) {
 		while (i + 1 < argc && argv[i][0] == '-' && argv[i][1]) {
-			if (!strcmp(argv[i], "-q"))
+			if (!strcmp(argv[i], "-q")) {
 				queue = argv[i + 1];
-			else if (!strcmp(argv[i], "-k"))
+			} else if (!strcmp(argv[i], "-k")) {
 				key = argv[i + 1];
-			else if (!strcmp(argv[i], "-d") && valid_delay(argv[i + 1]))
+			} else if (!strcmp(argv[i], "-d")) {
 				delay = argv[i + 1];
-			else
+				if (!valid_delay(delay)) {
+					fprintf(stderr, "cagectl: -d takes a duration such as 90s, "
+						"10m or 2h, not '%s'\n", delay);
+					return 2;
+				}
+			} else {
 				usage();
+			}
 			i += 2;
 		}
 		if (argc - i < 2 || argc - i > 3)

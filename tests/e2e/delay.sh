@@ -74,5 +74,8 @@ equal "cagectl enqueue -d 20m delays the call by 20 minutes" "$gap" 1200000
 "$CAGECTL" enqueue -d 20 echo noop z 2> "$T/err"
 equal "cagectl reports a bad delay with exit status 1" "$?" 1
 contains "and the host's reason" "$(cat "$T/err")" "no unit"
+"$CAGECTL" enqueue -d "1 h" echo noop z 2> "$T/err"
+equal "a delay cagectl cannot send is a usage error (exit status 2)" "$?" 2
+contains "naming what -d takes" "$(cat "$T/err")" "-d takes a duration such as 90s"
 check "the host is alive at the end" host_alive
 done_testing
