@@ -172,6 +172,19 @@ static int parse_duration(struct parser *p, const char *key, const char *value,
 	return 0;
 }
 
+/* A decimal number from min to max ("1.5", "0.2"). */
+static int parse_number(struct parser *p, const char *key, const char *value, double min,
+			double max, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(value, &end);
+	if (errno || end == value || *end != '\0' || !(*out >= min) || *out > max)
+		return fail(p, "%s: '%s' is not a number from %g to %g", key, value, min, max);
+	return 0;
+}
+
 static int parse_bool(struct parser *p, const char *key, const char *value, bool *out)
 {
 	if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "on") ||
@@ -317,7 +330,6 @@ static int host_key(struct parser *p, const char *key, const char *value)
 static int queue_key(struct parser *p, const char *key, const char *value)
 {
 	struct queue_conf *q = p->queue;
-	char *end;
 	long n;
 
 	if (!strcmp(key, "retry_interval"))
@@ -328,14 +340,10 @@ static int queue_key(struct parser *p, const char *key, const char *value)
 		return parse_duration(p, key, value, 0, &q->retry.lifetime_ms);
 	if (!strcmp(key, "attempt_timeout"))
 		return parse_duration(p, key, value, 1, &q->attempt_timeout_ms);
-	if (!strcmp(key, "retry_factor")) {
-		errno = 0;
-		q->retry.factor = strtod(value, &end);
-		if (errno || end == value || *end != '\0' || !(q->retry.factor >= 1.0) ||
-		    q->retry.factor > 100.0)
-			return fail(p, "retry_factor: '%s' is not a number from 1 to 100", value);
-		return 0;
-	}
+	if (!strcmp(key, "retry_factor"))
+		return parse_number(p, key, value, 1, 100, &q->retry.factor);
+	if (!strcmp(key, "retry_jitter"))
+		return parse_number(p, key, value, 0, 1, &q->retry.jitter);
 	if (!strcmp(key, "concurrency")) {
 		if (parse_int(p, key, value, 0, 1000000, &n) < 0)
 			return -1;

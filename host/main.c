@@ -45,10 +45,11 @@ static void print_conf(const struct host_conf *c)
 	       c->listen_port, c->data_dir, c->plugin_dir, c->workers);
 	for (const struct queue_conf *q = c->queues; q; q = q->next)
 		printf("queue %s: retry_interval %s, retry_factor %g, retry_max_interval %s, "
-		       "lifetime %s, attempt_timeout %s, concurrency %d, wake_on_new_version %s\n",
+		       "retry_jitter %g, lifetime %s, attempt_timeout %s, concurrency %d, "
+		       "wake_on_new_version %s\n",
 		       q->name, duration_format(q->retry.interval_ms, a, sizeof a),
 		       q->retry.factor, duration_format(q->retry.max_interval_ms, b, sizeof b),
-		       duration_format(q->retry.lifetime_ms, d, sizeof d),
+		       q->retry.jitter, duration_format(q->retry.lifetime_ms, d, sizeof d),
 		       duration_format(q->attempt_timeout_ms, e, sizeof e), q->concurrency,
 		       q->wake_on_new_version ? "yes" : "no");
 	for (const struct cage_conf *k = c->cages; k; k = k->next) {

@@ -11,6 +11,7 @@ void retry_policy_default(struct retry_policy *policy)
 	policy->factor = RETRY_DEFAULT_FACTOR;
 	policy->max_interval_ms = RETRY_DEFAULT_MAX_INTERVAL_MS;
 	policy->lifetime_ms = RETRY_DEFAULT_LIFETIME_MS;
+	policy->jitter = 0;
 }
 
 int64_t retry_delay_ms(const struct retry_policy *policy, uint32_t failed_attempts)
@@ -26,7 +27,7 @@ int64_t retry_delay_ms(const struct retry_policy *policy, uint32_t failed_attemp
 
 bool retry_next_due(const struct retry_policy *policy, int64_t enqueued_ms,
 		    uint32_t failed_attempts, int64_t planned_ms,
-		    int64_t started_ms, int64_t *next_ms)
+		    int64_t started_ms, double random, int64_t *next_ms)
 {
 	int64_t delay = retry_delay_ms(policy, failed_attempts);
 	int64_t slack = delay > RETRY_ON_PLAN_MS ? delay : RETRY_ON_PLAN_MS;
@@ -34,6 +35,8 @@ bool retry_next_due(const struct retry_policy *policy, int64_t enqueued_ms,
 
 	if (started_ms - planned_ms > slack)
 		anchor = started_ms;
+	if (policy->jitter > 0 && random > 0 && random < 1)
+		delay -= (int64_t)((double)delay * policy->jitter * random);
 	if (anchor + delay > enqueued_ms + policy->lifetime_ms)
 		return false;
 	*next_ms = anchor + delay;

@@ -10,8 +10,13 @@
  * missed retries are not fired back to back.  A retry that would fall after enqueued + lifetime does not
  * happen: the call expires instead.
  *
- * The defaults (60 s, x1.5, 1 h, 72 h) give exactly 80 retries, i.e. 81
- * attempts, for a call that always fails.
+ * With jitter j (0 to 1), each delay is shortened by a random part of up
+ * to j of it, so calls that failed together (an outage) do not all come
+ * back at the same moment.  Delays are never longer than without jitter:
+ * max_interval and lifetime keep their meaning.
+ *
+ * The defaults (60 s, x1.5, 1 h, 72 h, no jitter) give exactly 80
+ * retries, i.e. 81 attempts, for a call that always fails.
  */
 #ifndef CAGEHOST_RETRY_H
 #define CAGEHOST_RETRY_H
@@ -24,6 +29,7 @@ struct retry_policy {
 	double factor;			/* growth of each following delay, >= 1 */
 	int64_t max_interval_ms;	/* cap on any one delay */
 	int64_t lifetime_ms;		/* no attempt later than enqueue + this */
+	double jitter;			/* 0 to 1: the random part of each delay */
 };
 
 #define RETRY_DEFAULT_INTERVAL_MS (60 * 1000)
@@ -46,11 +52,12 @@ int64_t retry_delay_ms(const struct retry_policy *policy, uint32_t failed_attemp
 
 /*
  * When to run the next attempt after failed_attempts failures, the last of
- * which was planned for planned_ms and started at started_ms.  Returns true
- * and sets *next_ms, or false when the call has expired.
+ * which was planned for planned_ms and started at started_ms; random is a
+ * number from 0 up to 1 (only used with jitter).  Returns true and sets
+ * *next_ms, or false when the call has expired.
  */
 bool retry_next_due(const struct retry_policy *policy, int64_t enqueued_ms,
 		    uint32_t failed_attempts, int64_t planned_ms,
-		    int64_t started_ms, int64_t *next_ms);
+		    int64_t started_ms, double random, int64_t *next_ms);
 
 #endif

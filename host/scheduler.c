@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "batch.h"
 #include "clock.h"
@@ -97,6 +98,7 @@ struct scheduler {
 	 * wait ("" when none, or when that wait failed); an unchanged floor
 	 * needs no new wait, and so no fdatasync of its own */
 	char (*floors_asked)[CALL_ID_LEN + 1];
+	unsigned short jitter_seed[3];	/* erand48's state, for retry_jitter */
 };
 
 static unsigned bucket_of(const char *id)
@@ -237,7 +239,7 @@ static void attempt_done(struct job *job, struct job_result *res)
 		snprintf(rec.error, sizeof rec.error, "%s", history.error);
 		s->stats.attempts_retry++;
 		if (retry_next_due(&a->queue->retry, rec.enqueued_ms, rec.attempts, rec.when_ms,
-				   a->started_ms, &next)) {
+				   a->started_ms, erand48(s->jitter_seed), &next)) {
 			rec.when_ms = next;
 		} else {
 			snprintf(reason, sizeof reason, "expired after %u attempts; last error: %s",
@@ -814,6 +816,10 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->pool = pool;
 	s->relay = relay;
 	s->timer_due_ms = INT64_MAX;
+	/* jitter spreads retries; it needs no secrecy, only a new seed per run */
+	s->jitter_seed[0] = (unsigned short)getpid();
+	s->jitter_seed[1] = (unsigned short)clock_wall_ms();
+	s->jitter_seed[2] = (unsigned short)(clock_mono_ms() >> 4);
 	for (const struct queue_conf *q = conf->queues; q; q = q->next)
 		n++;
 	s->queue_count = n;

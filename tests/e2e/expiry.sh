@@ -1,12 +1,16 @@
 #!/bin/sh
 # expiry.sh - the default retry policy (60 s, x1.5, cap 1 h, lifetime 72 h)
 # compressed 10000 times: a call that always fails gets exactly 81 attempts
-# and then goes dead as expired, with every attempt in its history.
+# and then goes dead as expired, with every attempt in its history.  And
+# retry_jitter: calls that failed together get their retries spread over
+# up to that share of the delay, never later than without it.
 WAIT_LIMIT=${WAIT_LIMIT:-90}
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 
 write_conf "[queue compressed]" "retry_interval = 6ms" "retry_factor = 1.5" \
-	"retry_max_interval = 360ms" "lifetime = 25920ms"
+	"retry_max_interval = 360ms" "lifetime = 25920ms" \
+	"[queue steady]" "retry_interval = 1h" \
+	"[queue spread]" "retry_interval = 1h" "retry_jitter = 0.5"
 plugin "$TPLUGINS/alwaysfail.so" alwaysfail
 start_host
 
@@ -43,6 +47,27 @@ last=$(tail -1 "$T/times")
 echo "# first attempt $first, last attempt $last"
 equal "every attempt is a retry outcome" \
 	"$(history "$id" | awk '{print $3}' | sort -u)" retry
+
+# --- retry_jitter ---
+contains "--check shows the jitter" "$("$CAGEHOST" -c "$T/cagehost.conf" --check)" \
+	"queue spread: retry_interval 1h, retry_factor 1.5, retry_max_interval 1h, retry_jitter 0.5,"
+ms() { date -u -d "$1" +%s%3N; }
+# first_delay ID: ms from the enqueue to the planned second attempt
+first_delay() { echo $(( $(ms "$(field "$1" next_attempt)") - $(ms "$(field "$1" enqueued)") )); }
+for q in steady spread; do
+	: > "$T/$q.delays"
+	for i in 1 2 3 4 5 6; do
+		qid=$(enqueue "$q" alwaysfail work "$q$i")
+		wait_until "the first attempt of $q call $i" attempts_at_least "$qid" 1
+		first_delay "$qid" >> "$T/$q.delays"
+	done
+	echo "# $q: first retry after $(tr '\n' ' ' < "$T/$q.delays")ms"
+done
+equal "without jitter every first retry is exactly 1 h later" \
+	"$(sort -u "$T/steady.delays")" 3600000
+check "with retry_jitter = 0.5 none is later than 1 h or sooner than 30 min" \
+	awk '$1 > 3600000 || $1 < 1800000 { exit 1 }' "$T/spread.delays"
+check "and they are spread out" test "$(sort -u "$T/spread.delays" | wc -l)" -ge 3
 check "the host process is still alive" host_alive
 
 done_testing

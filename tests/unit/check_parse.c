@@ -96,6 +96,7 @@ START_TEST(full_config_is_read)
 		"[queue billing]\n"
 		"retry_interval = 250ms\n"
 		"retry_factor = 2\n"
+		"retry_jitter = 0.2\n"
 		"retry_max_interval = 10s\n"
 		"lifetime = 1h\n"
 		"attempt_timeout = 5s\n"
@@ -122,6 +123,8 @@ START_TEST(full_config_is_read)
 	ck_assert_ptr_nonnull(q);
 	ck_assert_int_eq(q->retry.interval_ms, 250);
 	ck_assert(q->retry.factor == 2.0);
+	ck_assert(q->retry.jitter == 0.2);
+	ck_assert(conf_queue(&c, "default")->retry.jitter == 0.0);
 	ck_assert_int_eq(q->retry.max_interval_ms, 10000);
 	ck_assert_int_eq(q->attempt_timeout_ms, 5000);
 	ck_assert_int_eq(q->concurrency, 4);
@@ -139,6 +142,8 @@ START_TEST(config_errors_name_file_and_line)
 		{ "[host]\nworkers = 0\n", "t.conf:2: workers: 0 is out of range 1..256" },
 		{ "[queue q]\nretry_interval = 60\n", "t.conf:2: retry_interval: duration '60' has no unit" },
 		{ "[queue q]\n\n\nretry_factor = 0.5\n", "t.conf:4: retry_factor: '0.5' is not a number from 1 to 100" },
+		{ "[queue q]\nretry_jitter = 1.5\n", "t.conf:2: retry_jitter: '1.5' is not a number from 0 to 1" },
+		{ "[queue q]\nretry_jitter = 10%\n", "t.conf:2: retry_jitter: '10%' is not a number from 0 to 1" },
 		{ "[queue q]\nlifetime = 3w\n", "t.conf:2: lifetime: duration '3w' has an unknown unit" },
 		{ "workers = 2\n", "t.conf:1: 'workers' is outside any section" },
 		{ "[host\n", "t.conf:1: malformed section header" },
