@@ -878,15 +878,15 @@ static void route(struct evhttp_request *req, void *arg)
 	}
 	memcpy(path, uri, len);
 	path[len] = '\0';
-	if (!api->serving) {
-		reply_error(req, 503, "Service Unavailable", "starting: loading the plugins");
-		return;
-	}
 	if (api->stopping) {
 		/* nothing new is taken on; the port stays open until the end, so
 		 * a caller gets this answer rather than a reset connection */
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		reply_error(req, 503, "Service Unavailable", "stopping");
+		return;
+	}
+	if (!api->serving) {
+		reply_error(req, 503, "Service Unavailable", "starting: loading the plugins");
 		return;
 	}
 	if (strcmp(path, "/healthz") != 0 && !authorized(api, req))
