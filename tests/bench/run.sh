@@ -89,6 +89,16 @@ calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
 # kv LINE KEY: the value of KEY=... in a loadgen output line
 kv() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
+# cpu_times: "IDLE TOTAL" jiffies of the whole machine (idle counts iowait)
+cpu_times() { awk '/^cpu / { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
+# idle_since "IDLE TOTAL": the machine's idle share since then, in percent
+idle_since() {
+	# shellcheck disable=SC2086 # two numbers each
+	set -- $1 $(cpu_times)
+	awk -v i0="$1" -v t0="$2" -v i1="$3" -v t1="$4" \
+		'BEGIN { printf "%d", (t1 > t0 ? 100 * (i1 - i0) / (t1 - t0) : 0) }'
+}
+
 # record KEY VALUE: one more measurement of KEY
 record() { echo "$2" >> "$R/$1"; }
 
@@ -253,15 +263,16 @@ have_bs() { [ -n "$BEANSTALKD" ]; }
 # also runs, which beanstalkd's put does not do).  beanstalkd: put with a
 # 1 h delay, then put ready jobs, each on a fresh binlog with -f 0.
 rows_1_3() {
-	local i out
+	local i out cpu
 
 	for i in $(seq 1 "$RUNS"); do
 		host_new
 		host_start
+		cpu=$(cpu_times)
 		out=$("$LOADGEN" http --url "$URL/healthz" --method GET --payload 0 \
 		      --conns "$CONNS" --duration "$DURATION")
 		record healthz "$(kv "$out" rate)"
-		say "run $i: GET /healthz: $out"
+		say "run $i: GET /healthz: $out; machine idle $(idle_since "$cpu") %"
 		if want_row 3; then
 			out=$(load /v1/call/echo/noop --duration "$DURATION")
 			record sync_rate "$(kv "$out" rate)"
@@ -271,10 +282,12 @@ rows_1_3() {
 			say "run $i: sync call echo.noop: $out"
 		fi
 		if want_row 1; then
+			cpu=$(cpu_times)
 			out=$(load "/v1/enqueue/default/echo/noop?delay=1h" --duration "$DURATION")
 			record enqueue "$(kv "$out" rate)"
 			record enqueue_errors "$(kv "$out" errors)"
-			say "run $i: enqueue echo.noop, delay=1h: $out"
+			say "run $i: enqueue echo.noop, delay=1h: $out; machine idle" \
+			    "$(idle_since "$cpu") %"
 			out=$(load /v1/enqueue/default/echo/noop --duration "$DURATION")
 			record enqueue_run "$(kv "$out" rate)"
 			record enqueue_run_errors "$(kv "$out" errors)"
