@@ -276,6 +276,18 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 	plugins_run(api->d.plugins, &c->job);
 }
 
+/*
+ * Has done(r) answer r once this turn's writes are on disk; until then r
+ * counts as unanswered (http_api_unanswered), and done() uncounts it.
+ */
+static int answer_when_durable(struct enqueue_reply *r, batch_done_fn done)
+{
+	if (batch_wait(r->api->d.batch, true, done, r) < 0)
+		return -1;
+	r->api->replies_waiting++;
+	return 0;
+}
+
 static void enqueue_committed(bool ok, void *arg)
 {
 	struct enqueue_reply *r = arg;
@@ -476,9 +488,8 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 			/* the first call may not be durable yet: answer after the commit */
 			r->duplicate = true;
 			api->duplicates++;
-			if (batch_wait(api->d.batch, true, enqueue_committed, r) < 0)
+			if (answer_when_durable(r, enqueue_committed) < 0)
 				goto oom;
-			api->replies_waiting++;
 			return;
 		}
 	}
@@ -498,11 +509,10 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	rec.when_ms += delay_ms;
 	snprintf(r->id, sizeof r->id, "%s", rec.id);
 	/* the waiter first: when it cannot wait, nothing is stored */
-	if (batch_wait(api->d.batch, true, enqueue_committed, r) < 0) {
+	if (answer_when_durable(r, enqueue_committed) < 0) {
 		free(payload);
 		goto oom;
 	}
-	api->replies_waiting++;
 	/* a delayed call waits in calls.db: the scheduler's timer finds it */
 	is_new = !delay_ms && scheduler_take_new(api->d.scheduler, queue);
 	rc = batch_add_call(api->d.batch, &rec, is_new);
@@ -746,14 +756,12 @@ static void handle_requeue(struct http_api *api, struct evhttp_request *req, con
 	snprintf(r->id, sizeof r->id, "%s", id);
 	log_info("call %s requeued from the dead store", id);
 	scheduler_kick(api->d.scheduler);
-	if (batch_wait(api->d.batch, true, requeue_committed, r) < 0) {
+	if (answer_when_durable(r, requeue_committed) < 0) {
 		/* requeued, but it cannot wait for the disk: say so now */
 		reply_error(req, 500, "Internal Server Error", "out of memory before the requeue "
 			    "was on disk; GET /v1/calls/%s shows whether it took", id);
 		free(r);
-		return;
 	}
-	api->replies_waiting++;
 }
 
 static void handle_metrics(struct http_api *api, struct evhttp_request *req)

@@ -6,9 +6,9 @@
  * others, so deliveries to one url overlap up to that many.  Each waits
  * for the other cage's fsync, so the overlap sets the rate: measured on
  * loopback (2 cores, both hosts on them), 20,000 calls were delivered in
- * 13.7 s with 4 connections, 7.0 s with 32, and no faster with 64.  Host names are resolved when a connection is made, without
- * blocking the loop (libevent's evdns, with /etc/resolv.conf and
- * /etc/hosts).
+ * 13.7 s with 4 connections, 7.0 s with 32, and no faster with 64.  Host
+ * names are resolved when a connection is made, without blocking the loop
+ * (libevent's evdns, with /etc/resolv.conf and /etc/hosts).
  */
 #include <errno.h>
 #include <event2/buffer.h>

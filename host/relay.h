@@ -55,14 +55,14 @@ void relay_free(struct relay **relay);
  */
 void relay_run(struct relay *relay, struct job *job);
 
+/* Deliveries started and not completed yet. */
+int relay_in_flight(const struct relay *relay);
+
 /*
  * Sets the floor sent to cage: the id of the oldest call pending for it
  * (see above; the scheduler reads it from the store before it starts
  * deliveries).  Until the first, "0000000000000000" (forget nothing).
  */
-/* Deliveries started and not completed yet. */
-int relay_in_flight(const struct relay *relay);
-
 void relay_set_floor(struct relay *relay, const char *cage, const char id[CALL_ID_LEN + 1]);
 
 #endif

@@ -98,6 +98,7 @@ struct scheduler {
 	 * wait ("" when none, or when that wait failed); an unchanged floor
 	 * needs no new wait, and so no fdatasync of its own */
 	char (*floors_asked)[CALL_ID_LEN + 1];
+	int cage_count;			/* [cage] sections, floors_asked's length */
 	unsigned short jitter_seed[3];	/* erand48's state, for retry_jitter */
 };
 
@@ -270,8 +271,9 @@ static void attempt_done(struct job *job, struct job_result *res)
 	if (rc < 0) {
 		batch_undo(s->batch, mark);
 		a->outcome_lost = true;	/* the call stays as it was: it runs again */
-	} else if (rec.state == CALL_PENDING)
+	} else if (rec.state == CALL_PENDING) {
 		scheduler_note_due(s, rec.when_ms);
+	}
 }
 
 /* A new attempt of call r, counted in flight (NULL when out of memory). */
@@ -453,13 +455,10 @@ static void refresh_floors(struct scheduler *s)
 	struct floors *f;
 	int n = 0, rc;
 
-	for (const struct cage_conf *c = s->conf->cages; c; c = c->next)
-		n++;
-	f = calloc(1, sizeof *f + (size_t)n * sizeof f->items[0]);
+	f = calloc(1, sizeof *f + (size_t)s->cage_count * sizeof f->items[0]);
 	if (!f)
 		return;		/* the relay keeps the floors it has */
 	f->sched = s;
-	n = 0;
 	for (const struct cage_conf *c = s->conf->cages; c; c = c->next, n++) {
 		rc = store_cage_floor(s->store, c->name, id);
 		if (rc < 0)
@@ -825,17 +824,16 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->queue_count = n;
 	s->queues = calloc((size_t)n, sizeof *s->queues);
 	s->queue_running = calloc((size_t)n, sizeof *s->queue_running);
-	n = 0;
 	for (const struct cage_conf *c = conf->cages; c; c = c->next)
-		n++;
-	s->floors_asked = calloc((size_t)n + 1, sizeof *s->floors_asked);
+		s->cage_count++;
+	s->floors_asked = calloc((size_t)s->cage_count + 1, sizeof *s->floors_asked);
 	s->timer = evtimer_new(base, on_timer, s);
 	s->kick = evtimer_new(base, dispatch, s);
 	s->wake_timer = evtimer_new(base, wake_tick, s);
 	s->strand_timer = evtimer_new(base, on_strand_timer, s);
 	s->sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, s);
-	if (!s->queues || !s->queue_running || !s->floors_asked || !s->timer || !s->kick || !s->wake_timer ||
-	    !s->strand_timer || !s->sweep_timer ||
+	if (!s->queues || !s->queue_running || !s->floors_asked || !s->timer || !s->kick ||
+	    !s->wake_timer || !s->strand_timer || !s->sweep_timer ||
 	    event_add(s->sweep_timer, &(struct timeval){ SWEEP_TICK_MS / 1000,
 						     (SWEEP_TICK_MS % 1000) * 1000 }) < 0) {
 		scheduler_free(&s);
