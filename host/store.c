@@ -33,6 +33,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "log_ahead.h"
 #include "store.h"
 
 #define CHECKPOINT_TICK_MS 1000
@@ -64,6 +65,7 @@ struct store {
 	/* the checkpoint thread; the only other thread using env */
 	pthread_t cp_thread, watchdog_thread;
 	bool watchdog_running;
+	struct log_ahead *log_ahead;	/* writes the next log files ahead */
 	pthread_mutex_t cp_lock;
 	pthread_cond_t cp_wake;
 	bool cp_running, cp_stop;
@@ -293,7 +295,8 @@ static const char *recovery_hint(const struct store *s)
 	return hint;
 }
 
-/* The highest log.NNNNNNNNNN file number in dir (0 when none). */
+/* The highest number of a log.NNNNNNNNNN file in dir that holds records
+ * (0 when none). */
 static unsigned long newest_log_file(const char *dir)
 {
 	unsigned long newest = 0;
@@ -304,7 +307,13 @@ static unsigned long newest_log_file(const char *dir)
 		unsigned long n;
 		char tail;
 
-		if (sscanf(e->d_name, "log.%lu%c", &n, &tail) == 1 && n > newest)
+		char path[4400];
+
+		if (sscanf(e->d_name, "log.%lu%c", &n, &tail) != 1 || n <= newest)
+			continue;
+		/* a file written ahead (log_ahead.h) says nothing of the log */
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (!log_file_is_blank(path))
 			newest = n;
 	}
 	if (d)
@@ -1339,6 +1348,11 @@ int store_flush_log(struct store *s)
 		check_fatal(s, rc);
 		return -1;
 	}
+	if (log_ahead_after_flush(s->log_ahead) < 0) {
+		snprintf(s->flush_error, sizeof s->flush_error,
+			 "cannot sync the directory of a new log file: %s", strerror(errno));
+		return -1;
+	}
 	__atomic_add_fetch(&s->stats.log_flushes, 1, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -1446,11 +1460,13 @@ int store_start_threads(struct store *s, int64_t interval_ms)
 	if (pthread_create(&s->watchdog_thread, NULL, watchdog_loop, s) != 0)
 		return fail(s, "cannot start the watchdog thread");
 	s->watchdog_running = true;
+	s->log_ahead = log_ahead_start(s->env, s->dir, LOG_FILE_BYTES);
 	return 0;
 }
 
 static void stop_checkpoints(struct store *s)
 {
+	log_ahead_stop(&s->log_ahead);
 	if (!s->cp_running)
 		return;
 	pthread_mutex_lock(&s->cp_lock);

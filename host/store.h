@@ -20,6 +20,8 @@
  *   cagehost.lock  held while a host runs on this directory
  *   modules/     private copies of loaded plugin versions
  *   log.*, __db.001  Berkeley DB's log; the file that locates the regions
+ *                (the newest log files may be blank: written ahead, see
+ *                log_ahead.h)
  *   cagehost.shm   the System V key of the regions (kept in shared memory)
  *
  * Writes are grouped: every store_* write joins the current transaction,

@@ -28,6 +28,7 @@ E2E_TESTS = \
 	tests/e2e/graceful_stop.sh \
 	tests/e2e/reload_fix.sh \
 	tests/e2e/db_dump.sh \
+	tests/e2e/log_ahead.sh \
 	tests/e2e/hostile_plugins.sh \
 	tests/e2e/auth_limits.sh
 TESTS += $(E2E_TESTS)
