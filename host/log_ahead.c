@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +26,9 @@
 #define BUSY_LOOK_MS 10
 #define IDLE_LOOK_MS 200
 #define FAST_FILE_MS 1000	/* files that fill faster than this: two ahead */
+#define FAILED_PAUSE_MS 5000	/* after a failure, before the next try */
+/* below this much free space the space is left to Berkeley DB itself */
+#define MIN_FREE_BYTES ((uint64_t)64 << 20)
 #define CHUNK (256 << 10)
 
 struct log_ahead {
@@ -95,7 +99,8 @@ static int write_blank(const char *path, uint32_t file_bytes)
 
 /*
  * Makes log file number n unless it exists or BDB has reached it.
- * Returns 0 (made or not needed) or -1 with errno.
+ * Returns 0 (made or not needed), -1 with errno, or -2 when the disk is
+ * nearly full (the space is left to BDB).
  */
 static int make_ahead(struct log_ahead *la, uint32_t n)
 {
@@ -103,9 +108,15 @@ static int make_ahead(struct log_ahead *la, uint32_t n)
 	uint32_t file, offset;
 	int rc;
 
+	struct statvfs fs;
+
 	snprintf(path, sizeof path, "%s/log.%010u", la->dir, n);
 	if (access(path, F_OK) == 0)
 		return 0;
+	if (fstatvfs(la->dir_fd, &fs) < 0)
+		return -1;
+	if ((uint64_t)fs.f_bavail * fs.f_frsize < MIN_FREE_BYTES + la->file_bytes)
+		return -2;
 	snprintf(tmp, sizeof tmp, "%s/log.ahead.tmp", la->dir);
 	if (write_blank(tmp, la->file_bytes) < 0) {
 		int e = errno;
@@ -129,12 +140,12 @@ static int make_ahead(struct log_ahead *la, uint32_t n)
 	return 0;
 }
 
-static void note_failure(struct log_ahead *la, int e)
+static void note_failure(struct log_ahead *la, int rc, int e)
 {
 	if (!la->failing)
 		log_warning("storage: cannot write the next log file ahead in %s: %s (Berkeley "
 			    "DB makes it itself; flushes are slower meanwhile)", la->dir,
-			    strerror(e));
+			    rc == -2 ? "less than 64 MB free" : strerror(e));
 	la->failing = true;
 }
 
@@ -176,11 +187,15 @@ static void *ahead_loop(void *arg)
 				want = 1;
 			if (want && file_ms < FAST_FILE_MS)
 				want = 2;
-			for (uint32_t k = 1; k <= want && ok; k++)
-				if (make_ahead(la, file + k) < 0) {
-					note_failure(la, errno);
+			for (uint32_t k = 1; k <= want && ok; k++) {
+				int rc = make_ahead(la, file + k);
+
+				if (rc < 0) {
+					note_failure(la, rc, errno);
 					ok = false;
+					wait_ms = FAILED_PAUSE_MS;
 				}
+			}
 			if (ok && want && la->failing) {
 				log_info("storage: writing log files ahead works again");
 				la->failing = false;

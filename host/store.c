@@ -1348,7 +1348,7 @@ int store_flush_log(struct store *s)
 		check_fatal(s, rc);
 		return -1;
 	}
-	if (log_ahead_after_flush(s->log_ahead) < 0) {
+	if (log_ahead_after_flush(__atomic_load_n(&s->log_ahead, __ATOMIC_ACQUIRE)) < 0) {
 		snprintf(s->flush_error, sizeof s->flush_error,
 			 "cannot sync the directory of a new log file: %s", strerror(errno));
 		return -1;
@@ -1460,7 +1460,9 @@ int store_start_threads(struct store *s, int64_t interval_ms)
 	if (pthread_create(&s->watchdog_thread, NULL, watchdog_loop, s) != 0)
 		return fail(s, "cannot start the watchdog thread");
 	s->watchdog_running = true;
-	s->log_ahead = log_ahead_start(s->env, s->dir, LOG_FILE_BYTES);
+	/* the flusher may already be flushing: it reads the pointer atomically */
+	__atomic_store_n(&s->log_ahead, log_ahead_start(s->env, s->dir, LOG_FILE_BYTES),
+			 __ATOMIC_RELEASE);
 	return 0;
 }
 
