@@ -8,12 +8,17 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Length of "2026-11-27T20:42:31.123Z" without the NUL. */
 #define CLOCK_ISO_LEN 24
 
 int64_t clock_wall_ms(void);
 int64_t clock_mono_ms(void);
+
+/* The monotonic time ms from now, as pthread_cond_timedwait() takes it for
+ * a condition variable set to CLOCK_MONOTONIC. */
+struct timespec clock_mono_deadline(int64_t ms);
 
 /*
  * Writes ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (always CLOCK_ISO_LEN chars, so

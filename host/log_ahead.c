@@ -106,9 +106,8 @@ static int make_ahead(struct log_ahead *la, uint32_t n)
 {
 	char path[4200], tmp[4200];
 	uint32_t file, offset;
-	int rc;
-
 	struct statvfs fs;
+	int rc, link_errno;
 
 	snprintf(path, sizeof path, "%s/log.%010u", la->dir, n);
 	if (access(path, F_OK) == 0)
@@ -132,11 +131,16 @@ static int make_ahead(struct log_ahead *la, uint32_t n)
 	}
 	__atomic_store_n(&la->unsynced, 1, __ATOMIC_SEQ_CST);
 	rc = link(tmp, path);
-	if (rc < 0 && errno == EEXIST)
+	link_errno = errno;
+	if (rc < 0 && link_errno == EEXIST)
 		rc = 0;		/* BDB made it first: its file stays */
 	unlink(tmp);
-	if (sync_dir(la) < 0 || rc < 0)
+	if (sync_dir(la) < 0)
 		return -1;
+	if (rc < 0) {
+		errno = link_errno;	/* what the log line names */
+		return -1;
+	}
 	return 0;
 }
 
@@ -158,17 +162,10 @@ static void *ahead_loop(void *arg)
 
 	pthread_mutex_lock(&la->lock);
 	while (!la->stop) {
-		struct timespec until;
+		struct timespec until = clock_mono_deadline(wait_ms);
 		uint32_t file, offset, want = 0;
 		bool ok = true;
 
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += wait_ms / 1000;
-		until.tv_nsec += (wait_ms % 1000) * 1000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
 		pthread_cond_timedwait(&la->wake, &la->lock, &until);
 		if (la->stop)
 			break;
@@ -207,6 +204,15 @@ static void *ahead_loop(void *arg)
 	return NULL;
 }
 
+/* Frees la once its thread has ended (or never started). */
+static void free_ahead(struct log_ahead *la)
+{
+	pthread_cond_destroy(&la->wake);
+	pthread_mutex_destroy(&la->lock);
+	close(la->dir_fd);
+	free(la);
+}
+
 struct log_ahead *log_ahead_start(DB_ENV *env, const char *dir, uint32_t file_bytes)
 {
 	struct log_ahead *la = calloc(1, sizeof *la);
@@ -233,10 +239,7 @@ struct log_ahead *log_ahead_start(DB_ENV *env, const char *dir, uint32_t file_by
 	pthread_condattr_destroy(&attr);
 	if (pthread_create(&la->thread, NULL, ahead_loop, la) != 0) {
 		log_warning("storage: cannot start the thread that writes log files ahead");
-		pthread_cond_destroy(&la->wake);
-		pthread_mutex_destroy(&la->lock);
-		close(la->dir_fd);
-		free(la);
+		free_ahead(la);
 		return NULL;
 	}
 	return la;
@@ -260,10 +263,7 @@ void log_ahead_stop(struct log_ahead **lap)
 	pthread_cond_signal(&la->wake);
 	pthread_mutex_unlock(&la->lock);
 	pthread_join(la->thread, NULL);
-	pthread_cond_destroy(&la->wake);
-	pthread_mutex_destroy(&la->lock);
-	close(la->dir_fd);
-	free(la);
+	free_ahead(la);
 	*lap = NULL;
 }
 

@@ -305,9 +305,7 @@ static unsigned long newest_log_file(const char *dir)
 
 	while (d && (e = readdir(d))) {
 		unsigned long n;
-		char tail;
-
-		char path[4400];
+		char tail, path[4400];
 
 		if (sscanf(e->d_name, "log.%lu%c", &n, &tail) != 1 || n <= newest)
 			continue;
@@ -1389,13 +1387,7 @@ static void *checkpoint_loop(void *arg)
 
 	pthread_mutex_lock(&s->cp_lock);
 	while (!s->cp_stop) {
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += tick_ms / 1000;
-		until.tv_nsec += (tick_ms % 1000) * 1000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
+		until = clock_mono_deadline(tick_ms);
 		if (pthread_cond_timedwait(&s->cp_wake, &s->cp_lock, &until) != ETIMEDOUT)
 			continue;
 		pthread_mutex_unlock(&s->cp_lock);

@@ -219,6 +219,24 @@ START_TEST(iso_times_stay_right_when_they_alternate)
 }
 END_TEST
 
+/* a deadline is now + ms, with the nanoseconds carried into the seconds */
+START_TEST(mono_deadlines_lie_ms_ahead)
+{
+	static const int64_t ahead[] = { 0, 1, 999, 1000, 1500, 86400000 };
+
+	for (size_t i = 0; i < sizeof ahead / sizeof ahead[0]; i++) {
+		int64_t before = clock_mono_ms();
+		struct timespec at = clock_mono_deadline(ahead[i]);
+		int64_t after = clock_mono_ms();
+		int64_t at_ms = (int64_t)at.tv_sec * 1000 + at.tv_nsec / 1000000;
+
+		ck_assert(at.tv_nsec >= 0 && at.tv_nsec < 1000000000);
+		ck_assert_int_ge(at_ms, before + ahead[i]);
+		ck_assert_int_le(at_ms, after + ahead[i]);
+	}
+}
+END_TEST
+
 START_TEST(wire_frames_round_trip_and_reject_truncation)
 {
 	struct wire_out w;
@@ -266,6 +284,7 @@ Suite *record_suite(void)
 	tcase_add_test(tc, attempt_record_round_trips);
 	tcase_add_test(tc, iso_times_sort_like_numbers);
 	tcase_add_test(tc, iso_times_stay_right_when_they_alternate);
+	tcase_add_test(tc, mono_deadlines_lie_ms_ahead);
 	suite_add_tcase(s, tc);
 	return s;
 }
