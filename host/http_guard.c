@@ -195,29 +195,32 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void header_byte(struct guard *g, char c)
+size_t http_guard_unsent(int *connections)
 {
-	if (g->head_len == 0)
-		g->head_started_ms = clock_mono_ms();
-	if (++g->head_len > guard_limit) {
-		reject(g);
-		return;
+	size_t bytes = 0;
+
+	*connections = 0;
+	for (size_t fd = 0; fd < guard_count; fd++) {
+		struct guard *g = &guards[fd];
+		size_t n;
+
+		if (!g->bev || g->state == REJECTED || !still_open(g, (int)fd))
+			continue;
+		n = evbuffer_get_length(bufferevent_get_output(g->bev));
+		if (n) {
+			bytes += n;
+			(*connections)++;
+		}
 	}
+	return bytes;
+}
+
+/* One byte of a header line (not its newline): keeps the name's first
+ * bytes and the digits of a Content-Length. */
+static void line_byte(struct guard *g, char c)
+{
 	if (c == '\r')
 		return;
-	if (c == '\n') {
-		if (g->line_len == 0 && g->head_len > 2) {
-			/* the blank line: the headers are complete */
-			g->body_left = g->length;
-			g->state = g->body_left ? BODY : HEAD;
-			g->head_len = 0;
-			g->length = 0;
-			g->has_length = false;
-		}
-		g->line_len = 0;
-		g->in_length = false;
-		return;
-	}
 	if (g->in_length && isdigit((unsigned char)c) && g->length < (1ULL << 50))
 		g->length = g->length * 10 + (unsigned long long)(c - '0');
 	if (g->line_len < NAME_PREFIX)
@@ -237,6 +240,52 @@ static void header_byte(struct guard *g, char c)
 	}
 }
 
+static void end_of_line(struct guard *g)
+{
+	if (g->line_len == 0 && g->head_len > 2) {
+		/* the blank line: the headers are complete */
+		g->body_left = g->length;
+		g->state = g->body_left ? BODY : HEAD;
+		g->head_len = 0;
+		g->length = 0;
+		g->has_length = false;
+	}
+	g->line_len = 0;
+	g->in_length = false;
+}
+
+/*
+ * Header bytes: the rest of the current line, or all n bytes when the line
+ * goes on past them.  Only a line's first NAME_PREFIX bytes and a length's
+ * digits are looked at one by one; the rest is counted.  Returns the bytes
+ * used.
+ */
+static size_t header_bytes(struct guard *g, const char *p, size_t n)
+{
+	const char *newline = memchr(p, '\n', n);
+	size_t len = newline ? (size_t)(newline - p) + 1 : n;
+	size_t text = newline ? len - 1 : len;
+
+	if (g->head_len == 0)
+		g->head_started_ms = clock_mono_ms();
+	if (len > guard_limit - g->head_len) {
+		reject(g);
+		return n;
+	}
+	g->head_len += len;
+	for (size_t i = 0; i < text && g->state == HEAD; i++) {
+		if (g->line_len >= NAME_PREFIX && !g->in_length) {
+			/* nothing further on this line matters: count it */
+			g->line_len += text - i;
+			break;
+		}
+		line_byte(g, p[i]);
+	}
+	if (newline && g->state == HEAD)
+		end_of_line(g);
+	return len;
+}
+
 /* Runs the state machine over n new bytes; false once rejected. */
 static bool scan(struct guard *g, const char *p, size_t n)
 {
@@ -254,7 +303,7 @@ static bool scan(struct guard *g, const char *p, size_t n)
 				g->state = HEAD;
 			continue;
 		}
-		header_byte(g, p[i++]);
+		i += header_bytes(g, p + i, n - i);
 	}
 	return g->state != REJECTED;
 }
