@@ -8,6 +8,7 @@
 #include "batch.h"
 #include "host.h"
 #include "http_api.h"
+#include "http_guard.h"
 #include "log.h"
 #include "plugin_dir.h"
 #include "relay.h"
@@ -113,10 +114,13 @@ int host_busy(const struct host *h, char *what, size_t size)
 	int requests = h->http && h->serving ? http_api_unanswered(h->http) : 0;
 	int workers = h->pool ? pool_busy(h->pool) : 0;
 	int deliveries = h->relay ? relay_in_flight(h->relay) : 0;
+	int writing = 0;
+	size_t unsent = h->http ? http_guard_unsent(&writing) : 0;
 
 	snprintf(what, size, "%d request(s) unanswered, %d worker(s) busy, %d delivery(ies) "
-		 "to other cages in flight", requests, workers, deliveries);
-	return requests + workers + deliveries;
+		 "to other cages in flight, %zu byte(s) of answers not yet taken by %d "
+		 "client(s)", requests, workers, deliveries, unsent, writing);
+	return requests + workers + deliveries + writing;
 }
 
 void host_stop(struct host *h)

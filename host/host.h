@@ -44,7 +44,8 @@ void host_begin_stop(struct host *h);
 
 /*
  * Work still in progress after host_begin_stop(): requests not answered
- * yet, attempts running in workers, deliveries to other cages.  Returns
+ * yet, answers not yet written out to their clients, attempts running in
+ * workers, deliveries to other cages.  Returns
  * how many in all (0: the host may stop), described in what.
  */
 int host_busy(const struct host *h, char *what, size_t size);

@@ -25,4 +25,12 @@ struct evhttp;
 void http_guard_install(struct evhttp *http, struct event_base *base, size_t max_header_bytes,
 			int64_t header_timeout_ms, int max_connections);
 
+/*
+ * Answers the loop has made that open connections have not yet written to
+ * their sockets (a slow reader's, say): the bytes in all; *connections is
+ * set to how many connections hold some.  The guard's own error answers
+ * (431, 408, 503) do not count: nobody waits for those.
+ */
+size_t http_guard_unsent(int *connections);
+
 #endif

@@ -62,8 +62,6 @@ static void print_conf(const struct host_conf *c)
 
 /* How often a stopping host looks whether its work is done. */
 #define STOP_TICK_MS 10
-/* After the last answer, the loop runs this long to write it out. */
-#define STOP_DRAIN_MS 50
 
 struct stopping {
 	struct host *host;
@@ -74,7 +72,6 @@ struct stopping {
 
 static void stop_tick(evutil_socket_t fd, short what, void *arg)
 {
-	static const struct timeval drain = { 0, STOP_DRAIN_MS * 1000 };
 	static const struct timeval tick = { 0, STOP_TICK_MS * 1000 };
 	struct stopping *st = arg;
 	struct host *h = st->host;
@@ -83,7 +80,8 @@ static void stop_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (host_busy(h, busy, sizeof busy) == 0) {
-		event_base_loopexit(h->base, &drain);
+		/* every answer is in the sockets: the kernel delivers it */
+		event_base_loopexit(h->base, NULL);
 		return;
 	}
 	if (clock_mono_ms() >= st->deadline_ms) {

@@ -3,7 +3,8 @@
 # a sync call in progress gets its 200, a queued call running in a worker
 # finishes (and does not run again after the restart), enqueues in flight
 # get their 202, and requests meanwhile, on new connections or one kept
-# open, get 503 "stopping".  A second SIGTERM, or
+# open, get 503 "stopping"; an answer is written out in full, however
+# slowly its client reads.  A second SIGTERM, or
 # stop_timeout, cuts the wait short, and the log says what was left.
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 
@@ -119,4 +120,33 @@ check "the log says what was left" \
 	log_has "stopping after stop_timeout (1s) with 1 request(s) unanswered, 1 worker(s) busy"
 kill "$slow_curl" 2>/dev/null
 wait "$slow_curl" 2>/dev/null
+
+# --- an answer is written out in full, however slowly its client reads ---
+# 16 MB is more than the kernel's socket buffers take in: the rest waits in
+# the host's own buffer until the client reads
+write_conf "stop_timeout = 30s" "max_body_size = 20M"
+gave_up=$(log_count 'after stop_timeout')
+start_host
+head -c 16000000 /dev/zero | tr '\0' y > "$T/big"
+bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"'
+	printf "POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 16000000\r\nConnection: close\r\n\r\n" >&3
+	cat "'"$T"'/big" >&3
+	IFS= read -r line <&3
+	echo "$line" > "'"$T"'/big.status"
+	while [ ! -e "'"$T"'/big.read" ]; do sleep 0.05; done
+	cat <&3 > "'"$T"'/big.out"' &
+reader=$!
+wait_until "the answer to the 16 MB call to begin" test -s "$T/big.status"
+contains "a 16 MB sync call is answered 200" "$(cat "$T/big.status")" "200"
+stop_sent
+sleep 1		# the host used to exit 50 ms after its last answer
+check "a stopping host waits while its client has not read the answer" \
+	kill -0 "$HOST_PID"
+touch "$T/big.read"
+wait "$reader"
+equal "the client gets all 16 MB of it" "$(sed '1,/^\r$/d' "$T/big.out" | tr -cd y | wc -c)" \
+	16000000
+host_exit
+equal "then the host exits with status 0" "$EXIT_STATUS" 0
+equal "without giving up on anything" "$(log_count 'after stop_timeout')" "$gave_up"
 done_testing
