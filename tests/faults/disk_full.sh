@@ -5,7 +5,8 @@
 # dropped connection), the host must keep serving, every call acknowledged
 # before must still be there, and once a filler file made before the run is
 # deleted, enqueues must succeed again without a restart.  Last, a restart
-# on the same disk finds every acknowledged call.
+# on the same disk finds every acknowledged call.  With under 64 MB free the
+# host writes no log file ahead (log_ahead.c): that room is Berkeley DB's.
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/faults/faults.sh"
 
@@ -39,6 +40,15 @@ start_host
 # size the file system to what the host uses at rest, plus a filler file,
 # plus ROOM_MB for the calls (a fixed size would guess the region files)
 used_k() { df -k "$T/data" | awk 'NR == 2 { print $3 }'; }
+# blank_logs: how many log files are still blank (made ahead, all zeros)
+blank_logs() {
+	n=0
+	for f in "$T"/data/log.*; do
+		[ -e "$f" ] || continue
+		[ -n "$(head -c 64 "$f" | tr -d '\000')" ] || n=$((n + 1))
+	done
+	echo "$n"
+}
 dd if=/dev/zero of="$T/data/filler" bs=1M count="$FILLER_MB" status=none
 size_k=$(( $(used_k) + ROOM_MB * 1024 ))
 mount -o remount,size="${size_k}k" "$T/data" || bail "cannot resize the tmpfs"
@@ -86,6 +96,9 @@ if [ -n "$HOST_PID" ]; then
 		"$URL/v1/enqueue/default/nomod/store")
 	[ "$code" = 202 ] && sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body" >> "$T/acked"
 	equal "a further enqueue on the full disk is answered 503 too" "$code" 503
+	check "with under 64 MB free no log file is written ahead (the room is Berkeley DB's)" \
+		log_has "less than 64 MB free"
+	equal "no blank log file made ahead takes any of the disk" "$(blank_logs)" 0
 	reap_host && echo "# the host died on a further enqueue: $(describe_status "$HOST_STATUS")"
 fi
 
