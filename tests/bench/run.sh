@@ -475,9 +475,27 @@ log_files() { find "$1" -maxdepth 1 -name 'log.*' | wc -l; }
 # checkpointed DIR COUNT: fewer log files than COUNT are left
 checkpointed() { [ "$(log_files "$1")" -lt "$2" ]; }
 
+# logs_settled DIR: waits (up to 10 checkpoint ticks) until DIR's log file
+# count stays the same across a tick and a half: a checkpoint deletes the
+# files it no longer needs one by one, and the next may delete more
+logs_settled() {
+	local before after tries=0
+
+	after=$(log_files "$1")
+	while [ "$tries" -lt 10 ]; do
+		before=$after
+		sleep 1.5
+		after=$(log_files "$1")
+		[ "$after" = "$before" ] && return 0
+		tries=$((tries + 1))
+	done
+	say "the log files of $1 did not settle ($after)"
+}
+
 # Row 6: BIG calls to echo.noop processed while PENDING_CALLS wait (flaky
 # v1, retry in 1 h); data_dir size once they are done and again after the
-# next checkpoint (by default within 10 s), which removes old log files.
+# next checkpoint (by default within 10 s), which removes old log files,
+# once their count has settled.
 row_6() {
 	local i out t0 ok0 logs
 
@@ -495,8 +513,10 @@ row_6() {
 		say "run $i: $BIG calls done after $(elapsed "$t0" "$(now)") s;" \
 		    "data_dir $(disk_bytes "$HOST_DIR/data") B, $logs log files"
 		WAIT_LIMIT=12 wait_for_quiet "a checkpoint" checkpointed "$HOST_DIR/data" "$logs"
+		logs_settled "$HOST_DIR/data"
 		record disk_mib "$(calc "$(disk_bytes "$HOST_DIR/data") / 1048576")"
-		say "run $i: after a checkpoint: $(data_breakdown "$HOST_DIR/data")"
+		say "run $i: after a checkpoint: $(log_files "$HOST_DIR/data") log files;" \
+		    "$(data_breakdown "$HOST_DIR/data")"
 		host_stop
 		if have_bs && [ -z "$BS6_AHEAD" ]; then
 			row_6_bs "$i"
