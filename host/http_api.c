@@ -307,6 +307,11 @@ static void enqueue_committed(bool ok, void *arg)
 		evbuffer_add_printf(body, "{\"id\": \"%s\"%s}\n", r->id,
 				    r->duplicate ? ", \"duplicate\": true" : "");
 		reply_json(r->req, 202, "Accepted", body);
+		/* counted once accepted: a commit can still fail before */
+		if (r->duplicate)
+			r->api->duplicates++;
+		else
+			r->api->enqueued++;
 	}
 	if (body)
 		evbuffer_free(body);
@@ -487,7 +492,6 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		if (rc == 0) {
 			/* the first call may not be durable yet: answer after the commit */
 			r->duplicate = true;
-			api->duplicates++;
 			if (answer_when_durable(r, enqueue_committed) < 0)
 				goto oom;
 			return;
@@ -523,8 +527,6 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	free(payload);
 	if (rc < 0)
 		r->not_stored = true;	/* enqueue_committed answers 500 */
-	else
-		api->enqueued++;
 	return;
 storage_error:
 	/* the Idempotency-Key lookup failed: nothing was written */

@@ -40,6 +40,7 @@ struct attempt {
 	int64_t started_ms;		/* wall clock */
 	bool is_new;			/* its record is in new.db (see scheduler.h) */
 	bool outcome_lost;		/* its outcome could not be recorded (memory) */
+	bool dies;			/* its outcome makes the call dead */
 	struct attempt *next_in_bucket;
 	struct attempt *next_new;	/* a scan's collection, or the stranded list */
 };
@@ -188,18 +189,19 @@ static void after_commit(bool ok, void *arg)
 			strand(a);
 			return;
 		}
+	} else if (a->dies) {
+		s->stats.calls_dead++;	/* counted once it is stored */
 	}
 	forget(a);
 	if (s->scan_needed)
 		schedule_dispatch(s);	/* room for what the last scan left */
 }
 
-static void to_dead(struct scheduler *s, struct call_record *rec, const char *reason)
+static void to_dead(struct call_record *rec, const char *reason)
 {
 	rec->state = CALL_DEAD;
 	rec->when_ms = clock_wall_ms();
 	record_clean_text(rec->error, sizeof rec->error, reason);
-	s->stats.calls_dead++;
 	log_warning("call %s (%s/%s.%s) is dead after %u attempt(s): %s", rec->id, rec->queue,
 		    rec->module, rec->method, rec->attempts, rec->error);
 }
@@ -231,7 +233,7 @@ static void attempt_done(struct job *job, struct job_result *res)
 		history.outcome = OUTCOME_FAIL;
 		snprintf(reason, sizeof reason, "handler failed: %s",
 			 res->error[0] ? res->error : "(no message)");
-		to_dead(s, &rec, reason);
+		to_dead(&rec, reason);
 		s->stats.attempts_fail++;
 	} else {
 		history.outcome = OUTCOME_RETRY;
@@ -245,9 +247,10 @@ static void attempt_done(struct job *job, struct job_result *res)
 		} else {
 			snprintf(reason, sizeof reason, "expired after %u attempts; last error: %s",
 				 rec.attempts, history.error);
-			to_dead(s, &rec, reason);
+			to_dead(&rec, reason);
 		}
 	}
+	a->dies = rec.state == CALL_DEAD;
 	rec.payload = a->job.payload;
 	rec.payload_len = a->job.payload_len;
 	/* a call done at its first attempt needs no history record: the done

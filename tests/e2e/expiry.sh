@@ -24,6 +24,10 @@ ok $? "the call goes dead"
 echo "# dead after about $(( $(date +%s) - start )) s (the lifetime is 25.92 s)"
 
 equal "the call is dead" "$(field "$id" state)" dead
+dead_total() { curl -s "$URL/metrics" | sed -n 's/^cagehost_calls_dead_total //p'; }
+dead_total_is() { [ "$(dead_total)" = "$1" ]; }
+wait_until "cagehost_calls_dead_total to count the call" dead_total_is 1
+equal "cagehost_calls_dead_total counts it once" "$(dead_total)" 1
 equal "exactly 81 attempts were made" "$(field "$id" attempts)" 81
 js=$(curl -s "$URL/v1/calls/$id")
 equal "the JSON history has 81 entries" \
