@@ -361,12 +361,12 @@ static void on_failed_start(evutil_socket_t fd, short what, void *arg)
  * must never run inside relay_run). */
 static void fail_later(struct delivery *d, const char *why)
 {
-	if (d->deadline)
-		evtimer_del(d->deadline);
 	snprintf(d->why, sizeof d->why, "%s", why);
-	if (event_base_once(d->relay->base, -1, EV_TIMEOUT, on_failed_start, d, NULL) < 0)
-		log_error("relay: cannot schedule the failure of call %s (%s); it stays in flight "
-			  "until the host restarts", d->job->id, why);
+	/* the deadline's event, never added yet, runs the failure instead:
+	 * nothing to allocate, so this cannot fail */
+	evtimer_del(d->deadline);
+	evtimer_assign(d->deadline, d->relay->base, on_failed_start, d);
+	event_active(d->deadline, EV_TIMEOUT, 1);
 }
 
 void relay_run(struct relay *r, struct job *job)
@@ -379,9 +379,12 @@ void relay_run(struct relay *r, struct job *job)
 	char path[3 * NAME_MAX_LEN + 32], value[512];
 	const struct cage_conf *cc;
 
-	if (!d) {
+	if (d)
+		d->deadline = evtimer_new(r->base, on_deadline, d);
+	if (!d || !d->deadline) {
 		/* job->done must not run from here: a failed delivery, later */
 		log_error("relay: out of memory; call %s stays where it is", job->id);
+		free(d);
 		return;
 	}
 	d->relay = r;
@@ -399,10 +402,7 @@ void relay_run(struct relay *r, struct job *job)
 	d->url = url_of(job->id, cc->url_count);
 	conn = connection(r, d->cage, d->url);
 	req = conn ? evhttp_request_new(on_answer, d) : NULL;
-	d->deadline = evtimer_new(r->base, on_deadline, d);
-	if (!req || !d->deadline) {
-		if (req)
-			evhttp_request_free(req);
+	if (!req) {
 		fail_later(d, "out of memory for the request");
 		return;
 	}

@@ -4,7 +4,8 @@
 # handler's OK and delivered with retries, through a peer that is down, a
 # sender killed with -9 and restarted, and a peer that stops answering, and
 # the peer stores each call exactly once, and keeps the delivery keys only
-# until the sender has the answers.
+# until the sender has the answers.  Calls for a cage taken out of the
+# config wait, saying why.
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 
 DUMP=$(command -v db5.3_dump || command -v db_dump)
@@ -212,5 +213,18 @@ for n in 301 302; do
 	wait_until "its delivery to leave the outbox" no_peer_calls
 done
 equal "after two more deliveries the peer keeps only their keys" "$(peer_keys)" 2
+
+# a cage taken out of the config: the calls for it stay, and say why
+peer_stop
+id=$(enqueue default relayer pass orphan)
+wait_until "the call for the stopped peer to finish here" state_is "$id" done
+stop_host
+write_conf "[queue default]" "retry_interval = 500ms" "retry_max_interval = 500ms" \
+	"attempt_timeout = 2s"
+start_host
+says_no_cage() { outbox | grep 'cage=peer ' | grep -q 'no \[cage peer\] in the config'; }
+wait_until "the outbox to say the cage is gone" says_no_cage
+ok $? "a call for a cage no longer in the config stays in the outbox, saying why"
+equal "and the host serves on" "$(status GET /healthz)" 200
 
 done_testing
