@@ -294,6 +294,13 @@ static void enqueue_committed(bool ok, void *arg)
 	struct evbuffer *body = evbuffer_new();
 
 	r->api->replies_waiting--;
+	/* counted once stored: a commit can still fail before */
+	if (ok && !r->not_stored) {
+		if (r->duplicate)
+			r->api->duplicates++;
+		else
+			r->api->enqueued++;
+	}
 	if (r->not_stored) {
 		reply_error(r->req, 500, "Internal Server Error",
 			    "out of memory: the call was not stored");
@@ -307,11 +314,6 @@ static void enqueue_committed(bool ok, void *arg)
 		evbuffer_add_printf(body, "{\"id\": \"%s\"%s}\n", r->id,
 				    r->duplicate ? ", \"duplicate\": true" : "");
 		reply_json(r->req, 202, "Accepted", body);
-		/* counted once accepted: a commit can still fail before */
-		if (r->duplicate)
-			r->api->duplicates++;
-		else
-			r->api->enqueued++;
 	}
 	if (body)
 		evbuffer_free(body);
@@ -779,7 +781,7 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 	store_get_stats(api->d.store, &st);
 	scheduler_get_stats(api->d.scheduler, &sc);
 	evbuffer_add_printf(out,
-		"# HELP cagehost_enqueued_total Calls accepted for queues (202).\n"
+		"# HELP cagehost_enqueued_total Calls stored for queues (answered 202).\n"
 		"# TYPE cagehost_enqueued_total counter\n"
 		"cagehost_enqueued_total %" PRIu64 "\n"
 		"# TYPE cagehost_enqueue_duplicates_total counter\n"

@@ -257,22 +257,22 @@ static void end_of_line(struct guard *g)
 /*
  * Header bytes: the rest of the current line, or all n bytes when the line
  * goes on past them.  Only a line's first NAME_PREFIX bytes and a length's
- * digits are looked at one by one; the rest is counted.  Returns the bytes
+ * digits are looked at one by one; the rest is counted.  Where the limit
+ * falls inside, the bytes before it still count (a Transfer-Encoding there
+ * passes, a second Content-Length is 400), then 431.  Returns the bytes
  * used.
  */
 static size_t header_bytes(struct guard *g, const char *p, size_t n)
 {
 	const char *newline = memchr(p, '\n', n);
 	size_t len = newline ? (size_t)(newline - p) + 1 : n;
-	size_t text = newline ? len - 1 : len;
+	size_t room = guard_limit - g->head_len;	/* head_len never passes the limit */
+	bool over = len > room;
+	size_t text = over ? room : newline ? len - 1 : len;
 
 	if (g->head_len == 0)
 		g->head_started_ms = clock_mono_ms();
-	if (len > guard_limit - g->head_len) {
-		reject(g);
-		return n;
-	}
-	g->head_len += len;
+	g->head_len += over ? room : len;
 	for (size_t i = 0; i < text && g->state == HEAD; i++) {
 		if (g->line_len >= NAME_PREFIX && !g->in_length) {
 			/* nothing further on this line matters: count it */
@@ -280,6 +280,11 @@ static size_t header_bytes(struct guard *g, const char *p, size_t n)
 			break;
 		}
 		line_byte(g, p[i]);
+	}
+	if (over) {
+		if (g->state == HEAD)
+			reject(g);
+		return n;
 	}
 	if (newline && g->state == HEAD)
 		end_of_line(g);

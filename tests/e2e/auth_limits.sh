@@ -200,16 +200,20 @@ fi
 equal "each of the 2000 pipelined requests got 200" "$(grep -c '^HTTP/1.1 200 ' "$T/pipeline.out")" 2000
 check "the host is alive after the pipeline" host_alive
 # two pipelined calls whose headers arrive in pieces, split inside a name,
-# inside the Content-Length value and between CR and LF, each with a body
-# over max_header_size: a guard that lost its place would answer 431 or 400
+# inside a long line's value and after its CR, inside the Content-Length
+# value and between CR and LF, each with a body over max_header_size: a
+# guard that lost its place would answer 431 or 400
 body=$(head -c 10000 /dev/zero | tr '\0' x)
 printf 'POST /v1/call/echo/ech' > "$T/pieces.in.a"
-printf 'o HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Le' "$AUTH" > "$T/pieces.in.b"
-printf 'ngth: 10' > "$T/pieces.in.c"
-printf '000\r\n\r' > "$T/pieces.in.d"
+printf 'o HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s' "$(echo "$TOKEN" | cut -c1-7)" \
+	> "$T/pieces.in.b"
+printf '%s\r' "$(echo "$TOKEN" | cut -c8-)" > "$T/pieces.in.c"
+printf '\nContent-Le' > "$T/pieces.in.d"
+printf 'ngth: 10' > "$T/pieces.in.e"
+printf '000\r\n\r' > "$T/pieces.in.f"
 printf '\n%sPOST /v1/call/echo/upper HTTP/1.1\r\nHost: x\r\n%s\r\nConnection: close\r' \
-	"$body" "$AUTH" > "$T/pieces.in.e"
-printf '\nContent-Length: 10000\r\n\r\n%s' "$body" > "$T/pieces.in.f"
+	"$body" "$AUTH" > "$T/pieces.in.g"
+printf '\nContent-Length: 10000\r\n\r\n%s' "$body" > "$T/pieces.in.h"
 raw pieces
 wait_until "the calls sent in pieces to be answered" closed pieces
 equal "two calls whose headers came in pieces are both answered 200" \
