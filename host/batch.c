@@ -557,9 +557,11 @@ struct batch *batch_new(struct event_base *base, struct store *store)
 	if (pthread_create(&b->writer, NULL, writer_loop, b) != 0)
 		goto fail;
 	b->writer_running = true;
+	pthread_setname_np(b->writer, "cage-writer");	/* for top -H, perf, gdb */
 	if (pthread_create(&b->flusher, NULL, flusher_loop, b) != 0)
 		goto fail;
 	b->flusher_running = true;
+	pthread_setname_np(b->flusher, "cage-flusher");
 	return b;
 fail:
 	batch_free(&b);

@@ -242,6 +242,7 @@ struct log_ahead *log_ahead_start(DB_ENV *env, const char *dir, uint32_t file_by
 		free_ahead(la);
 		return NULL;
 	}
+	pthread_setname_np(la->thread, "cage-logahead");
 	return la;
 }
 

@@ -1449,9 +1449,11 @@ int store_start_threads(struct store *s, int64_t interval_ms)
 	if (pthread_create(&s->cp_thread, NULL, checkpoint_loop, s) != 0)
 		return fail(s, "cannot start the checkpoint thread");
 	s->cp_running = true;
+	pthread_setname_np(s->cp_thread, "cage-checkpoint");
 	if (pthread_create(&s->watchdog_thread, NULL, watchdog_loop, s) != 0)
 		return fail(s, "cannot start the watchdog thread");
 	s->watchdog_running = true;
+	pthread_setname_np(s->watchdog_thread, "cage-watchdog");
 	/* the flusher may already be flushing: it reads the pointer atomically */
 	__atomic_store_n(&s->log_ahead, log_ahead_start(s->env, s->dir, LOG_FILE_BYTES),
 			 __ATOMIC_RELEASE);

@@ -25,7 +25,8 @@
  * Output: one line of key=value on stdout, for example
  *     mode=http rate=12345 ok=61725 errors=0 p50_us=4100 p99_us=9800 ...
  * Latencies are from writing a request to reading its whole response (for
- * beanstalk-e2e, of the puts).
+ * beanstalk-e2e, of the puts).  cpu_us is this load generator's own CPU
+ * time (user and system) per counted request.
  * The clock starts once every connection is established.
  * Exit status: 0 done, 1 could not connect or ran out of time, 2 usage.
  */
@@ -43,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -81,6 +83,7 @@ struct run {
 	size_t request_len;
 	bool started, finished, timed_out;
 	double start_s, end_s;
+	double start_cpu_s, end_cpu_s;	/* this process's CPU time (user + system) */
 	long issued;			/* requests sent (puts for e2e) */
 	long ok, errors;		/* responses: success, anything else */
 	long deleted;			/* e2e: jobs deleted */
@@ -105,6 +108,16 @@ static double now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU time this process has used, user and system, in seconds. */
+static double cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 __attribute__((format(printf, 1, 2), noreturn))
@@ -166,6 +179,7 @@ static void finish(struct run *r)
 		return;
 	r->finished = true;
 	r->end_s = now_s();
+	r->end_cpu_s = cpu_s();
 	event_base_loopbreak(r->base);
 }
 
@@ -394,6 +408,7 @@ static void start_run(struct run *r)
 
 	r->started = true;
 	r->start_s = now_s();
+	r->start_cpu_s = cpu_s();
 	tv.tv_sec = (time_t)limit_s;
 	tv.tv_usec = (suseconds_t)((limit_s - (double)tv.tv_sec) * 1e6);
 	event_base_once(r->base, -1, EV_TIMEOUT, on_deadline, r, &tv);
@@ -604,9 +619,10 @@ static void report(struct run *r)
 	if (r->o.mode == MODE_E2E)
 		printf(" deleted=%ld put_rate=%.0f", r->deleted,
 		       elapsed > 0 ? (double)r->ok / elapsed : 0.0);
-	printf(" p50_us=%u p90_us=%u p99_us=%u max_us=%u elapsed_s=%.3f conns=%d\n",
+	printf(" p50_us=%u p90_us=%u p99_us=%u max_us=%u elapsed_s=%.3f conns=%d cpu_us=%.1f\n",
 	       lat_quantile(&r->lat, 0.50), lat_quantile(&r->lat, 0.90),
-	       lat_quantile(&r->lat, 0.99), lat_quantile(&r->lat, 1.0), elapsed, r->nconns);
+	       lat_quantile(&r->lat, 0.99), lat_quantile(&r->lat, 1.0), elapsed, r->nconns,
+	       done > 0 ? (r->end_cpu_s - r->start_cpu_s) * 1e6 / (double)done : 0.0);
 }
 
 int main(int argc, char **argv)

@@ -102,6 +102,28 @@ idle_since() {
 # record KEY VALUE: one more measurement of KEY
 record() { echo "$2" >> "$R/$1"; }
 
+# thread_ticks PID: one "NAME TICKS" line per thread of PID, with the CPU it
+# has used (user + system, in clock ticks); the host names its threads
+# (cage-writer, cage-flusher, ...; the event loop is the main thread)
+thread_ticks() {
+	local t
+
+	for t in /proc/"$1"/task/*; do
+		printf '%s %s\n' "$(cat "$t/comm")" "$(awk '{ print $14 + $15 }' "$t/stat")"
+	done 2>/dev/null
+}
+# cpu_per_request BEFORE AFTER COUNT: each thread's CPU between two
+# thread_ticks, in µs per request ("cagehost" is the event loop), then
+# "host" and their sum
+cpu_per_request() {
+	awk -v n="$3" -v hz="$(getconf CLK_TCK)" '
+		FNR == NR { t0[$1] += $2; next }
+		{ t1[$1] += $2 }
+		END { for (k in t1) { us = n > 0 ? (t1[k] - t0[k]) * 1e6 / hz / n : 0
+				      sum += us; if (us >= 0.05) s = s sprintf("%s %.1f, ", k, us) }
+		      printf "%shost %.1f\n", s, sum }' <(printf '%s\n' "$1") <(printf '%s\n' "$2")
+}
+
 # wait_for DESCRIPTION COMMAND...: polls COMMAND every 20 ms, up to WAIT_LIMIT
 # seconds, then gives up (wait_for_quiet) or stops the benchmark (wait_for)
 wait_for_quiet() {
@@ -263,16 +285,20 @@ have_bs() { [ -n "$BEANSTALKD" ]; }
 # also runs, which beanstalkd's put does not do).  beanstalkd: put with a
 # 1 h delay, then put ready jobs, each on a fresh binlog with -f 0.
 rows_1_3() {
-	local i out cpu
+	local i out cpu ticks per
 
 	for i in $(seq 1 "$RUNS"); do
 		host_new
 		host_start
 		cpu=$(cpu_times)
+		ticks=$(thread_ticks "$HOST_PID")
 		out=$("$LOADGEN" http --url "$URL/healthz" --method GET --payload 0 \
 		      --conns "$CONNS" --duration "$DURATION")
+		per=$(cpu_per_request "$ticks" "$(thread_ticks "$HOST_PID")" "$(kv "$out" ok)")
 		record healthz "$(kv "$out" rate)"
-		say "run $i: GET /healthz: $out; machine idle $(idle_since "$cpu") %"
+		record healthz_cpu "${per##*host }"
+		say "run $i: GET /healthz: $out; machine idle $(idle_since "$cpu") %;" \
+		    "CPU µs per request: $per, load generator $(kv "$out" cpu_us)"
 		if want_row 3; then
 			out=$(load /v1/call/echo/noop --duration "$DURATION")
 			record sync_rate "$(kv "$out" rate)"
@@ -283,11 +309,16 @@ rows_1_3() {
 		fi
 		if want_row 1; then
 			cpu=$(cpu_times)
+			ticks=$(thread_ticks "$HOST_PID")
 			out=$(load "/v1/enqueue/default/echo/noop?delay=1h" --duration "$DURATION")
+			per=$(cpu_per_request "$ticks" "$(thread_ticks "$HOST_PID")" \
+			      "$(kv "$out" ok)")
 			record enqueue "$(kv "$out" rate)"
 			record enqueue_errors "$(kv "$out" errors)"
+			record enqueue_cpu "${per##*host }"
 			say "run $i: enqueue echo.noop, delay=1h: $out; machine idle" \
-			    "$(idle_since "$cpu") %"
+			    "$(idle_since "$cpu") %; CPU µs per request: $per, load generator" \
+			    "$(kv "$out" cpu_us)"
 			out=$(load /v1/enqueue/default/echo/noop --duration "$DURATION")
 			record enqueue_run "$(kv "$out" rate)"
 			record enqueue_run_errors "$(kv "$out" errors)"
@@ -683,6 +714,8 @@ print_table() {
 		enqueue - healthz ref "ratio>=0.60" ">= 0.60 of /healthz"
 	line 1c "  enqueue/s, each call also run (beanstalkd: put, ready)" "/s" 0 \
 		enqueue_run bs_put_ready - bs - "(no target)"
+	line 1d "  host CPU per delayed enqueue; ref: per GET /healthz" us 1 \
+		enqueue_cpu - healthz_cpu ref - "(no target)"
 	line 2a "calls completed/s, enqueue -> noop -> done, ${E2E_SECONDS}s$e2e_note" "/s" 0 \
 		e2e bs_e2e - bs "ratio>=3" ">= 3x beanstalkd"
 	line 2b "  backlog at end (accepted, not done)" calls 0 \
