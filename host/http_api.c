@@ -878,6 +878,7 @@ static void route(struct evhttp_request *req, void *arg)
 	size_t len;
 	int n;
 
+	http_guard_watch(req);
 	if (!uri || uri[0] != '/') {
 		reply_error(req, 400, "Bad Request", "malformed request target");
 		return;

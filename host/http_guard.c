@@ -195,6 +195,28 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* evhttp frees a connection (its socket still open): the slot goes first,
+ * so the guard never looks at a freed bufferevent */
+static void on_connection_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+
+	(void)arg;
+	if (fd >= 0 && (size_t)fd < guard_count && guards[fd].bev == bev) {
+		guards[fd].bev = NULL;
+		live_connections--;
+	}
+}
+
+void http_guard_watch(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+
+	if (evcon)
+		evhttp_connection_set_closecb(evcon, on_connection_close, NULL);
+}
+
 size_t http_guard_unsent(int *connections)
 {
 	size_t bytes = 0;

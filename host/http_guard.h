@@ -20,10 +20,19 @@
 struct event_base;
 
 struct evhttp;
+struct evhttp_request;
 
 /* Installs the guard on every new connection of http. */
 void http_guard_install(struct evhttp *http, struct event_base *base, size_t max_header_bytes,
 			int64_t header_timeout_ms, int max_connections);
+
+/*
+ * Called with every request evhttp hands over: the guard then forgets the
+ * connection the moment evhttp frees it.  (A connection that never got as
+ * far as a request is checked by socket number and peer address instead,
+ * which a new connection from the same address and port could fool.)
+ */
+void http_guard_watch(struct evhttp_request *req);
 
 /*
  * Answers the loop has made that open connections have not yet written to
