@@ -129,6 +129,12 @@ wait_until() {
 }
 
 log_has() { grep -q -- "$1" "$T/host.log"; }
+
+# metric NAME [BASE_URL]: the value on NAME's line of /metrics (NAME as
+# written there, labels included), of this host or the one at BASE_URL
+metric() {
+	curl -s "${2:-$URL}/metrics" | awk -v n="$1" '$1 == n { print $2; exit }'
+}
 log_count() { grep -c -- "$1" "$T/host.log"; }
 
 # start_host: starts cagehost on $T/cagehost.conf; sets HOST_PID, PORT, URL

@@ -45,9 +45,7 @@ peer_stop() {
 trap 'peer_stop; cleanup' EXIT
 
 # peer_metric NAME: a counter of the peer's /metrics
-peer_metric() {
-	curl -s "http://127.0.0.1:$PEER_PORT/metrics" | sed -n "s/^$1 \([0-9]*\)\$/\1/p"
-}
+peer_metric() { metric "$1" "http://127.0.0.1:$PEER_PORT"; }
 # calls the peer stored, and attempts it ran OK, over all its runs
 peer_enqueued() { echo $((PEER_BEFORE_ENQ + $(peer_metric cagehost_enqueued_total))); }
 peer_ok() { echo $((PEER_BEFORE_OK + $(peer_metric 'cagehost_attempts_total{outcome="ok"}'))); }
@@ -56,9 +54,7 @@ peer_ran_ok() { [ "$(peer_ok)" = "$1" ]; }
 # the sender's pending calls to other cages, as db5.3_dump shows them
 outbox() { "$DUMP" -p -h "$T/data" calls.db | grep 'cage=' ; }
 outbox_empty() { ! outbox > /dev/null; }
-sender_retries() {
-	curl -s "$URL/metrics" | sed -n 's/^cagehost_attempts_total{outcome="retry"} \([0-9]*\)$/\1/p'
-}
+sender_retries() { metric 'cagehost_attempts_total{outcome="retry"}'; }
 retries_above() { [ "$(sender_retries)" -gt "$1" ]; }
 
 peer_start
@@ -113,7 +109,7 @@ wait_until "the outbox to say why" says_why
 ok $? "the outbox says why (connection failed)"
 equal "both calls wait in the outbox" "$(outbox | wc -l)" 2
 # each retry reads the floors again; unchanged ones need no fdatasync
-sender_flushes() { curl -s "$URL/metrics" | sed -n 's/^cagehost_log_flushes_total //p'; }
+sender_flushes() { metric cagehost_log_flushes_total; }
 flushes=$(sender_flushes)
 before=$(sender_retries)
 wait_until "four more failed deliveries" retries_above $((before + 3))
@@ -174,9 +170,7 @@ echo "# $(pair_ids | wc -l) of 6 calls chose the dead copy"
 # 300 calls for a peer that does not answer: at most 256 deliveries hold
 # attempt slots at once (the rest wait their turn, and local calls keep
 # room); once it answers, each call is stored exactly once
-in_flight() {
-	curl -s "$URL/metrics" | sed -n 's/^cagehost_attempts_in_flight \([0-9]*\)$/\1/p'
-}
+in_flight() { metric cagehost_attempts_in_flight; }
 piled_up() { [ "$(in_flight)" -ge 200 ]; }
 before=$(peer_enqueued)
 kill -STOP "$PEER_PID"

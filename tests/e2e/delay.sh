@@ -13,7 +13,7 @@ start_host
 
 # ms since the epoch of an ISO time the host printed
 ms() { date -u -d "$1" +%s%3N; }
-enqueued_total() { curl -s "$URL/metrics" | sed -n 's/^cagehost_enqueued_total //p'; }
+enqueued_total() { metric cagehost_enqueued_total; }
 
 # --- a delayed call waits, and survives a restart ---
 equal "an enqueue with delay=30m is accepted" \

@@ -73,7 +73,7 @@ equal "an older sender's delivery sent again by its newer version is accepted" \
 contains "as a duplicate of the first" "$(body)" "{\"id\": \"$old\", \"duplicate\": true}"
 
 # malformed delivery headers: 400 with a reason, nothing stored
-before=$(curl -s "$URL/metrics" | sed -n 's/^cagehost_enqueued_total \([0-9]*\)$/\1/p')
+before=$(metric cagehost_enqueued_total)
 bad() { curl -s -o "$T/body" -w '%{http_code}' "$@" -d x "$URL/v1/enqueue/default/echo/upper"; }
 equal "Cage-Answered-Below without an Idempotency-Key: 400" \
 	"$(bad -H "Cage-Answered-Below: $ID1")" 400
@@ -84,7 +84,7 @@ equal "with a floor that is not a call id: 400" \
 	"$(bad -H "Idempotency-Key: $SENDER$ID2" -H "Cage-Answered-Below: 12")" 400
 equal "with a key whose id is not a call id: 400" \
 	"$(bad -H "Idempotency-Key: ${SENDER}0000AAAA00000003" -H "Cage-Answered-Below: $ID1")" 400
-after=$(curl -s "$URL/metrics" | sed -n 's/^cagehost_enqueued_total \([0-9]*\)$/\1/p')
+after=$(metric cagehost_enqueued_total)
 equal "none of them was stored" "$after" "$before"
 
 # a restart keeps the keys (they are in the store, not in memory)

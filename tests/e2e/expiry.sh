@@ -24,7 +24,7 @@ ok $? "the call goes dead"
 echo "# dead after about $(( $(date +%s) - start )) s (the lifetime is 25.92 s)"
 
 equal "the call is dead" "$(field "$id" state)" dead
-dead_total() { curl -s "$URL/metrics" | sed -n 's/^cagehost_calls_dead_total //p'; }
+dead_total() { metric cagehost_calls_dead_total; }
 dead_total_is() { [ "$(dead_total)" = "$1" ]; }
 wait_until "cagehost_calls_dead_total to count the call" dead_total_is 1
 equal "cagehost_calls_dead_total counts it once" "$(dead_total)" 1

@@ -14,7 +14,7 @@ plugin "$TPLUGINS/crashy.so" crashy
 plugin "$PLUGINS/echo.so" echo
 start_host
 
-workers_busy() { curl -s "$URL/metrics" | sed -n 's/^cagehost_workers_busy //p'; }
+workers_busy() { metric cagehost_workers_busy; }
 busy_workers_are() { [ "$(workers_busy)" = "$1" ]; }
 stopping_logged() { log_has "stopping: taking no new work"; }
 # stop_sent: SIGTERM, then wait until the host has begun to stop

@@ -58,7 +58,7 @@ check "the first enqueue with a key gets an id" test -n "$ida"
 equal "a repeated Idempotency-Key returns the first call's id" "$idb" "$ida"
 contains "and says it is a duplicate" "$b" '"duplicate": true'
 wait_until "the keyed call to finish" state_is "$ida" done
-n=$(curl -s "$URL/metrics" | sed -n 's/^cagehost_enqueued_total \([0-9]*\)$/\1/p')
+n=$(metric cagehost_enqueued_total)
 equal "only one call was stored" "$n" 1
 contains "the stored call ran with the first payload" "$(curl -s "$URL/v1/calls/$ida")" '"attempts": 1'
 equal "metrics answer 200" "$(status GET /metrics)" 200
@@ -75,7 +75,7 @@ check "the workers show as cagehost-worker" all_workers_named
 # stopping the host while a sync call runs: a clean exit (under the
 # sanitizers, a sync call left unfreed would make this exit status 23)
 busy_workers() {
-	[ "$(curl -s "$URL/metrics" | sed -n 's/^cagehost_workers_busy \([0-9]*\)$/\1/p')" -ge 1 ]
+	[ "$(metric cagehost_workers_busy)" -ge 1 ]
 }
 curl -s -o /dev/null -d x "$URL/v1/call/crashy/sleep" &
 wait_until "the sleeping sync call to reach a worker" busy_workers

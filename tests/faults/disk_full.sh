@@ -97,7 +97,7 @@ if [ -n "$HOST_PID" ]; then
 	[ "$code" = 202 ] && sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body" >> "$T/acked"
 	equal "a further enqueue on the full disk is answered 503 too" "$code" 503
 	equal "cagehost_enqueued_total counts the 202s only, not the calls refused" \
-		"$(curl -s "$URL/metrics" | sed -n 's/^cagehost_enqueued_total //p')" \
+		"$(metric cagehost_enqueued_total)" \
 		"$(wc -l < "$T/acked")"
 	check "with under 64 MB free no log file is written ahead (the room is Berkeley DB's)" \
 		log_has "less than 64 MB free"
