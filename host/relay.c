@@ -170,8 +170,7 @@ void relay_set_floor(struct relay *r, const char *cage, const char id[CALL_ID_LE
 static void free_delivery(struct delivery *d)
 {
 	LIST_REMOVE(d, link);
-	if (d->deadline)
-		event_free(d->deadline);
+	event_free(d->deadline);	/* made before the delivery joins the list */
 	free(d);
 }
 
