@@ -41,6 +41,7 @@ struct attempt {
 	bool is_new;			/* its record is in new.db (see scheduler.h) */
 	bool outcome_lost;		/* its outcome could not be recorded (memory) */
 	bool dies;			/* its outcome makes the call dead */
+	int64_t retry_ms;		/* its outcome's next attempt (0: none) */
 	struct attempt *next_in_bucket;
 	struct attempt *next_new;	/* a scan's collection, or the stranded list */
 };
@@ -177,6 +178,7 @@ static void after_commit(bool ok, void *arg)
 {
 	struct attempt *a = arg;
 	struct scheduler *s = a->sched;
+	int64_t retry_ms = ok && !a->outcome_lost ? a->retry_ms : 0;
 
 	if (!ok || a->outcome_lost) {
 		log_warning("call %s: the outcome of attempt %u was not stored; it will run again",
@@ -193,6 +195,10 @@ static void after_commit(bool ok, void *arg)
 		s->stats.calls_dead++;	/* counted once it is stored */
 	}
 	forget(a);
+	/* a scan while this attempt was in flight passed its call over, even
+	 * if the retry was due already (a handler slower than the delay) */
+	if (retry_ms)
+		scheduler_note_due(s, retry_ms);
 	if (s->scan_needed)
 		schedule_dispatch(s);	/* room for what the last scan left */
 }
@@ -275,6 +281,7 @@ static void attempt_done(struct job *job, struct job_result *res)
 		batch_undo(s->batch, mark);
 		a->outcome_lost = true;	/* the call stays as it was: it runs again */
 	} else if (rec.state == CALL_PENDING) {
+		a->retry_ms = rec.when_ms;
 		scheduler_note_due(s, rec.when_ms);
 	}
 }

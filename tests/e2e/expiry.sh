@@ -3,15 +3,19 @@
 # compressed 10000 times: a call that always fails gets exactly 81 attempts
 # and then goes dead as expired, with every attempt in its history.  And
 # retry_jitter: calls that failed together get their retries spread over
-# up to that share of the delay, never later than without it.
+# up to that share of the delay, never later than without it.  And a retry
+# already due when its (slow) attempt ends runs then.
 WAIT_LIMIT=${WAIT_LIMIT:-90}
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 
 write_conf "[queue compressed]" "retry_interval = 6ms" "retry_factor = 1.5" \
 	"retry_max_interval = 360ms" "lifetime = 25920ms" \
 	"[queue steady]" "retry_interval = 1h" \
-	"[queue spread]" "retry_interval = 1h" "retry_jitter = 0.5"
+	"[queue spread]" "retry_interval = 1h" "retry_jitter = 0.5" \
+	"[queue late]" "retry_interval = 1ms" "retry_factor = 1" "retry_max_interval = 1ms" \
+	"attempt_timeout = 50ms"
 plugin "$TPLUGINS/alwaysfail.so" alwaysfail
+plugin "$TPLUGINS/crashy.so" crashy
 start_host
 
 wait_until "alwaysfail to be loaded" log_has "loaded alwaysfail@1+" ||
@@ -72,6 +76,21 @@ equal "without jitter every first retry is exactly 1 h later" \
 check "with retry_jitter = 0.5 none is later than 1 h or sooner than 30 min" \
 	awk '$1 > 3600000 || $1 < 1800000 { exit 1 }' "$T/spread.delays"
 check "and they are spread out" test "$(sort -u "$T/spread.delays" | wc -l)" -ge 3
+
+# --- a retry that is due before its attempt ends runs when it ends ---
+# crashy.sleep never returns: each attempt ends at attempt_timeout (50 ms),
+# long after its 1 ms retry delay.  The retry must not wait for the
+# scheduler's next look at the store (1 s at most).
+lid=$(enqueue late crashy sleep x)
+wait_until "six attempts of the slow call" attempts_at_least "$lid" 6
+curl -s -H 'Accept: text/plain' "$URL/v1/calls/$lid" |
+	sed -n 's/^  #[0-9]* *\([^ ]*\) .*/\1/p' | head -6 > "$T/late.times"
+while read -r at; do ms "$at"; done < "$T/late.times" |
+	awk 'NR > 1 { print $1 - prev } { prev = $1 }' > "$T/late.gaps"
+echo "# gaps between the slow call's attempts: $(tr '\n' ' ' < "$T/late.gaps")ms"
+equal "five gaps were measured" "$(wc -l < "$T/late.gaps")" 5
+check "each retry started within 600 ms of the attempt before (not at the 1 s look)" \
+	awk '$1 >= 600 { exit 1 }' "$T/late.gaps"
 check "the host process is still alive" host_alive
 
 done_testing
