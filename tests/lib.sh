@@ -112,14 +112,18 @@ write_conf() {
 	} > "$T/cagehost.conf"
 }
 
+# now_ms: the wall clock in milliseconds
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
 # wait_until DESCRIPTION COMMAND...: polls COMMAND (every 50 ms) until it
-# succeeds; returns 1 after WAIT_LIMIT seconds.
+# succeeds; returns 1 after WAIT_LIMIT seconds (whole seconds, counted in ms
+# so that a short limit is not cut by up to a second).
 wait_until() {
 	what=$1
 	shift
-	deadline=$(( $(date +%s) + WAIT_LIMIT ))
+	deadline=$(( $(now_ms) + WAIT_LIMIT * 1000 ))
 	until "$@" >/dev/null 2>&1; do
-		if [ "$(date +%s)" -ge "$deadline" ]; then
+		if [ "$(now_ms)" -ge "$deadline" ]; then
 			echo "# gave up waiting for: $what"
 			return 1
 		fi

@@ -108,12 +108,16 @@ says_why() { outbox | grep -q "connection failed"; }
 wait_until "the outbox to say why" says_why
 ok $? "the outbox says why (connection failed)"
 equal "both calls wait in the outbox" "$(outbox | wc -l)" 2
-# each retry reads the floors again; unchanged ones need no fdatasync
+# each retry reads the floors again; unchanged ones need no fdatasync.  The
+# first delivery's new floor asked for one, which a slow disk may still be
+# doing when the count is read: at most that one may show up.
 sender_flushes() { metric cagehost_log_flushes_total; }
 flushes=$(sender_flushes)
 before=$(sender_retries)
 wait_until "four more failed deliveries" retries_above $((before + 3))
-equal "failed deliveries with unchanged floors flush nothing" "$(sender_flushes)" "$flushes"
+more=$(( $(sender_flushes) - flushes ))
+check "four failed deliveries with unchanged floors flush nothing (${more} flushes; at most 1, the first floor's)" \
+	test "$more" -le 1
 kill9_host
 start_host
 peer_start

@@ -82,15 +82,17 @@ check "and they are spread out" test "$(sort -u "$T/spread.delays" | wc -l)" -ge
 # long after its 1 ms retry delay.  The retry must not wait for the
 # scheduler's next look at the store (1 s at most).
 lid=$(enqueue late crashy sleep x)
-wait_until "six attempts of the slow call" attempts_at_least "$lid" 6
+wait_until "nine attempts of the slow call" attempts_at_least "$lid" 9
 curl -s -H 'Accept: text/plain' "$URL/v1/calls/$lid" |
-	sed -n 's/^  #[0-9]* *\([^ ]*\) .*/\1/p' | head -6 > "$T/late.times"
+	sed -n 's/^  #[0-9]* *\([^ ]*\) .*/\1/p' | head -9 > "$T/late.times"
 while read -r at; do ms "$at"; done < "$T/late.times" |
 	awk 'NR > 1 { print $1 - prev } { prev = $1 }' > "$T/late.gaps"
 echo "# gaps between the slow call's attempts: $(tr '\n' ' ' < "$T/late.gaps")ms"
-equal "five gaps were measured" "$(wc -l < "$T/late.gaps")" 5
-check "each retry started within 600 ms of the attempt before (not at the 1 s look)" \
-	awk '$1 >= 600 { exit 1 }' "$T/late.gaps"
+equal "eight gaps were measured" "$(wc -l < "$T/late.gaps")" 8
+# (the bug made every gap about 1,050 ms; two stalls of a loaded machine
+# are allowed for)
+check "at least 6 of 8 retries started within 600 ms of the attempt before (not at the 1 s look)" \
+	test "$(awk '$1 < 600' "$T/late.gaps" | wc -l)" -ge 6
 check "the host process is still alive" host_alive
 
 done_testing

@@ -36,9 +36,11 @@ host_exit() {
 }
 
 # --- work in progress at SIGTERM is finished and answered ---
-id=$(enqueue default crashy slow 6000)
+# both slow calls last until $T/release exists: until the checks of the
+# stop below are done, however slow the machine
+id=$(enqueue default crashy slow "$T/release")
 check "a slow queued call is accepted" test -n "$id"
-curl -s -o "$T/sync.body" -w '%{http_code} %{exitcode}' -X POST --data-binary 6000 \
+curl -s -o "$T/sync.body" -w '%{http_code} %{exitcode}' -X POST --data-binary "$T/release" \
 	"$URL/v1/call/crashy/slow" > "$T/sync.status" &
 sync_curl=$!
 wait_until "both slow calls to be running" busy_workers_are 2
@@ -76,13 +78,15 @@ contains "saying so" "$(body)" "stopping"
 # the enqueue loops end while the host still waits for the slow calls
 touch "$T/stopped"
 for pid in $loops; do wait "$pid"; done
-wait "$sync_curl"
-equal "the sync call in progress gets its answer" "$(cat "$T/sync.status")" "200 0"
-equal "with the handler's reply" "$(cat "$T/sync.body")" "slow ok"
 wait "$keep_conn"
 contains "a request on a connection open before the stop gets 503" \
 	"$(head -1 "$T/keep2")" "503"
 contains "saying the host is stopping" "$(cat "$T/keep2")" "stopping"
+check "the host still waits for the slow calls" host_alive
+touch "$T/release"
+wait "$sync_curl"
+equal "the sync call in progress gets its answer" "$(cat "$T/sync.status")" "200 0"
+equal "with the handler's reply" "$(cat "$T/sync.body")" "slow ok"
 host_exit
 cat "$T"/enqueues.* > "$T/enqueues"
 bad=$(grep -cv '^202 0$\|^503 0$' "$T/enqueues")

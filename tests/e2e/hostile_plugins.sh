@@ -189,18 +189,18 @@ if [ -n "$W" ]; then
 	fi
 fi
 
-# Part 2: worker_cpu_limit 1 s with a 10 s sync_timeout: SIGXCPU comes first.
+# Part 2: worker_cpu_limit 1 s, with a sync_timeout far longer: SIGXCPU, not
+# the timeout, ends the call (the reason says which).
 # A fresh data_dir: the calls waiting from part 1 stay out of the way.
 rm -rf "$T/data"
-write_conf "sync_timeout = 10s" "worker_memory_limit = 256M" "worker_cpu_limit = 1s" \
+write_conf "sync_timeout = 60s" "worker_memory_limit = 256M" "worker_cpu_limit = 1s" \
 	"[queue default]" "retry_interval = 1h" "attempt_timeout = 10s"
 start_host
 sync_ok "with worker_cpu_limit"
-start=$(date +%s)
+start=$(now_ms)
 equal "hostile.cpuburn is killed: 502" "$(status POST /v1/call/hostile/cpuburn x)" 502
-took=$(( $(date +%s) - start ))
+echo "# the burn ended after $(( $(now_ms) - start )) ms"
 contains "by SIGXCPU, named" "$(body)" "worker killed by SIGXCPU in hostile@1+"
-check "well before the 10 s sync timeout (took ${took} s)" test "$took" -lt 8
 id=$(queued cpuburn pending)
 contains "a queued hostile.cpuburn is killed by SIGXCPU" "$(field "$id" last_error)" \
 	"worker killed by SIGXCPU in hostile@1+"
@@ -234,7 +234,7 @@ for round in 1 2 3 4 5 6 7 8; do
 	fi
 	GROUPS_SEEN="$GROUPS_SEEN $W"
 	kill9_host
-	if ! WAIT_LIMIT=3 wait_until "worker group $W to be gone" group_gone "$W"; then
+	if ! WAIT_LIMIT=30 wait_until "worker group $W to be gone" group_gone "$W"; then
 		leaked="$leaked round $round: $(ps -o pid=,ppid=,pgid=,stat= -p "$GC");"
 		kill -9 "-$W" 2>/dev/null
 	fi

@@ -11,7 +11,9 @@
  * and three well-behaved ones:
  *   ok      replies "crashy ok" (the worker replaced after a crash works)
  *   slow    takes the milliseconds its payload names (a stopping host lets
- *           it finish), logs "crashy slow done", replies "slow ok"
+ *           it finish), logs "crashy slow done", replies "slow ok"; a
+ *           payload naming a file ("/...") instead waits until that file
+ *           exists (at most 60 s), so that a test says when it ends
  *   chatty  prints to stdout and stderr, then replies "chatty ok" (the
  *           handler's own output must not corrupt the host's channel)
  */
@@ -69,7 +71,7 @@ static cage_outcome do_sleep(cage_call *call)
 
 static cage_outcome slow(cage_call *call)
 {
-	char text[32] = "";
+	char text[4096] = "";	/* milliseconds, or a path */
 	size_t len;
 	const void *payload = cage_payload(call, &len);
 	long ms;
@@ -77,8 +79,14 @@ static cage_outcome slow(cage_call *call)
 	if (len >= sizeof text)
 		len = sizeof text - 1;
 	memcpy(text, payload, len);
-	ms = strtol(text, NULL, 10);
-	usleep((useconds_t)(ms > 0 && ms < 600000 ? ms : 1000) * 1000);
+	if (text[0] == '/') {
+		for (int waited_ms = 0; access(text, F_OK) != 0 && waited_ms < 60000;
+		     waited_ms += 20)
+			usleep(20 * 1000);
+	} else {
+		ms = strtol(text, NULL, 10);
+		usleep((useconds_t)(ms > 0 && ms < 600000 ? ms : 1000) * 1000);
+	}
 	cage_log(call, CAGE_LOG_INFO, "crashy slow done");
 	cage_reply_str(call, "slow ok");
 	return CAGE_OK;
