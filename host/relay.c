@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -200,6 +202,18 @@ void relay_free(struct relay **rp)
 	*rp = NULL;
 }
 
+/* "CAGE@HOST:PORT": the version an attempt records, naming the copy (url
+ * u of cage cc) it went to; u < 0: none ("CAGE@-") */
+static void copy_version(char *out, size_t size, const char *cage, const struct cage_conf *cc,
+			 int u)
+{
+	char where[320] = "-";
+
+	if (cc && u >= 0)
+		snprintf(where, sizeof where, "%s:%d", cc->urls[u].host, cc->urls[u].port);
+	snprintf(out, size, "%.24s@%.39s", cage, where);
+}
+
 static void complete(struct delivery *d, enum worker_status status, const char *reply,
 		     size_t reply_len, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
@@ -218,7 +232,8 @@ static void complete(struct delivery *d, enum worker_status status, const char *
 	if (d->cage)
 		snprintf(where, sizeof where, "%s:%d", d->cage->conf->urls[d->url].host,
 			 d->cage->conf->urls[d->url].port);
-	snprintf(res.version, sizeof res.version, "%.24s@%.39s", job->cage, where[0] ? where : "-");
+	copy_version(res.version, sizeof res.version, job->cage, d->cage ? d->cage->conf : NULL,
+		     d->url);
 	if (fmt) {
 		va_start(ap, fmt);
 		vsnprintf(text, sizeof text, fmt, ap);
@@ -293,12 +308,11 @@ static void on_answer(struct evhttp_request *req, void *arg)
 }
 
 /*
- * The copy (url) that takes a call: chosen by its id, the same for every
- * attempt.  A copy remembers Idempotency-Keys only in its own store, so a
- * delivery repeated after a lost answer must go where the first one went;
- * the copies share the calls, not the retries of one.  The hash is FNV-1a
- * with an offset basis that is not the standard one (a digit short); it
- * must stay as it is, or an upgrade would send retries to another copy.
+ * The copy (url) a call's first delivery goes to: chosen by its id.  The
+ * hash is FNV-1a with an offset basis that is not the standard one (a digit
+ * short); it must stay as it is, or an upgrade would send retries of calls
+ * delivered by an older version (whose attempts did not name their copy) to
+ * another copy.
  */
 static int url_of(const char *id, int count)
 {
@@ -307,6 +321,41 @@ static int url_of(const char *id, int count)
 	for (; *id; id++)
 		h = (h ^ (unsigned char)*id) * 1099511628211ULL;
 	return (int)(h % (uint64_t)count);
+}
+
+/*
+ * The copy that takes a delivery.  A copy remembers Idempotency-Keys only
+ * in its own store, so a delivery repeated after a lost answer must go
+ * where the earlier one went: the copy its last attempt recorded (the
+ * job's version, "CAGE@HOST:PORT"), as long as the config still lists it,
+ * wherever it now is in the list.  Otherwise the copy its id hashes to.
+ */
+static int copy_of(const struct cage_conf *cc, const struct job *job)
+{
+	char version[RECORD_VERSION_MAX + 1];
+
+	for (int u = 0; u < cc->url_count; u++) {
+		copy_version(version, sizeof version, job->cage, cc, u);
+		if (!strcmp(version, job->version))
+			return u;
+	}
+	return url_of(job->id, cc->url_count);
+}
+
+/*
+ * The longest attempt_timeout of any queue.  A connection carries
+ * deliveries of every queue, and its timeout applies at once to the
+ * request in flight, so it is set once, to this; each delivery's own
+ * deadline ends it at its queue's attempt_timeout.
+ */
+static int64_t longest_attempt_ms(const struct host_conf *conf)
+{
+	int64_t ms = 1000;
+
+	for (const struct queue_conf *q = conf->queues; q; q = q->next)
+		if (q->attempt_timeout_ms > ms)
+			ms = q->attempt_timeout_ms;
+	return ms;
 }
 
 /* The connection to use for a delivery to url u of cage c (made on first use). */
@@ -319,7 +368,15 @@ static struct evhttp_connection *connection(struct relay *r, struct relay_cage *
 		uc->conn[i] = evhttp_connection_base_new(r->base, r->dns, c->conf->urls[u].host,
 							 (unsigned short)c->conf->urls[u].port);
 		if (uc->conn[i]) {
+			int64_t ms = longest_attempt_ms(r->conf);
+			struct timeval timeout = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
 			evhttp_connection_set_retries(uc->conn[i], 0);
+			evhttp_connection_set_timeout_tv(uc->conn[i], &timeout);
+			/* a peer refusing a call early (413 for a payload over its
+			 * max_body_size) may close while the body is still being
+			 * sent: its answer is read, not taken for a lost connection */
+			evhttp_connection_set_flags(uc->conn[i], EVHTTP_CON_READ_ON_WRITE_ERROR);
 			/* an answer is a short JSON line: a peer (or proxy) that
 			 * sends more is not buffered without bound */
 			evhttp_connection_set_max_headers_size(uc->conn[i], 16 << 10);
@@ -329,15 +386,28 @@ static struct evhttp_connection *connection(struct relay *r, struct relay_cage *
 	return uc->conn[i];
 }
 
-/* attempt_timeout passed: the request goes (its connection is reset when
- * it was being sent), and the attempt fails.  Whether the other cage got it
- * is unknown; the retry's Idempotency-Key settles that. */
+/*
+ * attempt_timeout passed: the request goes, and the attempt fails.  Whether
+ * the other cage got it is unknown; the retry's Idempotency-Key settles
+ * that.  When the request was being sent, its connection is closed, and
+ * with a reset (SO_LINGER 0), not a FIN: what the kernel still holds of it
+ * is thrown away, not sent on later, when the receiver may already have
+ * forgotten the key.  (When the request only waited in the connection's
+ * queue, the connection stays; its next close is then a reset too, which
+ * loses nothing: it only closes when its requests are done or failed.)
+ */
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct delivery *d = arg;
+	struct evhttp_connection *conn = d->req ? evhttp_request_get_connection(d->req) : NULL;
+	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	evutil_socket_t sock = bev ? bufferevent_getfd(bev) : -1;
+	struct linger reset = { 1, 0 };
 
 	(void)fd;
 	(void)what;
+	if (sock >= 0)
+		setsockopt(sock, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
 	if (d->req) {
 		evhttp_cancel_request(d->req);
 		d->req = NULL;
@@ -398,7 +468,7 @@ void relay_run(struct relay *r, struct job *job)
 		return;
 	}
 	cc = d->cage->conf;
-	d->url = url_of(job->id, cc->url_count);
+	d->url = copy_of(cc, job);
 	conn = connection(r, d->cage, d->url);
 	req = conn ? evhttp_request_new(on_answer, d) : NULL;
 	if (!req) {
@@ -408,7 +478,6 @@ void relay_run(struct relay *r, struct job *job)
 	evhttp_request_set_error_cb(req, on_error);
 	timeout.tv_sec = job->timeout_ms / 1000;
 	timeout.tv_usec = (job->timeout_ms % 1000) * 1000;
-	evhttp_connection_set_timeout_tv(conn, &timeout);
 	headers = evhttp_request_get_output_headers(req);
 	snprintf(value, sizeof value, "%s:%d", cc->urls[d->url].host, cc->urls[d->url].port);
 	evhttp_add_header(headers, "Host", value);

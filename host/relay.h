@@ -27,9 +27,12 @@
  * calls waiting here, whatever the traffic and however long a delivery
  * waits for its retry (two [cage] names for one host each have their own
  * keys and floor).  A cage's copies (several urls) share the calls: each
- * call goes to one of them, chosen by its id, for every attempt, since
- * only that copy's store knows the key.  An attempt ends after the queue's
- * attempt_timeout at most, waiting for a connection included.
+ * call goes to one of them, chosen by its id at its first attempt, and
+ * every later attempt goes where the last one went (job->version, set by
+ * the scheduler to the last attempt's "CAGE@HOST:PORT") while that copy is
+ * in the config, since only that copy's store knows the key.  An attempt
+ * ends after the queue's attempt_timeout at most, waiting for a connection
+ * included.
  */
 #ifndef CAGEHOST_RELAY_H
 #define CAGEHOST_RELAY_H
@@ -49,8 +52,8 @@ struct relay *relay_new(struct event_base *base, const struct host_conf *conf);
 void relay_free(struct relay **relay);
 
 /*
- * Delivers one attempt of job (its cage, queue, module, method, id and
- * payload) to the cage job->cage; job->done() runs later, never from
+ * Delivers one attempt of job (its cage, queue, module, method, id,
+ * payload, and as version its last attempt's) to the cage job->cage; job->done() runs later, never from
  * inside relay_run, with the result (the reply is the other cage's answer).
  */
 void relay_run(struct relay *relay, struct job *job);

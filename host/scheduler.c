@@ -330,8 +330,11 @@ static void start(struct attempt *a, int64_t now)
 	a->job.timeout_ms = a->queue->attempt_timeout_ms;
 	a->job.done = attempt_done;
 	a->job.arg = a;
-	if (a->rec.cage[0])
+	if (a->rec.cage[0]) {
+		/* where the last attempt went: the relay keeps to that copy */
+		snprintf(a->job.version, sizeof a->job.version, "%s", a->rec.version);
 		relay_run(a->sched->relay, &a->job);
+	}
 	else
 		plugins_run(a->sched->plugins, &a->job);
 }

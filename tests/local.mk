@@ -23,6 +23,7 @@ E2E_TESTS = \
 	tests/e2e/expiry.sh \
 	tests/e2e/retention.sh \
 	tests/e2e/cage_to_cage.sh \
+	tests/e2e/relay_edges.sh \
 	tests/e2e/deliveries.sh \
 	tests/e2e/delay.sh \
 	tests/e2e/graceful_stop.sh \
