@@ -24,6 +24,16 @@
  * without, 69k/s with).  No fd the host polls is a dup of another, which
  * is the case the changelist gets wrong.
  */
+/* libevent's own messages (a failed accept(), say) go to the host's log,
+ * with its timestamps and level */
+static void libevent_log(int severity, const char *msg)
+{
+	log_msg(severity >= EVENT_LOG_ERR	 ? LOG_ERROR
+		: severity == EVENT_LOG_WARN ? LOG_WARNING
+					     : LOG_DEBUG,
+		"libevent: %s", msg);
+}
+
 static struct event_base *new_event_base(void)
 {
 	struct event_config *cfg = event_config_new();
@@ -31,6 +41,7 @@ static struct event_base *new_event_base(void)
 
 	if (!cfg)
 		return NULL;
+	event_set_log_callback(libevent_log);
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	base = event_base_new_with_config(cfg);
 	event_config_free(cfg);

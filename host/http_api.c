@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/keyvalq_struct.h>
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -25,6 +26,7 @@
 #include "duration.h"
 #include "http_api.h"
 #include "http_guard.h"
+#include "relay.h"
 #include "log.h"
 #include "names.h"
 #include "plugin_dir.h"
@@ -878,7 +880,6 @@ static void route(struct evhttp_request *req, void *arg)
 	size_t len;
 	int n;
 
-	http_guard_watch(req);
 	if (!uri || uri[0] != '/') {
 		reply_error(req, 400, "Bad Request", "malformed request target");
 		return;
@@ -951,6 +952,21 @@ static bool is_loopback(const struct sockaddr_storage *addr)
 	return false;
 }
 
+/*
+ * File descriptors the host may need besides its HTTP connections: the
+ * databases, log files, workers' channels, plugin files (FD_BASE is
+ * generous; an idle host has about 30 open), and the relay's connections.
+ */
+static int reserved_fds(const struct host_conf *conf)
+{
+	enum { FD_BASE = 128 };
+	int n = FD_BASE;
+
+	for (const struct cage_conf *c = conf->cages; c; c = c->next)
+		n += c->url_count * RELAY_CONNS_PER_URL;
+	return n + 2 * conf->workers;
+}
+
 struct http_api *http_api_new(struct event_base *base, const struct host_conf *conf)
 {
 	struct http_api *api = calloc(1, sizeof *api);
@@ -970,7 +986,7 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 	/* the guard answers 431 first; evhttp's limit (413) is a backstop */
 	evhttp_set_max_headers_size(api->http, (ev_ssize_t)conf->max_header_size + 1024);
 	http_guard_install(api->http, base, conf->max_header_size, conf->header_timeout_ms,
-			   conf->max_connections);
+			   conf->max_connections, reserved_fds(conf));
 	evhttp_set_timeout(api->http, (int)((conf->idle_timeout_ms + 999) / 1000));
 	evhttp_set_gencb(api->http, route, api);
 	bound = evhttp_bind_socket_with_handle(api->http, conf->listen_host,
@@ -980,6 +996,7 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 			  conf->listen_host, conf->listen_port);
 		goto fail;
 	}
+	http_guard_listen(evhttp_bound_socket_get_listener(bound));
 	/* port 0 asks the kernel for a free port: tell the operator which */
 	if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&addr, &addr_len) < 0) {
 		log_error("getsockname: %s", strerror(errno));

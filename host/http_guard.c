@@ -6,38 +6,53 @@
  * buffer (an evbuffer callback, run before evhttp parses them) and follows
  * the requests with a small state machine: HEAD counts a request's header
  * bytes and picks up Content-Length on the way, BODY skips that many
- * bytes, PASS gives up on a connection that uses Transfer-Encoding
- * (evhttp's own limit still holds there), REJECTED discards everything
- * after the 431 answer.  Guards live in a table indexed by socket, since
- * bufferevents have no "freed" hook.  A bufferevent made for a new
- * connection is remembered as fresh, and the first bytes it reads reset its
- * socket's slot (a freed bufferevent's address and socket number are often
- * both reused at once, so neither alone tells connections apart).
+ * bytes, REJECTED discards everything after the guard's own answer (431,
+ * 408, 411 for a Transfer-Encoding, whose body it could not follow, 400,
+ * 503), and the connection is closed REJECT_LINGER_MS later (time for the
+ * client to read the answer).  Guards live in a table indexed by socket.
+ *
+ * Every connection gets its slot when it is accepted: evhttp asks for a
+ * bufferevent (new_connection), which the guard holds a reference to until
+ * the end of that turn (adopt), when evhttp has made its connection; the
+ * slot then takes the connection's close callback, so it is cleared the
+ * moment evhttp frees the connection, and the count of open connections
+ * is exact.  Past max_connections a connection is answered 503; further
+ * past it, and whenever accept() fails (out of file descriptors), the
+ * listener pauses, so that connections can never take the descriptors the
+ * databases need.
  */
 #include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "clock.h"
+#include "log.h"
 
 #include "http_guard.h"
 
-enum guard_state { HEAD, BODY, PASS, REJECTED };
+enum guard_state { HEAD, BODY, REJECTED };
 
 #define NAME_PREFIX 20
+#define REJECT_LINGER_MS 2000	/* a refused client's time to read the answer */
+#define OVER_LIMIT_ANSWERS 64	/* connections past max_connections still answered 503 */
+#define ACCEPT_PAUSE_MS 1000	/* after accept() failed */
 
 struct guard {
-	struct bufferevent *bev;	/* the connection this slot serves */
-	struct sockaddr_storage peer;	/* tells a reused socket number apart */
+	struct bufferevent *bev;	/* the connection this slot serves, or NULL */
+	struct evhttp_connection *evcon;
 	int64_t head_started_ms;	/* monotonic; first byte of these headers */
+	int64_t rejected_ms;		/* monotonic; when the guard answered */
+	bool read_shut;			/* closing: evhttp was made to see EOF */
 	enum guard_state state;
 	size_t head_len;		/* header bytes of the current request */
 	size_t line_len;		/* bytes of the current header line */
@@ -49,35 +64,24 @@ struct guard {
 
 static size_t guard_limit;
 static int64_t header_timeout_ms;
-static int max_connections, live_connections;
+static int max_connections, live_connections;	/* live: adopted, not closed */
 static struct guard *guards;		/* indexed by fd */
 static size_t guard_count;
 
+/* bufferevents made this turn, each with a reference the guard holds */
+static struct bufferevent **adopting;
+static size_t adopt_count, adopt_cap;
+static struct event *adopt_event;
+
+static struct evconnlistener *listener;
+static bool listener_paused;
+static int64_t accept_resume_ms;	/* monotonic; 0: accept() works */
+
 static void answer(struct guard *g, int code, const char *reason, const char *error);
-static void count_live(void);
-static struct bufferevent *fresh[256];	/* new, not yet read from */
-static size_t fresh_next, fresh_count;
 
-static bool take_fresh(struct bufferevent *bev)
+/* The slot of socket fd, the table grown as needed; NULL without memory. */
+static struct guard *slot(evutil_socket_t fd)
 {
-	if (fresh_count == 0)
-		return false;	/* the usual case on busy keep-alive traffic */
-	for (size_t i = 0; i < sizeof fresh / sizeof fresh[0]; i++) {
-		if (fresh[i] == bev) {
-			fresh[i] = NULL;
-			fresh_count--;
-			return true;
-		}
-	}
-	return false;
-}
-
-static struct guard *guard_for(struct bufferevent *bev)
-{
-	evutil_socket_t fd = bufferevent_getfd(bev);
-	struct guard *g;
-	bool is_new;
-
 	if (fd < 0)
 		return NULL;
 	if ((size_t)fd >= guard_count) {
@@ -93,24 +97,47 @@ static struct guard *guard_for(struct bufferevent *bev)
 		guards = grown;
 		guard_count = count;
 	}
-	g = &guards[fd];
-	is_new = take_fresh(bev);	/* always: a stale entry would reset it later */
-	if (g->bev != bev || is_new) {
-		socklen_t len = sizeof g->peer;
+	return &guards[fd];
+}
 
-		if (!g->bev)
-			live_connections++;
-		memset(g, 0, sizeof *g);
-		g->bev = bev;
-		getpeername(fd, (struct sockaddr *)&g->peer, &len);
-		if (live_connections > max_connections)
-			count_live();	/* exact count before turning anyone away */
-		if (live_connections > max_connections) {
-			answer(g, 503, "Service Unavailable", "too many connections (max_connections)");
-			return NULL;
-		}
-	}
-	return g;
+/* The slot serving bev, or NULL (a connection the guard could not adopt). */
+static struct guard *guard_for(struct bufferevent *bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+
+	if (fd < 0 || (size_t)fd >= guard_count || guards[fd].bev != bev)
+		return NULL;
+	return &guards[fd];
+}
+
+/* Accepting stops while connections (counting those accepted this turn)
+ * are far past the limit or accept() has just failed, and starts again
+ * once neither holds.  (Disabled from new_connection, the listener stops
+ * at once, in the middle of a burst of accepts.) */
+static void steer_listener(void)
+{
+	bool pause = live_connections + (int)adopt_count >= max_connections + OVER_LIMIT_ANSWERS ||
+		     (accept_resume_ms && clock_mono_ms() < accept_resume_ms);
+
+	if (!listener || pause == listener_paused)
+		return;
+	if (pause ? evconnlistener_disable(listener) : evconnlistener_enable(listener))
+		return;
+	listener_paused = pause;
+	if (!pause)
+		accept_resume_ms = 0;
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)l;
+	(void)arg;
+	log_error("cannot accept a connection: %s (%d open); not accepting for %d ms",
+		  strerror(err), live_connections, ACCEPT_PAUSE_MS);
+	accept_resume_ms = clock_mono_ms() + ACCEPT_PAUSE_MS;
+	steer_listener();
 }
 
 static void close_when_sent(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
@@ -122,13 +149,15 @@ static void close_when_sent(struct evbuffer *out, const struct evbuffer_cb_info 
 		shutdown(bufferevent_getfd(bev), SHUT_WR);
 }
 
-/* Answers the connection directly (evhttp never sees the request) and
- * closes it once the answer is sent. */
+/* Answers the connection directly (evhttp never sees the request), shuts
+ * its sending side once the answer is sent, and closes it REJECT_LINGER_MS
+ * later (sweep). */
 static void answer(struct guard *g, int code, const char *reason, const char *error)
 {
 	struct evbuffer *out = bufferevent_get_output(g->bev);
 
 	g->state = REJECTED;
+	g->rejected_ms = clock_mono_ms();
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 			    "Connection: close\r\nContent-Length: %zu\r\n\r\n"
@@ -145,38 +174,11 @@ static void reject(struct guard *g)
 }
 
 /*
- * True when slot g's connection is still open: its socket number is open
- * and connected to the same peer (only evhttp closes these sockets, and it
- * frees the bufferevent when it does).
+ * Once a second: connections whose headers are overdue get 408; refused
+ * connections whose client had REJECT_LINGER_MS to read the answer are
+ * closed (a shut reading side makes evhttp see the end of the stream, and
+ * free the connection as if the client had closed it).
  */
-static bool still_open(struct guard *g, int fd)
-{
-	struct sockaddr_storage peer;
-	socklen_t len = sizeof peer;
-
-	memset(&peer, 0, sizeof peer);
-	return fcntl(fd, F_GETFD) != -1 &&
-	       getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
-	       memcmp(&peer, &g->peer, sizeof peer) == 0;
-}
-
-/* Forgets closed connections; recounts the open ones. */
-static void count_live(void)
-{
-	live_connections = 0;
-	for (size_t fd = 0; fd < guard_count; fd++) {
-		struct guard *g = &guards[fd];
-
-		if (!g->bev)
-			continue;
-		if (!still_open(g, (int)fd))
-			g->bev = NULL;
-		else
-			live_connections++;
-	}
-}
-
-/* Once a second: connections whose headers are overdue get 408. */
 static void sweep(evutil_socket_t fd, short what, void *arg)
 {
 	int64_t now = clock_mono_ms();
@@ -184,15 +186,22 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	count_live();
 	for (size_t i = 0; i < guard_count; i++) {
 		struct guard *g = &guards[i];
 
-		if (g->bev && g->state == HEAD && g->head_len > 0 &&
+		if (!g->bev)
+			continue;
+		if (g->state == HEAD && g->head_len > 0 &&
 		    now - g->head_started_ms > header_timeout_ms)
 			answer(g, 408, "Request Timeout",
 			       "request headers did not arrive within header_timeout");
+		if (g->state == REJECTED && !g->read_shut &&
+		    now - g->rejected_ms >= REJECT_LINGER_MS) {
+			shutdown((int)i, SHUT_RD);
+			g->read_shut = true;
+		}
 	}
+	steer_listener();
 }
 
 /* evhttp frees a connection (its socket still open): the slot goes first,
@@ -200,21 +209,51 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
 static void on_connection_close(struct evhttp_connection *evcon, void *arg)
 {
 	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+	struct guard *g = bev ? guard_for(bev) : NULL;
 
 	(void)arg;
-	if (fd >= 0 && (size_t)fd < guard_count && guards[fd].bev == bev) {
-		guards[fd].bev = NULL;
+	if (g) {
+		g->bev = NULL;
+		g->evcon = NULL;
 		live_connections--;
+		steer_listener();
 	}
 }
 
-void http_guard_watch(struct evhttp_request *req)
+/*
+ * The end of the turn that accepted connections: evhttp has made each new
+ * bufferevent's connection, and set its callbacks with that connection as
+ * their argument (the only way to reach it from the bufferevent); a
+ * bufferevent without callbacks was already let go.  Each connection gets
+ * its slot and close callback.
+ */
+static void adopt(evutil_socket_t unused, short what, void *arg)
 {
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	(void)unused;
+	(void)what;
+	(void)arg;
+	for (size_t i = 0; i < adopt_count; i++) {
+		struct bufferevent *bev = adopting[i];
+		bufferevent_event_cb eventcb = NULL;
+		void *evcon = NULL;
+		struct guard *g;
 
-	if (evcon)
-		evhttp_connection_set_closecb(evcon, on_connection_close, NULL);
+		bufferevent_getcb(bev, NULL, NULL, &eventcb, &evcon);
+		if (eventcb && evcon && evhttp_connection_get_bufferevent(evcon) == bev &&
+		    (g = slot(bufferevent_getfd(bev)))) {
+			memset(g, 0, sizeof *g);
+			g->bev = bev;
+			g->evcon = evcon;
+			evhttp_connection_set_closecb(evcon, on_connection_close, NULL);
+			live_connections++;
+			if (live_connections > max_connections)
+				answer(g, 503, "Service Unavailable",
+				       "too many connections (max_connections)");
+		}
+		bufferevent_decref(bev);
+	}
+	adopt_count = 0;
+	steer_listener();
 }
 
 size_t http_guard_unsent(int *connections)
@@ -226,7 +265,7 @@ size_t http_guard_unsent(int *connections)
 		struct guard *g = &guards[fd];
 		size_t n;
 
-		if (!g->bev || g->state == REJECTED || !still_open(g, (int)fd))
+		if (!g->bev || g->state == REJECTED)
 			continue;
 		n = evbuffer_get_length(bufferevent_get_output(g->bev));
 		if (n) {
@@ -258,7 +297,9 @@ static void line_byte(struct guard *g, char c)
 			g->in_length = g->has_length = true;
 		}
 		if (g->line_len == 18 && !memcmp(g->name, "transfer-encoding:", 18))
-			g->state = PASS;
+			/* a chunked body's end is past what the guard follows */
+			answer(g, 411, "Length Required",
+			       "send the body with a Content-Length (no Transfer-Encoding)");
 	}
 }
 
@@ -319,8 +360,6 @@ static bool scan(struct guard *g, const char *p, size_t n)
 	for (size_t i = 0; i < n;) {
 		if (g->state == REJECTED)
 			return false;
-		if (g->state == PASS)
-			return true;
 		if (g->state == BODY) {
 			size_t skip = n - i < g->body_left ? n - i : (size_t)g->body_left;
 
@@ -343,7 +382,7 @@ static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, v
 	char chunk[4096];
 	size_t left = info->n_added;
 
-	if (!g || !left || g->state == PASS)
+	if (!g || !left)
 		return;
 	if (g->state == REJECTED) {
 		evbuffer_drain(in, evbuffer_get_length(in));
@@ -367,37 +406,75 @@ static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, v
 	}
 }
 
+/* evhttp accepted a connection and asks for its bufferevent. */
 static struct bufferevent *new_connection(struct event_base *base, void *arg)
 {
 	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 
 	(void)arg;
-	if (bev) {
-		size_t slot = fresh_next++ % (sizeof fresh / sizeof fresh[0]);
+	if (!bev)
+		return NULL;
+	evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev);
+	if (!adopt_event)
+		return bev;	/* served unguarded */
+	if (adopt_count == adopt_cap) {
+		size_t cap = adopt_cap ? adopt_cap * 2 : 64;
+		struct bufferevent **grown = realloc(adopting, cap * sizeof *grown);
 
-		take_fresh(bev);	/* an old entry for the same address */
-		if (fresh[slot])
-			fresh_count--;	/* overwritten: never read from */
-		fresh[slot] = bev;
-		fresh_count++;
-		evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev);
+		if (!grown)
+			return bev;	/* served unguarded */
+		adopting = grown;
+		adopt_cap = cap;
 	}
+	bufferevent_incref(bev);	/* until adopt() has looked at it */
+	adopting[adopt_count++] = bev;
+	event_active(adopt_event, EV_TIMEOUT, 0);
+	steer_listener();
 	return bev;
 }
 
+/* The limit on open connections: max_connections, within what the file
+ * descriptor limit leaves once `reserve` are kept for everything else and
+ * OVER_LIMIT_ANSWERS for 503s. */
+static int connection_limit(int wanted, int reserve)
+{
+	rlim_t kept = (rlim_t)reserve + OVER_LIMIT_ANSWERS;
+	struct rlimit rl;
+	rlim_t room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return wanted;
+	room = rl.rlim_cur > kept + 16 ? rl.rlim_cur - kept : 16;
+	if ((rlim_t)wanted <= room)
+		return wanted;
+	log_warning("max_connections %d lowered to %d: the process may open %llu files "
+		    "(ulimit -n; LimitNOFILE= in a systemd unit), and %llu of them are kept "
+		    "for the databases, workers, deliveries and 503 answers", wanted, (int)room,
+		    (unsigned long long)rl.rlim_cur, (unsigned long long)kept);
+	return (int)room;
+}
+
 void http_guard_install(struct evhttp *http, struct event_base *base, size_t max_header_bytes,
-			int64_t header_timeout, int max_conns)
+			int64_t header_timeout, int max_conns, int reserve_fds)
 {
 	static struct event *sweeper;
 	struct timeval second = { 1, 0 };
 
 	guard_limit = max_header_bytes;
 	header_timeout_ms = header_timeout;
-	max_connections = max_conns;
+	max_connections = connection_limit(max_conns, reserve_fds);
 	evhttp_set_bevcb(http, new_connection, NULL);
+	if (!adopt_event)
+		adopt_event = event_new(base, -1, 0, adopt, NULL);
 	if (!sweeper) {
 		sweeper = event_new(base, -1, EV_PERSIST, sweep, NULL);
 		if (sweeper)
 			event_add(sweeper, &second);
 	}
+}
+
+void http_guard_listen(struct evconnlistener *l)
+{
+	listener = l;
+	evconnlistener_set_error_cb(l, on_accept_error);
 }

@@ -6,10 +6,16 @@
  *     stays only as a backstop);
  *   - a request whose headers take longer than the header timeout to
  *     arrive (slowloris) gets "408 Request Timeout";
- *   - a connection beyond max_connections gets "503" when it sends its
- *     first bytes.
- * Each answer closes the connection once it is sent.  (Connections that
- * never send a byte are closed by evhttp's idle timeout.)
+ *   - a request with a Transfer-Encoding gets "411 Length Required" (the
+ *     guard follows bodies by their Content-Length), one with two
+ *     Content-Lengths "400";
+ *   - a connection beyond max_connections gets "503" when it is accepted;
+ *     further beyond it, and while accept() fails (no file descriptors
+ *     left), the listener pauses.  max_connections is lowered, with a
+ *     warning, to what the file descriptor limit leaves.
+ * Each answer shuts the connection's sending side once it is sent, and the
+ * connection is closed about two seconds later, whatever the client does.
+ * (Connections that never send a byte are closed by evhttp's idle timeout.)
  */
 #ifndef CAGEHOST_HTTP_GUARD_H
 #define CAGEHOST_HTTP_GUARD_H
@@ -19,20 +25,17 @@
 
 struct event_base;
 
+struct evconnlistener;
 struct evhttp;
-struct evhttp_request;
 
-/* Installs the guard on every new connection of http. */
+/* Installs the guard on every new connection of http.  reserve_fds: file
+ * descriptors the rest of the host may need at once (connections are kept
+ * within the open files limit less these). */
 void http_guard_install(struct evhttp *http, struct event_base *base, size_t max_header_bytes,
-			int64_t header_timeout_ms, int max_connections);
+			int64_t header_timeout_ms, int max_connections, int reserve_fds);
 
-/*
- * Called with every request evhttp hands over: the guard then forgets the
- * connection the moment evhttp frees it.  (A connection that never got as
- * far as a request is checked by socket number and peer address instead,
- * which a new connection from the same address and port could fool.)
- */
-void http_guard_watch(struct evhttp_request *req);
+/* Lets the guard pause and resume accepting on http's listener. */
+void http_guard_listen(struct evconnlistener *listener);
 
 /*
  * Answers the loop has made that open connections have not yet written to

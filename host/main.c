@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,20 @@ static int privileges_drop(const struct host_conf *conf)
 	return 0;
 }
 
+/* Lifts the soft limit of open files to the hard one: every connection
+ * takes one, and systemd's soft default is 1024 (http_guard.h keeps
+ * connections within what the limit leaves). */
+static void raise_open_files_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warning("cannot raise the open files limit: %s", strerror(errno));
+	}
+}
+
 /* Runs the host until SIGTERM or SIGINT.  Returns the exit status. */
 static int run(struct host *h)
 {
@@ -172,6 +187,7 @@ static int run(struct host *h)
 	int rc = 1;
 
 	signal(SIGPIPE, SIG_IGN);
+	raise_open_files_limit();
 	/* bind while still root (a port below 1024), then drop privileges
 	 * before touching data or plugins */
 	if (host_listen(h) < 0 || privileges_drop(&h->conf) < 0 || host_start(h) < 0)

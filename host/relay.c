@@ -1,7 +1,7 @@
 /*
  * relay.c - delivers calls to other cages over HTTP (see relay.h).
  *
- * Each url of a cage has CONNS_PER_URL keep-alive client connections,
+ * Each url of a cage has RELAY_CONNS_PER_URL keep-alive client connections,
  * used in turn; a connection carries one request at a time and queues the
  * others, so deliveries to one url overlap up to that many.  Each waits
  * for the other cage's fsync, so the overlap sets the rate: measured on
@@ -33,11 +33,10 @@
 #include "record.h"
 #include "relay.h"
 
-#define CONNS_PER_URL 32
 #define IDENTITY_LEN 16
 
 struct url_conns {
-	struct evhttp_connection *conn[CONNS_PER_URL];
+	struct evhttp_connection *conn[RELAY_CONNS_PER_URL];
 	unsigned next;
 };
 
@@ -187,7 +186,7 @@ void relay_free(struct relay **rp)
 		struct relay_cage *next = r->cages->next;
 
 		for (int u = 0; u < CAGE_URLS_MAX; u++)
-			for (int i = 0; i < CONNS_PER_URL; i++)
+			for (int i = 0; i < RELAY_CONNS_PER_URL; i++)
 				if (r->cages->urls[u].conn[i])
 					evhttp_connection_free(r->cages->urls[u].conn[i]);
 		free(r->cages);
@@ -362,7 +361,7 @@ static int64_t longest_attempt_ms(const struct host_conf *conf)
 static struct evhttp_connection *connection(struct relay *r, struct relay_cage *c, int u)
 {
 	struct url_conns *uc = &c->urls[u];
-	unsigned i = uc->next++ % CONNS_PER_URL;
+	unsigned i = uc->next++ % RELAY_CONNS_PER_URL;
 
 	if (!uc->conn[i]) {
 		uc->conn[i] = evhttp_connection_base_new(r->base, r->dns, c->conf->urls[u].host,

@@ -44,6 +44,9 @@
 struct event_base;
 struct relay;
 
+/* Keep-alive connections the relay may open to each url of a [cage]. */
+#define RELAY_CONNS_PER_URL 32
+
 /*
  * The relay of a host with data_dir conf->data_dir (where the identity
  * is kept).  Returns NULL (and logs why) on failure.

@@ -12,6 +12,7 @@ CAGEHOST=$CAGE_BUILD/host/cagehost
 CAGECTL=$CAGE_BUILD/host/cagectl
 PLUGINS=$CAGE_BUILD/plugins/.libs
 TPLUGINS=$CAGE_BUILD/tests/plugins/.libs
+HOLDCONNS=$CAGE_BUILD/tests/e2e/holdconns
 TPLUGINS_V1=$CAGE_BUILD/tests/plugins/v1/.libs
 TPLUGINS_V2=$CAGE_BUILD/tests/plugins/v2/.libs
 WAIT_LIMIT=${WAIT_LIMIT:-60}	# seconds any single wait may take

@@ -15,6 +15,10 @@ tests_unit_units_test_LDADD = host/libcagehost.la $(CHECK_LIBS)
 TESTS += tests/unit/units.test
 endif
 
+# a client holding many connections open (tests/e2e/auth_limits.sh)
+check_PROGRAMS += tests/e2e/holdconns
+tests_e2e_holdconns_SOURCES = tests/e2e/holdconns.c
+
 E2E_TESTS = \
 	tests/e2e/sync_calls.sh \
 	tests/e2e/crashing_plugins.sh \

@@ -180,6 +180,13 @@ printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 5\r
 	"$AUTH" > "$T/twolen.in"
 malformed twolen "two different Content-Lengths"
 equal "two different Content-Lengths are 400" "$(first_line twolen | cut -d' ' -f2)" 400
+# a chunked body: the guard follows bodies by Content-Length only, so a
+# Transfer-Encoding would let the rest of the connection past it
+printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' \
+	"$AUTH" > "$T/chunked.in"
+malformed chunked "a chunked body"
+equal "a Transfer-Encoding is 411 Length Required" "$(first_line chunked | cut -d' ' -f2)" 411
+contains "saying to send a Content-Length" "$(cat "$T/chunked.out")" "Content-Length"
 printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 1000\r\n\r\nshort' \
 	"$AUTH" > "$T/short.in"
 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && cat "$1" >&3 && exec 3>&-' "$PORT" "$T/short.in"
@@ -290,9 +297,9 @@ for n in 5 6; do
 	cp "$T/partial.in" "$T/conn$n.in"
 	raw "conn$n" 40
 	if WAIT_LIMIT=10 wait_until "connection $n to be answered" answered "conn$n" 503; then
-		ok 0 "connection $n gets 503 once it sends bytes"
+		ok 0 "connection $n gets 503"
 	else
-		ok 1 "connection $n gets 503 once it sends bytes"
+		ok 1 "connection $n gets 503"
 		echo "#   got: $(first_line "conn$n")"
 	fi
 	# the reason follows the status line: wait for it, the reader may lag
@@ -317,6 +324,58 @@ else
 fi
 equal "a call works again" "$(status POST /v1/call/echo/echo again)" 200
 check "the host is alive" host_alive
+stop_host
+
+# ---- (e) connections that do not let go -------------------------------------
+# slowloris: clients that drip header bytes and ignore their 408 still lose
+# the connection, and with it their place under max_connections
+write_conf "max_connections = 4" "header_timeout = 1s"
+start_host
+"$HOLDCONNS" "$PORT" 4 20 drip > "$T/drip.out" &
+drip=$!
+if WAIT_LIMIT=10 wait_until "the dripping clients to fill every place" full_house; then
+	ok 0 "4 clients dripping header bytes fill max_connections = 4"
+else
+	ok 1 "4 clients dripping header bytes fill max_connections = 4"
+fi
+if WAIT_LIMIT=15 wait_until "a place to free up" healthz_ok; then
+	ok 0 "they are closed after their 408: others are served while they still drip"
+else
+	ok 1 "they are closed after their 408: others are served while they still drip"
+fi
+wait "$drip"
+echo "# dripping clients: $(cat "$T/drip.out")"
+contains "the host closed all 4" "$(cat "$T/drip.out")" "closed_by_host=4"
+stop_host
+
+# a flood of silent connections at a host with few file descriptors: those
+# past the limit get 503 and are closed, accepting pauses beyond, and the
+# descriptors the databases need are never taken
+printf '#!/bin/sh\nulimit -n 200 || exit 1\nexec "%s" "$@"\n' "$CAGEHOST" > "$T/few_fds"
+chmod +x "$T/few_fds"
+write_conf "header_timeout = 30s"
+real_cagehost=$CAGEHOST
+CAGEHOST=$T/few_fds
+start_host
+CAGEHOST=$real_cagehost
+check "max_connections is lowered to what 200 open files leave" \
+	log_has "max_connections 1024 lowered to [0-9]*: the process may open 200 files"
+"$HOLDCONNS" "$PORT" 300 6 > "$T/flood.out"
+echo "# flood: $(cat "$T/flood.out")"
+answered=$(sed -n 's/.*answered503=\([0-9]*\).*/\1/p' "$T/flood.out")
+closed=$(sed -n 's/.*closed_by_host=\([0-9]*\).*/\1/p' "$T/flood.out")
+check "connections past the limit get 503 without sending a byte" test "${answered:-0}" -ge 1
+check "and are closed by the host, not only half-closed (${closed:-0} within 6 s)" \
+	test "${closed:-0}" -ge 1
+check "the host is alive after the flood" host_alive
+check "it never ran out of file descriptors" sh -c "! grep -q 'Too many open files' '$T/host.log'"
+if wait_until "the host to serve again" healthz_ok; then
+	ok 0 "after the flood a request is served"
+else
+	ok 1 "after the flood a request is served"
+fi
+equal "and an enqueue is stored" "$(status POST /v1/enqueue/default/echo/echo x)" 202
+check "no database recovery was needed" sh -c "! grep -qi 'recover' '$T/host.log'"
 
 # ---- (f) the plugin directory's permissions ---------------------------------
 chmod 777 "$T/plugins"
