@@ -20,6 +20,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "names.h"
+
+#define IDEM_KEY_MAX 200	/* what the host accepts (record.h RECORD_IDEM_MAX) */
+
 struct target {
 	char host[256];
 	char port[16];
@@ -230,6 +234,36 @@ static char *payload_arg(int argc, char **argv, int i, size_t *len)
 	return strdup(argv[i]);
 }
 
+/* Exits 2 unless name is a valid module, method or queue name. */
+static void check_name(const char *what, const char *name)
+{
+	if (!name_is_valid(name, strlen(name))) {
+		fprintf(stderr, "cagectl: '%s' is not a valid %s name ([A-Za-z0-9_.-], 1 to %d "
+			"characters, not starting with '.')\n", name, what, NAME_MAX_LEN);
+		exit(2);
+	}
+}
+
+/* Exits 2 unless key is an Idempotency-Key the host takes: printable
+ * ASCII, 1 to IDEM_KEY_MAX bytes (a CR or LF would end the header). */
+static void check_key(const char *key)
+{
+	size_t len = strlen(key);
+
+	for (size_t i = 0; i < len; i++) {
+		if (key[i] < 0x20 || key[i] > 0x7e) {
+			fprintf(stderr, "cagectl: the idempotency key may only hold printable "
+				"ASCII characters\n");
+			exit(2);
+		}
+	}
+	if (len == 0 || len > IDEM_KEY_MAX) {
+		fprintf(stderr, "cagectl: the idempotency key must be 1 to %d characters, "
+			"not %zu\n", IDEM_KEY_MAX, len);
+		exit(2);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *url = getenv("CAGEHOST_URL");
@@ -257,6 +291,8 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "call")) {
 		if (argc - i < 2 || argc - i > 3)
 			usage();
+		check_name("module", argv[i]);
+		check_name("method", argv[i + 1]);
 		snprintf(path, sizeof path, "/v1/call/%s/%s", argv[i], argv[i + 1]);
 		body = payload_arg(argc, argv, i + 2, &body_len);
 	} else if (!strcmp(cmd, "enqueue")) {
@@ -279,6 +315,11 @@ int main(int argc, char **argv)
 		}
 		if (argc - i < 2 || argc - i > 3)
 			usage();
+		check_name("queue", queue);
+		check_name("module", argv[i]);
+		check_name("method", argv[i + 1]);
+		if (key)
+			check_key(key);
 		snprintf(path, sizeof path, "/v1/enqueue/%s/%s/%s%s%s", queue, argv[i], argv[i + 1],
 			 delay ? "?delay=" : "", delay ? delay : "");
 		if (key)
@@ -287,6 +328,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "show") || !strcmp(cmd, "requeue")) {
 		if (argc - i != 1)
 			usage();
+		check_name("call id", argv[i]);
 		snprintf(path, sizeof path, "/v1/calls/%s%s", argv[i],
 			 !strcmp(cmd, "requeue") ? "/requeue" : "");
 		body = strdup("");

@@ -417,6 +417,11 @@ static bool enqueue_options(struct evhttp_request *req, const struct queue_conf 
 			ok = false;
 			break;
 		}
+		if (kv != TAILQ_FIRST(&params)) {
+			reply_error(req, 400, "Bad Request", "delay is given more than once");
+			ok = false;
+			break;
+		}
 		if (duration_parse(kv->value, delay_ms, err, sizeof err) < 0) {
 			reply_error(req, 400, "Bad Request", "delay=%.64s: %s", kv->value, err);
 			ok = false;

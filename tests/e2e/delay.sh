@@ -64,6 +64,9 @@ equal "a delay longer than the queue's lifetime is 400" \
 contains "the reason names the lifetime" "$(body)" "lifetime of queue default (2h)"
 equal "a negative delay is 400" \
 	"$(status POST '/v1/enqueue/default/echo/noop?delay=-5s' x)" 400
+equal "two delays are 400" \
+	"$(status POST '/v1/enqueue/default/echo/noop?delay=1h&delay=2h' x)" 400
+contains "saying so" "$(body)" "more than once"
 equal "none of them was stored" "$(enqueued_total)" "$before"
 
 # --- cagectl ---
@@ -77,5 +80,19 @@ contains "and the host's reason" "$(cat "$T/err")" "no unit"
 "$CAGECTL" enqueue -d "1 h" echo noop z 2> "$T/err"
 equal "a delay cagectl cannot send is a usage error (exit status 2)" "$?" 2
 contains "naming what -d takes" "$(cat "$T/err")" "-d takes a duration such as 90s"
+# what cagectl cannot send as given is refused before anything is sent
+before=$(enqueued_total)
+long=$(printf 'k%.0s' $(seq 300))
+"$CAGECTL" enqueue -k "$long" echo noop z 2> "$T/err"
+equal "a 300-character idempotency key is a usage error (exit status 2)" "$?" 2
+contains "saying how long a key may be" "$(cat "$T/err")" "1 to 200 characters"
+"$CAGECTL" enqueue -k "$(printf 'a\r\nX-Evil: 1')" echo noop z 2> "$T/err"
+equal "a key with a line break is a usage error" "$?" 2
+"$CAGECTL" enqueue -q 'de/fault' echo noop z 2> "$T/err"
+equal "a queue name with a / is a usage error" "$?" 2
+contains "naming the queue" "$(cat "$T/err")" "not a valid queue name"
+"$CAGECTL" show '../../healthz' 2> "$T/err"
+equal "so is a call id with a /" "$?" 2
+equal "nothing was stored" "$(enqueued_total)" "$before"
 check "the host is alive at the end" host_alive
 done_testing
