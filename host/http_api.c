@@ -440,6 +440,45 @@ static bool enqueue_options(struct evhttp_request *req, const struct queue_conf 
 	return ok;
 }
 
+static int header_count(const struct evkeyvalq *headers, const char *name)
+{
+	const struct evkeyval *h;
+	int n = 0;
+
+	TAILQ_FOREACH(h, headers, next)
+		n += !evutil_ascii_strcasecmp(h->key, name);
+	return n;
+}
+
+static int lookup_call(struct http_api *api, const char *id, struct call_record *rec,
+		       void **buf);
+
+/*
+ * A repeated Idempotency-Key is the same call only when it is for the same
+ * queue, module and method (its body and delay are not compared): false,
+ * with 422 answered, when the call stored under the key is another one.
+ */
+static bool same_target(struct http_api *api, struct evhttp_request *req, const char *id,
+			const char *key, const char *queue, const char *module,
+			const char *method)
+{
+	struct call_record rec;
+	void *buf = NULL;
+	bool same;
+
+	if (lookup_call(api, id, &rec, &buf) != 0)
+		return true;	/* its call is gone: the key alone answers */
+	same = !strcmp(rec.queue, queue) && !strcmp(rec.module, module) &&
+	       !strcmp(rec.method, method);
+	if (!same)
+		reply_error(req, 422, "Unprocessable Entity",
+			    "Idempotency-Key %.64s was first used for %s/%s.%s (call %s), not "
+			    "%s/%s.%s", key, rec.queue, rec.module, rec.method, id, queue, module,
+			    method);
+	free(buf);
+	return same;
+}
+
 static void handle_enqueue(struct http_api *api, struct evhttp_request *req, char *queue,
 			   char *module, char *method)
 {
@@ -471,6 +510,10 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	}
 	if (!enqueue_options(req, q, &delay_ms))
 		return;
+	if (key && header_count(headers, "Idempotency-Key") > 1) {
+		reply_error(req, 400, "Bad Request", "more than one Idempotency-Key");
+		return;
+	}
 	if (key && !valid_idem_key(key)) {
 		reply_error(req, 400, "Bad Request",
 			    "Idempotency-Key must be 1 to %d printable ASCII characters",
@@ -498,6 +541,11 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 				    : store_find_idem(api->d.store, key, r->id);
 		if (rc < 0)
 			goto storage_error;
+		if (rc == 0 && !answered_below &&
+		    !same_target(api, req, r->id, key, queue, module, method)) {
+			free(r);
+			return;
+		}
 		if (rc == 0) {
 			/* the first call may not be durable yet: answer after the commit */
 			r->duplicate = true;
@@ -669,11 +717,27 @@ static void describe_call(struct http_api *api, struct evhttp_request *req,
  * Checks a /v1/calls/ID request (its method and the id) and finds the call
  * in any table.  Returns 0 with *buf to free, or nonzero once replied to.
  */
+/* The call id in whichever table holds it: 0 (rec and *buf filled; free
+ * *buf), 1 when no table has it, -1 on a storage error.  The caller has
+ * run batch_sync(). */
+static int lookup_call(struct http_api *api, const char *id, struct call_record *rec, void **buf)
+{
+	static const enum store_table tables[] = { TABLE_CALLS, TABLE_NEW, TABLE_DONE, TABLE_DEAD };
+
+	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+		int rc = store_get_call(api->d.store, tables[i], id, rec, buf);
+
+		if (rc <= 0)
+			return rc;
+	}
+	return 1;
+}
+
 static int find_call(struct http_api *api, struct evhttp_request *req,
 		     enum evhttp_cmd_type method, const char *id, struct call_record *rec,
 		     void **buf)
 {
-	static const enum store_table tables[] = { TABLE_CALLS, TABLE_NEW, TABLE_DONE, TABLE_DEAD };
+	int rc;
 
 	if (evhttp_request_get_command(req) != method) {
 		reply_error(req, 405, "Method Not Allowed", "use %s",
@@ -686,19 +750,12 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 	}
 
 	batch_sync(api->d.batch);
-	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
-		int rc = store_get_call(api->d.store, tables[i], id, rec, buf);
-
-		if (rc < 0) {
-			reply_error(req, 500, "Internal Server Error", "%s",
-				    store_error(api->d.store));
-			return -1;
-		}
-		if (rc == 0)
-			return 0;
-	}
-	reply_error(req, 404, "Not Found", "no call %s", id);
-	return 1;
+	rc = lookup_call(api, id, rec, buf);
+	if (rc < 0)
+		reply_error(req, 500, "Internal Server Error", "%s", store_error(api->d.store));
+	else if (rc > 0)
+		reply_error(req, 404, "Not Found", "no call %s", id);
+	return rc;
 }
 
 static void handle_show(struct http_api *api, struct evhttp_request *req, const char *id)

@@ -61,6 +61,14 @@ wait_until "the keyed call to finish" state_is "$ida" done
 n=$(metric cagehost_enqueued_total)
 equal "only one call was stored" "$n" 1
 contains "the stored call ran with the first payload" "$(curl -s "$URL/v1/calls/$ida")" '"attempts": 1'
+c=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Idempotency-Key: order-42' -d one \
+	"$URL/v1/enqueue/default/echo/upper")
+equal "the same key for another method is 422" "$c" 422
+contains "naming the call it was first used for" "$(body)" "default/echo.echo (call $ida)"
+c=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Idempotency-Key: order-43' \
+	-H 'Idempotency-Key: order-44' -d one "$URL/v1/enqueue/default/echo/echo")
+equal "two Idempotency-Keys are 400" "$c" 400
+equal "neither stored a call" "$(metric cagehost_enqueued_total)" 1
 equal "metrics answer 200" "$(status GET /metrics)" 200
 contains "metrics are Prometheus text" "$(body)" "# TYPE cagehost_attempts_total counter"
 
