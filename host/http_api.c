@@ -40,6 +40,7 @@
 
 struct http_api {
 	struct http_api_deps d;
+	struct event_base *base;
 	struct evhttp *http;
 	uint64_t enqueued, duplicates, sync_calls, rejected;
 	int port;			/* the port actually bound */
@@ -49,10 +50,17 @@ struct http_api {
 	int replies_waiting;		/* enqueues and requeues waiting for the disk */
 };
 
+/*
+ * A sync call must reach a worker within sync_timeout of its arrival: one
+ * still waiting then is taken back and answered 504, never to run (its
+ * caller may well try again).  Once running it has sync_timeout of its own
+ * (the worker's deadline).
+ */
 struct sync_call {
 	struct job job;
 	struct http_api *api;
 	struct evhttp_request *req;
+	struct event *deadline;		/* sync_timeout from the arrival */
 	struct evbuffer *body;		/* a 200's, while its outgoing calls commit */
 	LIST_ENTRY(sync_call) link;
 };
@@ -158,6 +166,8 @@ static char *body_copy(struct evhttp_request *req, size_t *len)
 static void sync_call_free(struct sync_call *c)
 {
 	LIST_REMOVE(c, link);
+	if (c->deadline)
+		event_free(c->deadline);
 	if (c->body)
 		evbuffer_free(c->body);
 	free(c->job.payload);
@@ -192,6 +202,8 @@ static void sync_done(struct job *job, struct job_result *res)
 	struct evhttp_request *req = c->req;
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
 	struct batch_mark mark;
+
+	evtimer_del(c->deadline);
 
 	if (res->version[0])
 		evhttp_add_header(headers, "X-Cage-Version", res->version);
@@ -240,10 +252,27 @@ static void sync_done(struct job *job, struct job_result *res)
 	sync_call_free(c);
 }
 
+/* sync_timeout since the call arrived: if it still waits for a worker, it
+ * never runs.  (A running one ends at its worker's deadline.) */
+static void sync_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct sync_call *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (!pool_cancel(c->api->d.pool, &c->job))
+		return;
+	reply_error(c->req, 504, "Gateway Timeout",
+		    "no worker was free within sync_timeout (%lld ms); the call did not run",
+		    (long long)c->job.timeout_ms);
+	sync_call_free(c);
+}
+
 static void handle_call(struct http_api *api, struct evhttp_request *req, char *module,
 			char *method)
 {
 	struct sync_call *c;
+	struct timeval timeout;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		reply_error(req, 405, "Method Not Allowed", "use POST");
@@ -273,6 +302,17 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 	c->job.timeout_ms = api->d.conf->sync_timeout_ms;
 	c->job.done = sync_done;
 	c->job.arg = c;
+	c->deadline = evtimer_new(api->base, sync_deadline, c);
+	timeout.tv_sec = c->job.timeout_ms / 1000;
+	timeout.tv_usec = (c->job.timeout_ms % 1000) * 1000;
+	if (!c->deadline || evtimer_add(c->deadline, &timeout) < 0) {
+		if (c->deadline)
+			event_free(c->deadline);
+		free(c->job.payload);
+		free(c);
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
 	api->sync_calls++;
 	LIST_INSERT_HEAD(&api->running, c, link);
 	plugins_run(api->d.plugins, &c->job);
@@ -1039,6 +1079,7 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 	if (!api)
 		return NULL;
 	LIST_INIT(&api->running);
+	api->base = base;
 	api->d.conf = conf;
 	api->http = evhttp_new(base);
 	if (!api->http)

@@ -49,7 +49,6 @@ enum guard_state { HEAD, BODY, REJECTED };
 
 struct guard {
 	struct bufferevent *bev;	/* the connection this slot serves, or NULL */
-	struct evhttp_connection *evcon;
 	int64_t head_started_ms;	/* monotonic; first byte of these headers */
 	int64_t rejected_ms;		/* monotonic; when the guard answered */
 	bool read_shut;			/* closing: evhttp was made to see EOF */
@@ -214,7 +213,6 @@ static void on_connection_close(struct evhttp_connection *evcon, void *arg)
 	(void)arg;
 	if (g) {
 		g->bev = NULL;
-		g->evcon = NULL;
 		live_connections--;
 		steer_listener();
 	}
@@ -243,7 +241,6 @@ static void adopt(evutil_socket_t unused, short what, void *arg)
 		    (g = slot(bufferevent_getfd(bev)))) {
 			memset(g, 0, sizeof *g);
 			g->bev = bev;
-			g->evcon = evcon;
 			evhttp_connection_set_closecb(evcon, on_connection_close, NULL);
 			live_connections++;
 			if (live_connections > max_connections)

@@ -127,6 +127,11 @@ void pool_free(struct worker_pool **pool);
 /* Queues job; its done() runs later, never from inside pool_submit. */
 void pool_submit(struct worker_pool *pool, struct job *job);
 
+/* Takes job back if it still waits for a worker: true, and its done()
+ * will never run; false when it was handed out already (or never queued
+ * here), and done() runs as usual. */
+bool pool_cancel(struct worker_pool *pool, struct job *job);
+
 /* Jobs queued but not yet given to a worker, in class c. */
 int pool_waiting(const struct worker_pool *pool, enum job_class c);
 

@@ -718,6 +718,20 @@ void pool_submit(struct worker_pool *pool, struct job *job)
 	kick(pool);
 }
 
+bool pool_cancel(struct worker_pool *pool, struct job *job)
+{
+	struct job *j;
+
+	TAILQ_FOREACH(j, &pool->waiting[job->class], link) {
+		if (j == job) {
+			TAILQ_REMOVE(&pool->waiting[job->class], job, link);
+			pool->waiting_count[job->class]--;
+			return true;
+		}
+	}
+	return false;
+}
+
 int pool_waiting(const struct worker_pool *pool, enum job_class c)
 {
 	return pool->waiting_count[c];

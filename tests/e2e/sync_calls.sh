@@ -92,4 +92,24 @@ wait "$HOST_PID"
 equal "the host exits with status 0 when stopped during a sync call" "$?" 0
 HOST_PID=
 
+# a sync call that has not reached a worker within sync_timeout of its
+# arrival is 504 and never runs (its caller may try again).  One worker,
+# held by a queued call until $T/release exists.
+rm -rf "$T/data"
+write_conf "workers = 1" "sync_timeout = 1s" "[queue default]" "attempt_timeout = 60s"
+start_host
+id=$(enqueue default crashy slow "$T/release")
+wait_until "the queued call to take the worker" busy_workers
+started=$(now_ms)
+c=$(curl -s -m 20 -o "$T/body" -w '%{http_code}' -d 5 "$URL/v1/call/crashy/slow")
+took=$(( $(now_ms) - started ))
+equal "a sync call that finds no free worker within sync_timeout is 504" "$c" 504
+contains "saying it did not run" "$(body)" "no worker was free within sync_timeout (1000 ms); the call did not run"
+check "answered at sync_timeout, not after (${took} ms)" test "$took" -lt 30000
+touch "$T/release"
+wait_until "the queued call to finish" state_is "$id" done
+equal "then a sync call runs at once" "$(status POST /v1/call/echo/echo after)" 200
+equal "the timed-out call did not run once the worker was free" \
+	"$(log_count 'crashy slow done')" 1
+
 done_testing
