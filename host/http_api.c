@@ -908,6 +908,10 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_calls_woken_total %" PRIu64 "\n"
 		"# TYPE cagehost_attempts_in_flight gauge\n"
 		"cagehost_attempts_in_flight %d\n"
+		"# HELP cagehost_deliveries_in_flight Attempts in flight that are deliveries "
+		"to other cages.\n"
+		"# TYPE cagehost_deliveries_in_flight gauge\n"
+		"cagehost_deliveries_in_flight %d\n"
 		"# TYPE cagehost_workers gauge\n"
 		"cagehost_workers %d\n"
 		"# TYPE cagehost_workers_busy gauge\n"
@@ -916,7 +920,8 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_modules_loaded %d\n",
 		api->enqueued, api->duplicates, api->sync_calls, st.commits, st.log_flushes,
 		sc.attempts_ok, sc.attempts_retry, sc.attempts_fail, sc.calls_dead,
-		sc.calls_woken, sc.in_flight, pool_size(api->d.pool), pool_busy(api->d.pool),
+		sc.calls_woken, sc.in_flight, sc.deliveries_in_flight, pool_size(api->d.pool),
+		pool_busy(api->d.pool),
 		plugins_count(api->d.plugins));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");

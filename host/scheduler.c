@@ -914,4 +914,5 @@ void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stat
 {
 	*stats = s->stats;
 	stats->in_flight = s->in_flight;
+	stats->deliveries_in_flight = s->deliveries;
 }

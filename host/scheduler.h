@@ -87,6 +87,7 @@ void scheduler_wake_module(struct scheduler *s, const char *module, const char *
 struct scheduler_stats {
 	uint64_t attempts_ok, attempts_retry, attempts_fail, calls_dead, calls_woken;
 	int in_flight;
+	int deliveries_in_flight;	/* of in_flight: to other cages */
 };
 void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stats);
 

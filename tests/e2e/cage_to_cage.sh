@@ -174,7 +174,7 @@ echo "# $(pair_ids | wc -l) of 6 calls chose the dead copy"
 # 300 calls for a peer that does not answer: at most 256 deliveries hold
 # attempt slots at once (the rest wait their turn, and local calls keep
 # room); once it answers, each call is stored exactly once
-in_flight() { metric cagehost_attempts_in_flight; }
+in_flight() { metric cagehost_deliveries_in_flight; }
 piled_up() { [ "$(in_flight)" -ge 200 ]; }
 before=$(peer_enqueued)
 kill -STOP "$PEER_PID"
@@ -188,7 +188,7 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
 	[ "$n" -gt "$most" ] && most=$n
 	sleep 0.2
 done
-echo "# at most $most attempts in flight while the peer was frozen"
+echo "# at most $most deliveries in flight while the peer was frozen"
 check "at most 256 deliveries were in flight at once" test "$most" -le 256
 kill -CONT "$PEER_PID"
 no_peer_calls() { ! outbox | grep -q 'cage=peer '; }	# the dead copy's stay
