@@ -125,6 +125,13 @@ static void reply_error(struct evhttp_request *req, int code, const char *reason
 	evbuffer_free(body);
 }
 
+/* 405 naming the method the endpoint takes ("GET" or "POST"). */
+static void reply_wrong_method(struct evhttp_request *req, const char *allowed)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allowed);
+	reply_error(req, 405, "Method Not Allowed", "use %s", allowed);
+}
+
 /* Splits path into at most max segments (in place).  Returns the count. */
 static int split_path(char *path, char **parts, int max)
 {
@@ -275,7 +282,7 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 	struct timeval timeout;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		reply_error(req, 405, "Method Not Allowed", "use POST");
+		reply_wrong_method(req, "POST");
 		return;
 	}
 	if (!check_name(req, "module", module) || !check_name(req, "method", method))
@@ -536,7 +543,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	int rc;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		reply_error(req, 405, "Method Not Allowed", "use POST");
+		reply_wrong_method(req, "POST");
 		return;
 	}
 	if (!check_name(req, "queue", queue) || !check_name(req, "module", module) ||
@@ -779,9 +786,9 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 {
 	int rc;
 
-	if (evhttp_request_get_command(req) != method) {
-		reply_error(req, 405, "Method Not Allowed", "use %s",
-			    method == EVHTTP_REQ_GET ? "GET" : "POST");
+	if (evhttp_request_get_command(req) != method &&
+	    !(method == EVHTTP_REQ_GET && evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)) {
+		reply_wrong_method(req, method == EVHTTP_REQ_GET ? "GET" : "POST");
 		return -1;
 	}
 	if (!valid_id(id)) {
@@ -1012,6 +1019,12 @@ static void route(struct evhttp_request *req, void *arg)
 	}
 	if (strcmp(path, "/healthz") != 0 && !authorized(api, req))
 		return;
+	if ((!strcmp(path, "/healthz") || !strcmp(path, "/metrics")) &&
+	    evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+		reply_wrong_method(req, "GET");
+		return;
+	}
 	if (!strcmp(path, "/healthz")) {
 		struct evbuffer *out = evbuffer_new();
 
@@ -1089,12 +1102,17 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 	api->http = evhttp_new(base);
 	if (!api->http)
 		goto fail;
-	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
+	/* every method reaches route(), which answers 405 in JSON (evhttp's own
+	 * refusal is a 501 in HTML) */
+	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+					      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+					      EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
+					      EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_max_body_size(api->http, (ev_ssize_t)conf->max_body_size);
-	/* the guard answers 431 first; evhttp's limit (413) is a backstop */
+	/* the guard answers 431 and 413 first; evhttp's limits are backstops */
 	evhttp_set_max_headers_size(api->http, (ev_ssize_t)conf->max_header_size + 1024);
-	http_guard_install(api->http, base, conf->max_header_size, conf->header_timeout_ms,
-			   conf->max_connections, reserved_fds(conf));
+	http_guard_install(api->http, base, conf->max_header_size, conf->max_body_size,
+			   conf->header_timeout_ms, conf->max_connections, reserved_fds(conf));
 	evhttp_set_timeout(api->http, (int)((conf->idle_timeout_ms + 999) / 1000));
 	evhttp_set_gencb(api->http, route, api);
 	bound = evhttp_bind_socket_with_handle(api->http, conf->listen_host,

@@ -62,6 +62,7 @@ struct guard {
 };
 
 static size_t guard_limit;
+static unsigned long long body_limit;
 static int64_t header_timeout_ms;
 static int max_connections, live_connections;	/* live: adopted, not closed */
 static struct guard *guards;		/* indexed by fd */
@@ -304,6 +305,10 @@ static void end_of_line(struct guard *g)
 {
 	if (g->line_len == 0 && g->head_len > 2) {
 		/* the blank line: the headers are complete */
+		if (g->length > body_limit) {
+			answer(g, 413, "Payload Too Large", "the body is over max_body_size");
+			return;
+		}
 		g->body_left = g->length;
 		g->state = g->body_left ? BODY : HEAD;
 		g->head_len = 0;
@@ -452,12 +457,13 @@ static int connection_limit(int wanted, int reserve)
 }
 
 void http_guard_install(struct evhttp *http, struct event_base *base, size_t max_header_bytes,
-			int64_t header_timeout, int max_conns, int reserve_fds)
+			size_t max_body_bytes, int64_t header_timeout, int max_conns, int reserve_fds)
 {
 	static struct event *sweeper;
 	struct timeval second = { 1, 0 };
 
 	guard_limit = max_header_bytes;
+	body_limit = max_body_bytes;
 	header_timeout_ms = header_timeout;
 	max_connections = connection_limit(max_conns, reserve_fds);
 	evhttp_set_bevcb(http, new_connection, NULL);

@@ -3,7 +3,8 @@
  * enforce itself:
  *   - request headers larger than the limit get "431 Request Header Fields
  *     Too Large" (evhttp's own limit answers 413, the body's status, and
- *     stays only as a backstop);
+ *     stays only as a backstop), and a Content-Length over the body limit
+ *     "413 Payload Too Large" in JSON (evhttp's would be HTML);
  *   - a request whose headers take longer than the header timeout to
  *     arrive (slowloris) gets "408 Request Timeout";
  *   - a request with a Transfer-Encoding gets "411 Length Required" (the
@@ -32,7 +33,8 @@ struct evhttp;
  * descriptors the rest of the host may need at once (connections are kept
  * within the open files limit less these). */
 void http_guard_install(struct evhttp *http, struct event_base *base, size_t max_header_bytes,
-			int64_t header_timeout_ms, int max_connections, int reserve_fds);
+			size_t max_body_bytes, int64_t header_timeout_ms, int max_connections,
+			int reserve_fds);
 
 /* Lets the guard pause and resume accepting on http's listener. */
 void http_guard_listen(struct evconnlistener *listener);

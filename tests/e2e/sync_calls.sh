@@ -39,10 +39,16 @@ check "the host process is still alive" host_alive
 equal "invalid module name is 400" "$(status POST /v1/call/..%2Fetc/x x)" 400
 equal "a name with a dot first is 400" "$(status POST /v1/call/.hidden/x x)" 400
 equal "GET on a call endpoint is 405" "$(status GET /v1/call/echo/echo)" 405
+code=$(curl -s -o "$T/body" -D "$T/headers" -w '%{http_code}' -X PUT -d x "$URL/v1/call/echo/echo")
+equal "PUT on a call endpoint is 405 too (not evhttp's 501)" "$code" 405
+contains "in JSON, saying to use POST" "$(body)" '{"error": "use POST"}'
+check "with an Allow header" grep -qi '^Allow: POST' "$T/headers"
+equal "POST to /healthz is 405" "$(status POST /healthz x)" 405
 equal "unknown endpoint is 404" "$(status GET /v2/whatever)" 404
 head -c 70000 /dev/zero > "$T/big"
-code=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$T/big" "$URL/v1/call/echo/echo")
+code=$(curl -s -o "$T/body" -w '%{http_code}' --data-binary @"$T/big" "$URL/v1/call/echo/echo")
 equal "a body over max_body_size is 413" "$code" 413
+contains "in JSON, naming the setting" "$(body)" '{"error": "the body is over max_body_size"}'
 long=$(head -c 5000 /dev/zero | tr '\0' a)
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Long: $long" -d x "$URL/v1/call/echo/echo")
 equal "headers over max_header_size are 431" "$code" 431
@@ -58,6 +64,7 @@ check "the first enqueue with a key gets an id" test -n "$ida"
 equal "a repeated Idempotency-Key returns the first call's id" "$idb" "$ida"
 contains "and says it is a duplicate" "$b" '"duplicate": true'
 wait_until "the keyed call to finish" state_is "$ida" done
+equal "HEAD of a call is 200" "$(curl -s -o /dev/null -w '%{http_code}' -I "$URL/v1/calls/$ida")" 200
 n=$(metric cagehost_enqueued_total)
 equal "only one call was stored" "$n" 1
 contains "the stored call ran with the first payload" "$(curl -s "$URL/v1/calls/$ida")" '"attempts": 1'
