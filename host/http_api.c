@@ -672,11 +672,35 @@ static void add_history(uint32_t n, const struct attempt_record *a, void *arg)
 	h->count++;
 }
 
+/*
+ * True when the Accept header lists text/plain (any case, with any
+ * parameters but q=0) among its media ranges: the text form.  Anything
+ * else, wildcards included, gets JSON.
+ */
 static bool wants_text(struct evhttp_request *req)
 {
-	const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+	const char *p = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
 
-	return accept && strncmp(accept, "text/plain", 10) == 0;
+	while (p && *p) {
+		size_t len = strcspn(p, ",");
+		size_t type = strcspn(p, ",;");
+		const char *q;
+
+		while (type && len && (*p == ' ' || *p == '\t')) {
+			p++;
+			len--;
+			type--;
+		}
+		while (type && (p[type - 1] == ' ' || p[type - 1] == '\t'))
+			type--;
+		if (type == 10 && !evutil_ascii_strncasecmp(p, "text/plain", 10)) {
+			q = strstr(p, "q=");
+			if (!q || q >= p + len || strtod(q + 2, NULL) > 0)
+				return true;
+		}
+		p = p[len] ? p + len + 1 : NULL;
+	}
+	return false;
 }
 
 static void describe_call(struct http_api *api, struct evhttp_request *req,

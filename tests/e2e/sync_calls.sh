@@ -65,6 +65,15 @@ equal "a repeated Idempotency-Key returns the first call's id" "$idb" "$ida"
 contains "and says it is a duplicate" "$b" '"duplicate": true'
 wait_until "the keyed call to finish" state_is "$ida" done
 equal "HEAD of a call is 200" "$(curl -s -o /dev/null -w '%{http_code}' -I "$URL/v1/calls/$ida")" 200
+# the text form for an Accept that lists text/plain, in any case or place
+for accept in 'text/plain' 'TEXT/Plain' 'text/html, text/plain;q=0.5'; do
+	contains "Accept: $accept gives the text form" \
+		"$(curl -s -H "Accept: $accept" "$URL/v1/calls/$ida")" "id:            $ida"
+done
+for accept in 'text/plain;q=0' 'text/plainer' 'text/*'; do
+	contains "Accept: $accept gives JSON" \
+		"$(curl -s -H "Accept: $accept" "$URL/v1/calls/$ida")" "{\"id\": \"$ida\""
+done
 n=$(metric cagehost_enqueued_total)
 equal "only one call was stored" "$n" 1
 contains "the stored call ran with the first payload" "$(curl -s "$URL/v1/calls/$ida")" '"attempts": 1'
