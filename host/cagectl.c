@@ -13,6 +13,7 @@
  * when the host could not be reached.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,27 +59,54 @@ static int valid_delay(const char *delay)
 	return len > 0 && len < 32 && strspn(delay, "0123456789abcdefghijklmnopqrstuvwxyz") == len;
 }
 
-static int parse_url(const char *url, struct target *t)
+/*
+ * Splits "http://HOST[:PORT][/]" (the scheme may be left out; HOST may be
+ * an IPv6 address in brackets).  Returns 0, or -1 with why set.
+ */
+static int parse_url(const char *url, struct target *t, const char **why)
 {
-	const char *p = url, *colon, *slash;
-	size_t len;
+	const char *p = url, *host, *end;
+	size_t host_len;
 
+	*why = "expected http://HOST[:PORT]";
+	if (strncmp(p, "https://", 8) == 0) {
+		*why = "cagectl speaks plain HTTP only (put a TLS proxy in front of it "
+		       "for https)";
+		return -1;
+	}
 	if (strncmp(p, "http://", 7) == 0)
 		p += 7;
-	slash = strchr(p, '/');
-	len = slash ? (size_t)(slash - p) : strlen(p);
-	colon = memchr(p, ':', len);
-	if (!colon) {
-		if (len >= sizeof t->host)
+	if (*p == '[') {
+		host = p + 1;
+		end = strchr(host, ']');
+		if (!end)
 			return -1;
-		snprintf(t->host, sizeof t->host, "%.*s", (int)len, p);
-		snprintf(t->port, sizeof t->port, "80");
-		return 0;
+		host_len = (size_t)(end - host);
+		p = end + 1;
+	} else {
+		host = p;
+		host_len = strcspn(p, ":/");
+		p += host_len;
 	}
-	if ((size_t)(colon - p) >= sizeof t->host || len - (size_t)(colon - p) - 1 >= sizeof t->port)
+	if (host_len == 0 || host_len >= sizeof t->host)
 		return -1;
-	snprintf(t->host, sizeof t->host, "%.*s", (int)(colon - p), p);
-	snprintf(t->port, sizeof t->port, "%.*s", (int)(len - (size_t)(colon - p) - 1), colon + 1);
+	snprintf(t->host, sizeof t->host, "%.*s", (int)host_len, host);
+	snprintf(t->port, sizeof t->port, "80");
+	if (*p == ':') {
+		size_t port_len = strspn(p + 1, "0123456789");
+
+		if (port_len == 0 || port_len >= sizeof t->port)
+			return -1;
+		snprintf(t->port, sizeof t->port, "%.*s", (int)port_len, p + 1);
+		p += 1 + port_len;
+	}
+	if (*p == '/' && p[1] == '\0')
+		p++;
+	if (*p) {
+		*why = "a URL with a path is not supported: the API is at the root "
+		       "(http://HOST:PORT)";
+		return -1;
+	}
 	return 0;
 }
 
@@ -157,6 +185,7 @@ static int request(const struct target *t, const char *method, const char *path,
 	const char *token = getenv("CAGEHOST_TOKEN");
 	size_t cap = 65536, len = 0;
 	char *end;
+	bool ipv6;
 	int fd, n;
 
 	if (token && token[0])
@@ -164,10 +193,12 @@ static int request(const struct target *t, const char *method, const char *path,
 	fd = connect_to(t);
 	if (fd < 0)
 		return -1;
+	ipv6 = strchr(t->host, ':') != NULL;
 	n = snprintf(head, sizeof head,
-		     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Length: %zu\r\n"
+		     "%s %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nContent-Length: %zu\r\n"
 		     "Accept: text/plain\r\nConnection: close\r\n%s%s\r\n",
-		     method, path, t->host, t->port, body_len, auth, extra_headers);
+		     method, path, ipv6 ? "[" : "", t->host, ipv6 ? "]" : "", t->port, body_len,
+		     auth, extra_headers);
 	if (n < 0 || (size_t)n >= sizeof head || send_all(fd, head, (size_t)n) < 0 ||
 	    send_all(fd, body, body_len) < 0) {
 		fprintf(stderr, "cagectl: sending the request failed: %s\n", strerror(errno));
@@ -272,6 +303,7 @@ int main(int argc, char **argv)
 	struct response res = { 0 };
 	struct target t;
 	char *body = NULL;
+	const char *why;
 	size_t body_len = 0;
 	int i = 1, rc;
 
@@ -281,8 +313,8 @@ int main(int argc, char **argv)
 	}
 	if (!url)
 		url = "http://127.0.0.1:8610";
-	if (parse_url(url, &t) < 0) {
-		fprintf(stderr, "cagectl: cannot parse URL '%s'\n", url);
+	if (parse_url(url, &t, &why) < 0) {
+		fprintf(stderr, "cagectl: URL '%s': %s\n", url, why);
 		return 2;
 	}
 	if (i >= argc)

@@ -93,6 +93,12 @@ equal "a queue name with a / is a usage error" "$?" 2
 contains "naming the queue" "$(cat "$T/err")" "not a valid queue name"
 "$CAGECTL" show '../../healthz' 2> "$T/err"
 equal "so is a call id with a /" "$?" 2
+"$CAGECTL" -u "https://127.0.0.1:$PORT" call echo echo x 2> "$T/err"
+equal "an https URL is a usage error" "$?" 2
+contains "saying cagectl speaks plain HTTP" "$(cat "$T/err")" "plain HTTP only"
+"$CAGECTL" -u "$URL/prefix" call echo echo x 2> "$T/err"
+equal "so is a URL with a path (it was dropped)" "$?" 2
+equal "a URL with a trailing / works" "$("$CAGECTL" -u "$URL/" call echo echo x)" x
 equal "nothing was stored" "$(enqueued_total)" "$before"
 check "the host is alive at the end" host_alive
 done_testing
