@@ -90,7 +90,7 @@ int host_start(struct host *h)
 	h->pool = pool_new(h->base, h->conf.workers, &limits, cache_dir);
 	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h->conf.data_dir);
 	h->plugins = h->pool ? plugins_new(h->base, h->pool, h->conf.plugin_dir, cache_dir) : NULL;
-	h->relay = relay_new(h->base, &h->conf);
+	h->relay = relay_new(h->base, &h->conf, store_has_deliveries(h->store));
 	if (!h->batch || !h->pool || !h->plugins || !h->relay) {
 		log_error("cannot start the writer, the workers, the plugin directory or the relay");
 		return -1;

@@ -71,8 +71,10 @@ struct relay {
 	bool closing;
 };
 
-/* Reads data_dir/identity, making it (random, fsync'd) at the first start. */
-static int load_identity(const char *data_dir, char out[IDENTITY_LEN + 1])
+/* Reads data_dir/identity, making it (random, fsync'd) at the first start;
+ * one missing while deliveries wait is refused (relay.h). */
+static int load_identity(const char *data_dir, char out[IDENTITY_LEN + 1],
+			 bool deliveries_waiting)
 {
 	char path[PATH_MAX + 16], tmp[PATH_MAX + 32];
 	uint64_t random_id;
@@ -91,6 +93,15 @@ static int load_identity(const char *data_dir, char out[IDENTITY_LEN + 1])
 		log_error("%s is damaged (expected %d hex digits); remove it to make a new one "
 			  "(other cages may then store calls this host already sent them again)",
 			  path, IDENTITY_LEN);
+		return -1;
+	}
+	if (errno == ENOENT && deliveries_waiting) {
+		log_error("%s is missing, but calls wait here for delivery to other cages, "
+			  "which know this host by it: restore it from the backup this data_dir "
+			  "came from (a new one would give repeated deliveries new keys, and the "
+			  "other cages would store those calls again).  To start with a new "
+			  "identity anyway, write 16 hex digits into it (od -An -N8 -tx1 "
+			  "/dev/urandom | tr -d ' \\n' > %s)", path, path);
 		return -1;
 	}
 	if (errno != ENOENT || getrandom(&random_id, sizeof random_id, 0) != sizeof random_id) {
@@ -117,7 +128,8 @@ static int load_identity(const char *data_dir, char out[IDENTITY_LEN + 1])
 	return 0;
 }
 
-struct relay *relay_new(struct event_base *base, const struct host_conf *conf)
+struct relay *relay_new(struct event_base *base, const struct host_conf *conf,
+			bool deliveries_waiting)
 {
 	struct relay *r = calloc(1, sizeof *r);
 
@@ -126,7 +138,7 @@ struct relay *relay_new(struct event_base *base, const struct host_conf *conf)
 	r->base = base;
 	r->conf = conf;
 	LIST_INIT(&r->deliveries);
-	if (load_identity(conf->data_dir, r->identity) < 0) {
+	if (load_identity(conf->data_dir, r->identity, deliveries_waiting) < 0) {
 		free(r);
 		return NULL;
 	}

@@ -49,9 +49,12 @@ struct relay;
 
 /*
  * The relay of a host with data_dir conf->data_dir (where the identity
- * is kept).  Returns NULL (and logs why) on failure.
+ * is kept).  Returns NULL (and logs why) on failure, which includes a
+ * missing identity file while deliveries_waiting: a new identity would give
+ * their repeated deliveries new keys, which other cages would store again.
  */
-struct relay *relay_new(struct event_base *base, const struct host_conf *conf);
+struct relay *relay_new(struct event_base *base, const struct host_conf *conf,
+			bool deliveries_waiting);
 void relay_free(struct relay **relay);
 
 /*

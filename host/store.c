@@ -1063,6 +1063,22 @@ int store_forget_deliveries(struct store *s, const char *prefix, const char *bel
 	return delete_prefixed(s, s->delivered, "forget answered deliveries", prefix, limit);
 }
 
+bool store_has_deliveries(struct store *s)
+{
+	DBT k, d;
+	DBC *c;
+	bool any;
+
+	if (s->cages->cursor(s->cages, NULL, &c, 0))
+		return true;	/* cannot tell: assume so */
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
+	k.flags = d.flags = DB_DBT_PARTIAL;
+	any = c->get(c, &k, &d, DB_FIRST) == 0;
+	c->close(c);
+	return any;
+}
+
 int store_cage_floor(struct store *s, const char *cage, char id[CALL_ID_LEN + 1])
 {
 	DBC *c;

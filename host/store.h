@@ -131,6 +131,9 @@ int store_find_delivery(struct store *s, const char *key, char id[CALL_ID_LEN + 
  */
 int store_forget_deliveries(struct store *s, const char *prefix, const char *below_id);
 
+/* True when some pending call waits for delivery to another cage. */
+bool store_has_deliveries(struct store *s);
+
 /*
  * The oldest pending call for cage (the smallest id; every delivery of an
  * older one was answered).  Returns 0 and fills id, 1 when there is none.

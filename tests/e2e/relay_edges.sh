@@ -126,6 +126,15 @@ wait_until "a failed delivery of each" retries_at_least 12
 ok $? "deliveries to a frozen copy fail"
 equal "12 calls for R1 wait at the sender" "$(outgoing calls.db default | wc -l)" 12
 stop_host
+# the identity names this host to R1 (in each delivery's key): without it,
+# while calls wait, the sender does not start
+mv "$T/data/identity" "$T/identity.saved"
+timeout 30 "$CAGEHOST" -c "$T/cagehost.conf" > "$T/noid.log" 2>&1
+rc=$?	# 124: it ran until the timeout
+check "without data_dir/identity, calls waiting for delivery, the host refuses to start" \
+	test "$rc" -ne 0 -a "$rc" -ne 124
+contains "saying why" "$(cat "$T/noid.log")" "identity is missing, but calls wait here for delivery"
+mv "$T/identity.saved" "$T/data/identity"
 # R2 is added before R1: hashed again, about half the ids would go to R2
 write_conf "[queue default]" "attempt_timeout = 1s" "retry_interval = 200ms" \
 	"retry_max_interval = 200ms" \
@@ -150,7 +159,8 @@ wait_until "the 8 MB delivery to be refused" big_dead
 ok $? "an 8 MB call for R1 (max_body_size 64k) goes dead, not waiting for retries"
 big=$(outgoing dead.db default)
 equal "at its first attempt" "$(field "$big" attempts)" 1
-contains "saying the other cage answered 413" "$(field "$big" last_error)" "answered 413"
+contains "saying the other cage answered 413" "$(curl -s "$URL/v1/calls/$big")" \
+	"cage peer (127.0.0.1:$R1_PORT): answered 413"
 check "the sender is alive at the end" host_alive
 
 done_testing
