@@ -750,8 +750,12 @@ static void describe_call(struct http_api *api, struct evhttp_request *req,
 			evbuffer_add_printf(out, ", \"next_attempt\": null");
 		if (!pending)
 			json_field(out, "finished", when, true);
+		else
+			evbuffer_add_printf(out, ", \"finished\": null");
 		if (r->version[0])
 			json_field(out, "version", r->version, true);
+		else
+			evbuffer_add_printf(out, ", \"version\": null");	/* no attempt yet */
 		if (r->error[0])
 			json_field(out, "last_error", r->error, true);
 		else

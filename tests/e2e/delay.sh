@@ -21,6 +21,8 @@ equal "an enqueue with delay=30m is accepted" \
 id=$(sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body")
 equal "the delayed call is pending" "$(field "$id" state)" pending
 equal "it has had no attempt" "$(field "$id" attempts)" 0
+contains "so its JSON has no version or finish time yet (null)" "$(curl -s "$URL/v1/calls/$id")" \
+	'"finished": null, "version": null, "last_error": null'
 gap=$(( $(ms "$(field "$id" next_attempt)") - $(ms "$(field "$id" enqueued)") ))
 equal "its first attempt is 30 minutes after its enqueue" "$gap" 1800000
 next=$(field "$id" next_attempt)
