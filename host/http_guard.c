@@ -58,6 +58,8 @@ struct guard {
 	char name[NAME_PREFIX];		/* its first bytes, lowercased */
 	bool in_length;			/* reading a Content-Length value */
 	bool has_length;		/* this request has a Content-Length */
+	bool past_request_line;		/* in the header lines of this request */
+	bool seen_colon, name_blank;	/* of the current line, in its first bytes */
 	unsigned long long length, body_left;
 };
 
@@ -285,6 +287,19 @@ static void line_byte(struct guard *g, char c)
 	if (g->line_len < NAME_PREFIX)
 		g->name[g->line_len] = (char)tolower((unsigned char)c);
 	g->line_len++;
+	if (!g->seen_colon && (c == ' ' || c == '\t')) {
+		g->name_blank = true;
+	} else if (!g->seen_colon && c == ':') {
+		g->seen_colon = true;
+		/* "Name : value" (RFC 9112 5.1: 400): evhttp would take "Name "
+		 * for another header, and an Idempotency-Key would be lost.  (A
+		 * line starting with a blank continues the one before.) */
+		if (g->past_request_line && g->name_blank && g->name[0] != ' ' &&
+		    g->name[0] != '\t') {
+			answer(g, 400, "Bad Request", "whitespace between a header's name and its colon");
+			return;
+		}
+	}
 	if (c == ':' && g->line_len <= NAME_PREFIX) {
 		if (g->line_len == 15 && !memcmp(g->name, "content-length:", 15)) {
 			if (g->has_length) {
@@ -314,9 +329,13 @@ static void end_of_line(struct guard *g)
 		g->head_len = 0;
 		g->length = 0;
 		g->has_length = false;
+		g->past_request_line = false;
+	} else if (g->line_len > 0) {
+		g->past_request_line = true;
 	}
 	g->line_len = 0;
 	g->in_length = false;
+	g->seen_colon = g->name_blank = false;
 }
 
 /*

@@ -180,6 +180,12 @@ printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 5\r
 	"$AUTH" > "$T/twolen.in"
 malformed twolen "two different Content-Lengths"
 equal "two different Content-Lengths are 400" "$(first_line twolen | cut -d' ' -f2)" 400
+# "Name : value": evhttp would take "Idempotency-Key " for another header,
+# and store the call with no key
+printf 'POST /v1/enqueue/default/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nIdempotency-Key : k1\r\nContent-Length: 1\r\n\r\nx' \
+	"$AUTH" > "$T/spacecolon.in"
+malformed spacecolon "a space before a header's colon"
+equal "a space before a header's colon is 400" "$(first_line spacecolon | cut -d' ' -f2)" 400
 # a chunked body: the guard follows bodies by Content-Length only, so a
 # Transfer-Encoding would let the rest of the connection past it
 printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' \
