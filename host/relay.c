@@ -68,6 +68,8 @@ struct relay {
 	char identity[IDENTITY_LEN + 1];
 	struct relay_cage *cages;
 	LIST_HEAD(, delivery) deliveries;	/* started, not completed */
+	TAILQ_HEAD(, job) starved;	/* no memory for their delivery */
+	struct event *starved_ev;	/* fails them, from the loop */
 	bool closing;
 };
 
@@ -128,6 +130,8 @@ static int load_identity(const char *data_dir, char out[IDENTITY_LEN + 1],
 	return 0;
 }
 
+static void fail_starved(evutil_socket_t fd, short what, void *arg);
+
 struct relay *relay_new(struct event_base *base, const struct host_conf *conf,
 			bool deliveries_waiting)
 {
@@ -138,7 +142,14 @@ struct relay *relay_new(struct event_base *base, const struct host_conf *conf,
 	r->base = base;
 	r->conf = conf;
 	LIST_INIT(&r->deliveries);
+	TAILQ_INIT(&r->starved);
+	r->starved_ev = event_new(base, -1, 0, fail_starved, r);
+	if (!r->starved_ev) {
+		free(r);
+		return NULL;
+	}
 	if (load_identity(conf->data_dir, r->identity, deliveries_waiting) < 0) {
+		event_free(r->starved_ev);
 		free(r);
 		return NULL;
 	}
@@ -166,9 +177,12 @@ struct relay *relay_new(struct event_base *base, const struct host_conf *conf,
 int relay_in_flight(const struct relay *r)
 {
 	const struct delivery *d;
+	const struct job *j;
 	int n = 0;
 
 	LIST_FOREACH(d, &r->deliveries, link)
+		n++;
+	TAILQ_FOREACH(j, &r->starved, link)
 		n++;
 	return n;
 }
@@ -207,6 +221,7 @@ void relay_free(struct relay **rp)
 	/* jobs belong to the scheduler, which frees them */
 	while (!LIST_EMPTY(&r->deliveries))
 		free_delivery(LIST_FIRST(&r->deliveries));
+	event_free(r->starved_ev);
 	if (r->dns)
 		evdns_base_free(r->dns, 0);
 	free(r);
@@ -449,6 +464,27 @@ static void fail_later(struct delivery *d, const char *why)
 	event_active(d->deadline, EV_TIMEOUT, 1);
 }
 
+/* The attempts relay_run() had no memory for: each a retry. */
+static void fail_starved(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	struct job *job;
+
+	(void)fd;
+	(void)what;
+	while ((job = TAILQ_FIRST(&r->starved))) {
+		struct job_result res;
+
+		TAILQ_REMOVE(&r->starved, job, link);
+		memset(&res, 0, sizeof res);
+		res.status = WORKER_RETRY;
+		copy_version(res.version, sizeof res.version, job->cage, NULL, -1);
+		snprintf(res.error, sizeof res.error, "cage %s: out of memory for the delivery",
+			 job->cage);
+		job->done(job, &res);
+	}
+}
+
 void relay_run(struct relay *r, struct job *job)
 {
 	struct delivery *d = calloc(1, sizeof *d);
@@ -462,9 +498,11 @@ void relay_run(struct relay *r, struct job *job)
 	if (d)
 		d->deadline = evtimer_new(r->base, on_deadline, d);
 	if (!d || !d->deadline) {
-		/* job->done must not run from here: a failed delivery, later */
-		log_error("relay: out of memory; call %s stays where it is", job->id);
+		/* job->done must not run from here: it fails from the loop, through
+		 * the job's own (otherwise unused) link, with nothing to allocate */
 		free(d);
+		TAILQ_INSERT_TAIL(&r->starved, job, link);
+		event_active(r->starved_ev, EV_TIMEOUT, 0);
 		return;
 	}
 	d->relay = r;
