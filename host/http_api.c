@@ -53,8 +53,10 @@ struct http_api {
 /*
  * A sync call must reach a worker within sync_timeout of its arrival: one
  * still waiting then is taken back and answered 504, never to run (its
- * caller may well try again).  Once running it has sync_timeout of its own
- * (the worker's deadline).
+ * caller may well try again).  One held elsewhere at that moment (parked
+ * while its module is checked, handed back by a dying worker) is refused
+ * by the pool when it comes up (start_by_ms).  Once running it has
+ * sync_timeout of its own (the worker's deadline).
  */
 struct sync_call {
 	struct job job;
@@ -95,12 +97,29 @@ static void json_field(struct evbuffer *out, const char *key, const char *value,
 	json_string(out, value, strlen(value));
 }
 
+/* evhttp_send_reply, but for HEAD only the body's length goes out
+ * (evhttp 2.1 would send the body too, and a keep-alive client would
+ * take it for the start of the next answer) */
+static void send_reply(struct evhttp_request *req, int code, const char *reason,
+		       struct evbuffer *body)
+{
+	char length[32];
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD || !body) {
+		evhttp_send_reply(req, code, reason, body);
+		return;
+	}
+	snprintf(length, sizeof length, "%zu", evbuffer_get_length(body));
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", length);
+	evhttp_send_reply(req, code, reason, NULL);
+}
+
 static void reply_json(struct evhttp_request *req, int code, const char *reason,
 		       struct evbuffer *body)
 {
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "application/json");
-	evhttp_send_reply(req, code, reason, body);
+	send_reply(req, code, reason, body);
 }
 
 __attribute__((format(printf, 4, 5)))
@@ -186,7 +205,7 @@ static void reply_ok(struct sync_call *c)
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(c->req);
 
 	evhttp_add_header(headers, "Content-Type", "application/octet-stream");
-	evhttp_send_reply(c->req, 200, "OK", c->body);
+	send_reply(c->req, 200, "OK", c->body);
 }
 
 /* The calls the handler enqueued on other cages are on disk (or not). */
@@ -307,6 +326,7 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 	snprintf(c->job.method, sizeof c->job.method, "%s", method);
 	c->job.attempt = 1;
 	c->job.timeout_ms = api->d.conf->sync_timeout_ms;
+	c->job.start_by_ms = clock_mono_ms() + c->job.timeout_ms;
 	c->job.done = sync_done;
 	c->job.arg = c;
 	c->deadline = evtimer_new(api->base, sync_deadline, c);
@@ -780,7 +800,7 @@ static void describe_call(struct http_api *api, struct evhttp_request *req,
 			evbuffer_add_printf(out, "  (no attempts yet)\n");
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 				  "text/plain; charset=utf-8");
-		evhttp_send_reply(req, 200, "OK", out);
+		send_reply(req, 200, "OK", out);
 	} else {
 		evbuffer_add_printf(out, "]}\n");
 		reply_json(req, 200, "OK", out);
@@ -960,7 +980,7 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		plugins_count(api->d.plugins));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
-	evhttp_send_reply(req, 200, "OK", out);
+	send_reply(req, 200, "OK", out);
 	evbuffer_free(out);
 }
 
@@ -1059,7 +1079,7 @@ static void route(struct evhttp_request *req, void *arg)
 		evbuffer_add_printf(out, "ok\n");
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 				  "text/plain; charset=utf-8");
-		evhttp_send_reply(req, 200, "OK", out);
+		send_reply(req, 200, "OK", out);
 		evbuffer_free(out);
 		return;
 	}
@@ -1202,6 +1222,7 @@ void http_api_free(struct http_api **ap)
 
 	if (!api)
 		return;
+	http_guard_close();
 	if (api->http)
 		evhttp_free(api->http);
 	/* calls still queued or running: the pool and the plugin directory

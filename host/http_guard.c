@@ -157,9 +157,17 @@ static void close_when_sent(struct evbuffer *out, const struct evbuffer_cb_info 
 static void answer(struct guard *g, int code, const char *reason, const char *error)
 {
 	struct evbuffer *out = bufferevent_get_output(g->bev);
+	bufferevent_data_cb readcb;
+	bufferevent_event_cb eventcb;
+	void *cbarg;
 
 	g->state = REJECTED;
 	g->rejected_ms = clock_mono_ms();
+	/* evhttp's write callback may still be set from its last answer on this
+	 * connection: this write must not run it (it would finish, and free, the
+	 * request evhttp is handling now).  evhttp sets it again when it answers. */
+	bufferevent_getcb(g->bev, &readcb, NULL, &eventcb, &cbarg);
+	bufferevent_setcb(g->bev, readcb, NULL, eventcb, cbarg);
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 			    "Connection: close\r\nContent-Length: %zu\r\n\r\n"
@@ -193,8 +201,11 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
 
 		if (!g->bev)
 			continue;
+		/* only while evhttp reads: a request's next one may have begun
+		 * to arrive while evhttp handles it, not reading on */
 		if (g->state == HEAD && g->head_len > 0 &&
-		    now - g->head_started_ms > header_timeout_ms)
+		    now - g->head_started_ms > header_timeout_ms &&
+		    (bufferevent_get_enabled(g->bev) & EV_READ))
 			answer(g, 408, "Request Timeout",
 			       "request headers did not arrive within header_timeout");
 		if (g->state == REJECTED && !g->read_shut &&
@@ -499,4 +510,12 @@ void http_guard_listen(struct evconnlistener *l)
 {
 	listener = l;
 	evconnlistener_set_error_cb(l, on_accept_error);
+}
+
+void http_guard_close(void)
+{
+	listener = NULL;	/* evhttp_free frees it before the connections */
+	for (size_t i = 0; i < adopt_count; i++)
+		bufferevent_decref(adopting[i]);
+	adopt_count = 0;
 }

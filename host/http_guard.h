@@ -39,6 +39,10 @@ void http_guard_install(struct evhttp *http, struct event_base *base, size_t max
 /* Lets the guard pause and resume accepting on http's listener. */
 void http_guard_listen(struct evconnlistener *listener);
 
+/* Before evhttp_free(): the guard lets go of the listener and of the
+ * connections accepted this turn. */
+void http_guard_close(void);
+
 /*
  * Answers the loop has made that open connections have not yet written to
  * their sockets (a slow reader's, say): the bytes in all; *connections is

@@ -258,8 +258,12 @@ static void complete(struct delivery *d, enum worker_status status, const char *
 	if (d->cage)
 		snprintf(where, sizeof where, "%s:%d", d->cage->conf->urls[d->url].host,
 			 d->cage->conf->urls[d->url].port);
-	copy_version(res.version, sizeof res.version, job->cage, d->cage ? d->cage->conf : NULL,
-		     d->url);
+	if (d->cage)
+		copy_version(res.version, sizeof res.version, job->cage, d->cage->conf, d->url);
+	else if (job->version[0])	/* no copy chosen: the one the call keeps to stays */
+		snprintf(res.version, sizeof res.version, "%s", job->version);
+	else
+		copy_version(res.version, sizeof res.version, job->cage, NULL, -1);
 	if (fmt) {
 		va_start(ap, fmt);
 		vsnprintf(text, sizeof text, fmt, ap);
@@ -354,18 +358,25 @@ static int url_of(const char *id, int count)
  * in its own store, so a delivery repeated after a lost answer must go
  * where the earlier one went: the copy its last attempt recorded (the
  * job's version, "CAGE@HOST:PORT"), as long as the config still lists it,
- * wherever it now is in the list.  Otherwise the copy its id hashes to.
+ * wherever it now is in the list.  Otherwise the copy its id hashes to,
+ * which is also the choice when the version (cut to fit a record) fits
+ * several copies and that one is among them.
  */
 static int copy_of(const struct cage_conf *cc, const struct job *job)
 {
 	char version[RECORD_VERSION_MAX + 1];
+	int hashed = url_of(job->id, cc->url_count), first = -1;
 
 	for (int u = 0; u < cc->url_count; u++) {
 		copy_version(version, sizeof version, job->cage, cc, u);
-		if (!strcmp(version, job->version))
+		if (strcmp(version, job->version))
+			continue;
+		if (u == hashed)
 			return u;
+		if (first < 0)
+			first = u;
 	}
-	return url_of(job->id, cc->url_count);
+	return first >= 0 ? first : hashed;
 }
 
 /*
@@ -479,6 +490,8 @@ static void fail_starved(evutil_socket_t fd, short what, void *arg)
 		memset(&res, 0, sizeof res);
 		res.status = WORKER_RETRY;
 		copy_version(res.version, sizeof res.version, job->cage, NULL, -1);
+		if (job->version[0])	/* the copy the call keeps to stays recorded */
+			snprintf(res.version, sizeof res.version, "%s", job->version);
 		snprintf(res.error, sizeof res.error, "cage %s: out of memory for the delivery",
 			 job->cage);
 		job->done(job, &res);

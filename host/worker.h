@@ -97,6 +97,8 @@ struct job {
 	char *payload;		/* malloc'd, owned by the job */
 	size_t payload_len;
 	int64_t timeout_ms;
+	int64_t start_by_ms;	/* monotonic; not handed to a worker by then, it
+				 * never runs: done() gets WORKER_TIMEOUT (0: any time) */
 	job_done_fn done;	/* called once; then the job's owner frees it */
 	void *arg;
 	TAILQ_ENTRY(job) link;

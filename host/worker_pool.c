@@ -619,6 +619,19 @@ static void fail_job(struct job *job, const char *why)
 	job->done(job, &res);
 }
 
+/* A job whose start_by_ms passed while it waited: it does not run. */
+static void expire(struct job *job)
+{
+	struct job_result res;
+
+	memset(&res, 0, sizeof res);
+	res.status = WORKER_TIMEOUT;
+	snprintf(res.error, sizeof res.error,
+		 "no worker was free within %lld ms; the call did not run",
+		 (long long)job->timeout_ms);
+	job->done(job, &res);
+}
+
 /* The live worker with the fewest jobs below `below`, or NULL. */
 static struct worker *least_loaded(struct worker_pool *pool, int below)
 {
@@ -648,6 +661,10 @@ static void hand_out(evutil_socket_t fd, short what, void *arg)
 
 		if (!job)
 			break;
+		if (job->start_by_ms && now_us() / 1000 > job->start_by_ms) {
+			expire(job);
+			continue;
+		}
 		/* a probe may take its worker down: never queue work behind it */
 		if (job->kind == JOB_PROBE && w->count > 0) {
 			TAILQ_INSERT_HEAD(&pool->waiting[job->class], job, link);

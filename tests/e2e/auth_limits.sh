@@ -69,6 +69,7 @@ healthz_ok() { [ "$(status GET /healthz)" = 200 ]; }
 # ---- (a) the bearer token --------------------------------------------------
 write_conf "token = $TOKEN" "header_timeout = 1s"
 plugin "$PLUGINS/echo.so" echo
+plugin "$TPLUGINS/crashy.so" crashy
 start_host
 
 equal "healthz needs no token" "$(hreq GET /healthz)" 200
@@ -135,6 +136,31 @@ else
 	ok 1 "and the host closes that connection"
 fi
 equal "the host serves on after the 408" "$(hreq POST /v1/call/echo/echo -d after -H "$AUTH")" 200
+# a 3 s sync call sent with the start of the next request in one segment
+# (after a first answer on the connection): the unfinished one's 408 waits
+# until evhttp reads again, and comes after the call's answer.  (The 408
+# used to run evhttp's "answer sent" callback, which freed the request it
+# was handling: the host aborted.)
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' > "$T/pipe.in.a"
+printf 'POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 4\r\n\r\n3000GET /healthz HTTP/1.1\r\nHost: x\r\n' \
+	"$AUTH" > "$T/pipe.in.b"
+raw pipe 20
+slow_answered() { grep -q "slow ok" "$T/pipe.out"; }
+if WAIT_LIMIT=15 wait_until "the slow call's answer" slow_answered; then
+	ok 0 "a call sent with the start of the next request is answered"
+else
+	ok 1 "a call sent with the start of the next request is answered"
+fi
+check "the host is alive" host_alive
+# (the 200's body has no newline: the 408 follows on its line)
+pipe_408() { grep -q 'HTTP/1.1 408 ' "$T/pipe.out"; }
+if WAIT_LIMIT=10 wait_until "a 408 for the unfinished request" pipe_408; then
+	ok 0 "the unfinished request gets its 408"
+else
+	ok 1 "the unfinished request gets its 408"
+fi
+check "after the call's answer" sh -c "tr -d '\r\n' < '$T/pipe.out' | grep -q 'slow ok.*HTTP/1.1 408 '"
+raw_close pipe
 
 # ---- (e) malformed and oversized requests ----------------------------------
 # malformed NAME DESCRIPTION: sends $T/NAME.in; the host must answer with an

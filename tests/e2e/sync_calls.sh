@@ -44,6 +44,14 @@ equal "PUT on a call endpoint is 405 too (not evhttp's 501)" "$code" 405
 contains "in JSON, saying to use POST" "$(body)" '{"error": "use POST"}'
 check "with an Allow header" grep -qi '^Allow: POST' "$T/headers"
 equal "POST to /healthz is 405" "$(status POST /healthz x)" 405
+# a HEAD answer has the length of the body it leaves out, and no body: the
+# next answer on the connection follows it directly
+bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" &&
+	printf "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" >&3 &&
+	cat <&3' "$PORT" | tr -d '\r' > "$T/head.out"
+equal "HEAD then GET on one connection: two answers" "$(grep -c '^HTTP/1.1 200' "$T/head.out")" 2
+equal "one body between them (the GET's)" "$(grep -cx ok "$T/head.out")" 1
+check "the HEAD answer gives the length" grep -qx 'Content-Length: 3' "$T/head.out"
 equal "unknown endpoint is 404" "$(status GET /v2/whatever)" 404
 head -c 70000 /dev/zero > "$T/big"
 code=$(curl -s -o "$T/body" -w '%{http_code}' --data-binary @"$T/big" "$URL/v1/call/echo/echo")
@@ -127,5 +135,24 @@ wait_until "the queued call to finish" state_is "$id" done
 equal "then a sync call runs at once" "$(status POST /v1/call/echo/echo after)" 200
 equal "the timed-out call did not run once the worker was free" \
 	"$(log_count 'crashy slow done')" 1
+# the same for a call parked while a new module is checked (the check needs
+# the busy worker too), past its sync_timeout by the time the check is done
+id=$(enqueue default crashy slow "$T/release2")
+wait_until "the queued call to take the worker" busy_workers
+before=$(metric cagehost_sync_calls_total)
+plugin "$TPLUGINS/crashy.so" crashy2
+curl -s -m 30 -o "$T/parked.body" -w '%{http_code}' -d 5 "$URL/v1/call/crashy2/slow" \
+	> "$T/parked.status" &
+parked=$!
+arrived() { [ "$(metric cagehost_sync_calls_total)" -gt "$before" ]; }
+wait_until "the call to crashy2 to arrive" arrived
+sleep 1.5	# its sync_timeout (1 s) passes while it is parked
+touch "$T/release2"
+wait "$parked"
+equal "a call parked past its sync_timeout is 504 when its module is ready" \
+	"$(cat "$T/parked.status")" 504
+contains "saying it did not run" "$(cat "$T/parked.body")" "the call did not run"
+wait_until "the second queued call to finish" state_is "$id" done
+equal "only the queued calls ran" "$(log_count 'crashy slow done')" 2
 
 done_testing
