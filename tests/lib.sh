@@ -13,6 +13,9 @@ CAGECTL=$CAGE_BUILD/host/cagectl
 PLUGINS=$CAGE_BUILD/plugins/.libs
 TPLUGINS=$CAGE_BUILD/tests/plugins/.libs
 HOLDCONNS=$CAGE_BUILD/tests/e2e/holdconns
+# the helpers' requests fail after this long, so that a wedged host fails
+# its test instead of hanging the suite
+CURL_LIMIT=${CURL_LIMIT:-120}
 TPLUGINS_V1=$CAGE_BUILD/tests/plugins/v1/.libs
 TPLUGINS_V2=$CAGE_BUILD/tests/plugins/v2/.libs
 WAIT_LIMIT=${WAIT_LIMIT:-60}	# seconds any single wait may take
@@ -138,7 +141,7 @@ log_has() { grep -q -- "$1" "$T/host.log"; }
 # metric NAME [BASE_URL]: the value on NAME's line of /metrics (NAME as
 # written there, labels included), of this host or the one at BASE_URL
 metric() {
-	curl -s "${2:-$URL}/metrics" | awk -v n="$1" '$1 == n { print $2; exit }'
+	curl -s -m "$CURL_LIMIT" "${2:-$URL}/metrics" | awk -v n="$1" '$1 == n { print $2; exit }'
 }
 log_count() { grep -c -- "$1" "$T/host.log"; }
 
@@ -179,20 +182,20 @@ plugin() {
 
 # status METHOD PATH [DATA]: prints the HTTP status; the body is in $T/body
 status() {
-	curl -s -o "$T/body" -w '%{http_code}' -X "$1" ${3+--data-binary "$3"} "$URL$2"
+	curl -s -m "$CURL_LIMIT" -o "$T/body" -w '%{http_code}' -X "$1" ${3+--data-binary "$3"} "$URL$2"
 }
 
 body() { cat "$T/body"; }
 
 # enqueue QUEUE MODULE METHOD [DATA]: prints the new call's id
 enqueue() {
-	curl -s -X POST ${4+--data-binary "$4"} "$URL/v1/enqueue/$1/$2/$3" |
+	curl -s -m "$CURL_LIMIT" -X POST ${4+--data-binary "$4"} "$URL/v1/enqueue/$1/$2/$3" |
 		sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p'
 }
 
 # field ID NAME: a top-level JSON field of GET /v1/calls/ID (string or number)
 field() {
-	curl -s "$URL/v1/calls/$1" |
+	curl -s -m "$CURL_LIMIT" "$URL/v1/calls/$1" |
 		sed -n "s/^{.*\"$2\": \"\{0,1\}\([^\",}]*\)\"\{0,1\}[,}].*/\1/p" | head -1
 }
 
@@ -201,6 +204,6 @@ attempts_at_least() { [ "$(field "$1" attempts)" -ge "$2" ] 2>/dev/null; }
 
 # history ID: one line per attempt: "N VERSION OUTCOME"
 history() {
-	curl -s -H 'Accept: text/plain' "$URL/v1/calls/$1" |
+	curl -s -m "$CURL_LIMIT" -H 'Accept: text/plain' "$URL/v1/calls/$1" |
 		sed -n 's/^  #\([0-9]*\) *[^ ]* *\([^ ]*\) *\([a-z]*\).*/\1 \2 \3/p'
 }
