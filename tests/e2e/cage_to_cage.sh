@@ -59,9 +59,12 @@ retries_above() { [ "$(sender_retries)" -gt "$1" ]; }
 
 peer_start
 # "pair": two copies, the peer and a port where nothing listens
-write_conf "[queue default]" "retry_interval = 500ms" "retry_max_interval = 500ms" \
-	"attempt_timeout = 2s" "[cage peer]" "url = http://127.0.0.1:$PEER_PORT" \
-	"[cage pair]" "url = http://127.0.0.1:$PEER_PORT http://127.0.0.1:1"
+sender_conf() {
+	write_conf "[queue default]" "retry_interval = 500ms" "retry_max_interval = 500ms" \
+		"attempt_timeout = 2s" "[cage peer]" "url = http://127.0.0.1:$PEER_PORT" \
+		"[cage pair]" "url = http://127.0.0.1:$PEER_PORT http://127.0.0.1:1"
+}
+sender_conf
 plugin "$TPLUGINS/relayer.so" relayer
 contains "--check lists the cages" "$("$CAGEHOST" -c "$T/cagehost.conf" --check)" \
 	"cage pair: http://127.0.0.1:$PEER_PORT http://127.0.0.1:1, token none"
@@ -119,8 +122,12 @@ more=$(( $(sender_flushes) - flushes ))
 check "four failed deliveries with unchanged floors flush nothing (${more} flushes; at most 1, the first floor's)" \
 	test "$more" -le 1
 kill9_host
-start_host
+# the peer on a new port (its old one may have been taken meanwhile by a
+# test running beside this one), and the sender's config told so
+PEER_PORT=0
 peer_start
+sender_conf
+start_host
 wait_until "both calls to reach the peer" peer_enqueued_is 4
 ok $? "after kill -9 of the sender and a peer restart, both calls arrive"
 wait_until "the peer to run them" peer_ran_ok 4
