@@ -41,6 +41,7 @@
 struct http_api {
 	struct http_api_deps d;
 	struct event_base *base;
+	const struct timeval *sync_timeout;	/* a common timeout of base */
 	struct evhttp *http;
 	uint64_t enqueued, duplicates, sync_calls, rejected;
 	int port;			/* the port actually bound */
@@ -62,7 +63,8 @@ struct sync_call {
 	struct job job;
 	struct http_api *api;
 	struct evhttp_request *req;
-	struct event *deadline;		/* sync_timeout from the arrival */
+	struct event *deadline;		/* sync_timeout from the arrival; in the
+					 * same allocation, after the struct */
 	struct evbuffer *body;		/* a 200's, while its outgoing calls commit */
 	LIST_ENTRY(sync_call) link;
 };
@@ -192,8 +194,7 @@ static char *body_copy(struct evhttp_request *req, size_t *len)
 static void sync_call_free(struct sync_call *c)
 {
 	LIST_REMOVE(c, link);
-	if (c->deadline)
-		event_free(c->deadline);
+	event_del(c->deadline);
 	if (c->body)
 		evbuffer_free(c->body);
 	free(c->job.payload);
@@ -298,7 +299,6 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 			char *method)
 {
 	struct sync_call *c;
-	struct timeval timeout;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		reply_wrong_method(req, "POST");
@@ -312,7 +312,9 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 			    "%d sync calls are already waiting for a worker", MAX_SYNC_WAITING);
 		return;
 	}
-	c = calloc(1, sizeof *c);
+	/* the deadline event lives right after the call: no allocation of its
+	 * own, and a common timeout (one queue, not the heap) to be added to */
+	c = calloc(1, sizeof *c + event_get_struct_event_size());
 	if (!c || !(c->job.payload = body_copy(req, &c->job.payload_len))) {
 		free(c);
 		reply_error(req, 500, "Internal Server Error", "out of memory");
@@ -329,12 +331,9 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 	c->job.start_by_ms = clock_mono_ms() + c->job.timeout_ms;
 	c->job.done = sync_done;
 	c->job.arg = c;
-	c->deadline = evtimer_new(api->base, sync_deadline, c);
-	timeout.tv_sec = c->job.timeout_ms / 1000;
-	timeout.tv_usec = (c->job.timeout_ms % 1000) * 1000;
-	if (!c->deadline || evtimer_add(c->deadline, &timeout) < 0) {
-		if (c->deadline)
-			event_free(c->deadline);
+	c->deadline = (struct event *)(c + 1);
+	evtimer_assign(c->deadline, api->base, sync_deadline, c);
+	if (evtimer_add(c->deadline, api->sync_timeout) < 0) {
 		free(c->job.payload);
 		free(c);
 		reply_error(req, 500, "Internal Server Error", "out of memory");
@@ -1141,11 +1140,19 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 	struct evhttp_bound_socket *bound;
 	struct sockaddr_storage addr;
 	socklen_t addr_len = sizeof addr;
+	struct timeval timeout;
 
 	if (!api)
 		return NULL;
 	LIST_INIT(&api->running);
 	api->base = base;
+	timeout.tv_sec = conf->sync_timeout_ms / 1000;
+	timeout.tv_usec = (conf->sync_timeout_ms % 1000) * 1000;
+	api->sync_timeout = event_base_init_common_timeout(base, &timeout);
+	if (!api->sync_timeout) {
+		free(api);
+		return NULL;
+	}
 	api->d.conf = conf;
 	api->http = evhttp_new(base);
 	if (!api->http)
