@@ -1,5 +1,5 @@
 /*
- * http_guard.c - the header-size guard (see http_guard.h).
+ * http_guard.c - the byte-level guard under evhttp (see http_guard.h).
  *
  * evhttp reads each connection through a plain socket bufferevent; the
  * guard watches the bytes as they are added to that bufferevent's input
@@ -7,9 +7,10 @@
  * the requests with a small state machine: HEAD counts a request's header
  * bytes and picks up Content-Length on the way, BODY skips that many
  * bytes, REJECTED discards everything after the guard's own answer (431,
- * 408, 411 for a Transfer-Encoding, whose body it could not follow, 400,
- * 503), and the connection is closed REJECT_LINGER_MS later (time for the
- * client to read the answer).  Guards live in a table indexed by socket.
+ * 408, 413, 411 for a Transfer-Encoding, whose body it could not follow,
+ * 400, 503), and the connection is closed REJECT_LINGER_MS later (time for
+ * the client to read the answer).  Guards live in a table indexed by
+ * socket.
  *
  * Every connection gets its slot when it is accepted: evhttp asks for a
  * bufferevent (new_connection), which the guard holds a reference to until
