@@ -146,7 +146,7 @@ static void reply_error(struct evhttp_request *req, int code, const char *reason
 	evbuffer_free(body);
 }
 
-/* 405 naming the method the endpoint takes ("GET" or "POST"). */
+/* 405 naming the methods the endpoint takes ("GET, HEAD" or "POST"). */
 static void reply_wrong_method(struct evhttp_request *req, const char *allowed)
 {
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allowed);
@@ -835,7 +835,7 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 
 	if (evhttp_request_get_command(req) != method &&
 	    !(method == EVHTTP_REQ_GET && evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)) {
-		reply_wrong_method(req, method == EVHTTP_REQ_GET ? "GET" : "POST");
+		reply_wrong_method(req, method == EVHTTP_REQ_GET ? "GET, HEAD" : "POST");
 		return -1;
 	}
 	if (!valid_id(id)) {
@@ -1069,7 +1069,7 @@ static void route(struct evhttp_request *req, void *arg)
 	if ((!strcmp(path, "/healthz") || !strcmp(path, "/metrics")) &&
 	    evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
 	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
-		reply_wrong_method(req, "GET");
+		reply_wrong_method(req, "GET, HEAD");
 		return;
 	}
 	if (!strcmp(path, "/healthz")) {
