@@ -146,6 +146,14 @@ static void reply_error(struct evhttp_request *req, int code, const char *reason
 	evbuffer_free(body);
 }
 
+/* GET, or HEAD (which goes where GET does). */
+static bool is_get(struct evhttp_request *req)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+	return cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+}
+
 /* 405 naming the methods the endpoint takes ("GET, HEAD" or "POST"). */
 static void reply_wrong_method(struct evhttp_request *req, const char *allowed)
 {
@@ -516,8 +524,21 @@ static int header_count(const struct evkeyvalq *headers, const char *name)
 	return n;
 }
 
-static int lookup_call(struct http_api *api, const char *id, struct call_record *rec,
-		       void **buf);
+/* The call id in whichever table holds it: 0 (rec and *buf filled; free
+ * *buf), 1 when no table has it, -1 on a storage error.  The caller has
+ * run batch_sync(). */
+static int lookup_call(struct http_api *api, const char *id, struct call_record *rec, void **buf)
+{
+	static const enum store_table tables[] = { TABLE_CALLS, TABLE_NEW, TABLE_DONE, TABLE_DEAD };
+
+	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+		int rc = store_get_call(api->d.store, tables[i], id, rec, buf);
+
+		if (rc <= 0)
+			return rc;
+	}
+	return 1;
+}
 
 /*
  * A repeated Idempotency-Key is the same call only when it is for the same
@@ -811,30 +832,13 @@ static void describe_call(struct http_api *api, struct evhttp_request *req,
  * Checks a /v1/calls/ID request (its method and the id) and finds the call
  * in any table.  Returns 0 with *buf to free, or nonzero once replied to.
  */
-/* The call id in whichever table holds it: 0 (rec and *buf filled; free
- * *buf), 1 when no table has it, -1 on a storage error.  The caller has
- * run batch_sync(). */
-static int lookup_call(struct http_api *api, const char *id, struct call_record *rec, void **buf)
-{
-	static const enum store_table tables[] = { TABLE_CALLS, TABLE_NEW, TABLE_DONE, TABLE_DEAD };
-
-	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
-		int rc = store_get_call(api->d.store, tables[i], id, rec, buf);
-
-		if (rc <= 0)
-			return rc;
-	}
-	return 1;
-}
-
 static int find_call(struct http_api *api, struct evhttp_request *req,
 		     enum evhttp_cmd_type method, const char *id, struct call_record *rec,
 		     void **buf)
 {
 	int rc;
 
-	if (evhttp_request_get_command(req) != method &&
-	    !(method == EVHTTP_REQ_GET && evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)) {
+	if (method == EVHTTP_REQ_GET ? !is_get(req) : evhttp_request_get_command(req) != method) {
 		reply_wrong_method(req, method == EVHTTP_REQ_GET ? "GET, HEAD" : "POST");
 		return -1;
 	}
@@ -1066,9 +1070,7 @@ static void route(struct evhttp_request *req, void *arg)
 	}
 	if (strcmp(path, "/healthz") != 0 && !authorized(api, req))
 		return;
-	if ((!strcmp(path, "/healthz") || !strcmp(path, "/metrics")) &&
-	    evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
-	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+	if ((!strcmp(path, "/healthz") || !strcmp(path, "/metrics")) && !is_get(req)) {
 		reply_wrong_method(req, "GET, HEAD");
 		return;
 	}

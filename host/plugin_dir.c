@@ -553,13 +553,8 @@ static void complete_failed(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	while ((job = TAILQ_FIRST(&p->failed))) {
-		struct job_result res;
-
 		TAILQ_REMOVE(&p->failed, job, link);
-		memset(&res, 0, sizeof res);
-		res.status = WORKER_NO_MODULE;
-		snprintf(res.error, sizeof res.error, "no module %s", job->module);
-		job->done(job, &res);
+		job_fail(job, WORKER_NO_MODULE, NULL, "no module %s", job->module);
 	}
 }
 

@@ -240,6 +240,16 @@ static void copy_version(char *out, size_t size, const char *cage, const struct 
 	snprintf(out, size, "%.24s@%.39s", cage, where);
 }
 
+/* The version of an attempt that chose no copy: the copy the call keeps to
+ * (its last attempt's) stays recorded; none yet: "CAGE@-" */
+static void kept_version(char *out, size_t size, const struct job *job)
+{
+	if (job->version[0])
+		snprintf(out, size, "%s", job->version);
+	else
+		copy_version(out, size, job->cage, NULL, -1);
+}
+
 static void complete(struct delivery *d, enum worker_status status, const char *reply,
 		     size_t reply_len, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
@@ -260,10 +270,8 @@ static void complete(struct delivery *d, enum worker_status status, const char *
 			 d->cage->conf->urls[d->url].port);
 	if (d->cage)
 		copy_version(res.version, sizeof res.version, job->cage, d->cage->conf, d->url);
-	else if (job->version[0])	/* no copy chosen: the one the call keeps to stays */
-		snprintf(res.version, sizeof res.version, "%s", job->version);
 	else
-		copy_version(res.version, sizeof res.version, job->cage, NULL, -1);
+		kept_version(res.version, sizeof res.version, job);
 	if (fmt) {
 		va_start(ap, fmt);
 		vsnprintf(text, sizeof text, fmt, ap);
@@ -484,17 +492,12 @@ static void fail_starved(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	while ((job = TAILQ_FIRST(&r->starved))) {
-		struct job_result res;
+		char version[RECORD_VERSION_MAX + 1];
 
 		TAILQ_REMOVE(&r->starved, job, link);
-		memset(&res, 0, sizeof res);
-		res.status = WORKER_RETRY;
-		copy_version(res.version, sizeof res.version, job->cage, NULL, -1);
-		if (job->version[0])	/* the copy the call keeps to stays recorded */
-			snprintf(res.version, sizeof res.version, "%s", job->version);
-		snprintf(res.error, sizeof res.error, "cage %s: out of memory for the delivery",
+		kept_version(version, sizeof version, job);
+		job_fail(job, WORKER_RETRY, version, "cage %s: out of memory for the delivery",
 			 job->cage);
-		job->done(job, &res);
 	}
 }
 

@@ -59,8 +59,9 @@ void relay_free(struct relay **relay);
 
 /*
  * Delivers one attempt of job (its cage, queue, module, method, id,
- * payload, and as version its last attempt's) to the cage job->cage; job->done() runs later, never from
- * inside relay_run, with the result (the reply is the other cage's answer).
+ * payload, and as version its last attempt's) to the cage job->cage;
+ * job->done() runs later, never from inside relay_run, with the result
+ * (the reply is the other cage's answer).
  */
 void relay_run(struct relay *relay, struct job *job);
 

@@ -334,9 +334,9 @@ static void start(struct attempt *a, int64_t now)
 		/* where the last attempt went: the relay keeps to that copy */
 		snprintf(a->job.version, sizeof a->job.version, "%s", a->rec.version);
 		relay_run(a->sched->relay, &a->job);
-	}
-	else
+	} else {
 		plugins_run(a->sched->plugins, &a->job);
+	}
 }
 
 struct collect {

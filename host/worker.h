@@ -157,6 +157,12 @@ void pool_on_idle(struct worker_pool *pool, void (*cb)(void *arg), void *arg);
 /* Frees a result's reply and outgoing calls. */
 void job_result_release(struct job_result *result);
 
+/* Ends job without a worker: done() gets status, version (NULL: none) and
+ * the error text. */
+__attribute__((format(printf, 4, 5)))
+void job_fail(struct job *job, enum worker_status status, const char *version,
+	      const char *fmt, ...);
+
 /* Frees only a result's outgoing calls (a handler that did not say OK). */
 void job_result_drop_outgoing(struct job_result *result);
 

@@ -20,6 +20,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -159,6 +160,22 @@ void job_result_release(struct job_result *result)
 	result->reply = NULL;
 	result->reply_len = 0;
 	job_result_drop_outgoing(result);
+}
+
+void job_fail(struct job *job, enum worker_status status, const char *version,
+	      const char *fmt, ...)
+{
+	struct job_result res;
+	va_list ap;
+
+	memset(&res, 0, sizeof res);
+	res.status = status;
+	if (version)
+		snprintf(res.version, sizeof res.version, "%s", version);
+	va_start(ap, fmt);
+	vsnprintf(res.error, sizeof res.error, fmt, ap);
+	va_end(ap);
+	job->done(job, &res);
 }
 
 void job_result_drop_outgoing(struct job_result *result)
@@ -609,29 +626,6 @@ static struct job *next_job(struct worker_pool *pool)
 	return NULL;
 }
 
-static void fail_job(struct job *job, const char *why)
-{
-	struct job_result res;
-
-	memset(&res, 0, sizeof res);
-	res.status = WORKER_CRASHED;
-	snprintf(res.error, sizeof res.error, "%s", why);
-	job->done(job, &res);
-}
-
-/* A job whose start_by_ms passed while it waited: it does not run. */
-static void expire(struct job *job)
-{
-	struct job_result res;
-
-	memset(&res, 0, sizeof res);
-	res.status = WORKER_TIMEOUT;
-	snprintf(res.error, sizeof res.error,
-		 "no worker was free within %lld ms; the call did not run",
-		 (long long)job->timeout_ms);
-	job->done(job, &res);
-}
-
 /* The live worker with the fewest jobs below `below`, or NULL. */
 static struct worker *least_loaded(struct worker_pool *pool, int below)
 {
@@ -662,7 +656,10 @@ static void hand_out(evutil_socket_t fd, short what, void *arg)
 		if (!job)
 			break;
 		if (job->start_by_ms && now_us() / 1000 > job->start_by_ms) {
-			expire(job);
+			/* its start_by_ms passed while it waited: it does not run */
+			job_fail(job, WORKER_TIMEOUT, NULL,
+				 "no worker was free within %lld ms; the call did not run",
+				 (long long)job->timeout_ms);
 			continue;
 		}
 		/* a probe may take its worker down: never queue work behind it */
@@ -674,7 +671,7 @@ static void hand_out(evutil_socket_t fd, short what, void *arg)
 			job = next_job(pool);
 		}
 		if (send_job(w, job) < 0)
-			fail_job(job, "cannot send the job to a worker");
+			job_fail(job, WORKER_CRASHED, NULL, "cannot send the job to a worker");
 	}
 	if (pool->on_idle)
 		pool->on_idle(pool->on_idle_arg);
