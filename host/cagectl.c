@@ -22,8 +22,7 @@
 #include <unistd.h>
 
 #include "names.h"
-
-#define IDEM_KEY_MAX 200	/* what the host accepts (record.h RECORD_IDEM_MAX) */
+#include "record.h"	/* RECORD_IDEM_MAX: the longest key the host takes */
 
 struct target {
 	char host[256];
@@ -276,7 +275,7 @@ static void check_name(const char *what, const char *name)
 }
 
 /* Exits 2 unless key is an Idempotency-Key the host takes: printable
- * ASCII, 1 to IDEM_KEY_MAX bytes (a CR or LF would end the header). */
+ * ASCII, 1 to RECORD_IDEM_MAX bytes (a CR or LF would end the header). */
 static void check_key(const char *key)
 {
 	size_t len = strlen(key);
@@ -288,9 +287,9 @@ static void check_key(const char *key)
 			exit(2);
 		}
 	}
-	if (len == 0 || len > IDEM_KEY_MAX) {
+	if (len == 0 || len > RECORD_IDEM_MAX) {
 		fprintf(stderr, "cagectl: the idempotency key must be 1 to %d characters, "
-			"not %zu\n", IDEM_KEY_MAX, len);
+			"not %zu\n", RECORD_IDEM_MAX, len);
 		exit(2);
 	}
 }
