@@ -145,19 +145,30 @@ metric() {
 }
 log_count() { grep -c -- "$1" "$T/host.log"; }
 
+# serve_from DIR WHAT: starts cagehost on DIR/cagehost.conf, logging to
+# DIR/host.log, and waits until it serves (bails out naming WHAT if it
+# does not); sets SERVED_PID and SERVED_PORT (the port it listens on)
+serve_from() {
+	lines=$(cat "$1/host.log" 2>/dev/null | wc -l)
+	"$CAGEHOST" -c "$1/cagehost.conf" >> "$1/host.log" 2>&1 &
+	SERVED_PID=$!
+	wait_until "$2 to serve" served_since "$1" "$lines" || bail "$2 did not start"
+	SERVED_PORT=$(tail -n +"$((lines + 1))" "$1/host.log" |
+		sed -n 's/.* serving on [^ ]*:\([0-9]*\) .*/\1/p' | tail -1)
+}
+# served_since DIR LINES: DIR/host.log says "serving on" after line LINES
+served_since() { tail -n +"$(($2 + 1))" "$1/host.log" | grep -q "serving on"; }
+serving_since() { served_since "$T" "$1"; }
+
 # start_host: starts cagehost on $T/cagehost.conf; sets HOST_PID, PORT, URL
 start_host() {
 	[ -f "$T/cagehost.conf" ] || write_conf
-	lines=$(cat "$T/host.log" 2>/dev/null | wc -l)
-	"$CAGEHOST" -c "$T/cagehost.conf" >> "$T/host.log" 2>&1 &
-	HOST_PID=$!
-	wait_until "the host to serve" serving_since "$lines" || bail "cagehost did not start"
-	PORT=$(tail -n +"$((lines + 1))" "$T/host.log" | sed -n 's/.* serving on [^ ]*:\([0-9]*\) .*/\1/p' | tail -1)
+	serve_from "$T" cagehost
+	HOST_PID=$SERVED_PID
+	PORT=$SERVED_PORT
 	URL=http://127.0.0.1:$PORT
 	export CAGEHOST_URL=$URL
 }
-
-serving_since() { tail -n +"$(($1 + 1))" "$T/host.log" | grep -q "serving on"; }
 
 host_alive() { kill -0 "$HOST_PID" 2>/dev/null; }
 

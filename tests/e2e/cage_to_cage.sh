@@ -25,14 +25,10 @@ data_dir = data
 plugin_dir = plugins
 workers = 1
 CONF
-	plines=$(cat "$P/host.log" 2>/dev/null | wc -l)
-	"$CAGEHOST" -c "$P/cagehost.conf" >> "$P/host.log" 2>&1 &
-	PEER_PID=$!
-	wait_until "the peer to serve" peer_serving_since "$plines" || bail "the peer did not start"
-	PEER_PORT=$(tail -n +"$((plines + 1))" "$P/host.log" |
-		sed -n 's/.* serving on [^ ]*:\([0-9]*\) .*/\1/p' | tail -1)
+	serve_from "$P" "the peer"
+	PEER_PID=$SERVED_PID
+	PEER_PORT=$SERVED_PORT
 }
-peer_serving_since() { tail -n +"$(($1 + 1))" "$P/host.log" | grep -q "serving on"; }
 peer_stop() {
 	[ -n "$PEER_PID" ] || return 0
 	PEER_BEFORE_ENQ=$(peer_enqueued)

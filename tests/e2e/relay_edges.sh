@@ -31,15 +31,9 @@ workers = 1
 max_body_size = 64k
 [queue slow]
 CONF
-	rlines=$(cat "$d/host.log" 2>/dev/null | wc -l)
-	"$CAGEHOST" -c "$d/cagehost.conf" >> "$d/host.log" 2>&1 &
-	eval "R$1_PID=$!"
-	wait_until "receiver $1 to serve" recv_serving "$d/host.log" "$rlines" ||
-		bail "receiver $1 did not start"
-	eval "R$1_PORT=$(tail -n +"$((rlines + 1))" "$d/host.log" |
-		sed -n 's/.* serving on [^ ]*:\([0-9]*\) .*/\1/p' | tail -1)"
+	serve_from "$d" "receiver $1"
+	eval "R$1_PID=$SERVED_PID R$1_PORT=$SERVED_PORT"
 }
-recv_serving() { tail -n +"$(($2 + 1))" "$1" | grep -q "serving on"; }
 recv_stop_all() {
 	for pid in $R1_PID $R2_PID; do
 		kill -CONT "$pid" 2>/dev/null
