@@ -238,8 +238,6 @@ static void sync_done(struct job *job, struct job_result *res)
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
 	struct batch_mark mark;
 
-	evtimer_del(c->deadline);
-
 	if (res->version[0])
 		evhttp_add_header(headers, "X-Cage-Version", res->version);
 	switch (res->status) {
@@ -288,7 +286,9 @@ static void sync_done(struct job *job, struct job_result *res)
 }
 
 /* sync_timeout since the call arrived: if it still waits for a worker, it
- * never runs.  (A running one ends at its worker's deadline.) */
+ * never runs.  (A running one ends at its worker's deadline; one whose
+ * handler is done and waits for its outgoing calls to be stored is left
+ * alone: the pool no longer has it.) */
 static void sync_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct sync_call *c = arg;
