@@ -12,6 +12,10 @@
  * the client to read the answer).  Guards live in a table indexed by
  * socket.
  *
+ * Requests pipelined before a refused one, in the same read, are complete
+ * and valid: their bytes stay for evhttp, and the refusal is held until
+ * evhttp has answered them (HTTP answers go out in request order).
+ *
  * Every connection gets its slot when it is accepted: evhttp asks for a
  * bufferevent (new_connection), which the guard holds a reference to until
  * the end of that turn (adopt), when evhttp has made its connection; the
@@ -48,8 +52,18 @@ enum guard_state { HEAD, BODY, REJECTED };
 #define OVER_LIMIT_ANSWERS 64	/* connections past max_connections still answered 503 */
 #define ACCEPT_PAUSE_MS 1000	/* after accept() failed */
 
+/* the guard's own answer to a request evhttp never sees */
+struct refusal {
+	int code;
+	const char *reason, *error;	/* string literals */
+};
+
 struct guard {
 	struct bufferevent *bev;	/* the connection this slot serves, or NULL */
+	uint64_t scanned;		/* bytes of the stream the guard has looked at */
+	uint64_t request_at;		/* where in the stream this request began */
+	struct refusal refusal;		/* when REJECTED */
+	bool refusal_held;		/* not sent yet: evhttp has requests before it */
 	int64_t head_started_ms;	/* monotonic; first byte of these headers */
 	int64_t rejected_ms;		/* monotonic; when the guard answered */
 	bool read_shut;			/* closing: evhttp was made to see EOF */
@@ -79,6 +93,7 @@ static struct event *adopt_event;
 static struct evconnlistener *listener;
 static bool listener_paused;
 static int64_t accept_resume_ms;	/* monotonic; 0: accept() works */
+static bool putting_back;		/* on_input: bytes evhttp has yet to read */
 
 static void answer(struct guard *g, int code, const char *reason, const char *error);
 
@@ -152,17 +167,27 @@ static void close_when_sent(struct evbuffer *out, const struct evbuffer_cb_info 
 		shutdown(bufferevent_getfd(bev), SHUT_WR);
 }
 
+/* Refuses the current request: from now on the connection's input is
+ * dropped.  The answer is sent by send_refusal(). */
+static void refuse(struct guard *g, int code, const char *reason, const char *error)
+{
+	g->state = REJECTED;
+	g->refusal = (struct refusal){ code, reason, error };
+	g->refusal_held = false;
+}
+
 /* Answers the connection directly (evhttp never sees the request), shuts
  * its sending side once the answer is sent, and closes it REJECT_LINGER_MS
  * later (sweep). */
-static void answer(struct guard *g, int code, const char *reason, const char *error)
+static void send_refusal(struct guard *g)
 {
 	struct evbuffer *out = bufferevent_get_output(g->bev);
+	const struct refusal *r = &g->refusal;
 	bufferevent_data_cb readcb;
 	bufferevent_event_cb eventcb;
 	void *cbarg;
 
-	g->state = REJECTED;
+	g->refusal_held = false;
 	g->rejected_ms = clock_mono_ms();
 	/* evhttp's write callback may still be set from its last answer on this
 	 * connection: this write must not run it (it would finish, and free, the
@@ -173,22 +198,32 @@ static void answer(struct guard *g, int code, const char *reason, const char *er
 			    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 			    "Connection: close\r\nContent-Length: %zu\r\n\r\n"
 			    "{\"error\": \"%s\"}\n",
-			    code, reason, strlen(error) + 13, error);
+			    r->code, r->reason, strlen(r->error) + 13, r->error);
 	evbuffer_add_cb(out, close_when_sent, g->bev);
 	bufferevent_enable(g->bev, EV_WRITE);
 }
 
-static void reject(struct guard *g)
+/* Refuses the current request and answers at once. */
+static void answer(struct guard *g, int code, const char *reason, const char *error)
 {
-	answer(g, 431, "Request Header Fields Too Large",
-	       "request headers exceed max_header_size");
+	refuse(g, code, reason, error);
+	send_refusal(g);
+}
+
+/* evhttp has answered every request it has read, and waits for the next. */
+static bool evhttp_waiting(struct guard *g)
+{
+	return evbuffer_get_length(bufferevent_get_input(g->bev)) == 0 &&
+	       evbuffer_get_length(bufferevent_get_output(g->bev)) == 0 &&
+	       (bufferevent_get_enabled(g->bev) & EV_READ);
 }
 
 /*
- * Once a second: connections whose headers are overdue get 408; refused
- * connections whose client had REJECT_LINGER_MS to read the answer are
- * closed (a shut reading side makes evhttp see the end of the stream, and
- * free the connection as if the client had closed it).
+ * Once a second: connections whose headers are overdue get 408; held
+ * refusals are sent once evhttp has answered the requests before them;
+ * refused connections whose client had REJECT_LINGER_MS to read the
+ * answer are closed (a shut reading side makes evhttp see the end of the
+ * stream, and free the connection as if the client had closed it).
  */
 static void sweep(evutil_socket_t fd, short what, void *arg)
 {
@@ -209,7 +244,9 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
 		    (bufferevent_get_enabled(g->bev) & EV_READ))
 			answer(g, 408, "Request Timeout",
 			       "request headers did not arrive within header_timeout");
-		if (g->state == REJECTED && !g->read_shut &&
+		if (g->state == REJECTED && g->refusal_held && evhttp_waiting(g))
+			send_refusal(g);
+		if (g->state == REJECTED && !g->refusal_held && !g->read_shut &&
 		    now - g->rejected_ms >= REJECT_LINGER_MS) {
 			shutdown((int)i, SHUT_RD);
 			g->read_shut = true;
@@ -277,7 +314,7 @@ size_t http_guard_unsent(int *connections)
 		struct guard *g = &guards[fd];
 		size_t n;
 
-		if (!g->bev || g->state == REJECTED)
+		if (!g->bev || (g->state == REJECTED && !g->refusal_held))
 			continue;
 		n = evbuffer_get_length(bufferevent_get_output(g->bev));
 		if (n) {
@@ -308,7 +345,7 @@ static void line_byte(struct guard *g, char c)
 		 * line starting with a blank continues the one before.) */
 		if (g->past_request_line && g->name_blank && g->name[0] != ' ' &&
 		    g->name[0] != '\t') {
-			answer(g, 400, "Bad Request", "whitespace between a header's name and its colon");
+			refuse(g, 400, "Bad Request", "whitespace between a header's name and its colon");
 			return;
 		}
 	}
@@ -316,14 +353,14 @@ static void line_byte(struct guard *g, char c)
 		if (g->line_len == 15 && !memcmp(g->name, "content-length:", 15)) {
 			if (g->has_length) {
 				/* two lengths: where the body ends is ambiguous */
-				answer(g, 400, "Bad Request", "more than one Content-Length");
+				refuse(g, 400, "Bad Request", "more than one Content-Length");
 				return;
 			}
 			g->in_length = g->has_length = true;
 		}
 		if (g->line_len == 18 && !memcmp(g->name, "transfer-encoding:", 18))
 			/* a chunked body's end is past what the guard follows */
-			answer(g, 411, "Length Required",
+			refuse(g, 411, "Length Required",
 			       "send the body with a Content-Length (no Transfer-Encoding)");
 	}
 }
@@ -333,7 +370,7 @@ static void end_of_line(struct guard *g)
 	if (g->line_len == 0 && g->head_len > 2) {
 		/* the blank line: the headers are complete */
 		if (g->length > body_limit) {
-			answer(g, 413, "Payload Too Large", "the body is over max_body_size");
+			refuse(g, 413, "Payload Too Large", "the body is over max_body_size");
 			return;
 		}
 		g->body_left = g->length;
@@ -366,8 +403,10 @@ static size_t header_bytes(struct guard *g, const char *p, size_t n)
 	bool over = len > room;
 	size_t text = over ? room : newline ? len - 1 : len;
 
-	if (g->head_len == 0)
+	if (g->head_len == 0) {
 		g->head_started_ms = clock_mono_ms();
+		g->request_at = g->scanned;
+	}
 	g->head_len += over ? room : len;
 	for (size_t i = 0; i < text && g->state == HEAD; i++) {
 		if (g->line_len >= NAME_PREFIX && !g->in_length) {
@@ -379,7 +418,8 @@ static size_t header_bytes(struct guard *g, const char *p, size_t n)
 	}
 	if (over) {
 		if (g->state == HEAD)
-			reject(g);
+			refuse(g, 431, "Request Header Fields Too Large",
+			       "request headers exceed max_header_size");
 		return n;
 	}
 	if (newline && g->state == HEAD)
@@ -391,20 +431,65 @@ static size_t header_bytes(struct guard *g, const char *p, size_t n)
 static bool scan(struct guard *g, const char *p, size_t n)
 {
 	for (size_t i = 0; i < n;) {
+		size_t used;
+
 		if (g->state == REJECTED)
 			return false;
 		if (g->state == BODY) {
-			size_t skip = n - i < g->body_left ? n - i : (size_t)g->body_left;
-
-			i += skip;
-			g->body_left -= skip;
+			used = n - i < g->body_left ? n - i : (size_t)g->body_left;
+			g->body_left -= used;
 			if (g->body_left == 0)
 				g->state = HEAD;
-			continue;
+		} else {
+			used = header_bytes(g, p + i, n - i);
 		}
-		i += header_bytes(g, p + i, n - i);
+		i += used;
+		g->scanned += used;
 	}
 	return g->state != REJECTED;
+}
+
+/* Removes the last n bytes of in, which evhttp has not read.  Returns false
+ * when out of memory: everything is gone then. */
+static bool drop_tail(struct evbuffer *in, size_t n)
+{
+	size_t len = evbuffer_get_length(in);
+	struct evbuffer *kept;
+
+	if (n == 0)
+		return true;
+	if (n >= len || !(kept = evbuffer_new())) {
+		evbuffer_drain(in, len);
+		return n >= len;
+	}
+	putting_back = true;
+	evbuffer_remove_buffer(in, kept, len - n);
+	evbuffer_drain(in, n);
+	evbuffer_add_buffer(in, kept);
+	putting_back = false;
+	evbuffer_free(kept);
+	return true;
+}
+
+/*
+ * The request just refused began at g->request_at; end is where the bytes
+ * in the buffer end.  Bytes before that request that evhttp has yet to read
+ * are earlier requests, complete: they stay, and the refusal waits until
+ * evhttp has answered them (sweep).  Everything from the refused request on
+ * is dropped.
+ */
+static void settle_refusal(struct guard *g, struct evbuffer *in, uint64_t end)
+{
+	size_t buffered = evbuffer_get_length(in);
+	uint64_t start = end - buffered;
+	size_t earlier = g->request_at > start ? (size_t)(g->request_at - start) : 0;
+
+	if (earlier && drop_tail(in, buffered - earlier)) {
+		g->refusal_held = true;
+		return;
+	}
+	evbuffer_drain(in, evbuffer_get_length(in));
+	send_refusal(g);
 }
 
 /* Sees every chunk the socket adds to evhttp's input buffer. */
@@ -414,13 +499,15 @@ static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, v
 	struct evbuffer_ptr at;
 	char chunk[4096];
 	size_t left = info->n_added;
+	uint64_t end;
 
-	if (!g || !left)
+	if (!g || !left || putting_back)
 		return;
 	if (g->state == REJECTED) {
-		evbuffer_drain(in, evbuffer_get_length(in));
+		drop_tail(in, left);
 		return;
 	}
+	end = g->scanned + left;
 	if (evbuffer_ptr_set(in, &at, evbuffer_get_length(in) - left, EVBUFFER_PTR_SET) < 0)
 		return;
 	while (left > 0) {
@@ -431,7 +518,7 @@ static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, v
 			return;
 		if (!scan(g, chunk, (size_t)got)) {
 			/* evhttp must never see this request */
-			evbuffer_drain(in, evbuffer_get_length(in));
+			settle_refusal(g, in, end);
 			return;
 		}
 		left -= (size_t)got;

@@ -16,6 +16,8 @@
  *     warning, to what the file descriptor limit leaves.
  * Each answer shuts the connection's sending side once it is sent, and the
  * connection is closed about two seconds later, whatever the client does.
+ * Requests pipelined before a refused one are left to evhttp, and the
+ * answer waits until evhttp has answered them.
  * (Connections that never send a byte are closed by evhttp's idle timeout.)
  */
 #ifndef CAGEHOST_HTTP_GUARD_H

@@ -261,6 +261,40 @@ equal "two calls whose headers came in pieces are both answered 200" \
 	"$(grep -o 'HTTP/1.1 200 ' "$T/pieces.out" | wc -l)" 2
 contains "with their 10 KB replies" "$(cat "$T/pieces.out")" \
 	"$(head -c 10000 /dev/zero | tr '\0' X)"
+# statuses NAME: the status codes of the answers on a raw connection, in order
+statuses() { grep -o 'HTTP/1.1 [0-9][0-9][0-9] ' "$T/$1.out" | cut -d' ' -f2 | tr '\n' ' '; }
+# valid requests pipelined before a refused one, in one write: each is
+# answered, in order, and the refusal comes last
+printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 9\r\n\r\nfirst-onePOST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 10\r\n\r\nsecond-onePOST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' \
+	"$AUTH" "$AUTH" "$AUTH" > "$T/before_bad.in"
+raw before_bad
+wait_until "the pipelined calls and the refusal to be answered" closed before_bad
+equal "two calls pipelined before a chunked request: 200, 200, then 411" \
+	"$(statuses before_bad)" "200 200 411 "
+contains "the first call's reply is there" "$(cat "$T/before_bad.out")" first-one
+contains "and the second's" "$(cat "$T/before_bad.out")" second-one
+printf 'POST /v1/enqueue/default/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 6\r\n\r\nkept-1POST /v1/enqueue/default/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 999999999\r\n\r\nkept-2' \
+	"$AUTH" "$AUTH" > "$T/enqueue_bad.in"
+raw enqueue_bad
+wait_until "the pipelined enqueue and the refusal to be answered" closed enqueue_bad
+equal "an enqueue pipelined before a body over max_body_size: 202, then 413" \
+	"$(statuses enqueue_bad)" "202 413 "
+id=$(sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/enqueue_bad.out")
+equal "and the enqueued call is stored" "$(hreq GET "/v1/calls/$id" -H "$AUTH")" 200
+# the refusal waits while the call before it runs
+release="$T/release"
+printf 'POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: %s\r\n\r\n%sGET /healthz HTTP/1.1\r\nHost: x\r\nX-Name : value\r\n\r\n' \
+	"$AUTH" "${#release}" "$release" > "$T/slow_bad.in"
+raw slow_bad 30
+wait_until "the request to be sent" sent slow_bad
+sleep 1.5	# two sweeps of the guard: a refusal sent now would be seen below
+equal "a slow call pipelined before a bad header line: no answer while it runs" \
+	"$(grep -c '^HTTP/1.1 ' "$T/slow_bad.out")" 0
+touch "$T/release"
+wait_until "the slow call and the refusal to be answered" closed slow_bad
+equal "then its 200, then 400" \
+	"$(statuses slow_bad)" "200 400 "
+contains "with the call's reply" "$(cat "$T/slow_bad.out")" "slow ok"
 # absolute-form, as a proxy sends it (RFC 9112 3.2.2: servers must accept it)
 printf 'POST http://127.0.0.1:%s/v1/call/echo/upper HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxyz' \
 	"$PORT" "$AUTH" > "$T/absolute.in"
