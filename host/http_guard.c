@@ -14,7 +14,9 @@
  *
  * Requests pipelined before a refused one, in the same read, are complete
  * and valid: their bytes stay for evhttp, and the refusal is held until
- * evhttp has answered them (HTTP answers go out in request order).
+ * evhttp has answered them (HTTP answers go out in request order): it goes
+ * out from evhttp's write callback, wrapped for the purpose, once the last
+ * of those answers is written; the sweep is the backstop.
  *
  * Every connection gets its slot when it is accepted: evhttp asks for a
  * bufferevent (new_connection), which the guard holds a reference to until
@@ -74,6 +76,9 @@ struct guard {
 	bool in_length;			/* reading a Content-Length value */
 	bool has_length;		/* this request has a Content-Length */
 	bool past_request_line;		/* in the header lines of this request */
+	bool bodiless;			/* HEAD or TRACE: evhttp reads no body */
+	size_t held_input;		/* input left unread by evhttp at the last sweep */
+	bufferevent_data_cb evhttp_writecb;	/* wrapped by after_answer_written */
 	bool seen_colon, name_blank;	/* of the current line, in its first bytes */
 	unsigned long long length, body_left;
 };
@@ -94,6 +99,7 @@ static struct evconnlistener *listener;
 static bool listener_paused;
 static int64_t accept_resume_ms;	/* monotonic; 0: accept() works */
 static bool putting_back;		/* on_input: bytes evhttp has yet to read */
+static struct evbuffer *scratch;	/* drop_tail's */
 
 static void answer(struct guard *g, int code, const char *reason, const char *error);
 
@@ -176,29 +182,49 @@ static void refuse(struct guard *g, int code, const char *reason, const char *er
 	g->refusal_held = false;
 }
 
-/* Answers the connection directly (evhttp never sees the request), shuts
+/*
+ * Answers the connection directly (evhttp never sees the request), shuts
  * its sending side once the answer is sent, and closes it REJECT_LINGER_MS
- * later (sweep). */
+ * later (sweep).  With nothing else to send, the answer goes to the socket
+ * at once: a client that has closed its side would otherwise be seen gone,
+ * and the connection freed, before the answer's turn to be written.
+ */
 static void send_refusal(struct guard *g)
 {
 	struct evbuffer *out = bufferevent_get_output(g->bev);
 	const struct refusal *r = &g->refusal;
+	evutil_socket_t fd = bufferevent_getfd(g->bev);
 	bufferevent_data_cb readcb;
 	bufferevent_event_cb eventcb;
 	void *cbarg;
+	char text[512];
+	int len;
+	ssize_t sent = 0;
 
 	g->refusal_held = false;
 	g->rejected_ms = clock_mono_ms();
+	len = snprintf(text, sizeof text,
+		       "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+		       "Connection: close\r\nContent-Length: %zu\r\n\r\n"
+		       "{\"error\": \"%s\"}\n",
+		       r->code, r->reason, strlen(r->error) + 13, r->error);
+	if (len < 0 || len >= (int)sizeof text)
+		len = 0;	/* no answer; the connection is still closed */
+	if (evbuffer_get_length(out) == 0) {
+		sent = send(fd, text, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (sent == len) {
+			shutdown(fd, SHUT_WR);
+			return;
+		}
+		if (sent < 0)
+			sent = 0;
+	}
 	/* evhttp's write callback may still be set from its last answer on this
 	 * connection: this write must not run it (it would finish, and free, the
 	 * request evhttp is handling now).  evhttp sets it again when it answers. */
 	bufferevent_getcb(g->bev, &readcb, NULL, &eventcb, &cbarg);
 	bufferevent_setcb(g->bev, readcb, NULL, eventcb, cbarg);
-	evbuffer_add_printf(out,
-			    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-			    "Connection: close\r\nContent-Length: %zu\r\n\r\n"
-			    "{\"error\": \"%s\"}\n",
-			    r->code, r->reason, strlen(r->error) + 13, r->error);
+	evbuffer_add(out, text + sent, (size_t)(len - sent));
 	evbuffer_add_cb(out, close_when_sent, g->bev);
 	bufferevent_enable(g->bev, EV_WRITE);
 }
@@ -210,12 +236,70 @@ static void answer(struct guard *g, int code, const char *reason, const char *er
 	send_refusal(g);
 }
 
-/* evhttp has answered every request it has read, and waits for the next. */
-static bool evhttp_waiting(struct guard *g)
+/*
+ * A held refusal goes out once evhttp has answered every request it kept
+ * and reads again with nothing left in its input.  evhttp reading with
+ * input left that it did not take in a whole second means the two parsers
+ * disagree on where a request ends: that input is dropped, and the refusal
+ * sent.
+ */
+static void send_when_answered(struct guard *g, bool from_sweep)
 {
-	return evbuffer_get_length(bufferevent_get_input(g->bev)) == 0 &&
-	       evbuffer_get_length(bufferevent_get_output(g->bev)) == 0 &&
-	       (bufferevent_get_enabled(g->bev) & EV_READ);
+	struct evbuffer *in = bufferevent_get_input(g->bev);
+	size_t unread = evbuffer_get_length(in);
+	bool idle = evbuffer_get_length(bufferevent_get_output(g->bev)) == 0 &&
+		    (bufferevent_get_enabled(g->bev) & EV_READ);
+
+	if (idle && unread == 0) {
+		send_refusal(g);
+	} else if (idle && from_sweep) {
+		if (unread == g->held_input) {
+			log_warning("a request pipelined before a refused one was not read "
+				    "(%zu bytes); dropped", unread);
+			evbuffer_drain(in, unread);
+			send_refusal(g);
+		}
+		g->held_input = unread;
+	} else if (from_sweep) {
+		g->held_input = 0;
+	}
+}
+
+/* evhttp's write callback, wrapped while a refusal is held: once evhttp
+ * has finished an answer and reads again, the refusal goes out at once if
+ * nothing is left before it (before evhttp can see a client's close and
+ * free the connection). */
+static void after_answer_written(struct bufferevent *bev, void *arg)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	struct guard *g = guard_for(bev);
+	bufferevent_data_cb evhttp_writecb = g ? g->evhttp_writecb : NULL;
+
+	if (!evhttp_writecb)
+		return;
+	evhttp_writecb(bev, arg);	/* may free the connection, clearing its slot */
+	g = (size_t)fd < guard_count && guards[fd].bev == bev ? &guards[fd] : NULL;
+	if (g && g->state == REJECTED && g->refusal_held)
+		send_when_answered(g, false);
+}
+
+/* Output written while a refusal is held: when evhttp's answer is all
+ * sent, its write callback (run next) is wrapped. */
+static void on_output(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct bufferevent *bev = arg;
+	struct guard *g = guard_for(bev);
+	bufferevent_data_cb readcb, writecb;
+	bufferevent_event_cb eventcb;
+	void *cbarg;
+
+	if (!g || !g->refusal_held || !info->n_deleted || evbuffer_get_length(out) > 0)
+		return;
+	bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &cbarg);
+	if (writecb && writecb != after_answer_written) {
+		g->evhttp_writecb = writecb;
+		bufferevent_setcb(bev, readcb, after_answer_written, eventcb, cbarg);
+	}
 }
 
 /*
@@ -244,8 +328,8 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
 		    (bufferevent_get_enabled(g->bev) & EV_READ))
 			answer(g, 408, "Request Timeout",
 			       "request headers did not arrive within header_timeout");
-		if (g->state == REJECTED && g->refusal_held && evhttp_waiting(g))
-			send_refusal(g);
+		if (g->state == REJECTED && g->refusal_held)
+			send_when_answered(g, true);
 		if (g->state == REJECTED && !g->refusal_held && !g->read_shut &&
 		    now - g->rejected_ms >= REJECT_LINGER_MS) {
 			shutdown((int)i, SHUT_RD);
@@ -331,6 +415,12 @@ static void line_byte(struct guard *g, char c)
 {
 	if (c == '\r')
 		return;
+	if (g->line_len == 0 && g->past_request_line && (c == ' ' || c == '\t')) {
+		/* obs-fold (RFC 9112 5.2: 400): evhttp would add the line to the
+		 * header before, perhaps a Content-Length the guard has read */
+		refuse(g, 400, "Bad Request", "a header line folded onto the next (obs-fold)");
+		return;
+	}
 	if (g->in_length && isdigit((unsigned char)c) && g->length < (1ULL << 50))
 		g->length = g->length * 10 + (unsigned long long)(c - '0');
 	if (g->line_len < NAME_PREFIX)
@@ -341,10 +431,8 @@ static void line_byte(struct guard *g, char c)
 	} else if (!g->seen_colon && c == ':') {
 		g->seen_colon = true;
 		/* "Name : value" (RFC 9112 5.1: 400): evhttp would take "Name "
-		 * for another header, and an Idempotency-Key would be lost.  (A
-		 * line starting with a blank continues the one before.) */
-		if (g->past_request_line && g->name_blank && g->name[0] != ' ' &&
-		    g->name[0] != '\t') {
+		 * for another header, and an Idempotency-Key would be lost */
+		if (g->past_request_line && g->name_blank) {
 			refuse(g, 400, "Bad Request", "whitespace between a header's name and its colon");
 			return;
 		}
@@ -369,6 +457,8 @@ static void end_of_line(struct guard *g)
 {
 	if (g->line_len == 0 && g->head_len > 2) {
 		/* the blank line: the headers are complete */
+		if (g->bodiless)
+			g->length = 0;	/* what follows is the next request */
 		if (g->length > body_limit) {
 			refuse(g, 413, "Payload Too Large", "the body is over max_body_size");
 			return;
@@ -379,7 +469,13 @@ static void end_of_line(struct guard *g)
 		g->length = 0;
 		g->has_length = false;
 		g->past_request_line = false;
-	} else if (g->line_len > 0) {
+		g->bodiless = false;
+	} else if (g->line_len > 0 && !g->past_request_line) {
+		/* the request line: evhttp reads no body after HEAD or TRACE,
+		 * whatever the headers say (evhttp's methods are upper case; a
+		 * lower case one is refused) */
+		g->bodiless = (g->line_len > 5 && !memcmp(g->name, "head ", 5)) ||
+			      (g->line_len > 6 && !memcmp(g->name, "trace ", 6));
 		g->past_request_line = true;
 	}
 	g->line_len = 0;
@@ -454,21 +550,23 @@ static bool scan(struct guard *g, const char *p, size_t n)
 static bool drop_tail(struct evbuffer *in, size_t n)
 {
 	size_t len = evbuffer_get_length(in);
-	struct evbuffer *kept;
+	bool kept;
 
 	if (n == 0)
 		return true;
-	if (n >= len || !(kept = evbuffer_new())) {
+	if (n >= len || !scratch) {
 		evbuffer_drain(in, len);
 		return n >= len;
 	}
 	putting_back = true;
-	evbuffer_remove_buffer(in, kept, len - n);
-	evbuffer_drain(in, n);
-	evbuffer_add_buffer(in, kept);
+	kept = evbuffer_remove_buffer(in, scratch, len - n) == (int)(len - n) &&
+	       evbuffer_drain(in, n) == 0 && evbuffer_add_buffer(in, scratch) == 0;
 	putting_back = false;
-	evbuffer_free(kept);
-	return true;
+	if (!kept) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		evbuffer_drain(scratch, evbuffer_get_length(scratch));
+	}
+	return kept;
 }
 
 /*
@@ -486,6 +584,8 @@ static void settle_refusal(struct guard *g, struct evbuffer *in, uint64_t end)
 
 	if (earlier && drop_tail(in, buffered - earlier)) {
 		g->refusal_held = true;
+		g->held_input = 0;
+		evbuffer_add_cb(bufferevent_get_output(g->bev), on_output, g->bev);
 		return;
 	}
 	evbuffer_drain(in, evbuffer_get_length(in));
@@ -587,6 +687,8 @@ void http_guard_install(struct evhttp *http, struct event_base *base, size_t max
 	evhttp_set_bevcb(http, new_connection, NULL);
 	if (!adopt_event)
 		adopt_event = event_new(base, -1, 0, adopt, NULL);
+	if (!scratch)
+		scratch = evbuffer_new();
 	if (!sweeper) {
 		sweeper = event_new(base, -1, EV_PERSIST, sweep, NULL);
 		if (sweeper)

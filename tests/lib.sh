@@ -13,6 +13,7 @@ CAGECTL=$CAGE_BUILD/host/cagectl
 PLUGINS=$CAGE_BUILD/plugins/.libs
 TPLUGINS=$CAGE_BUILD/tests/plugins/.libs
 HOLDCONNS=$CAGE_BUILD/tests/e2e/holdconns
+HALFCLOSE=$CAGE_BUILD/tests/e2e/halfclose
 # the helpers' requests fail after this long, so that a wedged host fails
 # its test instead of hanging the suite
 CURL_LIMIT=${CURL_LIMIT:-120}

@@ -18,6 +18,9 @@ endif
 # a client holding many connections open (tests/e2e/auth_limits.sh)
 check_PROGRAMS += tests/e2e/holdconns
 tests_e2e_holdconns_SOURCES = tests/e2e/holdconns.c
+# a client that closes its sending side after its request (auth_limits.sh)
+check_PROGRAMS += tests/e2e/halfclose
+tests_e2e_halfclose_SOURCES = tests/e2e/halfclose.c
 
 E2E_TESTS = \
 	tests/e2e/sync_calls.sh \

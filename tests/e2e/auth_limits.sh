@@ -295,6 +295,29 @@ wait_until "the slow call and the refusal to be answered" closed slow_bad
 equal "then its 200, then 400" \
 	"$(statuses slow_bad)" "200 400 "
 contains "with the call's reply" "$(cat "$T/slow_bad.out")" "slow ok"
+# a client that closes its sending side after pipelining still gets the refusal
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nPOST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' \
+	"$AUTH" > "$T/halfclose.in"
+"$HALFCLOSE" "$PORT" "$T/halfclose.in" 20 > "$T/halfclose.out"
+equal "a request and a refused one, then the client's close: 200, then 411" \
+	"$(statuses halfclose)" "200 411 "
+# evhttp reads no body after HEAD: the guard must not skip a "body" there,
+# or a request in it would reach evhttp unchecked
+chunked_call=$(printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' "$AUTH"; echo .)
+chunked_call=${chunked_call%.}
+printf 'HEAD /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %s\r\n\r\n%s' \
+	"${#chunked_call}" "$chunked_call" > "$T/head_body.in"
+raw head_body
+wait_until "the HEAD and the request after it to be answered" closed head_body
+equal "a chunked call sent as a HEAD's body is refused: 200, then 411" \
+	"$(statuses head_body)" "200 411 "
+check "and never runs" sh -c "! grep -q hello '$T/head_body.out'"
+# a header folded onto the next line (obs-fold): evhttp would join a
+# Content-Length's value from the second line, the guard would not
+printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length:\r\n 9\r\n\r\nfirst-one' \
+	"$AUTH" > "$T/folded.in"
+malformed folded "a header line folded onto the next"
+equal "a folded header line is 400" "$(first_line folded | cut -d' ' -f2)" 400
 # absolute-form, as a proxy sends it (RFC 9112 3.2.2: servers must accept it)
 printf 'POST http://127.0.0.1:%s/v1/call/echo/upper HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxyz' \
 	"$PORT" "$AUTH" > "$T/absolute.in"
