@@ -77,6 +77,8 @@ struct guard {
 	bool has_length;		/* this request has a Content-Length */
 	bool past_request_line;		/* in the header lines of this request */
 	bool bodiless;			/* HEAD or TRACE: evhttp reads no body */
+	unsigned request_spaces;	/* in the request line so far */
+	bool method_not_upper;		/* a byte of its method is not A-Z */
 	size_t held_input;		/* input left unread by evhttp at the last sweep */
 	bufferevent_data_cb evhttp_writecb;	/* wrapped by after_answer_written */
 	bool seen_colon, name_blank;	/* of the current line, in its first bytes */
@@ -421,6 +423,12 @@ static void line_byte(struct guard *g, char c)
 		refuse(g, 400, "Bad Request", "a header line folded onto the next (obs-fold)");
 		return;
 	}
+	if (!g->past_request_line) {
+		if (c == ' ')
+			g->request_spaces++;
+		else if (g->request_spaces == 0 && (c < 'A' || c > 'Z'))
+			g->method_not_upper = true;
+	}
 	if (g->in_length && isdigit((unsigned char)c) && g->length < (1ULL << 50))
 		g->length = g->length * 10 + (unsigned long long)(c - '0');
 	if (g->line_len < NAME_PREFIX)
@@ -453,6 +461,28 @@ static void line_byte(struct guard *g, char c)
 	}
 }
 
+/* The request line starts with method_sp ("get ", lower case), and its
+ * method is in upper case. */
+static bool method_is(const struct guard *g, const char *method_sp)
+{
+	size_t len = strlen(method_sp);
+
+	return !g->method_not_upper && g->line_len > len && len <= NAME_PREFIX &&
+	       !memcmp(g->name, method_sp, len);
+}
+
+/* evhttp's methods (evhttp_parse_request_line). */
+static bool known_method(const struct guard *g)
+{
+	static const char *const methods[] = { "get ", "post ", "head ", "put ", "delete ",
+					       "options ", "trace ", "connect ", "patch " };
+
+	for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
+		if (method_is(g, methods[i]))
+			return true;
+	return false;
+}
+
 static void end_of_line(struct guard *g)
 {
 	if (g->line_len == 0 && g->head_len > 2) {
@@ -470,13 +500,19 @@ static void end_of_line(struct guard *g)
 		g->has_length = false;
 		g->past_request_line = false;
 		g->bodiless = false;
+		g->request_spaces = 0;
+		g->method_not_upper = false;
 	} else if (g->line_len > 0 && !g->past_request_line) {
 		/* the request line: evhttp reads no body after HEAD or TRACE,
-		 * whatever the headers say (evhttp's methods are upper case; a
-		 * lower case one is refused) */
-		g->bodiless = (g->line_len > 5 && !memcmp(g->name, "head ", 5)) ||
-			      (g->line_len > 6 && !memcmp(g->name, "trace ", 6));
+		 * whatever the headers say */
+		g->bodiless = method_is(g, "head ") || method_is(g, "trace ");
 		g->past_request_line = true;
+		/* a method evhttp does not know, in a line it can parse (method,
+		 * target, version): 501, as evhttp would say it, in JSON */
+		if (g->request_spaces >= 2 && !known_method(g))
+			refuse(g, 501, "Not Implemented",
+			       "unknown method: HTTP methods are upper case, such as GET, HEAD "
+			       "and POST");
 	}
 	g->line_len = 0;
 	g->in_length = false;
@@ -506,7 +542,11 @@ static size_t header_bytes(struct guard *g, const char *p, size_t n)
 	g->head_len += over ? room : len;
 	for (size_t i = 0; i < text && g->state == HEAD; i++) {
 		if (g->line_len >= NAME_PREFIX && !g->in_length) {
-			/* nothing further on this line matters: count it */
+			/* nothing further on this line matters but the request
+			 * line's spaces: count it */
+			for (const char *sp = p + i; !g->past_request_line &&
+			     (sp = memchr(sp, ' ', (size_t)(p + text - sp))); sp++)
+				g->request_spaces++;
 			g->line_len += text - i;
 			break;
 		}

@@ -318,6 +318,15 @@ printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length:\r\n
 	"$AUTH" > "$T/folded.in"
 malformed folded "a header line folded onto the next"
 equal "a folded header line is 400" "$(first_line folded | cut -d' ' -f2)" 400
+# a method evhttp does not know: 501, in JSON like every other error
+printf 'PROPFIND /v1/calls HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n' "$AUTH" > "$T/propfind.in"
+malformed propfind "an unknown method"
+equal "an unknown method is 501" "$(first_line propfind | cut -d' ' -f2)" 501
+contains "with a JSON error" "$(cat "$T/propfind.out")" '{"error": "unknown method'
+printf 'get /healthz HTTP/1.1\r\nHost: x\r\n\r\n' > "$T/lower.in"
+malformed lower "a method in lower case"
+equal "a method in lower case is 501" "$(first_line lower | cut -d' ' -f2)" 501
+contains "saying methods are upper case" "$(cat "$T/lower.out")" "upper case"
 # absolute-form, as a proxy sends it (RFC 9112 3.2.2: servers must accept it)
 printf 'POST http://127.0.0.1:%s/v1/call/echo/upper HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxyz' \
 	"$PORT" "$AUTH" > "$T/absolute.in"
