@@ -74,6 +74,8 @@ struct guard {
 	size_t line_len;		/* bytes of the current header line */
 	char name[NAME_PREFIX];		/* its first bytes, lowercased */
 	bool in_length;			/* reading a Content-Length value */
+	bool length_digits, length_ended;	/* of that value: digits seen, a blank after them */
+	bool cr_pending;		/* the line's last byte was a CR: an LF must follow */
 	bool has_length;		/* this request has a Content-Length */
 	bool past_request_line;		/* in the header lines of this request */
 	bool bodiless;			/* HEAD or TRACE: evhttp reads no body */
@@ -411,12 +413,41 @@ size_t http_guard_unsent(int *connections)
 	return bytes;
 }
 
+/* A bare CR (RFC 9112 2.2: invalid): evhttp keeps it in the line, where the
+ * guard would read "G\rET" as GET. */
+static void refuse_bare_cr(struct guard *g)
+{
+	refuse(g, 400, "Bad Request", "a CR not followed by LF in the request headers");
+}
+
+/* One byte of a Content-Length value: blanks, digits, blanks.  False for
+ * anything else. */
+static bool length_byte(struct guard *g, char c)
+{
+	if (c == ' ' || c == '\t') {
+		g->length_ended = g->length_digits;
+		return true;
+	}
+	if (!isdigit((unsigned char)c) || g->length_ended)
+		return false;
+	g->length_digits = true;
+	if (g->length < (1ULL << 50))
+		g->length = g->length * 10 + (unsigned long long)(c - '0');
+	return true;
+}
+
 /* One byte of a header line (not its newline): keeps the name's first
  * bytes and the digits of a Content-Length. */
 static void line_byte(struct guard *g, char c)
 {
-	if (c == '\r')
+	if (g->cr_pending) {
+		refuse_bare_cr(g);
 		return;
+	}
+	if (c == '\r') {
+		g->cr_pending = true;
+		return;
+	}
 	if (g->line_len == 0 && g->past_request_line && (c == ' ' || c == '\t')) {
 		/* obs-fold (RFC 9112 5.2: 400): evhttp would add the line to the
 		 * header before, perhaps a Content-Length the guard has read */
@@ -429,8 +460,12 @@ static void line_byte(struct guard *g, char c)
 		else if (g->request_spaces == 0 && (c < 'A' || c > 'Z'))
 			g->method_not_upper = true;
 	}
-	if (g->in_length && isdigit((unsigned char)c) && g->length < (1ULL << 50))
-		g->length = g->length * 10 + (unsigned long long)(c - '0');
+	if (g->in_length && !length_byte(g, c)) {
+		/* evhttp reads a C string: "0\0" followed by more digits is 0 to
+		 * evhttp; only 1*DIGIT (RFC 9110 8.6) is read the same way by both */
+		refuse(g, 400, "Bad Request", "a Content-Length that is not a number");
+		return;
+	}
 	if (g->line_len < NAME_PREFIX)
 		g->name[g->line_len] = (char)tolower((unsigned char)c);
 	g->line_len++;
@@ -485,6 +520,11 @@ static bool known_method(const struct guard *g)
 
 static void end_of_line(struct guard *g)
 {
+	g->cr_pending = false;
+	if (g->in_length && !g->length_digits) {
+		refuse(g, 400, "Bad Request", "a Content-Length that is not a number");
+		return;
+	}
 	if (g->line_len == 0 && g->head_len > 2) {
 		/* the blank line: the headers are complete */
 		if (g->bodiless)
@@ -515,7 +555,7 @@ static void end_of_line(struct guard *g)
 			       "and POST");
 	}
 	g->line_len = 0;
-	g->in_length = false;
+	g->in_length = g->length_digits = g->length_ended = false;
 	g->seen_colon = g->name_blank = false;
 }
 
@@ -540,10 +580,24 @@ static size_t header_bytes(struct guard *g, const char *p, size_t n)
 		g->request_at = g->scanned;
 	}
 	g->head_len += over ? room : len;
+	if (memchr(p, '\0', text)) {
+		/* evhttp reads header lines as C strings: what follows a NUL
+		 * would be the guard's and not evhttp's */
+		refuse(g, 400, "Bad Request", "a NUL byte in the request headers");
+		return over ? n : len;
+	}
 	for (size_t i = 0; i < text && g->state == HEAD; i++) {
 		if (g->line_len >= NAME_PREFIX && !g->in_length) {
 			/* nothing further on this line matters but the request
-			 * line's spaces: count it */
+			 * line's spaces and a CR not before the LF: count it */
+			const char *cr = memchr(p + i, '\r', text - i);
+
+			if (g->cr_pending || (cr && cr < p + text - 1)) {
+				refuse_bare_cr(g);
+				break;
+			}
+			if (cr)	/* the last byte so far: an LF must follow */
+				g->cr_pending = true;
 			for (const char *sp = p + i; !g->past_request_line &&
 			     (sp = memchr(sp, ' ', (size_t)(p + text - sp))); sp++)
 				g->request_spaces++;

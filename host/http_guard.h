@@ -9,9 +9,11 @@
  *     arrive (slowloris) gets "408 Request Timeout";
  *   - a request with a Transfer-Encoding gets "411 Length Required" (the
  *     guard follows bodies by their Content-Length, as evhttp does: none
- *     after HEAD or TRACE), one with two Content-Lengths, a blank before a
- *     header's colon or a folded header line "400", a method evhttp does
- *     not know "501" (in JSON; evhttp's would be HTML);
+ *     after HEAD or TRACE); one with two Content-Lengths, one that is not
+ *     digits, a blank before a header's colon, a folded header line, a NUL
+ *     or a CR not followed by LF gets "400" (each a place where evhttp
+ *     would read the headers otherwise than the guard); a method evhttp
+ *     does not know "501" (in JSON; evhttp's would be HTML);
  *   - a connection beyond max_connections gets "503" when it is accepted;
  *     further beyond it, and while accept() fails (no file descriptors
  *     left), the listener pauses.  max_connections is lowered, with a

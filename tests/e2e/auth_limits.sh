@@ -318,6 +318,23 @@ printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length:\r\n
 	"$AUTH" > "$T/folded.in"
 malformed folded "a header line folded onto the next"
 equal "a folded header line is 400" "$(first_line folded | cut -d' ' -f2)" 400
+# a NUL in a Content-Length: evhttp reads the value as a C string ("0"), so
+# a guard that skipped the digits after the NUL as a body would let the
+# chunked call in it through
+printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: 0\000%s\r\n\r\n%s' \
+	"$AUTH" "${#chunked_call}" "$chunked_call" > "$T/nul_length.in"
+raw nul_length
+wait_until "the request with a NUL in its Content-Length to be answered" closed nul_length
+equal "a NUL in a Content-Length is 400, and nothing after it is served" \
+	"$(statuses nul_length)" "400 "
+check "the chunked call after it never runs" sh -c "! grep -q hello '$T/nul_length.out'"
+printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Length: +5\r\n\r\nhello' \
+	"$AUTH" > "$T/plus_length.in"
+malformed plus_length "a Content-Length with a sign"
+equal "a Content-Length that is not digits is 400" "$(first_line plus_length | cut -d' ' -f2)" 400
+printf 'G\rET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' > "$T/bare_cr.in"
+malformed bare_cr "a CR inside the method"
+equal "a CR not followed by LF is 400" "$(first_line bare_cr | cut -d' ' -f2)" 400
 # a method evhttp does not know: 501, in JSON like every other error
 printf 'PROPFIND /v1/calls HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n' "$AUTH" > "$T/propfind.in"
 malformed propfind "an unknown method"
