@@ -1045,6 +1045,12 @@ static void route(struct evhttp_request *req, void *arg)
 	size_t len;
 	int n;
 
+	if (!http_guard_admit(req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		reply_error(req, 400, "Bad Request",
+			    "the request's framing could not be followed; connection closed");
+		return;
+	}
 	if (!uri || uri[0] != '/') {
 		reply_error(req, 400, "Bad Request", "malformed request target");
 		return;

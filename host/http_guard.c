@@ -35,6 +35,7 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,7 @@ struct refusal {
 struct guard {
 	struct bufferevent *bev;	/* the connection this slot serves, or NULL */
 	uint64_t scanned;		/* bytes of the stream the guard has looked at */
+	uint64_t passed, admitted;	/* request heads let through; taken by the API */
 	uint64_t request_at;		/* where in the stream this request began */
 	struct refusal refusal;		/* when REJECTED */
 	bool refusal_held;		/* not sent yet: evhttp has requests before it */
@@ -103,6 +105,7 @@ static struct evconnlistener *listener;
 static bool listener_paused;
 static int64_t accept_resume_ms;	/* monotonic; 0: accept() works */
 static bool putting_back;		/* on_input: bytes evhttp has yet to read */
+static uint64_t desyncs;		/* requests evhttp parsed that the guard did not pass */
 static struct evbuffer *scratch;	/* drop_tail's */
 
 static void answer(struct guard *g, int code, const char *reason, const char *error);
@@ -393,6 +396,26 @@ static void adopt(evutil_socket_t unused, short what, void *arg)
 	steer_listener();
 }
 
+bool http_guard_admit(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	struct guard *g = bev ? guard_for(bev) : NULL;
+
+	if (!g || ++g->admitted <= g->passed)
+		return true;
+	desyncs++;
+	log_error("HTTP: evhttp read a request the guard did not see whole (%" PRIu64
+		  " passed on this connection); refused, and the connection closed", g->passed);
+	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+	return false;
+}
+
+uint64_t http_guard_desyncs(void)
+{
+	return desyncs;
+}
+
 size_t http_guard_unsent(int *connections)
 {
 	size_t bytes = 0;
@@ -535,6 +558,7 @@ static void end_of_line(struct guard *g)
 		}
 		g->body_left = g->length;
 		g->state = g->body_left ? BODY : HEAD;
+		g->passed++;
 		g->head_len = 0;
 		g->length = 0;
 		g->has_length = false;

@@ -27,6 +27,7 @@
 #ifndef CAGEHOST_HTTP_GUARD_H
 #define CAGEHOST_HTTP_GUARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,7 @@ struct event_base;
 
 struct evconnlistener;
 struct evhttp;
+struct evhttp_request;
 
 /* Installs the guard on every new connection of http.  reserve_fds: file
  * descriptors the rest of the host may need at once (connections are kept
@@ -56,5 +58,18 @@ void http_guard_close(void);
  * (431, 408, 503) do not count: nobody waits for those.
  */
 size_t http_guard_unsent(int *connections);
+
+/*
+ * For each request evhttp hands to the API, before anything else: false
+ * when the guard let fewer requests through on its connection than evhttp
+ * has read, i.e. the two disagree on where a request ends (a request
+ * hidden from the guard, as in request smuggling).  The caller then
+ * answers 400 with "Connection: close"; the rest of the input is dropped
+ * and the event logged.  True for connections the guard does not serve.
+ */
+bool http_guard_admit(struct evhttp_request *req);
+
+/* How many times http_guard_admit() has said false (for tests). */
+uint64_t http_guard_desyncs(void);
 
 #endif

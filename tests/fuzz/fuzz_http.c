@@ -12,14 +12,20 @@
  * Each input: connect, write the bytes, shut down the writing side, then
  * run the loop (reading what the server sends) until the server closes the
  * connection or CAGE_FUZZ_HTTP_MS (default 200) pass; then close the
- * client and let the server notice.  What must hold:
+ * client and let the server notice.  An input with more than one request
+ * line (" HTTP/1." twice) shuts its writing side only once the server has
+ * sent nothing for QUIET_MS: evhttp stops reading a connection when it
+ * sees the end of the stream, so it would never get to the later requests.  What must hold:
  *   - no crash, undefined behaviour or leak in the host (sanitizers);
  *   - memory stays bounded (libFuzzer's -rss_limit_mb);
  *   - no file descriptor leaks: the number open returns to what it was
  *     (checked with slack for the store's log files; abort when it grows
  *     by FD_SLACK);
  *   - no 431 for a lone, plain request whose header block is within
- *     max_header_size, whatever its body (the guard must skip bodies).
+ *     max_header_size, whatever its body (the guard must skip bodies);
+ *   - evhttp never reads a request the guard did not let through whole
+ *     (http_guard_desyncs() stays 0): the guard and evhttp agree on where
+ *     each request ends, so no request is smuggled past the guard.
  * Host state (the store, the pool) carries over between inputs, as in a
  * real host; a crash that needs earlier inputs shows as not reproducible.
  *
@@ -56,6 +62,7 @@
 #include "conf.h"
 #include "host.h"
 #include "http_api.h"
+#include "http_guard.h"
 #include "log.h"
 #include "plugin_dir.h"
 #include "store.h"
@@ -63,6 +70,7 @@
 #define FD_SLACK 64		/* open fds beyond the start-up count that mean a leak */
 #define DRAIN_MS 20		/* after closing: time for the server to close its end */
 #define READY_MS 30000		/* start-up: time for the plugin scan and probes */
+#define QUIET_MS 5		/* pipelined input: server silence before shutting down */
 
 static struct {
 	pid_t owner;		/* the process that runs the host (see teardown) */
@@ -79,7 +87,8 @@ struct client {
 	char reply[16];		/* the first bytes the server sent */
 	size_t reply_len;
 	int fd;
-	struct event *io, *deadline;
+	struct event *io, *deadline, *quiet;
+	bool pipelined;		/* more than one request line: shut down when quiet */
 	const uint8_t *data;
 	size_t size, sent;
 	bool shut;		/* writing side shut down */
@@ -275,8 +284,10 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if (c->sent == c->size && !c->shut) {
-			shutdown(fd, SHUT_WR);
-			c->shut = true;
+			if (!c->pipelined) {
+				shutdown(fd, SHUT_WR);
+				c->shut = true;
+			}
 			event_del(c->io);
 			event_assign(c->io, h.host.base, fd, EV_READ | EV_PERSIST, on_client, c);
 			event_add(c->io, NULL);
@@ -294,6 +305,32 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
 		if (n == 0 || (errno != EAGAIN && errno != EINTR))
 			c->closed = true;
 	}
+	if (c->pipelined && !c->shut && c->sent == c->size) {
+		struct timeval quiet = { 0, QUIET_MS * 1000 };
+
+		evtimer_add(c->quiet, &quiet);	/* again from now */
+	}
+}
+
+/* A pipelined input's server went quiet: now the end of the stream. */
+static void on_quiet(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (!c->shut) {
+		shutdown(c->fd, SHUT_WR);
+		c->shut = true;
+	}
+}
+
+/* More than one request line in the input. */
+static bool has_pipelined(const uint8_t *data, size_t size)
+{
+	const uint8_t *first = memmem(data, size, " HTTP/1.", 8);
+
+	return first && memmem(first + 8, size - (size_t)(first + 8 - data), " HTTP/1.", 8);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -399,7 +436,7 @@ static int connect_host(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct client c = { "", 0, -1, NULL, NULL, data, size, 0, false, false, false };
+	struct client c = { .fd = -1, .data = data, .size = size };
 	size_t head;
 	struct timeval limit = { h.input_ms / 1000, (h.input_ms % 1000) * 1000 };
 	int fds_before = count_fds();
@@ -414,7 +451,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c.fd = connect_host();
 	c.io = event_new(h.host.base, c.fd, EV_READ | EV_WRITE | EV_PERSIST, on_client, &c);
 	c.deadline = evtimer_new(h.host.base, on_deadline, &c);
-	if (!c.io || !c.deadline)
+	c.quiet = evtimer_new(h.host.base, on_quiet, &c);
+	c.pipelined = has_pipelined(data, size);
+	if (!c.io || !c.deadline || !c.quiet)
 		die("out of memory");
 	event_add(c.io, NULL);
 	event_add(c.deadline, &limit);
@@ -427,6 +466,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			first_line(data, size));
 	event_free(c.io);
 	event_free(c.deadline);
+	event_free(c.quiet);
 	close(c.fd);
 	head = single_request_head(data, size);
 	if (head && head <= h.host.conf.max_header_size && c.reply_len >= 12 &&
@@ -444,5 +484,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		h.undrained++;
 	if (open_now > h.fds_at_start + FD_SLACK)
 		die("file descriptors leak: %d open, %d after start-up", open_now, h.fds_at_start);
+	if (http_guard_desyncs())
+		die("evhttp read a request the guard did not let through (request smuggling); "
+		    "input starts \"%.40s\"", first_line(data, size));
 	return 0;
 }
