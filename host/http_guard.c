@@ -108,8 +108,6 @@ static bool putting_back;		/* on_input: bytes evhttp has yet to read */
 static uint64_t desyncs;		/* requests evhttp parsed that the guard did not pass */
 static struct evbuffer *scratch;	/* drop_tail's */
 
-static void answer(struct guard *g, int code, const char *reason, const char *error);
-
 /* The slot of socket fd, the table grown as needed; NULL without memory. */
 static struct guard *slot(evutil_socket_t fd)
 {
@@ -443,6 +441,13 @@ static void refuse_bare_cr(struct guard *g)
 	refuse(g, 400, "Bad Request", "a CR not followed by LF in the request headers");
 }
 
+/* evhttp reads a C string: "0\0" followed by more digits is 0 to evhttp;
+ * only 1*DIGIT (RFC 9110 8.6) is read the same way by both. */
+static void refuse_length(struct guard *g)
+{
+	refuse(g, 400, "Bad Request", "a Content-Length that is not a number");
+}
+
 /* One byte of a Content-Length value: blanks, digits, blanks.  False for
  * anything else. */
 static bool length_byte(struct guard *g, char c)
@@ -484,9 +489,7 @@ static void line_byte(struct guard *g, char c)
 			g->method_not_upper = true;
 	}
 	if (g->in_length && !length_byte(g, c)) {
-		/* evhttp reads a C string: "0\0" followed by more digits is 0 to
-		 * evhttp; only 1*DIGIT (RFC 9110 8.6) is read the same way by both */
-		refuse(g, 400, "Bad Request", "a Content-Length that is not a number");
+		refuse_length(g);
 		return;
 	}
 	if (g->line_len < NAME_PREFIX)
@@ -545,7 +548,7 @@ static void end_of_line(struct guard *g)
 {
 	g->cr_pending = false;
 	if (g->in_length && !g->length_digits) {
-		refuse(g, 400, "Bad Request", "a Content-Length that is not a number");
+		refuse_length(g);	/* an empty value */
 		return;
 	}
 	if (g->line_len == 0 && g->head_len > 2) {
@@ -691,8 +694,8 @@ static bool drop_tail(struct evbuffer *in, size_t n)
  * The request just refused began at g->request_at; end is where the bytes
  * in the buffer end.  Bytes before that request that evhttp has yet to read
  * are earlier requests, complete: they stay, and the refusal waits until
- * evhttp has answered them (sweep).  Everything from the refused request on
- * is dropped.
+ * evhttp has answered them (after_answer_written; the sweep as backstop).
+ * Everything from the refused request on is dropped.
  */
 static void settle_refusal(struct guard *g, struct evbuffer *in, uint64_t end)
 {
