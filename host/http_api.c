@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -43,7 +44,7 @@ struct http_api {
 	struct event_base *base;
 	const struct timeval *sync_timeout;	/* a common timeout of base */
 	struct evhttp *http;
-	uint64_t enqueued, duplicates, sync_calls, rejected;
+	uint64_t enqueued, duplicates, sync_calls, rejected, abandoned;
 	int port;			/* the port actually bound */
 	bool serving;			/* http_api_start() was called */
 	bool stopping;			/* http_api_stop() was called */
@@ -58,13 +59,20 @@ struct http_api {
  * while its module is checked, handed back by a dying worker) is refused
  * by the pool when it comes up (start_by_ms).  Once running it has
  * sync_timeout of its own (the worker's deadline).
+ *
+ * A caller that closes its connection before its call reaches a worker has
+ * given up on it (and may well try again): the call is taken back, or
+ * refused by the pool when it comes up, and never runs.  Once running it
+ * finishes; its answer is lost with the connection.
  */
 struct sync_call {
 	struct job job;
 	struct http_api *api;
 	struct evhttp_request *req;
-	struct event *deadline;		/* sync_timeout from the arrival; in the
-					 * same allocation, after the struct */
+	struct event *deadline;		/* sync_timeout from the arrival */
+	struct event *hangup;		/* the caller's end of the stream; both
+					 * events in the same allocation, after
+					 * the struct */
 	struct evbuffer *body;		/* a 200's, while its outgoing calls commit */
 	LIST_ENTRY(sync_call) link;
 };
@@ -203,6 +211,7 @@ static void sync_call_free(struct sync_call *c)
 {
 	LIST_REMOVE(c, link);
 	event_del(c->deadline);
+	event_del(c->hangup);
 	if (c->body)
 		evbuffer_free(c->body);
 	free(c->job.payload);
@@ -303,6 +312,44 @@ static void sync_deadline(evutil_socket_t fd, short what, void *arg)
 	sync_call_free(c);
 }
 
+/* The caller ended its side of the stream (it closed the connection, or
+ * shut its sending side, which the README tells clients not to do) while
+ * its call had not reached a worker: it never runs.  A call held elsewhere
+ * (parked while its module is checked, handed back by a dying worker) is
+ * refused by the pool when it comes up.  The answer still goes out, to a
+ * caller that may yet read it. */
+static void caller_gone(evutil_socket_t fd, short what, void *arg)
+{
+	struct sync_call *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (!pool_cancel(c->api->d.pool, &c->job)) {
+		/* handed to a worker already, or held elsewhere: if it comes
+		 * back to the pool, the pool refuses it */
+		c->job.start_by_ms = 1;
+		return;
+	}
+	c->api->abandoned++;
+	log_info("sync call %s.%s: its caller closed the connection before a worker was "
+		 "free; the call does not run", c->job.module, c->job.method);
+	reply_error(c->req, 503, "Service Unavailable",
+		    "the connection was closed before a worker was free; the call did not run");
+	sync_call_free(c);
+}
+
+/* Watches for the caller's end of the stream while c waits, where the
+ * event loop can tell it apart from readable data (epoll can). */
+static void watch_caller(struct sync_call *c)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(c->req);
+	evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
+
+	event_assign(c->hangup, c->api->base, fd, EV_CLOSED, caller_gone, c);
+	if (fd >= 0 && (event_base_get_features(c->api->base) & EV_FEATURE_EARLY_CLOSE))
+		event_add(c->hangup, NULL);	/* without it, the call waits as before */
+}
+
 static void handle_call(struct http_api *api, struct evhttp_request *req, char *module,
 			char *method)
 {
@@ -320,9 +367,9 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 			    "%d sync calls are already waiting for a worker", MAX_SYNC_WAITING);
 		return;
 	}
-	/* the deadline event lives right after the call: no allocation of its
-	 * own, and a common timeout (one queue, not the heap) to be added to */
-	c = calloc(1, sizeof *c + event_get_struct_event_size());
+	/* the events live right after the call: no allocation of their own;
+	 * the deadline is a common timeout (one queue, not the heap) */
+	c = calloc(1, sizeof *c + 2 * event_get_struct_event_size());
 	if (!c || !(c->job.payload = body_copy(req, &c->job.payload_len))) {
 		free(c);
 		reply_error(req, 500, "Internal Server Error", "out of memory");
@@ -340,6 +387,7 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 	c->job.done = sync_done;
 	c->job.arg = c;
 	c->deadline = (struct event *)(c + 1);
+	c->hangup = (struct event *)((char *)c->deadline + event_get_struct_event_size());
 	evtimer_assign(c->deadline, api->base, sync_deadline, c);
 	if (evtimer_add(c->deadline, api->sync_timeout) < 0) {
 		free(c->job.payload);
@@ -349,6 +397,7 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 	}
 	api->sync_calls++;
 	LIST_INSERT_HEAD(&api->running, c, link);
+	watch_caller(c);
 	plugins_run(api->d.plugins, &c->job);
 }
 
@@ -950,6 +999,10 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_enqueue_duplicates_total %" PRIu64 "\n"
 		"# TYPE cagehost_sync_calls_total counter\n"
 		"cagehost_sync_calls_total %" PRIu64 "\n"
+		"# HELP cagehost_sync_calls_abandoned_total Sync calls whose caller closed the "
+		"connection before a worker was free; they did not run.\n"
+		"# TYPE cagehost_sync_calls_abandoned_total counter\n"
+		"cagehost_sync_calls_abandoned_total %" PRIu64 "\n"
 		"# TYPE cagehost_commits_total counter\n"
 		"cagehost_commits_total %" PRIu64 "\n"
 		"# HELP cagehost_log_flushes_total fdatasyncs of the log; each makes every commit "
@@ -976,7 +1029,7 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_workers_busy %d\n"
 		"# TYPE cagehost_modules_loaded gauge\n"
 		"cagehost_modules_loaded %d\n",
-		api->enqueued, api->duplicates, api->sync_calls, st.commits, st.log_flushes,
+		api->enqueued, api->duplicates, api->sync_calls, api->abandoned, st.commits, st.log_flushes,
 		sc.attempts_ok, sc.attempts_retry, sc.attempts_fail, sc.calls_dead,
 		sc.calls_woken, sc.in_flight, sc.deliveries_in_flight, pool_size(api->d.pool),
 		pool_busy(api->d.pool),
@@ -1234,10 +1287,13 @@ int http_api_port(const struct http_api *api)
 void http_api_free(struct http_api **ap)
 {
 	struct http_api *api = *ap;
+	struct sync_call *c;
 
 	if (!api)
 		return;
 	http_guard_close();
+	LIST_FOREACH(c, &api->running, link)
+		event_del(c->hangup);	/* before evhttp closes the sockets */
 	if (api->http)
 		evhttp_free(api->http);
 	/* calls still queued or running: the pool and the plugin directory

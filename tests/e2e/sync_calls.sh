@@ -154,5 +154,40 @@ equal "a call parked past its sync_timeout is 504 when its module is ready" \
 contains "saying it did not run" "$(cat "$T/parked.body")" "the call did not run"
 wait_until "the second queued call to finish" state_is "$id" done
 equal "only the queued calls ran" "$(log_count 'crashy slow done')" 2
+stop_host
+
+# a caller that gives up before a worker is free (closes its connection)
+# has its call taken back: it never runs, not even once the worker is free
+write_conf "workers = 1" "sync_timeout = 60s" "[queue default]" "attempt_timeout = 60s"
+start_host
+id=$(enqueue default crashy slow "$T/release3")
+wait_until "the queued call to take the worker" busy_workers
+ran=$(log_count 'crashy slow done')
+c=$(curl -s -m 1 -o /dev/null -w '%{http_code}' -d 5 "$URL/v1/call/crashy/slow")
+equal "a caller that waits 1 s for a sync call gives up" "$c" 000
+gone_logged() {
+	log_has "sync call crashy.slow: its caller closed the connection before a worker was free; the call does not run"
+}
+if wait_until "the host to see the caller go" gone_logged; then
+	ok 0 "the host logs that the call will not run"
+else
+	ok 1 "the host logs that the call will not run"
+fi
+equal "and counts it" "$(metric cagehost_sync_calls_abandoned_total)" 1
+touch "$T/release3"
+wait_until "the queued call to finish" state_is "$id" done
+equal "the worker is free: a sync call runs at once" "$(status POST /v1/call/echo/echo x)" 200
+equal "the abandoned call never ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
+# a caller that waits gets its call run as before
+id=$(enqueue default crashy slow "$T/release4")
+wait_until "the queued call to take the worker" busy_workers
+curl -s -m 30 -o "$T/patient.body" -d 5 "$URL/v1/call/crashy/slow" &
+patient=$!
+waits() { [ "$(metric cagehost_sync_calls_total)" -ge 3 ]; }
+wait_until "the patient call to arrive" waits
+touch "$T/release4"
+wait "$patient"
+equal "a caller that keeps its connection open gets its answer" "$(cat "$T/patient.body")" "slow ok"
+equal "nothing more was abandoned" "$(metric cagehost_sync_calls_abandoned_total)" 1
 
 done_testing
