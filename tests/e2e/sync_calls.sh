@@ -178,12 +178,27 @@ touch "$T/release3"
 wait_until "the queued call to finish" state_is "$id" done
 equal "the worker is free: a sync call runs at once" "$(status POST /v1/call/echo/echo x)" 200
 equal "the abandoned call never ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
+# the same for a call parked while its new module is checked (the check
+# needs the busy worker too): refused when the check is done
+id=$(enqueue default crashy slow "$T/release5")
+wait_until "the queued call to take the worker" busy_workers
+ran=$(log_count 'crashy slow done')
+plugin "$TPLUGINS/crashy.so" crashy3
+c=$(curl -s -m 1 -o /dev/null -w '%{http_code}' -d 5 "$URL/v1/call/crashy3/slow")
+equal "a caller of a module being checked gives up after 1 s" "$c" 000
+touch "$T/release5"
+wait_until "the queued call to finish" state_is "$id" done
+wait_until "crashy3 to be loaded" log_has "loaded crashy3@"
+equal "the worker is free: a call to crashy3 runs at once" \
+	"$(status POST /v1/call/crashy3/slow 1)" 200
+equal "the parked call whose caller left never ran" "$(log_count 'crashy slow done')" \
+	"$((ran + 2))"
 # a caller that waits gets its call run as before
 id=$(enqueue default crashy slow "$T/release4")
 wait_until "the queued call to take the worker" busy_workers
 curl -s -m 30 -o "$T/patient.body" -d 5 "$URL/v1/call/crashy/slow" &
 patient=$!
-waits() { [ "$(metric cagehost_sync_calls_total)" -ge 3 ]; }
+waits() { [ "$(metric cagehost_sync_calls_total)" -ge 5 ]; }
 wait_until "the patient call to arrive" waits
 touch "$T/release4"
 wait "$patient"
