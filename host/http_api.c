@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,9 @@
 
 /* Sync calls waiting for a worker beyond this get 503. */
 #define MAX_SYNC_WAITING 10000
+/* How often the connection of a waiting sync call with a pipelined request
+ * behind it is looked at for its end. */
+#define HANGUP_RECHECK_MS 250
 
 struct http_api {
 	struct http_api_deps d;
@@ -73,6 +77,7 @@ struct sync_call {
 	struct event *hangup;		/* the caller's end of the stream; both
 					 * events in the same allocation, after
 					 * the struct */
+	bool gone;			/* the caller's end of the stream came */
 	struct evbuffer *body;		/* a 200's, while its outgoing calls commit */
 	LIST_ENTRY(sync_call) link;
 };
@@ -240,6 +245,17 @@ static void outgoing_stored(bool ok, void *arg)
 	sync_call_free(c);
 }
 
+/* c's caller has given up on it before it ran: it never will. */
+static void abandon(struct sync_call *c)
+{
+	c->api->abandoned++;
+	log_info("sync call %s.%s: its caller closed the connection before a worker was "
+		 "free; the call does not run", c->job.module, c->job.method);
+	reply_error(c->req, 503, "Service Unavailable",
+		    "the connection was closed (or its sending side shut) before a worker "
+		    "was free; the call did not run");
+}
+
 static void sync_done(struct job *job, struct job_result *res)
 {
 	struct sync_call *c = job->arg;
@@ -287,6 +303,12 @@ static void sync_done(struct job *job, struct job_result *res)
 	case WORKER_TIMEOUT:
 		reply_error(req, 504, "Gateway Timeout", "%s", res->error);
 		break;
+	case WORKER_NOT_STARTED:
+		if (c->gone)
+			abandon(c);
+		else
+			reply_error(req, 504, "Gateway Timeout", "%s", res->error);
+		break;
 	default:
 		reply_error(req, 502, "Bad Gateway", "%s", res->error);
 		break;
@@ -312,42 +334,57 @@ static void sync_deadline(evutil_socket_t fd, short what, void *arg)
 	sync_call_free(c);
 }
 
-/* The caller ended its side of the stream (it closed the connection, or
- * shut its sending side, which the README tells clients not to do) while
- * its call had not reached a worker: it never runs.  A call held elsewhere
- * (parked while its module is checked, handed back by a dying worker) is
- * refused by the pool when it comes up.  The answer still goes out, to a
- * caller that may yet read it. */
+/* Has the peer ended its side of the stream (or reset the connection)? */
+static bool stream_ended(evutil_socket_t fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/*
+ * The caller's connection woke: its end of the stream came (it closed the
+ * connection, reset it, or shut its sending side, which the README tells
+ * clients not to do) while its call had not reached a worker, and the call
+ * never runs.  A call held elsewhere (parked while its module is checked,
+ * handed back by a dying worker) is refused by the pool when it comes up.
+ * The answer still goes out, to a caller that may yet read it.
+ *
+ * Only readable (the next request, pipelined), the connection would wake
+ * the loop again at once: it is looked at every HANGUP_RECHECK_MS instead.
+ */
 static void caller_gone(evutil_socket_t fd, short what, void *arg)
 {
+	static const struct timeval recheck = { 0, HANGUP_RECHECK_MS * 1000 };
 	struct sync_call *c = arg;
 
-	(void)fd;
 	(void)what;
+	if (!stream_ended(fd)) {
+		event_assign(c->hangup, c->api->base, fd, EV_TIMEOUT, caller_gone, c);
+		event_add(c->hangup, &recheck);
+		return;
+	}
+	c->gone = true;
 	if (!pool_cancel(c->api->d.pool, &c->job)) {
 		/* handed to a worker already, or held elsewhere: if it comes
 		 * back to the pool, the pool refuses it */
 		c->job.start_by_ms = 1;
 		return;
 	}
-	c->api->abandoned++;
-	log_info("sync call %s.%s: its caller closed the connection before a worker was "
-		 "free; the call does not run", c->job.module, c->job.method);
-	reply_error(c->req, 503, "Service Unavailable",
-		    "the connection was closed before a worker was free; the call did not run");
+	abandon(c);
 	sync_call_free(c);
 }
 
-/* Watches for the caller's end of the stream while c waits, where the
- * event loop can tell it apart from readable data (epoll can). */
+/* Watches c's connection while c waits.  (EV_CLOSED alone would miss a
+ * reset: libevent reports one as readable and writable, not closed.) */
 static void watch_caller(struct sync_call *c)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(c->req);
 	evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
 
-	event_assign(c->hangup, c->api->base, fd, EV_CLOSED, caller_gone, c);
-	if (fd >= 0 && (event_base_get_features(c->api->base) & EV_FEATURE_EARLY_CLOSE))
-		event_add(c->hangup, NULL);	/* without it, the call waits as before */
+	event_assign(c->hangup, c->api->base, fd, EV_READ | EV_CLOSED, caller_gone, c);
+	if (fd >= 0)
+		event_add(c->hangup, NULL);	/* failing, the call waits as before */
 }
 
 static void handle_call(struct http_api *api, struct evhttp_request *req, char *module,

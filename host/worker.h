@@ -54,6 +54,7 @@ enum worker_status {
 	WORKER_CRASHED = 6,	/* killed by a signal, exit(), lost channel */
 	WORKER_TIMEOUT = 7,	/* ran past the job's timeout */
 	WORKER_NO_MODULE = 8,	/* module not in plugin_dir (host side) */
+	WORKER_NOT_STARTED = 9,	/* start_by_ms passed first; it never ran (host side) */
 };
 
 /* Most calls one handler may enqueue on other cages (cage_enqueue). */
@@ -98,7 +99,7 @@ struct job {
 	size_t payload_len;
 	int64_t timeout_ms;
 	int64_t start_by_ms;	/* monotonic; not handed to a worker by then, it
-				 * never runs: done() gets WORKER_TIMEOUT (0: any time) */
+				 * never runs: done() gets WORKER_NOT_STARTED (0: any time) */
 	job_done_fn done;	/* called once; then the job's owner frees it */
 	void *arg;
 	TAILQ_ENTRY(job) link;

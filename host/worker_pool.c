@@ -626,15 +626,22 @@ static struct job *next_job(struct worker_pool *pool)
 	return NULL;
 }
 
-/* The live worker with the fewest jobs below `below`, or NULL. */
+/* The live worker with the fewest jobs below `below`, or NULL.  A worker
+ * whose running job has taken longer than QUEUE_BUDGET_US is slower than
+ * the average says: nothing more is queued behind it. */
 static struct worker *least_loaded(struct worker_pool *pool, int below)
 {
 	struct worker *best = NULL;
+	int64_t now = now_us();
 
 	for (int i = 0; i < pool->size; i++) {
 		struct worker *w = pool->workers[i];
 
-		if (w && !w->dying && w->count < below && (!best || w->count < best->count))
+		if (!w || w->dying || w->count >= below)
+			continue;
+		if (w->count > 0 && now - w->head_since_us > QUEUE_BUDGET_US)
+			continue;
+		if (!best || w->count < best->count)
 			best = w;
 	}
 	return best;
@@ -657,7 +664,7 @@ static void hand_out(evutil_socket_t fd, short what, void *arg)
 			break;
 		if (job->start_by_ms && now_us() / 1000 > job->start_by_ms) {
 			/* its start_by_ms passed while it waited: it does not run */
-			job_fail(job, WORKER_TIMEOUT, NULL,
+			job_fail(job, WORKER_NOT_STARTED, NULL,
 				 "no worker was free within %lld ms; the call did not run",
 				 (long long)job->timeout_ms);
 			continue;

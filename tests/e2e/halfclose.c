@@ -2,18 +2,23 @@
  * halfclose.c - a test client that sends a request and closes its sending
  * side at once, the way `nc -N` or a shell's here-document client does.
  *
- *   halfclose PORT FILE SECONDS
+ *   halfclose PORT FILE SECONDS [reset]
  *
  * Connects to 127.0.0.1:PORT, sends the bytes of FILE, shuts down its
  * sending side (the host reads the end of the stream after them), then
  * copies everything the host sends to standard output until the host
  * closes the connection or SECONDS pass.  Exit status 0 when the host
  * closed the connection, 1 on a timeout or an error, 2 for bad usage.
+ *
+ * With "reset" it leaves the way a client killed with unread data does:
+ * it keeps its sending side open, reads nothing for SECONDS, then resets
+ * the connection (SO_LINGER 0), and exits 0.
  */
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,8 +33,9 @@ int main(int argc, char **argv)
 	int fd, seconds;
 	time_t end;
 
-	if (argc != 4 || atoi(argv[1]) <= 0 || (seconds = atoi(argv[3])) <= 0) {
-		fprintf(stderr, "usage: halfclose PORT FILE SECONDS\n");
+	if (argc < 4 || argc > 5 || atoi(argv[1]) <= 0 || (seconds = atoi(argv[3])) <= 0 ||
+	    (argc == 5 && strcmp(argv[4], "reset"))) {
+		fprintf(stderr, "usage: halfclose PORT FILE SECONDS [reset]\n");
 		return 2;
 	}
 	addr.sin_port = htons((uint16_t)atoi(argv[1]));
@@ -48,6 +54,17 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	fclose(in);
+	if (argc == 5) {
+		struct linger abort_close = { .l_onoff = 1, .l_linger = 0 };
+
+		sleep((unsigned)seconds);
+		if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof abort_close) < 0) {
+			perror("SO_LINGER");
+			return 1;
+		}
+		close(fd);
+		return 0;
+	}
 	shutdown(fd, SHUT_WR);
 	end = time(NULL) + seconds;
 	while (time(NULL) < end) {

@@ -158,7 +158,10 @@ stop_host
 
 # a caller that gives up before a worker is free (closes its connection)
 # has its call taken back: it never runs, not even once the worker is free
-write_conf "workers = 1" "sync_timeout = 60s" "[queue default]" "attempt_timeout = 60s"
+# (attempt_timeout is long: a worker killed at it would hand back the jobs
+# queued behind its slow one, and the pool would refuse the abandoned ones
+# then, late; the checks of the call being taken back wait 20 s at most)
+write_conf "workers = 1" "sync_timeout = 300s" "[queue default]" "attempt_timeout = 300s"
 start_host
 id=$(enqueue default crashy slow "$T/release3")
 wait_until "the queued call to take the worker" busy_workers
@@ -178,6 +181,7 @@ touch "$T/release3"
 wait_until "the queued call to finish" state_is "$id" done
 equal "the worker is free: a sync call runs at once" "$(status POST /v1/call/echo/echo x)" 200
 equal "the abandoned call never ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
+abandoned_are() { [ "$(metric cagehost_sync_calls_abandoned_total)" = "$1" ]; }
 # the same for a call parked while its new module is checked (the check
 # needs the busy worker too): refused when the check is done
 id=$(enqueue default crashy slow "$T/release5")
@@ -193,6 +197,11 @@ equal "the worker is free: a call to crashy3 runs at once" \
 	"$(status POST /v1/call/crashy3/slow 1)" 200
 equal "the parked call whose caller left never ran" "$(log_count 'crashy slow done')" \
 	"$((ran + 2))"
+if wait_until "the parked call to be counted" abandoned_are 2; then
+	ok 0 "and is counted as abandoned when the check is done"
+else
+	ok 1 "and is counted as abandoned when the check is done"
+fi
 # a caller that waits gets its call run as before
 id=$(enqueue default crashy slow "$T/release4")
 wait_until "the queued call to take the worker" busy_workers
@@ -203,6 +212,71 @@ wait_until "the patient call to arrive" waits
 touch "$T/release4"
 wait "$patient"
 equal "a caller that keeps its connection open gets its answer" "$(cat "$T/patient.body")" "slow ok"
-equal "nothing more was abandoned" "$(metric cagehost_sync_calls_abandoned_total)" 1
+equal "nothing more was abandoned" "$(metric cagehost_sync_calls_abandoned_total)" 2
+# after many quick calls a worker takes several jobs at a time, but never
+# one behind a job that is already slow: a sync call waits in the host, where
+# its caller can still take it back
+urls=
+for i in $(seq 200); do urls="$urls $URL/v1/call/echo/echo"; done
+# shellcheck disable=SC2086
+curl -s -d x $urls > /dev/null
+id=$(enqueue default crashy slow "$T/release6")
+wait_until "the queued call to take the worker" busy_workers
+ran=$(log_count 'crashy slow done')
+c=$(curl -s -m 1 -o /dev/null -w '%{http_code}' -d 5 "$URL/v1/call/crashy/slow")
+equal "after 200 quick calls, a caller gives up after 1 s" "$c" 000
+if WAIT_LIMIT=20 wait_until "the call to be taken back" abandoned_are 3; then
+	ok 0 "its call was still in the host, and is taken back"
+else
+	ok 1 "its call was still in the host, and is taken back"
+fi
+touch "$T/release6"
+wait_until "the queued call to finish" state_is "$id" done
+equal "the worker is free: a sync call runs at once" "$(status POST /v1/call/echo/echo x)" 200
+equal "and the abandoned call never ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
+# a caller whose next request arrives, pipelined, while its call waits
+# (the host reads no more from that connection meanwhile): the host does not
+# spin on the readable connection, and still sees the caller leave
+id=$(enqueue default crashy slow "$T/release7")
+wait_until "the queued call to take the worker" busy_workers
+ran=$(log_count 'crashy slow done')
+calls=$(metric cagehost_sync_calls_total)
+bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"'
+	printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n5" >&3
+	while [ ! -e "'"$T"'/send_next" ]; do sleep 0.05; done
+	printf "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" >&3
+	while [ ! -e "'"$T"'/close_now" ]; do sleep 0.05; done
+	exec 3>&-' &
+pipeliner=$!
+arrived() { [ "$(metric cagehost_sync_calls_total)" -gt "$calls" ]; }
+wait_until "the call to arrive" arrived
+touch "$T/send_next"
+sleep 0.5
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$HOST_PID/stat"; }
+before=$(cpu_ticks)
+sleep 2
+spent=$(( $(cpu_ticks) - before ))
+# a spinning event loop burns a core: about 200 ticks in these 2 s
+check "the host idles while the call waits ($spent ticks of CPU in 2 s)" test "$spent" -lt 50
+touch "$T/close_now"
+wait "$pipeliner"
+if WAIT_LIMIT=20 wait_until "the close to be seen" abandoned_are 4; then
+	ok 0 "the close behind a pipelined request is seen and the call taken back"
+else
+	ok 1 "the close behind a pipelined request is seen and the call taken back"
+fi
+# a caller that resets its connection (a client killed with unread data)
+printf 'POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n5' \
+	> "$T/call.in"
+"$HALFCLOSE" "$PORT" "$T/call.in" 1 reset
+if WAIT_LIMIT=20 wait_until "the reset to be seen" abandoned_are 5; then
+	ok 0 "a reset is seen and the call taken back"
+else
+	ok 1 "a reset is seen and the call taken back"
+fi
+touch "$T/release7"
+wait_until "the queued call to finish" state_is "$id" done
+equal "the worker is free: a sync call runs at once" "$(status POST /v1/call/echo/echo x)" 200
+equal "and neither call ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
 
 done_testing
