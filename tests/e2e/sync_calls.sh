@@ -171,11 +171,8 @@ equal "a caller that waits 1 s for a sync call gives up" "$c" 000
 gone_logged() {
 	log_has "sync call crashy.slow: its caller closed the connection before a worker was free; the call does not run"
 }
-if wait_until "the host to see the caller go" gone_logged; then
-	ok 0 "the host logs that the call will not run"
-else
-	ok 1 "the host logs that the call will not run"
-fi
+check "the host logs that the call will not run" \
+	wait_until "the host to see the caller go" gone_logged
 equal "and counts it" "$(metric cagehost_sync_calls_abandoned_total)" 1
 touch "$T/release3"
 wait_until "the queued call to finish" state_is "$id" done
@@ -197,11 +194,8 @@ equal "the worker is free: a call to crashy3 runs at once" \
 	"$(status POST /v1/call/crashy3/slow 1)" 200
 equal "the parked call whose caller left never ran" "$(log_count 'crashy slow done')" \
 	"$((ran + 2))"
-if wait_until "the parked call to be counted" abandoned_are 2; then
-	ok 0 "and is counted as abandoned when the check is done"
-else
-	ok 1 "and is counted as abandoned when the check is done"
-fi
+check "and is counted as abandoned when the check is done" \
+	wait_until "the parked call to be counted" abandoned_are 2
 # a caller that waits gets its call run as before
 id=$(enqueue default crashy slow "$T/release4")
 wait_until "the queued call to take the worker" busy_workers
@@ -225,11 +219,8 @@ wait_until "the queued call to take the worker" busy_workers
 ran=$(log_count 'crashy slow done')
 c=$(curl -s -m 1 -o /dev/null -w '%{http_code}' -d 5 "$URL/v1/call/crashy/slow")
 equal "after 200 quick calls, a caller gives up after 1 s" "$c" 000
-if WAIT_LIMIT=20 wait_until "the call to be taken back" abandoned_are 3; then
-	ok 0 "its call was still in the host, and is taken back"
-else
-	ok 1 "its call was still in the host, and is taken back"
-fi
+WAIT_LIMIT=20 check "its call was still in the host, and is taken back" \
+	wait_until "the call to be taken back" abandoned_are 3
 touch "$T/release6"
 wait_until "the queued call to finish" state_is "$id" done
 equal "the worker is free: a sync call runs at once" "$(status POST /v1/call/echo/echo x)" 200
@@ -260,20 +251,14 @@ spent=$(( $(cpu_ticks) - before ))
 check "the host idles while the call waits ($spent ticks of CPU in 2 s)" test "$spent" -lt 50
 touch "$T/close_now"
 wait "$pipeliner"
-if WAIT_LIMIT=20 wait_until "the close to be seen" abandoned_are 4; then
-	ok 0 "the close behind a pipelined request is seen and the call taken back"
-else
-	ok 1 "the close behind a pipelined request is seen and the call taken back"
-fi
+WAIT_LIMIT=20 check "the close behind a pipelined request is seen and the call taken back" \
+	wait_until "the close to be seen" abandoned_are 4
 # a caller that resets its connection (a client killed with unread data)
 printf 'POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n5' \
 	> "$T/call.in"
 "$HALFCLOSE" "$PORT" "$T/call.in" 1 reset
-if WAIT_LIMIT=20 wait_until "the reset to be seen" abandoned_are 5; then
-	ok 0 "a reset is seen and the call taken back"
-else
-	ok 1 "a reset is seen and the call taken back"
-fi
+WAIT_LIMIT=20 check "a reset is seen and the call taken back" \
+	wait_until "the reset to be seen" abandoned_are 5
 touch "$T/release7"
 wait_until "the queued call to finish" state_is "$id" done
 equal "the worker is free: a sync call runs at once" "$(status POST /v1/call/echo/echo x)" 200
