@@ -57,17 +57,18 @@ struct http_api {
 };
 
 /*
- * A sync call must reach a worker within sync_timeout of its arrival: one
- * still waiting then is taken back and answered 504, never to run (its
- * caller may well try again).  One held elsewhere at that moment (parked
- * while its module is checked, handed back by a dying worker) is refused
- * by the pool when it comes up (start_by_ms).  Once running it has
+ * A sync call must start within sync_timeout of its arrival: one still
+ * waiting then is answered 504 and never runs (its caller may well try
+ * again).  Waiting in the pool, it is taken back at once; behind another
+ * job in a worker, the worker is told to skip it; held elsewhere (parked
+ * while its module is checked, handed back by a dying worker), the pool
+ * refuses it when it comes up (start_by_ms).  Once running it has
  * sync_timeout of its own (the worker's deadline).
  *
- * A caller that closes its connection before its call reaches a worker has
- * given up on it (and may well try again): the call is taken back, or
- * refused by the pool when it comes up, and never runs.  Once running it
- * finishes; its answer is lost with the connection.
+ * A caller that closes its connection before its call starts has given up
+ * on it (and may well try again): the call is stopped the same three ways
+ * and never runs.  Once running it finishes; its answer is lost with the
+ * connection.
  */
 struct sync_call {
 	struct job job;
@@ -319,15 +320,16 @@ static void sync_done(struct job *job, struct job_result *res)
 /* sync_timeout since the call arrived: if it still waits for a worker, it
  * never runs.  (A running one ends at its worker's deadline; one whose
  * handler is done and waits for its outgoing calls to be stored is left
- * alone: the pool no longer has it.) */
+ * alone: the pool no longer has it.  One behind another job in a worker
+ * is skipped, and done() answers it 504.) */
 static void sync_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct sync_call *c = arg;
 
 	(void)fd;
 	(void)what;
-	if (!pool_cancel(c->api->d.pool, &c->job))
-		return;
+	if (pool_cancel(c->api->d.pool, &c->job) != CANCEL_TAKEN_BACK)
+		return;		/* done() answers: 504 if its worker skips it */
 	reply_error(c->req, 504, "Gateway Timeout",
 		    "no worker was free within sync_timeout (%lld ms); the call did not run",
 		    (long long)c->job.timeout_ms);
@@ -365,14 +367,21 @@ static void caller_gone(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->gone = true;
-	if (!pool_cancel(c->api->d.pool, &c->job)) {
-		/* handed to a worker already, or held elsewhere: if it comes
-		 * back to the pool, the pool refuses it */
+	switch (pool_cancel(c->api->d.pool, &c->job)) {
+	case CANCEL_TAKEN_BACK:
+		abandon(c);
+		sync_call_free(c);
+		return;
+	case CANCEL_ASKED:
+		log_info("sync call %s.%s: its caller closed the connection; the worker that "
+			 "holds it is told not to start it", c->job.module, c->job.method);
+		return;		/* done() answers */
+	case CANCEL_TOO_LATE:
+		/* running, or held elsewhere: if it comes back to the pool,
+		 * the pool refuses it */
 		c->job.start_by_ms = 1;
 		return;
 	}
-	abandon(c);
-	sync_call_free(c);
 }
 
 /* Watches c's connection while c waits.  (EV_CLOSED alone would miss a

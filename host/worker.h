@@ -9,10 +9,15 @@
  *   host -> worker  JOB:    kind, path of the module's private copy, module,
  *                           method, version label, call id, queue, attempt,
  *                           payload
+ *   host -> worker  SKIP:   kind, number of a job sent earlier (the jobs on
+ *                           a channel are numbered from 1, skips not counted)
  *   worker -> host  RESULT: status, reply, error text, version label,
  *                           method names (probe only, space-separated),
  *                           calls enqueued on other cages (with OK only)
  *
+ * Jobs are pipelined (worker_pool.c), so a worker may hold jobs it has not
+ * started.  Before it starts one, it reads every SKIP already sent; a job
+ * named in one is answered WORKER_NOT_STARTED and never runs.
  * A job of kind PROBE loads a module version and describes it; a CALL job
  * runs one attempt.  The worker dlopens the private copy named in the job
  * (a new version has a new path, so it is loaded afresh) and keeps it loaded
@@ -23,6 +28,7 @@
 #ifndef CAGEHOST_WORKER_H
 #define CAGEHOST_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -39,7 +45,7 @@ struct event_base;
 /* Largest reply a handler may set (cage_reply fails above it). */
 #define WORKER_MAX_REPLY ((size_t)32 << 20)
 
-enum job_kind { JOB_PROBE = 0, JOB_CALL = 1 };
+enum job_kind { JOB_PROBE = 0, JOB_CALL = 1, JOB_SKIP = 2 /* on the channel only */ };
 
 /* Jobs wait in the first non-empty class, in this order. */
 enum job_class { CLASS_PROBE, CLASS_SYNC, CLASS_QUEUED, CLASS_COUNT };
@@ -54,7 +60,8 @@ enum worker_status {
 	WORKER_CRASHED = 6,	/* killed by a signal, exit(), lost channel */
 	WORKER_TIMEOUT = 7,	/* ran past the job's timeout */
 	WORKER_NO_MODULE = 8,	/* module not in plugin_dir (host side) */
-	WORKER_NOT_STARTED = 9,	/* start_by_ms passed first; it never ran (host side) */
+	WORKER_NOT_STARTED = 9,	/* start_by_ms passed first, or its worker was
+				 * told to skip it: it never ran */
 };
 
 /* Most calls one handler may enqueue on other cages (cage_enqueue). */
@@ -103,6 +110,8 @@ struct job {
 	job_done_fn done;	/* called once; then the job's owner frees it */
 	void *arg;
 	TAILQ_ENTRY(job) link;
+	uint32_t seq;		/* the pool's: its number on its worker's channel */
+	bool skip_sent;		/* the pool's: its worker was told to skip it */
 };
 
 struct worker_pool;
@@ -130,10 +139,17 @@ void pool_free(struct worker_pool **pool);
 /* Queues job; its done() runs later, never from inside pool_submit. */
 void pool_submit(struct worker_pool *pool, struct job *job);
 
-/* Takes job back if it still waits for a worker: true, and its done()
- * will never run; false when it was handed out already (or never queued
- * here), and done() runs as usual. */
-bool pool_cancel(struct worker_pool *pool, struct job *job);
+enum cancel_outcome {
+	CANCEL_TAKEN_BACK,	/* it still waited for a worker: done() never runs */
+	CANCEL_ASKED,		/* a worker holds it behind its running job and is
+				 * told to skip it: done() gets WORKER_NOT_STARTED
+				 * (or, if the worker started it first, its outcome) */
+	CANCEL_TOO_LATE,	/* running, or held outside the pool: done() runs
+				 * as it would have */
+};
+
+/* Tries to make sure job never runs (see cancel_outcome). */
+enum cancel_outcome pool_cancel(struct worker_pool *pool, struct job *job);
 
 /* Jobs queued but not yet given to a worker, in class c. */
 int pool_waiting(const struct worker_pool *pool, enum job_class c);

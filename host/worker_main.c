@@ -7,6 +7,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,30 +326,47 @@ static struct {
 	size_t start, len, cap;		/* unread bytes: data[start, start+len) */
 	size_t consumed;		/* size of the frame handed out last */
 	char saved;			/* byte after it, replaced by a NUL */
+	uint32_t jobs;			/* job frames read so far */
 } in;
+
+/* Jobs the host asked this worker to skip, by number (see worker.h); the
+ * host holds at most a few dozen jobs on a worker, so few are pending. */
+#define SKIPS_MAX 256
+static struct {
+	uint32_t seq[SKIPS_MAX];
+	int count;
+} skips;
+
+/* Makes room for `want` unread bytes and one byte more; -1 out of memory. */
+static int make_room(size_t want)
+{
+	if (want + 1 <= in.cap - in.start)
+		return 0;
+	if (in.start > 0) {
+		memmove(in.data, in.data + in.start, in.len);
+		in.start = 0;
+	}
+	if (want + 1 > in.cap) {
+		size_t cap = in.cap ? in.cap : 65536;
+		char *grown;
+
+		while (cap < want + 1)
+			cap *= 2;
+		grown = realloc(in.data, cap);
+		if (!grown)
+			return -1;
+		in.data = grown;
+		in.cap = cap;
+	}
+	return 0;
+}
 
 /* Makes at least `want` unread bytes available, with room for one byte
  * more after them; -1 at EOF or error. */
 static int fill(int fd, size_t want)
 {
-	if (want + 1 > in.cap - in.start) {
-		if (in.start > 0) {
-			memmove(in.data, in.data + in.start, in.len);
-			in.start = 0;
-		}
-		if (want + 1 > in.cap) {
-			size_t cap = in.cap ? in.cap : 65536;
-			char *grown;
-
-			while (cap < want + 1)
-				cap *= 2;
-			grown = realloc(in.data, cap);
-			if (!grown)
-				return -1;
-			in.data = grown;
-			in.cap = cap;
-		}
-	}
+	if (make_room(want) < 0)
+		return -1;
 	while (in.len < want) {
 		ssize_t n = read(fd, in.data + in.start + in.len, in.cap - in.start - in.len);
 
@@ -361,7 +379,78 @@ static int fill(int fd, size_t want)
 	return 0;
 }
 
-/* Reads the next job; its strings and payload live in the input buffer. */
+/* Reads what the host has sent so far without waiting for more; -1 at EOF
+ * or error. */
+static int read_sent(int fd)
+{
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 0) != 1)
+			return 0;
+		if (make_room(in.len + 65536) < 0)
+			return -1;
+		n = read(fd, in.data + in.start + in.len, in.cap - in.start - in.len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		in.len += (size_t)n;
+	}
+}
+
+static void note_skip(uint32_t seq)
+{
+	if (seq <= in.jobs)
+		return;		/* started already */
+	for (int i = 0; i < skips.count; i++)
+		if (skips.seq[i] == seq)
+			return;
+	if (skips.count < SKIPS_MAX)
+		skips.seq[skips.count++] = seq;
+}
+
+/* Was job number seq to be skipped?  Forgets the skips up to it. */
+static bool skip_asked(uint32_t seq)
+{
+	bool asked = false;
+	int kept = 0;
+
+	for (int i = 0; i < skips.count; i++) {
+		if (skips.seq[i] == seq)
+			asked = true;
+		if (skips.seq[i] > seq)
+			skips.seq[kept++] = skips.seq[i];
+	}
+	skips.count = kept;
+	return asked;
+}
+
+/* Notes the skips among the whole frames read so far. */
+static void note_skips_read(void)
+{
+	size_t at = in.start;
+
+	while (in.start + in.len - at >= 4) {
+		uint32_t len = wire_frame_len((unsigned char *)in.data + at);
+		struct wire_in r;
+
+		if (len > WIRE_MAX_FRAME || in.start + in.len - at - 4 < len)
+			return;
+		wire_in_init(&r, in.data + at + 4, len);
+		if (wire_in_u32(&r) == JOB_SKIP) {
+			uint32_t seq = wire_in_u32(&r);
+
+			if (!r.failed)
+				note_skip(seq);
+		}
+		at += 4 + (size_t)len;
+	}
+}
+
+/* Reads the next job (its number in job->seq), noting the skips sent so
+ * far; its strings and payload live in the input buffer. */
 static int read_job(int fd, struct job *job)
 {
 	struct wire_in r;
@@ -371,14 +460,26 @@ static int read_job(int fd, struct job *job)
 		in.data[in.start] = in.saved;	/* undo the previous job's NUL */
 		in.consumed = 0;
 	}
-	if (fill(fd, 4) < 0)
+	if (read_sent(fd) < 0)
 		return -1;
-	len = wire_frame_len((unsigned char *)in.data + in.start);
-	if (len > WIRE_MAX_FRAME || fill(fd, 4 + (size_t)len) < 0)
-		return -1;
-	memset(job, 0, sizeof *job);
-	wire_in_init(&r, in.data + in.start + 4, len);
-	job->kind = (enum job_kind)wire_in_u32(&r);
+	note_skips_read();
+	for (;;) {
+		if (fill(fd, 4) < 0)
+			return -1;
+		len = wire_frame_len((unsigned char *)in.data + in.start);
+		if (len > WIRE_MAX_FRAME || fill(fd, 4 + (size_t)len) < 0)
+			return -1;
+		memset(job, 0, sizeof *job);
+		wire_in_init(&r, in.data + in.start + 4, len);
+		job->kind = (enum job_kind)wire_in_u32(&r);
+		if (job->kind != JOB_SKIP)
+			break;
+		note_skip(wire_in_u32(&r));	/* (one that came after the scan) */
+		if (r.failed)
+			return -1;
+		in.start += 4 + (size_t)len;
+		in.len -= 4 + (size_t)len;
+	}
 	wire_in_str(&r, job->path, sizeof job->path);
 	wire_in_str(&r, job->module, sizeof job->module);
 	wire_in_str(&r, job->method, sizeof job->method);
@@ -389,6 +490,7 @@ static int read_job(int fd, struct job *job)
 	job->payload = (char *)wire_in_bytes(&r, &job->payload_len);
 	if (r.failed)
 		return -1;
+	job->seq = ++in.jobs;
 	in.start += 4 + (size_t)len;
 	in.len -= 4 + (size_t)len;
 	in.consumed = 4 + (size_t)len;
@@ -428,6 +530,11 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 		if (read_job(fd, &job) < 0)
 			end_worker(0);	/* the host closed the channel: done */
 		memset(&res, 0, sizeof res);
+		if (skip_asked(job.seq)) {
+			res.status = WORKER_NOT_STARTED;
+			send_result(fd, &res);
+			continue;
+		}
 		limit_cpu(cpu_limit_ms);
 		if (load(job.path, res.error, sizeof res.error) < 0)
 			res.status = WORKER_LOAD_FAILED;

@@ -8,7 +8,9 @@
  * worker never sleeps between them.  How many depends on how long jobs
  * take: no job should wait more than about QUEUE_BUDGET_US behind others in
  * a worker (fast handlers: up to PIPELINE_MAX deep; slow ones: one at a
- * time, so a sync call is never stuck behind a slow queued one).  The first unanswered job is the
+ * time, and nothing is queued behind a job already past the budget).  A job
+ * queued behind one that turns out slow can still be stopped: the worker
+ * is told to skip it (pool_cancel).  The first unanswered job is the
  * running one: its timeout runs from when it became first, and if the
  * worker dies, that job is the one that failed; the jobs behind it go back
  * to the front of their queue, unharmed.
@@ -60,6 +62,7 @@ struct worker {
 	struct job *jobs[PIPELINE_MAX];	/* sent, unanswered; [0] runs */
 	int64_t head_since_us;		/* monotonic: when jobs[0] became first */
 	int count;
+	uint32_t sent;			/* jobs sent on the channel so far */
 	char kill_reason[256];		/* set when the host killed it */
 	int64_t started_ms;		/* monotonic, for quick-death backoff */
 };
@@ -273,7 +276,8 @@ static void finish_first(struct worker *w, struct job_result *res)
 	int64_t now = now_us();
 
 	/* how long the job ran: an average over the last few dozen */
-	w->pool->job_us += (now - w->head_since_us - w->pool->job_us) / 16;
+	if (res->status != WORKER_NOT_STARTED)
+		w->pool->job_us += (now - w->head_since_us - w->pool->job_us) / 16;
 	w->head_since_us = now;
 
 	memmove(w->jobs, w->jobs + 1, (size_t)(w->count - 1) * sizeof w->jobs[0]);
@@ -452,6 +456,13 @@ static bool plausible_result(const struct job *job, struct job_result *res)
 	return true;
 }
 
+/* A status a worker may send for job: what a handler or a load can end
+ * with, or WORKER_NOT_STARTED for a job the host asked it to skip. */
+static bool known_status(const struct job *job, enum worker_status status)
+{
+	return status <= WORKER_BAD_OUTCOME || (status == WORKER_NOT_STARTED && job->skip_sent);
+}
+
 static void read_results(struct worker *w)
 {
 	struct evbuffer *in = bufferevent_get_input(w->channel);
@@ -478,7 +489,7 @@ static void read_results(struct worker *w)
 		wire_in_str(&r, res.error, sizeof res.error);
 		wire_in_str(&r, res.version, sizeof res.version);
 		wire_in_str(&r, res.methods, sizeof res.methods);
-		if (r.failed || res.status > WORKER_BAD_OUTCOME || w->count == 0 ||
+		if (r.failed || w->count == 0 || !known_status(w->jobs[0], res.status) ||
 		    !plausible_result(w->jobs[0], &res) || read_outgoing(&r, &res) < 0) {
 			job_result_release(&res);
 			kill_worker(w, "worker sent a malformed message");
@@ -495,6 +506,9 @@ static void read_results(struct worker *w)
 			res.reply[res.reply_len] = '\0';
 		}
 		evbuffer_drain(in, 4 + (size_t)len);
+		if (res.status == WORKER_NOT_STARTED)
+			snprintf(res.error, sizeof res.error, "no worker was free within "
+				 "%lld ms; the call did not run", (long long)w->jobs[0]->timeout_ms);
 		finish_first(w, &res);
 	}
 }
@@ -604,6 +618,8 @@ static int send_job(struct worker *w, struct job *job)
 		return -1;
 	}
 	wire_out_free(&out);
+	job->seq = ++w->sent;
+	job->skip_sent = false;
 	w->jobs[w->count++] = job;
 	if (w->count == 1) {
 		w->head_since_us = now_us();
@@ -739,7 +755,22 @@ void pool_submit(struct worker_pool *pool, struct job *job)
 	kick(pool);
 }
 
-bool pool_cancel(struct worker_pool *pool, struct job *job)
+/* Tells w not to start its job number seq (see worker.h). */
+static int send_skip(struct worker *w, uint32_t seq)
+{
+	struct wire_out out;
+	int rc = 0;
+
+	wire_out_init(&out);
+	wire_out_u32(&out, JOB_SKIP);
+	wire_out_u32(&out, seq);
+	if (wire_out_finish(&out) < 0 || bufferevent_write(w->channel, out.data, out.len) < 0)
+		rc = -1;
+	wire_out_free(&out);
+	return rc;
+}
+
+enum cancel_outcome pool_cancel(struct worker_pool *pool, struct job *job)
 {
 	struct job *j;
 
@@ -747,10 +778,22 @@ bool pool_cancel(struct worker_pool *pool, struct job *job)
 		if (j == job) {
 			TAILQ_REMOVE(&pool->waiting[job->class], job, link);
 			pool->waiting_count[job->class]--;
-			return true;
+			return CANCEL_TAKEN_BACK;
 		}
 	}
-	return false;
+	for (int i = 0; i < pool->size; i++) {
+		struct worker *w = pool->workers[i];
+
+		/* jobs[0] runs; those behind it wait in the worker */
+		for (int k = 1; w && !w->dying && k < w->count; k++) {
+			if (w->jobs[k] != job)
+				continue;
+			if (!job->skip_sent && send_skip(w, job->seq) == 0)
+				job->skip_sent = true;
+			return job->skip_sent ? CANCEL_ASKED : CANCEL_TOO_LATE;
+		}
+	}
+	return CANCEL_TOO_LATE;
 }
 
 int pool_waiting(const struct worker_pool *pool, enum job_class c)
