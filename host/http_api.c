@@ -367,6 +367,9 @@ static void caller_gone(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->gone = true;
+	/* should it come back to the pool (held elsewhere now, or handed
+	 * back by a worker that dies), the pool refuses it */
+	c->job.start_by_ms = 1;
 	switch (pool_cancel(c->api->d.pool, &c->job)) {
 	case CANCEL_TAKEN_BACK:
 		abandon(c);
@@ -377,10 +380,7 @@ static void caller_gone(evutil_socket_t fd, short what, void *arg)
 			 "holds it is told not to start it", c->job.module, c->job.method);
 		return;		/* done() answers */
 	case CANCEL_TOO_LATE:
-		/* running, or held elsewhere: if it comes back to the pool,
-		 * the pool refuses it */
-		c->job.start_by_ms = 1;
-		return;
+		return;		/* running, or held elsewhere */
 	}
 }
 

@@ -270,15 +270,22 @@ equal "and neither call ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
 curl -s -d x $urls > /dev/null	# a warm pool again: quick jobs, deep queues
 ran=$(log_count 'crashy slow done')
 calls=$(metric cagehost_sync_calls_total)
-bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"' 4<>/dev/tcp/127.0.0.1/'"$PORT"'
-	release="'"$T"'/release8"
-	printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" \
-		${#release} "$release" >&3
-	printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n5" >&4
-	while [ ! -e "'"$T"'/close_second" ]; do sleep 0.05; done
-	exec 4>&-
-	head -c 200 <&3 > "'"$T"'/first.out"' &
-pair=$!
+# send_pair RELEASE: two sync calls to crashy.slow, sent together on two
+# connections: the first lasts until the file RELEASE exists, the second
+# 5 ms; the second's connection is closed once $T/close_second exists, and
+# the first's answer goes to $T/first.out.  Sets $pair (the client's pid).
+send_pair() {
+	rm -f "$T/close_second"
+	bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"' 4<>/dev/tcp/127.0.0.1/'"$PORT"'
+		printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" \
+			${#1} "$1" >&3
+		printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n5" >&4
+		while [ ! -e "'"$T"'/close_second" ]; do sleep 0.05; done
+		exec 4>&-
+		head -c 200 <&3 > "'"$T"'/first.out"' send_pair "$1" &
+	pair=$!
+}
+send_pair "$T/release8"
 both_arrived() { [ "$(metric cagehost_sync_calls_total)" -ge $((calls + 2)) ]; }
 wait_until "both calls to arrive" both_arrived
 wait_until "the first to take the worker" busy_workers
@@ -299,5 +306,28 @@ WAIT_LIMIT=20 check "the second is counted as abandoned" \
 	wait_until "the second call to be counted" abandoned_are 6
 equal "the worker is free: a sync call runs at once" "$(status POST /v1/call/echo/echo x)" 200
 equal "and only the first call ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
+
+# the same, but the worker dies before it gets to the second call: the
+# jobs behind its running one come back to the host, which does not run the
+# one whose caller left
+curl -s -d x $urls > /dev/null
+ran=$(log_count 'crashy slow done')
+calls=$(metric cagehost_sync_calls_total)
+told=$(log_count "$stopped_in_worker")
+send_pair "$T/release9"
+wait_until "both calls to arrive" both_arrived
+wait_until "the first to take the worker" busy_workers
+touch "$T/close_second"
+told_again() { [ "$(log_count "$stopped_in_worker")" -gt "$told" ] ||
+	[ "$(log_count "$stopped_in_host")" -gt "$1" ]; }
+WAIT_LIMIT=20 check "the host sees the second caller go again" \
+	wait_until "the host to see the second caller go" told_again "$(log_count "$stopped_in_host")"
+kill -9 $(pgrep -P "$HOST_PID")
+wait "$pair"
+contains "the first call, whose worker died, is 502" "$(cat "$T/first.out")" "502"
+WAIT_LIMIT=20 check "the second is counted as abandoned" \
+	wait_until "the second call to be counted" abandoned_are 7
+equal "a new worker runs a sync call at once" "$(status POST /v1/call/echo/echo x)" 200
+equal "and neither call ran" "$(log_count 'crashy slow done')" "$ran"
 
 done_testing
