@@ -7,13 +7,13 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../sdk/cage.h"
@@ -379,30 +379,39 @@ static int fill(int fd, size_t want)
 	return 0;
 }
 
-/* Reads what the host has sent so far without waiting for more; -1 at EOF
- * or error. */
+/* Reads what the host has sent so far without waiting for more, up to
+ * READ_AHEAD_MAX buffered (a channel a plugin swapped for an endless file
+ * must not fill the worker's memory); -1 at EOF or error. */
+#define READ_AHEAD_MAX (WIRE_MAX_FRAME + 65536)
 static int read_sent(int fd)
 {
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+	while (in.len < READ_AHEAD_MAX) {
 		ssize_t n;
 
-		if (poll(&p, 1, 0) != 1)
-			return 0;
 		if (make_room(in.len + 65536) < 0)
 			return -1;
-		n = read(fd, in.data + in.start + in.len, in.cap - in.start - in.len - 1);
+		n = recv(fd, in.data + in.start + in.len, in.cap - in.start - in.len - 1,
+			 MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
 		if (n <= 0)
 			return -1;
 		in.len += (size_t)n;
 	}
+	return 0;
+}
+
+/* Is job number a later than b?  (Numbers wrap after 2^32 jobs.) */
+static bool seq_after(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) > 0;
 }
 
 static void note_skip(uint32_t seq)
 {
-	if (seq <= in.jobs)
+	if (!seq_after(seq, in.jobs))
 		return;		/* started already */
 	for (int i = 0; i < skips.count; i++)
 		if (skips.seq[i] == seq)
@@ -420,7 +429,7 @@ static bool skip_asked(uint32_t seq)
 	for (int i = 0; i < skips.count; i++) {
 		if (skips.seq[i] == seq)
 			asked = true;
-		if (skips.seq[i] > seq)
+		if (seq_after(skips.seq[i], seq))
 			skips.seq[kept++] = skips.seq[i];
 	}
 	skips.count = kept;
@@ -460,15 +469,16 @@ static int read_job(int fd, struct job *job)
 		in.data[in.start] = in.saved;	/* undo the previous job's NUL */
 		in.consumed = 0;
 	}
-	if (read_sent(fd) < 0)
-		return -1;
-	note_skips_read();
 	for (;;) {
 		if (fill(fd, 4) < 0)
 			return -1;
 		len = wire_frame_len((unsigned char *)in.data + in.start);
 		if (len > WIRE_MAX_FRAME || fill(fd, 4 + (size_t)len) < 0)
 			return -1;
+		/* the frame is whole: skips sent after it may name it */
+		if (read_sent(fd) < 0)
+			return -1;
+		note_skips_read();
 		memset(job, 0, sizeof *job);
 		wire_in_init(&r, in.data + in.start + 4, len);
 		job->kind = (enum job_kind)wire_in_u32(&r);

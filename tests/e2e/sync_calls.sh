@@ -270,19 +270,23 @@ equal "and neither call ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
 curl -s -d x $urls > /dev/null	# a warm pool again: quick jobs, deep queues
 ran=$(log_count 'crashy slow done')
 calls=$(metric cagehost_sync_calls_total)
-# send_pair RELEASE: two sync calls to crashy.slow, sent together on two
-# connections: the first lasts until the file RELEASE exists, the second
-# 5 ms; the second's connection is closed once $T/close_second exists, and
-# the first's answer goes to $T/first.out.  Sets $pair (the client's pid).
+# send_pair RELEASE [PAD]: two sync calls to crashy.slow that arrive
+# together, on two connections: the first lasts until the file RELEASE
+# exists, the second 5 ms (its payload "5" and PAD blanks).  The second is
+# sent but for its last byte, then the first, then that byte.  The second's
+# connection is closed once $T/close_second exists; the first's answer goes
+# to $T/first.out.  Sets $pair (the client's pid).
 send_pair() {
 	rm -f "$T/close_second"
 	bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"' 4<>/dev/tcp/127.0.0.1/'"$PORT"'
+		printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n5%*s" \
+			$(($2 + 1)) "$2" "" | head -c -1 >&4
 		printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" \
 			${#1} "$1" >&3
-		printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n5" >&4
+		[ "$2" = 0 ] && printf 5 >&4 || printf " " >&4
 		while [ ! -e "'"$T"'/close_second" ]; do sleep 0.05; done
 		exec 4>&-
-		head -c 200 <&3 > "'"$T"'/first.out"' send_pair "$1" &
+		head -c 200 <&3 > "'"$T"'/first.out"' send_pair "$1" "${2:-0}" &
 	pair=$!
 }
 send_pair "$T/release8"
@@ -329,5 +333,26 @@ WAIT_LIMIT=20 check "the second is counted as abandoned" \
 	wait_until "the second call to be counted" abandoned_are 7
 equal "a new worker runs a sync call at once" "$(status POST /v1/call/echo/echo x)" 200
 equal "and neither call ran" "$(log_count 'crashy slow done')" "$ran"
+
+# the same with a second call of 400 KB, whose job reaches the worker in
+# pieces: the skip sent after it is still read before it starts
+curl -s -d x $urls > /dev/null
+ran=$(log_count 'crashy slow done')
+calls=$(metric cagehost_sync_calls_total)
+told=$(log_count "$stopped_in_worker")
+send_pair "$T/release10" 400000
+wait_until "both calls to arrive" both_arrived
+wait_until "the first to take the worker" busy_workers
+touch "$T/close_second"
+WAIT_LIMIT=20 check "the host sees the caller of the 400 KB call go" \
+	wait_until "the host to see the second caller go" told_again "$(log_count "$stopped_in_host")"
+[ "$(log_count "$stopped_in_worker")" -gt "$told" ] &&
+	echo "# the second call was in the worker" || echo "# the second call was still in the host"
+touch "$T/release10"
+wait "$pair"
+contains "the first call is answered" "$(cat "$T/first.out")" "200 OK"
+WAIT_LIMIT=20 check "the 400 KB call is counted as abandoned" \
+	wait_until "the second call to be counted" abandoned_are 8
+equal "and only the first call ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
 
 done_testing
