@@ -264,95 +264,110 @@ wait_until "the queued call to finish" state_is "$id" done
 equal "the worker is free: a sync call runs at once" "$(status POST /v1/call/echo/echo x)" 200
 equal "and neither call ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
 
-# two sync calls that come together are handed to the worker together, the
-# second queued in it behind the first; if the first turns out slow and the
-# second's caller leaves, the worker is told to skip the second
-curl -s -d x $urls > /dev/null	# a warm pool again: quick jobs, deep queues
-ran=$(log_count 'crashy slow done')
-calls=$(metric cagehost_sync_calls_total)
-# send_pair RELEASE [PAD]: two sync calls to crashy.slow that arrive
-# together, on two connections: the first lasts until the file RELEASE
-# exists, the second 5 ms (its payload "5" and PAD blanks).  The second is
-# sent but for its last byte, then the first, then that byte.  The second's
-# connection is closed once $T/close_second exists; the first's answer goes
-# to $T/first.out.  Sets $pair (the client's pid).
+# Two sync calls that come together are handed to the worker together: one
+# runs, the other is queued in the worker behind it.  If the running one
+# turns out slow and the other's caller leaves, the worker is told to skip
+# the other.
+#
+# send_pair NAME [PAD]: two sync calls to crashy.slow, on two connections,
+# sent at once: call a waits for the file $T/NAME.a, call b for $T/NAME.b
+# (crashy creates FILE.started when it starts one; each payload is the
+# path, a NUL and PAD more bytes).  Which one the host takes first is up
+# to it.  The client closes a's connection once $T/close_a exists (b's,
+# once $T/close_b does) and copies the other's answer to $T/NAME.out.
+# Sets $pair (the client's pid).
 send_pair() {
-	rm -f "$T/close_second"
+	rm -f "$T/close_a" "$T/close_b"
 	bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"' 4<>/dev/tcp/127.0.0.1/'"$PORT"'
-		printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n5%*s" \
-			$(($2 + 1)) "$2" "" | head -c -1 >&4
-		printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" \
-			${#1} "$1" >&3
-		[ "$2" = 0 ] && printf 5 >&4 || printf " " >&4
-		while [ ! -e "'"$T"'/close_second" ]; do sleep 0.05; done
-		exec 4>&-
-		head -c 200 <&3 > "'"$T"'/first.out"' send_pair "$1" "${2:-0}" &
+		call() {
+			printf "POST /v1/call/crashy/slow HTTP/1.1\r\nHost: x\r\n"
+			printf "Content-Length: %d\r\n\r\n%s\0%*s" $((${#1} + 1 + $2)) "$1" "$2" ""
+		}
+		call "$1.a" "$2" >&3
+		call "$1.b" "$2" >&4
+		while :; do
+			[ -e "'"$T"'/close_a" ] && { exec 3>&-; head -c 200 <&4 > "$1.out"; break; }
+			[ -e "'"$T"'/close_b" ] && { exec 4>&-; head -c 200 <&3 > "$1.out"; break; }
+			sleep 0.05
+		done' send_pair "$T/$1" "${2:-0}" &
 	pair=$!
 }
-send_pair "$T/release8"
-both_arrived() { [ "$(metric cagehost_sync_calls_total)" -ge $((calls + 2)) ]; }
-wait_until "both calls to arrive" both_arrived
-wait_until "the first to take the worker" busy_workers
-touch "$T/close_second"
+# pair_started NAME: one call of the pair started; sets $first and $second
+# (a or b) to the one running and the one behind it
+pair_started() {
+	if [ -e "$T/$1.a.started" ]; then first=a; second=b
+	elif [ -e "$T/$1.b.started" ]; then first=b; second=a
+	else return 1
+	fi
+}
 stopped_in_worker="the worker that holds it is told not to start it"
 stopped_in_host="before a worker was free"
-stopped() { log_has "$stopped_in_worker" || [ "$(log_count "$stopped_in_host")" -gt "$1" ]; }
-WAIT_LIMIT=20 check "the host sees the second caller go" \
-	wait_until "the host to see the second caller go" stopped "$(log_count "$stopped_in_host")"
-# (the two calls reach the host within microseconds, so the second is
-# queued in the worker, unless the machine stalled the client between them)
-log_has "$stopped_in_worker" && echo "# the second call was in the worker" ||
-	echo "# the second call was still in the host"
-touch "$T/release8"
+# second_stopped WORKER HOST: the log tells of one more stopped call than
+# the counts WORKER and HOST of its two kinds of line
+second_stopped() {
+	[ "$(log_count "$stopped_in_worker")" -gt "$1" ] ||
+		[ "$(log_count "$stopped_in_host")" -gt "$2" ]
+}
+# leave_second NAME: the second call's caller leaves, and the host sees it
+leave_second() {
+	told=$(log_count "$stopped_in_worker")
+	dropped=$(log_count "$stopped_in_host")
+	pair_started "$1"
+	touch "$T/close_$second"
+	WAIT_LIMIT=20 check "the host sees the caller of the call behind go ($2)" \
+		wait_until "the host to see the second caller go" second_stopped "$told" "$dropped"
+	# (the two calls reach the host together, so the second is queued in
+	# the worker, unless the machine stalled the client between them)
+	[ "$(log_count "$stopped_in_worker")" -gt "$told" ] &&
+		echo "# the second call was in the worker" ||
+		echo "# the second call was still in the host"
+}
+both_arrived() { [ "$(metric cagehost_sync_calls_total)" -ge $((calls + 2)) ]; }
+
+curl -s -d x $urls > /dev/null	# a warm pool again: quick jobs, deep queues
+calls=$(metric cagehost_sync_calls_total)
+send_pair p8
+wait_until "both calls to arrive" both_arrived
+wait_until "one of them to start" pair_started p8
+leave_second p8 "5 ms calls"
+touch "$T/p8.$first"
 wait "$pair"
-contains "the first call is answered" "$(cat "$T/first.out")" "200 OK"
+contains "the first call is answered" "$(cat "$T/p8.out")" "200 OK"
 WAIT_LIMIT=20 check "the second is counted as abandoned" \
 	wait_until "the second call to be counted" abandoned_are 6
 equal "the worker is free: a sync call runs at once" "$(status POST /v1/call/echo/echo x)" 200
-equal "and only the first call ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
+check "and the second call never started" test ! -e "$T/p8.$second.started"
 
 # the same, but the worker dies before it gets to the second call: the
 # jobs behind its running one come back to the host, which does not run the
 # one whose caller left
 curl -s -d x $urls > /dev/null
-ran=$(log_count 'crashy slow done')
 calls=$(metric cagehost_sync_calls_total)
-told=$(log_count "$stopped_in_worker")
-send_pair "$T/release9"
+send_pair p9
 wait_until "both calls to arrive" both_arrived
-wait_until "the first to take the worker" busy_workers
-touch "$T/close_second"
-told_again() { [ "$(log_count "$stopped_in_worker")" -gt "$told" ] ||
-	[ "$(log_count "$stopped_in_host")" -gt "$1" ]; }
-WAIT_LIMIT=20 check "the host sees the second caller go again" \
-	wait_until "the host to see the second caller go" told_again "$(log_count "$stopped_in_host")"
+wait_until "one of them to start" pair_started p9
+leave_second p9 "then the worker dies"
 kill -9 $(pgrep -P "$HOST_PID")
 wait "$pair"
-contains "the first call, whose worker died, is 502" "$(cat "$T/first.out")" "502"
+contains "the first call, whose worker died, is 502" "$(cat "$T/p9.out")" "502"
 WAIT_LIMIT=20 check "the second is counted as abandoned" \
 	wait_until "the second call to be counted" abandoned_are 7
 equal "a new worker runs a sync call at once" "$(status POST /v1/call/echo/echo x)" 200
-equal "and neither call ran" "$(log_count 'crashy slow done')" "$ran"
+check "and the second call never started" test ! -e "$T/p9.$second.started"
 
-# the same with a second call of 400 KB, whose job reaches the worker in
-# pieces: the skip sent after it is still read before it starts
+# the same with two calls of 400 KB, whose jobs reach the worker in pieces:
+# the skip sent after the second is still read before it starts
 curl -s -d x $urls > /dev/null
-ran=$(log_count 'crashy slow done')
 calls=$(metric cagehost_sync_calls_total)
-told=$(log_count "$stopped_in_worker")
-send_pair "$T/release10" 400000
+send_pair p10 400000
 wait_until "both calls to arrive" both_arrived
-wait_until "the first to take the worker" busy_workers
-touch "$T/close_second"
-WAIT_LIMIT=20 check "the host sees the caller of the 400 KB call go" \
-	wait_until "the host to see the second caller go" told_again "$(log_count "$stopped_in_host")"
-[ "$(log_count "$stopped_in_worker")" -gt "$told" ] &&
-	echo "# the second call was in the worker" || echo "# the second call was still in the host"
-touch "$T/release10"
+wait_until "one of them to start" pair_started p10
+leave_second p10 "400 KB calls"
+touch "$T/p10.$first"
 wait "$pair"
-contains "the first call is answered" "$(cat "$T/first.out")" "200 OK"
+contains "the first call is answered" "$(cat "$T/p10.out")" "200 OK"
 WAIT_LIMIT=20 check "the 400 KB call is counted as abandoned" \
 	wait_until "the second call to be counted" abandoned_are 8
-equal "and only the first call ran" "$(log_count 'crashy slow done')" "$((ran + 1))"
+check "and it never started" test ! -e "$T/p10.$second.started"
 
 done_testing

@@ -12,8 +12,10 @@
  *   ok      replies "crashy ok" (the worker replaced after a crash works)
  *   slow    takes the milliseconds its payload names (a stopping host lets
  *           it finish), logs "crashy slow done", replies "slow ok"; a
- *           payload naming a file ("/...") instead waits until that file
- *           exists (at most 60 s), so that a test says when it ends
+ *           payload naming a file ("/...", ended by the payload's end or
+ *           a NUL) instead creates FILE.started and then waits until FILE
+ *           exists (at most 60 s), so that a test sees when it starts and
+ *           says when it ends
  *   chatty  prints to stdout and stderr, then replies "chatty ok" (the
  *           handler's own output must not corrupt the host's channel)
  */
@@ -80,6 +82,12 @@ static cage_outcome slow(cage_call *call)
 		len = sizeof text - 1;
 	memcpy(text, payload, len);
 	if (text[0] == '/') {
+		char started[sizeof text + 8];
+		FILE *f;
+
+		snprintf(started, sizeof started, "%s.started", text);
+		if ((f = fopen(started, "w")))
+			fclose(f);
 		for (int waited_ms = 0; access(text, F_OK) != 0 && waited_ms < 60000;
 		     waited_ms += 20)
 			usleep(20 * 1000);
