@@ -347,10 +347,9 @@ static bool stream_ended(evutil_socket_t fd)
 /*
  * The caller's connection woke: its end of the stream came (it closed the
  * connection, reset it, or shut its sending side, which the README tells
- * clients not to do) while its call had not reached a worker, and the call
- * never runs.  A call held elsewhere (parked while its module is checked,
- * handed back by a dying worker) is refused by the pool when it comes up.
- * The answer still goes out, to a caller that may yet read it.
+ * clients not to do) while its call had not started, and the call never
+ * runs: see pool_cancel for the three ways it is stopped.  The answer still
+ * goes out, to a caller that may yet read it.
  *
  * Only readable (the next request, pipelined), the connection would wake
  * the loop again at once: it is looked at every HANGUP_RECHECK_MS instead.

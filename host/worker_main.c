@@ -484,7 +484,7 @@ static int read_job(int fd, struct job *job)
 		job->kind = (enum job_kind)wire_in_u32(&r);
 		if (job->kind != JOB_SKIP)
 			break;
-		note_skip(wire_in_u32(&r));	/* (one that came after the scan) */
+		wire_in_u32(&r);	/* its job number: noted by the scan above */
 		if (r.failed)
 			return -1;
 		in.start += 4 + (size_t)len;

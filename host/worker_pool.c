@@ -456,6 +456,13 @@ static bool plausible_result(const struct job *job, struct job_result *res)
 	return true;
 }
 
+/* The error of a job that never started (WORKER_NOT_STARTED). */
+static void not_started_error(const struct job *job, char *out, size_t size)
+{
+	snprintf(out, size, "no worker was free within %lld ms; the call did not run",
+		 (long long)job->timeout_ms);
+}
+
 /* A status a worker may send for job: what a handler or a load can end
  * with, or WORKER_NOT_STARTED for a job the host asked it to skip. */
 static bool known_status(const struct job *job, enum worker_status status)
@@ -507,8 +514,7 @@ static void read_results(struct worker *w)
 		}
 		evbuffer_drain(in, 4 + (size_t)len);
 		if (res.status == WORKER_NOT_STARTED)
-			snprintf(res.error, sizeof res.error, "no worker was free within "
-				 "%lld ms; the call did not run", (long long)w->jobs[0]->timeout_ms);
+			not_started_error(w->jobs[0], res.error, sizeof res.error);
 		finish_first(w, &res);
 	}
 }
@@ -679,10 +685,11 @@ static void hand_out(evutil_socket_t fd, short what, void *arg)
 		if (!job)
 			break;
 		if (job->start_by_ms && now_us() / 1000 > job->start_by_ms) {
+			char why[RECORD_ERROR_MAX + 1];
+
 			/* its start_by_ms passed while it waited: it does not run */
-			job_fail(job, WORKER_NOT_STARTED, NULL,
-				 "no worker was free within %lld ms; the call did not run",
-				 (long long)job->timeout_ms);
+			not_started_error(job, why, sizeof why);
+			job_fail(job, WORKER_NOT_STARTED, NULL, "%s", why);
 			continue;
 		}
 		/* a probe may take its worker down: never queue work behind it */
