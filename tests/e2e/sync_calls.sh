@@ -323,13 +323,19 @@ leave_second() {
 		echo "# the second call was still in the host"
 }
 both_arrived() { [ "$(metric cagehost_sync_calls_total)" -ge $((calls + 2)) ]; }
+# pair_behind NAME WHAT [PAD]: on a warm pool again (quick jobs, deep
+# queues), send_pair NAME PAD; once one call runs, the other's caller
+# leaves (leave_second NAME WHAT)
+pair_behind() {
+	curl -s -d x $urls > /dev/null
+	calls=$(metric cagehost_sync_calls_total)
+	send_pair "$1" "${3:-0}"
+	wait_until "both calls to arrive" both_arrived
+	wait_until "one of them to start" pair_started "$1"
+	leave_second "$1" "$2"
+}
 
-curl -s -d x $urls > /dev/null	# a warm pool again: quick jobs, deep queues
-calls=$(metric cagehost_sync_calls_total)
-send_pair p8
-wait_until "both calls to arrive" both_arrived
-wait_until "one of them to start" pair_started p8
-leave_second p8 "5 ms calls"
+pair_behind p8 "5 ms calls"
 touch "$T/p8.$first"
 wait "$pair"
 contains "the first call is answered" "$(cat "$T/p8.out")" "200 OK"
@@ -341,12 +347,7 @@ check "and the second call never started" test ! -e "$T/p8.$second.started"
 # the same, but the worker dies before it gets to the second call: the
 # jobs behind its running one come back to the host, which does not run the
 # one whose caller left
-curl -s -d x $urls > /dev/null
-calls=$(metric cagehost_sync_calls_total)
-send_pair p9
-wait_until "both calls to arrive" both_arrived
-wait_until "one of them to start" pair_started p9
-leave_second p9 "then the worker dies"
+pair_behind p9 "then the worker dies"
 kill -9 $(pgrep -P "$HOST_PID")
 wait "$pair"
 contains "the first call, whose worker died, is 502" "$(cat "$T/p9.out")" "502"
@@ -357,12 +358,7 @@ check "and the second call never started" test ! -e "$T/p9.$second.started"
 
 # the same with two calls of 400 KB, whose jobs reach the worker in pieces:
 # the skip sent after the second is still read before it starts
-curl -s -d x $urls > /dev/null
-calls=$(metric cagehost_sync_calls_total)
-send_pair p10 400000
-wait_until "both calls to arrive" both_arrived
-wait_until "one of them to start" pair_started p10
-leave_second p10 "400 KB calls"
+pair_behind p10 "400 KB calls" 400000
 touch "$T/p10.$first"
 wait "$pair"
 contains "the first call is answered" "$(cat "$T/p10.out")" "200 OK"
