@@ -51,6 +51,8 @@
 enum guard_state { HEAD, BODY, REJECTED };
 
 #define NAME_PREFIX 20
+#define VERSION_MAX 16		/* longest HTTP version read ("HTTP/1.1" is 8) */
+#define SHORTEST_LINE 14	/* evhttp's shortest request line, "GET / HTTP/1.0" */
 #define REJECT_LINGER_MS 2000	/* a refused client's time to read the answer */
 #define OVER_LIMIT_ANSWERS 64	/* connections past max_connections still answered 503 */
 #define ACCEPT_PAUSE_MS 1000	/* after accept() failed */
@@ -83,6 +85,11 @@ struct guard {
 	bool bodiless;			/* HEAD or TRACE: evhttp reads no body */
 	unsigned request_spaces;	/* in the request line so far */
 	bool method_not_upper;		/* a byte of its method is not A-Z */
+	/* the request line's words (runs of non-spaces), as evhttp splits it */
+	size_t first_space_at;		/* where its first space is (with request_spaces) */
+	size_t word_at, word_len;	/* the word being read: where, how long */
+	size_t last_at, last_len;	/* the word before it (last_len 0: none) */
+	char word[VERSION_MAX], last[VERSION_MAX];	/* their first bytes */
 	size_t held_input;		/* input left unread by evhttp at the last sweep */
 	bufferevent_data_cb evhttp_writecb;	/* wrapped by after_answer_written */
 	bool seen_colon, name_blank;	/* of the current line, in its first bytes */
@@ -464,6 +471,108 @@ static bool length_byte(struct guard *g, char c)
 	return true;
 }
 
+/* The request line starts with method_sp ("get ", lower case), and its
+ * method is in upper case. */
+static bool method_is(const struct guard *g, const char *method_sp)
+{
+	size_t len = strlen(method_sp);
+
+	return !g->method_not_upper && g->line_len > len && len <= NAME_PREFIX &&
+	       !memcmp(g->name, method_sp, len);
+}
+
+/* evhttp's methods (evhttp_parse_request_line). */
+static bool known_method(const struct guard *g)
+{
+	static const char *const methods[] = { "get ", "post ", "head ", "put ", "delete ",
+					       "options ", "trace ", "connect ", "patch " };
+
+	for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
+		if (method_is(g, methods[i]))
+			return true;
+	return false;
+}
+
+/*
+ * n bytes of the request line (no CR or LF) from where line_len says:
+ * counts its spaces and keeps where its last two words are, with their
+ * first bytes (the last word is the HTTP version).
+ */
+static void request_line_text(struct guard *g, const char *p, size_t n)
+{
+	size_t at = g->line_len;
+
+	while (n > 0) {
+		const char *space = memchr(p, ' ', n);
+		size_t run = space ? (size_t)(space - p) : n;
+
+		if (run) {
+			if (g->word_len == 0)
+				g->word_at = at;
+			if (g->word_len < VERSION_MAX)
+				memcpy(g->word + g->word_len, p,
+				       run < VERSION_MAX - g->word_len ? run : VERSION_MAX - g->word_len);
+			g->word_len += run;
+		}
+		if (!space)
+			return;
+		if (g->request_spaces++ == 0)
+			g->first_space_at = at + run;
+		if (g->word_len) {
+			memcpy(g->last, g->word, sizeof g->last);
+			g->last_at = g->word_at;
+			g->last_len = g->word_len;
+			g->word_len = 0;
+		}
+		p += run + 1;
+		n -= run + 1;
+		at += run + 1;
+	}
+}
+
+/*
+ * The request line is complete: is it one evhttp can read
+ * (evhttp_parse_request_line)?  Trailing spaces dropped, at least
+ * SHORTEST_LINE bytes, the method up to the first space, the version after
+ * the last one, something between them, and a version sscanf reads as
+ * HTTP/major.minor with major at most 1.  evhttp answers any other line
+ * with an HTML 400; the guard answers it in JSON, and a later HTTP version
+ * 505.  (A target evhttp then fails to parse as a URI still gets evhttp's
+ * own 400.)  Then a method evhttp does not know gets 501, as evhttp would
+ * say it.
+ */
+static void check_request_line(struct guard *g)
+{
+	bool in_word = g->word_len > 0;	/* else the line ended in spaces */
+	size_t at = in_word ? g->word_at : g->last_at;
+	size_t len = in_word ? g->word_len : g->last_len;
+	char version[VERSION_MAX + 1];
+	int major, minor;
+	char extra;
+
+	if (at + len < SHORTEST_LINE || !g->request_spaces || at < g->first_space_at + 3 ||
+	    len > VERSION_MAX) {
+		refuse(g, 400, "Bad Request",
+		       "a malformed request line: send METHOD TARGET HTTP/1.1");
+		return;
+	}
+	memcpy(version, in_word ? g->word : g->last, len);
+	version[len] = '\0';
+	if (sscanf(version, "HTTP/%d.%d%c", &major, &minor, &extra) != 2) {
+		refuse(g, 400, "Bad Request",
+		       "a malformed request line: its last word must be the version, HTTP/1.1");
+		return;
+	}
+	if (major > 1) {
+		refuse(g, 505, "HTTP Version Not Supported",
+		       "this host speaks HTTP/1.1 (and 1.0) on this port");
+		return;
+	}
+	if (!known_method(g))
+		refuse(g, 501, "Not Implemented",
+		       "unknown method: HTTP methods are upper case, such as GET, HEAD and POST");
+}
+
 /* One byte of a header line (not its newline): keeps the name's first
  * bytes and the digits of a Content-Length. */
 static void line_byte(struct guard *g, char c)
@@ -483,10 +592,9 @@ static void line_byte(struct guard *g, char c)
 		return;
 	}
 	if (!g->past_request_line) {
-		if (c == ' ')
-			g->request_spaces++;
-		else if (g->request_spaces == 0 && (c < 'A' || c > 'Z'))
+		if (c != ' ' && g->request_spaces == 0 && (c < 'A' || c > 'Z'))
 			g->method_not_upper = true;
+		request_line_text(g, &c, 1);
 	}
 	if (g->in_length && !length_byte(g, c)) {
 		refuse_length(g);
@@ -522,28 +630,6 @@ static void line_byte(struct guard *g, char c)
 	}
 }
 
-/* The request line starts with method_sp ("get ", lower case), and its
- * method is in upper case. */
-static bool method_is(const struct guard *g, const char *method_sp)
-{
-	size_t len = strlen(method_sp);
-
-	return !g->method_not_upper && g->line_len > len && len <= NAME_PREFIX &&
-	       !memcmp(g->name, method_sp, len);
-}
-
-/* evhttp's methods (evhttp_parse_request_line). */
-static bool known_method(const struct guard *g)
-{
-	static const char *const methods[] = { "get ", "post ", "head ", "put ", "delete ",
-					       "options ", "trace ", "connect ", "patch " };
-
-	for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
-		if (method_is(g, methods[i]))
-			return true;
-	return false;
-}
-
 static void end_of_line(struct guard *g)
 {
 	g->cr_pending = false;
@@ -569,17 +655,14 @@ static void end_of_line(struct guard *g)
 		g->bodiless = false;
 		g->request_spaces = 0;
 		g->method_not_upper = false;
-	} else if (g->line_len > 0 && !g->past_request_line) {
-		/* the request line: evhttp reads no body after HEAD or TRACE,
-		 * whatever the headers say */
+		g->word_len = g->last_len = 0;
+	} else if (!g->past_request_line) {
+		/* the request line (empty lines included: evhttp does not skip
+		 * them); evhttp reads no body after HEAD or TRACE, whatever the
+		 * headers say */
 		g->bodiless = method_is(g, "head ") || method_is(g, "trace ");
 		g->past_request_line = true;
-		/* a method evhttp does not know, in a line it can parse (method,
-		 * target, version): 501, as evhttp would say it, in JSON */
-		if (g->request_spaces >= 2 && !known_method(g))
-			refuse(g, 501, "Not Implemented",
-			       "unknown method: HTTP methods are upper case, such as GET, HEAD "
-			       "and POST");
+		check_request_line(g);
 	}
 	g->line_len = 0;
 	g->in_length = g->length_digits = g->length_ended = false;
@@ -625,9 +708,8 @@ static size_t header_bytes(struct guard *g, const char *p, size_t n)
 			}
 			if (cr)	/* the last byte so far: an LF must follow */
 				g->cr_pending = true;
-			for (const char *sp = p + i; !g->past_request_line &&
-			     (sp = memchr(sp, ' ', (size_t)(p + text - sp))); sp++)
-				g->request_spaces++;
+			if (!g->past_request_line)
+				request_line_text(g, p + i, text - i - (cr ? 1 : 0));
 			g->line_len += text - i;
 			break;
 		}

@@ -14,6 +14,9 @@
  *     or a CR not followed by LF gets "400" (each a place where evhttp
  *     would read the headers otherwise than the guard); a method evhttp
  *     does not know "501" (in JSON; evhttp's would be HTML);
+ *   - a request line evhttp cannot read (no target, no version, an empty
+ *     line) gets "400", and one in a later HTTP version "505 HTTP Version
+ *     Not Supported", in JSON (evhttp's would be an HTML 400);
  *   - a connection beyond max_connections gets "503" when it is accepted;
  *     further beyond it, and while accept() fails (no file descriptors
  *     left), the listener pauses.  max_connections is lowered, with a

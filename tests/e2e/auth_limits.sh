@@ -187,6 +187,43 @@ malformed() {
 
 printf '\001\002\377garbage in\r\n\r\n' > "$T/garbage.in"
 malformed garbage "a garbage request line"
+# refused_json NAME STATUS TEXT: the answer on NAME is STATUS, in JSON, and
+# says TEXT (evhttp's own answer to a request line it cannot read is HTML)
+refused_json() {
+	equal "$1: $2" "$(first_line "$1" | cut -d' ' -f2)" "$2"
+	contains "$1: a JSON reason" "$(cat "$T/$1.out")" "{\"error\": \"$3"
+	check "$1: no HTML" sh -c "! grep -qi '<html>' '$T/$1.out'"
+}
+refused_json garbage 400 "a malformed request line"
+printf 'GET /healthz\r\nHost: x\r\n\r\n' > "$T/noversion.in"
+malformed noversion "a request line without a version"
+refused_json noversion 400 "a malformed request line"
+printf 'GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n' > "$T/http2.in"
+malformed http2 "HTTP/2.0 in a request line"
+refused_json http2 505 "this host speaks HTTP/1.1"
+printf 'GET /healthz HTTP/1.1x\r\nHost: x\r\n\r\n' > "$T/badversion.in"
+malformed badversion "a version with a byte after it"
+refused_json badversion 400 "a malformed request line: its last word must be the version"
+# evhttp does not skip an empty line before the request line
+printf '\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' > "$T/emptyfirst.in"
+malformed emptyfirst "an empty line before the request line"
+refused_json emptyfirst 400 "a malformed request line"
+# a request line longer than the bytes the guard looks at one by one, in
+# two pieces, without a version
+printf 'GET /v1/calls/%s' "$(head -c 40 /dev/zero | tr '\0' a)" > "$T/longnoversion.in.a"
+printf '%s\r\nHost: x\r\n\r\n' "$(head -c 40 /dev/zero | tr '\0' a)" > "$T/longnoversion.in.b"
+malformed longnoversion "a long request line without a version, in pieces"
+refused_json longnoversion 400 "a malformed request line"
+# lines evhttp reads must pass: a version split between two pieces and
+# followed by spaces (evhttp drops them), and a target with a space in it
+# (evhttp takes the last word for the version)
+printf 'GET /healthz HT' > "$T/splitversion.in.a"
+printf 'TP/1.1  \r\nHost: x\r\n\r\nGET /%s x HTTP/1.1\r\nHost: x\r\n%s\r\nConnection: close\r\n\r\n' \
+	"$(head -c 30 /dev/zero | tr '\0' a)" "$AUTH" > "$T/splitversion.in.b"
+raw splitversion
+wait_until "the two requests to be answered" closed splitversion
+equal "a version in two pieces, then spaces: 200; a target with a space: evhttp's 404" \
+	"$(grep -o 'HTTP/1.1 [0-9][0-9][0-9] ' "$T/splitversion.out" | cut -d' ' -f2 | tr '\n' ' ')" "200 404 "
 {
 	printf 'GET /v1/calls/'
 	head -c 102400 /dev/zero | tr '\0' a
