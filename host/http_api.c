@@ -250,11 +250,11 @@ static void outgoing_stored(bool ok, void *arg)
 static void abandon(struct sync_call *c)
 {
 	c->api->abandoned++;
-	log_info("sync call %s.%s: its caller closed the connection before a worker was "
-		 "free; the call does not run", c->job.module, c->job.method);
+	log_info("sync call %s.%s: its caller closed the connection before the call "
+		 "started; it does not run", c->job.module, c->job.method);
 	reply_error(c->req, 503, "Service Unavailable",
-		    "the connection was closed (or its sending side shut) before a worker "
-		    "was free; the call did not run");
+		    "the connection was closed (or its sending side shut) before the call "
+		    "started; it did not run");
 }
 
 static void sync_done(struct job *job, struct job_result *res)
@@ -1045,7 +1045,7 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"# TYPE cagehost_sync_calls_total counter\n"
 		"cagehost_sync_calls_total %" PRIu64 "\n"
 		"# HELP cagehost_sync_calls_abandoned_total Sync calls whose caller closed the "
-		"connection before a worker was free; they did not run.\n"
+		"connection before they started; they did not run.\n"
 		"# TYPE cagehost_sync_calls_abandoned_total counter\n"
 		"cagehost_sync_calls_abandoned_total %" PRIu64 "\n"
 		"# TYPE cagehost_commits_total counter\n"

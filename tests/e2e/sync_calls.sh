@@ -169,7 +169,7 @@ ran=$(log_count 'crashy slow done')
 c=$(curl -s -m 1 -o /dev/null -w '%{http_code}' -d 5 "$URL/v1/call/crashy/slow")
 equal "a caller that waits 1 s for a sync call gives up" "$c" 000
 gone_logged() {
-	log_has "sync call crashy.slow: its caller closed the connection before a worker was free; the call does not run"
+	log_has "sync call crashy.slow: its caller closed the connection before the call started; it does not run"
 }
 check "the host logs that the call will not run" \
 	wait_until "the host to see the caller go" gone_logged
@@ -301,7 +301,7 @@ pair_started() {
 	fi
 }
 stopped_in_worker="the worker that holds it is told not to start it"
-stopped_in_host="before a worker was free"
+stopped_in_host="closed the connection before the call started"
 # second_stopped WORKER HOST: the log tells of one more stopped call than
 # the counts WORKER and HOST of its two kinds of line
 second_stopped() {
