@@ -219,7 +219,8 @@ static void send_refusal(struct guard *g)
 		       "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 		       "Connection: close\r\nContent-Length: %zu\r\n\r\n"
 		       "{\"error\": \"%s\"}\n",
-		       r->code, r->reason, strlen(r->error) + 13, r->error);
+		       r->code, r->reason, strlen(r->error) + sizeof "{\"error\": \"\"}\n" - 1,
+		       r->error);
 	if (len < 0 || len >= (int)sizeof text)
 		len = 0;	/* no answer; the connection is still closed */
 	if (evbuffer_get_length(out) == 0) {
@@ -558,6 +559,12 @@ static void check_request_line(struct guard *g)
 	}
 	memcpy(version, in_word ? g->word : g->last, len);
 	version[len] = '\0';
+	if (sscanf(version, "HTTP/%d%c", &major, &extra) == 1 && major > 1) {
+		/* "HTTP/2": a later version all the same */
+		refuse(g, 505, "HTTP Version Not Supported",
+		       "this host speaks HTTP/1.1 (and 1.0) on this port");
+		return;
+	}
 	if (sscanf(version, "HTTP/%d.%d%c", &major, &minor, &extra) != 2) {
 		refuse(g, 400, "Bad Request",
 		       "a malformed request line: its last word must be the version, HTTP/1.1");
@@ -655,7 +662,7 @@ static void end_of_line(struct guard *g)
 		g->bodiless = false;
 		g->request_spaces = 0;
 		g->method_not_upper = false;
-		g->word_len = g->last_len = 0;
+		g->word_len = g->last_len = g->last_at = 0;
 	} else if (!g->past_request_line) {
 		/* the request line (empty lines included: evhttp does not skip
 		 * them); evhttp reads no body after HEAD or TRACE, whatever the

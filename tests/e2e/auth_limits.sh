@@ -193,6 +193,9 @@ refused_json() {
 	equal "$1: $2" "$(first_line "$1" | cut -d' ' -f2)" "$2"
 	contains "$1: a JSON reason" "$(cat "$T/$1.out")" "{\"error\": \"$3"
 	check "$1: no HTML" sh -c "! grep -qi '<html>' '$T/$1.out'"
+	body=$(tail -1 "$T/$1.out")
+	equal "$1: its Content-Length is the body's length" \
+		"$(grep -i '^Content-Length:' "$T/$1.out" | tr -dc 0-9)" "$((${#body} + 1))"
 }
 refused_json garbage 400 "a malformed request line"
 printf 'GET /healthz\r\nHost: x\r\n\r\n' > "$T/noversion.in"
@@ -201,6 +204,9 @@ refused_json noversion 400 "a malformed request line"
 printf 'GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n' > "$T/http2.in"
 malformed http2 "HTTP/2.0 in a request line"
 refused_json http2 505 "this host speaks HTTP/1.1"
+printf 'GET /healthz HTTP/3\r\nHost: x\r\n\r\n' > "$T/http3.in"
+malformed http3 "HTTP/3 in a request line"
+refused_json http3 505 "this host speaks HTTP/1.1"
 printf 'GET /healthz HTTP/1.1x\r\nHost: x\r\n\r\n' > "$T/badversion.in"
 malformed badversion "a version with a byte after it"
 refused_json badversion 400 "a malformed request line: its last word must be the version"
