@@ -116,6 +116,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	stop_tick(-1, 0, st);
 }
 
+/* SIGHUP: the host has no configuration reload, and a closed terminal must
+ * not stop it; say so, and go on. */
+static void on_hangup(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	log_warning("got SIGHUP: ignored (cagehost does not reload its configuration; "
+		    "restart it to apply changes, or send SIGTERM to stop it)");
+}
+
 /*
  * Started as root with `user = NAME`: hands data_dir (and its files) to
  * that user, then switches to it for good.  Returns 0, or -1 after logging.
@@ -182,7 +193,7 @@ static void raise_open_files_limit(void)
 /* Runs the host until SIGTERM or SIGINT.  Returns the exit status. */
 static int run(struct host *h)
 {
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	struct stopping st = { h, NULL, 0, false };
 	int rc = 1;
 
@@ -194,17 +205,21 @@ static int run(struct host *h)
 		return 1;
 	sigterm = evsignal_new(h->base, SIGTERM, on_signal, &st);
 	sigint = evsignal_new(h->base, SIGINT, on_signal, &st);
+	sighup = evsignal_new(h->base, SIGHUP, on_hangup, NULL);
 	st.tick = evtimer_new(h->base, stop_tick, &st);
-	if (sigterm && sigint && st.tick && event_add(sigterm, NULL) == 0 &&
-	    event_add(sigint, NULL) == 0) {
+	if (sigterm && sigint && sighup && st.tick && event_add(sigterm, NULL) == 0 &&
+	    event_add(sigint, NULL) == 0 && event_add(sighup, NULL) == 0) {
 		event_base_dispatch(h->base);
 		host_stop(h);
+		log_info("stopped");
 		rc = 0;
 	}
 	if (sigterm)
 		event_free(sigterm);
 	if (sigint)
 		event_free(sigint);
+	if (sighup)
+		event_free(sighup);
 	if (st.tick)
 		event_free(st.tick);
 	return rc;

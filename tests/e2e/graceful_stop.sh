@@ -35,6 +35,19 @@ host_exit() {
 	HOST_PID=
 }
 
+# --- SIGHUP (a closed terminal, or an operator expecting a reload) ---
+hangup_logged() { log_has "got SIGHUP: ignored"; }
+kill -HUP "$HOST_PID"
+if wait_until "the SIGHUP to be logged" hangup_logged; then
+	ok 0 "SIGHUP is logged as ignored"
+else
+	ok 1 "SIGHUP is logged as ignored"
+fi
+contains "saying there is no reload" "$(grep 'got SIGHUP' "$T/host.log")" \
+	"does not reload its configuration"
+check "the host is still running after SIGHUP" host_alive
+equal "and serves" "$(status GET /healthz)" 200
+
 # --- work in progress at SIGTERM is finished and answered ---
 # both slow calls last until $T/release exists: until the checks of the
 # stop below are done, however slow the machine
@@ -93,6 +106,7 @@ bad=$(grep -cv '^202 0$\|^503 0$' "$T/enqueues")
 echo "# enqueues around the stop: $(sort "$T/enqueues" | uniq -c | tr '\n' ' ')"
 equal "every enqueue got its 202 or a 503 (none was cut off)" "$bad" 0
 equal "the host exits with status 0" "$EXIT_STATUS" 0
+check "and logs 'stopped' last" sh -c "grep 'cagehost ' '$T/host.log' | tail -1 | grep -q 'cagehost info: stopped$'"
 check "it did not give up on anything" sh -c "! grep -q 'after stop_timeout' '$T/host.log'"
 equal "the queued call ran once" "$(log_count 'crashy slow done')" 2
 start_host
