@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #endif
 
 #define CONF_MAX_BYTES (1 << 20)
+#define KEYS_MAX 512		/* keys in a file (each of the few sections has a dozen) */
 
 struct parser {
 	const char *file;
@@ -33,7 +35,12 @@ struct parser {
 	struct cage_conf *cage;		/* current [cage] section, or NULL */
 	bool in_section;
 	bool default_seen;	/* [queue default] appeared */
-	int listen_line;	/* where listen was set, for later checks */
+	struct {		/* the keys set so far, to refuse one set twice */
+		const void *section;	/* its queue or cage; NULL: [host] */
+		char key[32];
+		int line;
+	} keys[KEYS_MAX];
+	int key_count;
 	char *err;
 	size_t err_size;
 };
@@ -242,7 +249,7 @@ static int host_key(struct parser *p, const char *key, const char *value)
 	long n;
 
 	if (!strcmp(key, "listen")) {
-		p->listen_line = p->line;
+		c->listen_line = p->line;
 		return parse_listen(p, value);
 	}
 	if (!strcmp(key, "data_dir"))
@@ -419,6 +426,7 @@ static int cage_section(struct parser *p, const char *name)
 	if (!c)
 		return fail(p, "out of memory");
 	snprintf(c->name, sizeof c->name, "%s", name);
+	c->line = p->line;
 	c->next = p->conf->cages;
 	p->conf->cages = c;
 	p->cage = c;
@@ -456,37 +464,23 @@ static int section(struct parser *p, char *line)
 				return fail(p, "queue '%s' is defined twice", name);
 			p->default_seen = true;
 			p->queue = q;
+			q->line = p->line;
 			return 0;
 		}
 	}
 	p->queue = queue_new(p->conf, name);
 	if (!p->queue)
 		return fail(p, "out of memory");
+	p->queue->line = p->line;
 	return 0;
-}
-
-static bool is_loopback(const char *host)
-{
-	return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
-}
-
-/* Exposing the API beyond this machine without a token is refused. */
-static int check_exposure(struct parser *p)
-{
-	if (p->conf->token[0] || is_loopback(p->conf->listen_host))
-		return 0;
-	p->line = p->listen_line;
-	return fail(p, "listen: %s is reachable from other hosts; set token = SECRET in [host] "
-		    "(callers then send Authorization: Bearer SECRET)", p->conf->listen_host);
 }
 
 static int check_cages(struct parser *p)
 {
 	for (struct cage_conf *c = p->conf->cages; c; c = c->next) {
 		if (c->url_count == 0) {
-			snprintf(p->err, p->err_size, "%s: [cage %s]: no url (url = http://HOST:PORT)",
-				 p->file, c->name);
-			return -1;
+			p->line = c->line;
+			return fail(p, "[cage %s]: no url (url = http://HOST:PORT)", c->name);
 		}
 	}
 	return 0;
@@ -494,21 +488,55 @@ static int check_cages(struct parser *p)
 
 static int check_queues(struct parser *p)
 {
+	char interval[32], max[32];
+
 	for (struct queue_conf *q = p->conf->queues; q; q = q->next) {
 		if (q->retry.max_interval_ms < q->retry.interval_ms) {
-			snprintf(p->err, p->err_size,
-				 "%s: [queue %s]: retry_max_interval is shorter than retry_interval",
-				 p->file, q->name);
-			return -1;
+			p->line = q->line;
+			return fail(p, "[queue %s]: retry_max_interval (%s) is shorter than "
+				    "retry_interval (%s)", q->name,
+				    duration_format(q->retry.max_interval_ms, max, sizeof max),
+				    duration_format(q->retry.interval_ms, interval, sizeof interval));
 		}
 	}
 	return 0;
 }
 
+/* A key set twice in one section is refused (the second would silently win). */
+static int note_key(struct parser *p, const char *key)
+{
+	const void *section = p->cage ? (const void *)p->cage : (const void *)p->queue;
+
+	for (int i = 0; i < p->key_count; i++)
+		if (p->keys[i].section == section && !strcmp(p->keys[i].key, key))
+			return fail(p, "%s is set twice in this section (first on line %d)", key,
+				    p->keys[i].line);
+	if (p->key_count < KEYS_MAX && strlen(key) < sizeof p->keys[0].key) {
+		p->keys[p->key_count].section = section;
+		snprintf(p->keys[p->key_count].key, sizeof p->keys[0].key, "%s", key);
+		p->keys[p->key_count++].line = p->line;
+	}
+	return 0;
+}
+
+/* A value with a comment after it: say why it did not parse. */
+static void hint_inline_comment(struct parser *p, const char *value)
+{
+	size_t len = strlen(p->err);
+
+	for (const char *c = value; *c; c++)
+		if ((*c == '#' || *c == ';') && c > value && isspace((unsigned char)c[-1])) {
+			snprintf(p->err + len, p->err_size - len,
+				 " (a comment must be on a line of its own)");
+			return;
+		}
+}
+
 int conf_parse(const char *name, const char *text, const char *base_dir,
 	       struct host_conf *conf, char *err, size_t err_size)
 {
-	struct parser p = { name, 0, base_dir, conf, NULL, NULL, false, false, 0, err, err_size };
+	struct parser p = { .file = name, .base_dir = base_dir, .conf = conf, .err = err,
+			    .err_size = err_size };
 	const char *cursor = text;
 	char line[4096];
 
@@ -520,7 +548,7 @@ int conf_parse(const char *name, const char *text, const char *base_dir,
 	while (*cursor) {
 		const char *nl = strchr(cursor, '\n');
 		size_t len = nl ? (size_t)(nl - cursor) : strlen(cursor);
-		char *s, *eq;
+		char *s, *eq, *key, *value;
 
 		p.line++;
 		if (len >= sizeof line) {
@@ -548,14 +576,54 @@ int conf_parse(const char *name, const char *text, const char *base_dir,
 			fail(&p, "'%s' is outside any section (start with [host])", trim(s));
 			goto fail;
 		}
-		if ((p.cage ? cage_key : p.queue ? queue_key : host_key)(&p, trim(s), trim(eq + 1)) < 0)
+		key = trim(s);
+		value = trim(eq + 1);
+		if (note_key(&p, key) < 0)
 			goto fail;
+		if ((p.cage ? cage_key : p.queue ? queue_key : host_key)(&p, key, value) < 0) {
+			hint_inline_comment(&p, value);
+			goto fail;
+		}
 	}
-	if (check_queues(&p) < 0 || check_cages(&p) < 0 || check_exposure(&p) < 0)
+	if (check_queues(&p) < 0 || check_cages(&p) < 0)
 		goto fail;
 	return 0;
 fail:
 	conf_release(conf);
+	return -1;
+}
+
+static bool is_loopback(const char *host)
+{
+	return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+}
+
+/* The listen address must be one the host can bind: a name that does not
+ * resolve would only fail at start, as "in use or not an address". */
+static int check_listen(const char *path, const struct host_conf *conf, char *err,
+			size_t err_size)
+{
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *found;
+	int rc = getaddrinfo(conf->listen_host, NULL, &hints, &found);
+
+	if (rc != 0) {
+		snprintf(err, err_size, "%s:%d: listen: cannot resolve '%s': %s", path,
+			 conf->listen_line, conf->listen_host, gai_strerror(rc));
+		return -1;
+	}
+	freeaddrinfo(found);
+	return 0;
+}
+
+/* Exposing the API beyond this machine without a token is refused. */
+static int check_exposure(const char *path, const struct host_conf *conf, char *err,
+			  size_t err_size)
+{
+	if (conf->token[0] || is_loopback(conf->listen_host))
+		return 0;
+	snprintf(err, err_size, "%s:%d: listen: %s is reachable from other hosts; set token = "
+		 "SECRET in [host] (callers then send Authorization: Bearer SECRET)", path,
+		 conf->listen_line, conf->listen_host);
 	return -1;
 }
 
@@ -601,6 +669,11 @@ int conf_load(const char *path, struct host_conf *conf, char *err, size_t err_si
 		snprintf(base, sizeof base, "%.*s", (int)(slash - path), path);
 	rc = conf_parse(path, text, base, conf, err, err_size);
 	free(text);
+	if (rc == 0 && (check_listen(path, conf, err, err_size) < 0 ||
+			check_exposure(path, conf, err, err_size) < 0)) {
+		conf_release(conf);
+		return -1;
+	}
 	return rc;
 }
 

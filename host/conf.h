@@ -40,6 +40,7 @@ struct queue_conf {
 	int64_t attempt_timeout_ms;	/* worker is killed past this */
 	int concurrency;		/* attempts running at once; 0 = no limit */
 	bool wake_on_new_version;	/* retry waiting calls soon after a module fix */
+	int line;			/* of its section header in the file; 0: none */
 	struct queue_conf *next;
 };
 
@@ -54,12 +55,14 @@ struct cage_conf {
 	} urls[CAGE_URLS_MAX];		/* copies that can each take a call */
 	int url_count;
 	char token[256];		/* sent as Authorization: Bearer; "" = none */
+	int line;			/* of its section header in the file */
 	struct cage_conf *next;
 };
 
 struct host_conf {
 	char listen_host[256];
 	int listen_port;
+	int listen_line;		/* where listen is set in the file; 0: not set */
 	char data_dir[PATH_MAX];
 	char plugin_dir[PATH_MAX];
 	int workers;			/* worker processes */
@@ -84,15 +87,16 @@ struct host_conf {
 };
 
 /*
- * Reads the file at path into *conf (defaults for everything not set).
- * Returns 0, or -1 with "path:line: reason" in err.  On success the caller
- * owns conf's queue list and frees it with conf_release().
+ * Reads the file at path into *conf (defaults for everything not set), and
+ * checks that the listen address resolves.  Returns 0, or -1 with
+ * "path:line: reason" in err.  On success the caller owns conf's queue
+ * list and frees it with conf_release().
  */
 int conf_load(const char *path, struct host_conf *conf, char *err, size_t err_size);
 
 /*
  * Parses text as if it were the file named `name` (used by conf_load and
- * by tests).  base_dir anchors relative paths.
+ * by tests): no lookups, no files read.  base_dir anchors relative paths.
  */
 int conf_parse(const char *name, const char *text, const char *base_dir,
 	       struct host_conf *conf, char *err, size_t err_size);

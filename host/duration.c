@@ -39,6 +39,11 @@ int duration_parse(const char *text, int64_t *ms, char *err, size_t err_size)
 		snprintf(err, err_size, "duration '%s' has no unit (ms, s, m, h, d)", text);
 		return -1;
 	}
+	if (*p == '.' || *p == ',') {
+		snprintf(err, err_size, "duration '%s' is not a whole number: use a smaller unit "
+			 "(1500ms, not 1.5s)", text);
+		return -1;
+	}
 	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
 		if (strcmp(p, units[i].suffix) == 0) {
 			if (number > DURATION_MAX_MS / units[i].ms) {

@@ -4,6 +4,7 @@
 #include <event2/event.h>
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "batch.h"
 #include "host.h"
@@ -70,9 +71,11 @@ static void on_plugins_ready(void *arg)
 	http_api_start(h->http, &deps);
 	scheduler_start(h->scheduler);
 	h->serving = true;
-	log_info("serving on %s:%d (data_dir %s, plugin_dir %s, %d workers)",
-		 h->conf.listen_host, http_api_port(h->http), h->conf.data_dir, h->conf.plugin_dir,
-		 h->conf.workers);
+	bool v6 = strchr(h->conf.listen_host, ':') != NULL;
+
+	log_info("serving on %s%s%s:%d (data_dir %s, plugin_dir %s, %d workers)", v6 ? "[" : "",
+		 h->conf.listen_host, v6 ? "]" : "", http_api_port(h->http), h->conf.data_dir,
+		 h->conf.plugin_dir, h->conf.workers);
 }
 
 int host_start(struct host *h)

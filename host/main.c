@@ -42,8 +42,11 @@ static void print_conf(const struct host_conf *c)
 {
 	char a[32], b[32], d[32], e[32];
 
-	printf("listen %s:%d\ndata_dir %s\nplugin_dir %s\nworkers %d\n", c->listen_host,
-	       c->listen_port, c->data_dir, c->plugin_dir, c->workers);
+	bool v6 = strchr(c->listen_host, ':') != NULL;
+
+	printf("listen %s%s%s:%d\ndata_dir %s\nplugin_dir %s\nworkers %d\n", v6 ? "[" : "",
+	       c->listen_host, v6 ? "]" : "", c->listen_port, c->data_dir, c->plugin_dir,
+	       c->workers);
 	for (const struct queue_conf *q = c->queues; q; q = q->next)
 		printf("queue %s: retry_interval %s, retry_factor %g, retry_max_interval %s, "
 		       "retry_jitter %g, lifetime %s, attempt_timeout %s, concurrency %d, "
@@ -151,7 +154,7 @@ static int privileges_drop(const struct host_conf *conf)
 		log_error("user = %s needs cagehost to be started as root", conf->user);
 		return -1;
 	}
-	if (mkdir(conf->data_dir, 0700) < 0 && errno != EEXIST) {
+	if (store_make_dir(conf->data_dir) < 0) {
 		log_error("cannot create data_dir %s: %s", conf->data_dir, strerror(errno));
 		return -1;
 	}

@@ -600,7 +600,8 @@ static int lock_dir(struct store *s, const char *dir)
 	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		n = (int)pread(s->lock_fd, pid, sizeof pid - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
-		return fail(s, "another cagehost (pid %s) is using %s", n > 0 ? pid : "?", dir);
+		pid[strcspn(pid, "\n")] = '\0';
+		return fail(s, "another cagehost (pid %s) is using %s", pid[0] ? pid : "?", dir);
 	}
 	n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
 	if (ftruncate(s->lock_fd, 0) < 0 || pwrite(s->lock_fd, pid, (size_t)n, 0) != n)
@@ -674,6 +675,25 @@ static void bdb_message(const DB_ENV *env, const char *prefix, const char *msg)
 	log_error("%s: %s", prefix, msg);
 }
 
+int store_make_dir(const char *dir)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(dir);
+
+	if (len == 0 || len >= sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(path, dir, len + 1);
+	for (char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		if (mkdir(path, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*slash = '/';
+	}
+	return mkdir(path, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
 int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 {
 	struct store *s = calloc(1, sizeof *s);
@@ -686,7 +706,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	}
 	s->lock_fd = -1;
 	snprintf(s->dir, sizeof s->dir, "%s", dir);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	if (store_make_dir(dir) < 0) {
 		fail(s, "cannot create data_dir %s: %s", dir, strerror(errno));
 		goto fail;
 	}

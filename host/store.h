@@ -48,6 +48,10 @@
 
 struct store;
 
+/* Creates dir (mode 0700) and its missing parents (0755), as mkdir -p;
+ * 0, or -1 with errno. */
+int store_make_dir(const char *dir);
+
 /* Opens (creating and recovering as needed) the store in dir. */
 int store_open(struct store **out, const char *dir, char *err, size_t err_size);
 

@@ -4,7 +4,9 @@
  */
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../host/conf.h"
 #include "../../host/duration.h"
@@ -32,7 +34,7 @@ START_TEST(bad_durations_say_why)
 {
 	static const struct { const char *text; const char *reason; } rows[] = {
 		{ "60", "has no unit" }, { "abc", "is not a duration" }, { "5w", "unknown unit 'w'" },
-		{ "-5s", "is not a duration" }, { "1.5s", "unknown unit '.5s'" },
+		{ "-5s", "is not a duration" }, { "1.5s", "is not a whole number: use a smaller unit (1500ms, not 1.5s)" },
 		{ "99999999999999d", "too large" }, { "", "is not a duration" },
 	};
 	char err[160];
@@ -153,15 +155,17 @@ START_TEST(config_errors_name_file_and_line)
 		{ "[host]\nlisten = 8610\n", "t.conf:2: listen: '8610' is not ADDRESS:PORT" },
 		{ "[host]\njust words\n", "t.conf:2: expected 'key = value'" },
 		{ "[queue q]\nconcurrency = -1\n", "t.conf:2: concurrency: -1 is out of range" },
-		{ "[queue q]\nretry_interval = 2h\n", "t.conf: [queue q]: retry_max_interval is shorter than retry_interval" },
+		{ "[queue q]\nretry_interval = 2h\n", "t.conf:1: [queue q]: retry_max_interval (1h) is shorter than retry_interval (2h)" },
+		{ "[host]\nworkers = 3\n\nworkers = 5\n", "t.conf:4: workers is set twice in this section (first on line 2)" },
+		{ "[queue q]\nlifetime = 1d\n[queue r]\nlifetime = 2d\n[queue q ]\n", "t.conf:5: queue 'q' is defined twice" },
+		{ "[queue q]\nlifetime = 1d\n[queue r]\nlifetime = 2d\nlifetime = 3d\n", "t.conf:5: lifetime is set twice in this section (first on line 4)" },
+		{ "[host]\nsync_timeout = 2s # two seconds\n", "t.conf:2: sync_timeout: duration '2s # two seconds' has an unknown unit 's # two seconds' (use ms, s, m, h, d) (a comment must be on a line of its own)" },
 		{ "[host]\nmax_body_size = 12X\n", "t.conf:2: max_body_size: '12X' has an unknown unit" },
 		{ "[queue q]\nwake_on_new_version = maybe\n", "t.conf:2: wake_on_new_version: 'maybe' is not yes or no" },
-		{ "[host]\nworkers = 2\nlisten = 0.0.0.0:8610\n", "t.conf:3: listen: 0.0.0.0 is reachable from other hosts; set token" },
-		{ "[host]\nlisten = [::]:8610\n", "t.conf:2: listen: :: is reachable from other hosts" },
 		{ "[host]\ntoken = short\n", "t.conf:2: token: use 16 to 255 characters" },
 		{ "[host]\ntoken = has a space in it ok\n", "t.conf:2: token: only printable characters, no spaces" },
 		{ "[host]\nuser = ../root\n", "t.conf:2: user: '../root' is not a user name" },
-		{ "[cage eu]\n", "t.conf: [cage eu]: no url" },
+		{ "[queue q]\n[cage eu]\n", "t.conf:2: [cage eu]: no url" },
 		{ "[cage a/b]\n", "t.conf:1: invalid cage name 'a/b'" },
 		{ "[cage x]\nurl = http://h:1\n[cage x]\n", "t.conf:3: cage 'x' is defined twice" },
 		{ "[cage x]\nurl = https://h:1\n", "t.conf:2: url: 'https://h:1' is not http://HOST:PORT" },
@@ -222,6 +226,46 @@ START_TEST(missing_config_file_is_reported)
 }
 END_TEST
 
+/* conf_load() of text written to a file; fills err. */
+static int load_text(const char *text, char *err, size_t err_size)
+{
+	char path[] = "/tmp/check_parse.XXXXXX";
+	int fd = mkstemp(path), rc;
+	struct host_conf c;
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	rc = conf_load(path, &c, err, err_size);
+	if (rc == 0)
+		conf_release(&c);
+	unlink(path);
+	/* the file's name varies: keep what follows it */
+	memmove(err, strchr(err, ':') ? strchr(err, ':') : err, strlen(err) + 1);
+	return rc;
+}
+
+START_TEST(listen_is_checked_on_load)
+{
+	char err[512] = "";
+
+	ck_assert_int_eq(load_text("[host]\nworkers = 2\nlisten = 0.0.0.0:8610\n", err, sizeof err), -1);
+	ck_assert_msg(strstr(err, ":3: listen: 0.0.0.0 is reachable from other hosts; set token") == err,
+		      "%s", err);
+	ck_assert_int_eq(load_text("[host]\nlisten = [::]:8610\n", err, sizeof err), -1);
+	ck_assert_msg(strstr(err, ":2: listen: :: is reachable from other hosts") == err, "%s", err);
+	ck_assert_int_eq(load_text("[host]\nlisten = [::]:8610\ntoken = 0123456789abcdef\n", err,
+				   sizeof err), 0);
+	ck_assert_int_eq(load_text("[host]\nlisten = localhost:8610\n", err, sizeof err), 0);
+	/* a name that does not resolve: said before the missing token (a
+	 * lookup that cannot reach a name server gives up within seconds) */
+	setenv("RES_OPTIONS", "timeout:1 attempts:1", 1);
+	ck_assert_int_eq(load_text("[host]\n\nlisten = nosuchhost.invalid:8610\n", err, sizeof err), -1);
+	ck_assert_msg(strstr(err, ":3: listen: cannot resolve 'nosuchhost.invalid': ") == err, "%s", err);
+}
+END_TEST
+
 Suite *duration_suite(void)
 {
 	Suite *s = suite_create("duration");
@@ -244,6 +288,7 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, full_config_is_read);
 	tcase_add_test(tc, config_errors_name_file_and_line);
 	tcase_add_test(tc, missing_config_file_is_reported);
+	tcase_add_test(tc, listen_is_checked_on_load);
 	suite_add_tcase(s, tc);
 	return s;
 }

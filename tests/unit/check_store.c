@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -525,9 +526,34 @@ START_TEST(second_host_on_the_same_dir_is_refused)
 	struct store *s = open_store(), *other;
 	char err[512];
 
+	char expected[512];
+
+	snprintf(expected, sizeof expected, "another cagehost (pid %d) is using %s", (int)getpid(),
+		 dir);
 	ck_assert_int_eq(store_open(&other, dir, err, sizeof err), -1);
-	ck_assert_msg(strstr(err, "another cagehost"), "%s", err);
+	ck_assert_msg(strstr(err, expected), "'%s' lacks '%s'", err, expected);
 	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(data_dir_is_created_with_its_parents)
+{
+	char top[300], deep[400];
+	struct store *s;
+	struct stat st;
+
+	snprintf(top, sizeof top, "%s", dir);
+	snprintf(deep, sizeof deep, "%s/a/b/data", top);
+	snprintf(dir, sizeof dir, "%s", deep);
+	s = open_store();
+	store_close(&s);
+	ck_assert_int_eq(stat(deep, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0700);
+	snprintf(deep, sizeof deep, "%s/a/b", top);
+	ck_assert_int_eq(stat(deep, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0755 & ~umask(022));
+	snprintf(dir, sizeof dir, "%s", top);
 	remove_dir();
 }
 END_TEST
@@ -643,6 +669,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
 	tcase_add_test(tc, ids_increase_across_restarts);
 	tcase_add_test(tc, second_host_on_the_same_dir_is_refused);
+	tcase_add_test(tc, data_dir_is_created_with_its_parents);
 	tcase_add_test(tc, batch_undo_drops_only_the_writes_after_the_mark);
 	suite_add_tcase(s, tc);
 	return s;
