@@ -61,6 +61,8 @@ struct delivery {
 	LIST_ENTRY(delivery) link;
 };
 
+#define UNKNOWN_LOGGED 16
+
 struct relay {
 	struct event_base *base;
 	struct evdns_base *dns;		/* NULL: the system's blocking resolver */
@@ -71,7 +73,25 @@ struct relay {
 	TAILQ_HEAD(, job) starved;	/* no memory for their delivery */
 	struct event *starved_ev;	/* fails them, from the loop */
 	bool closing;
+	/* cages calls were enqueued on that the config does not name, each
+	 * logged once (the calls wait, and may do so for days) */
+	char unknown[UNKNOWN_LOGGED][NAME_MAX_LEN + 1];
+	int unknown_count;
 };
+
+/* A call waits for a cage the config does not name: say so, once per cage. */
+static void log_unknown_cage(struct relay *r, const struct job *job)
+{
+	for (int i = 0; i < r->unknown_count; i++)
+		if (!strcmp(r->unknown[i], job->cage))
+			return;
+	if (r->unknown_count < UNKNOWN_LOGGED)
+		snprintf(r->unknown[r->unknown_count++], sizeof r->unknown[0], "%s", job->cage);
+	log_error("calls enqueued on cage %s (such as %s/%s.%s, call %s) wait: the config has no "
+		  "[cage %s] section. Add it and restart the host to deliver them; until then "
+		  "they are retried, and expire after their queue's lifetime", job->cage,
+		  job->queue, job->module, job->method, job->id, job->cage);
+}
 
 /* Reads data_dir/identity, making it (random, fsync'd) at the first start;
  * one missing while deliveries wait is refused (relay.h). */
@@ -529,6 +549,7 @@ void relay_run(struct relay *r, struct job *job)
 		;
 	if (!d->cage) {
 		snprintf(value, sizeof value, "no [cage %s] in the config", job->cage);
+		log_unknown_cage(r, job);
 		fail_later(d, value);
 		return;
 	}

@@ -250,7 +250,10 @@ static inline void cage_log(cage_call *call, int level, const char *fmt, ...)
  * delivers each one with retries, on the queue's retry policy; the other
  * cage stores it exactly once however often a delivery is repeated.
  * Returns 0, or -1 for an invalid name, more than 64 calls, or payloads
- * over 32 MiB in all (or a host too old to know cage_enqueue).
+ * over 32 MiB in all (or a host too old to know cage_enqueue).  A cage
+ * the host's config does not name is not refused here: such calls wait,
+ * retried, until a restart with that [cage] section delivers them (the
+ * host logs this once per cage), and expire with their queue's lifetime.
  */
 static inline int cage_enqueue(cage_call *call, const char *cage, const char *queue,
 			       const char *module, const char *method,

@@ -150,6 +150,14 @@ wait_until "the call to finish" state_is "$id" done
 has_reason() { outbox | grep -q 'no \[cage nosuch\] in the config'; }
 wait_until "the unknown cage to be reported" has_reason
 ok $? "a call to an unknown cage waits in the outbox with the reason"
+unknown_logged="calls enqueued on cage nosuch (such as default/echo.upper, call "
+check "the log says such calls wait, and what to do" \
+	log_has "the config has no \\[cage nosuch\\] section. Add it and restart the host"
+id=$(enqueue default relayer nowhere y)
+wait_until "the second call to finish" state_is "$id" done
+two_waiting() { [ "$(outbox | grep -c 'no \[cage nosuch\] in the config')" -ge 2 ]; }
+wait_until "both calls to wait for the unknown cage" two_waiting
+equal "the log says it once per cage, not once per call" "$(log_count "$unknown_logged")" 1
 
 # a cage with two copies: each call sticks to one of them, at every attempt
 # (only that copy would recognise a repeated delivery)
