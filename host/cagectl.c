@@ -36,9 +36,11 @@ struct response {
 	size_t body_len;
 };
 
-static void usage(void)
+/* Prints the usage (on stdout when asked for with --help) and exits. */
+__attribute__((noreturn))
+static void usage(int status)
 {
-	fprintf(stderr,
+	fprintf(status ? stderr : stdout,
 		"usage: cagectl [-u URL] call MODULE METHOD [PAYLOAD|-]\n"
 		"       cagectl [-u URL] enqueue [-q QUEUE] [-k IDEMPOTENCY_KEY] [-d DELAY] MODULE METHOD\n"
 		"               [PAYLOAD|-]     (DELAY as in the config: 90s, 10m, 2h)\n"
@@ -46,7 +48,7 @@ static void usage(void)
 		"       cagectl [-u URL] requeue ID\n"
 		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610;\n"
 		"$CAGEHOST_TOKEN, when set, is sent as Authorization: Bearer TOKEN\n");
-	exit(2);
+	exit(status);
 }
 
 /* A delay goes into the query string as it is: digits and a unit only
@@ -306,6 +308,8 @@ int main(int argc, char **argv)
 	size_t body_len = 0;
 	int i = 1, rc;
 
+	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")))
+		usage(0);
 	if (i + 1 < argc && !strcmp(argv[i], "-u")) {
 		url = argv[i + 1];
 		i += 2;
@@ -317,11 +321,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (i >= argc)
-		usage();
+		usage(2);
 	cmd = argv[i++];
 	if (!strcmp(cmd, "call")) {
 		if (argc - i < 2 || argc - i > 3)
-			usage();
+			usage(2);
 		check_name("module", argv[i]);
 		check_name("method", argv[i + 1]);
 		snprintf(path, sizeof path, "/v1/call/%s/%s", argv[i], argv[i + 1]);
@@ -340,12 +344,12 @@ int main(int argc, char **argv)
 					return 2;
 				}
 			} else {
-				usage();
+				usage(2);
 			}
 			i += 2;
 		}
 		if (argc - i < 2 || argc - i > 3)
-			usage();
+			usage(2);
 		check_name("queue", queue);
 		check_name("module", argv[i]);
 		check_name("method", argv[i + 1]);
@@ -358,13 +362,13 @@ int main(int argc, char **argv)
 		body = payload_arg(argc, argv, i + 2, &body_len);
 	} else if (!strcmp(cmd, "show") || !strcmp(cmd, "requeue")) {
 		if (argc - i != 1)
-			usage();
+			usage(2);
 		check_name("call id", argv[i]);
 		snprintf(path, sizeof path, "/v1/calls/%s%s", argv[i],
 			 !strcmp(cmd, "requeue") ? "/requeue" : "");
 		body = strdup("");
 	} else {
-		usage();
+		usage(2);
 	}
 	if (!body) {
 		fprintf(stderr, "cagectl: cannot read the payload\n");

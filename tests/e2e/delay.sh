@@ -72,6 +72,12 @@ contains "saying so" "$(body)" "more than once"
 equal "none of them was stored" "$(enqueued_total)" "$before"
 
 # --- cagectl ---
+"$CAGECTL" --help > "$T/out" 2> "$T/err"
+equal "cagectl --help exits with status 0" "$?" 0
+contains "and prints the usage on stdout" "$(cat "$T/out")" "usage: cagectl [-u URL] call"
+"$CAGECTL" frobnicate > "$T/out" 2> "$T/err"
+equal "an unknown command is a usage error (exit status 2)" "$?" 2
+contains "with the usage on stderr" "$(cat "$T/err")" "usage: cagectl"
 out=$("$CAGECTL" enqueue -d 20m echo noop z)
 id3=${out%% *}
 gap=$(( $(ms "$(field "$id3" next_attempt)") - $(ms "$(field "$id3" enqueued)") ))
