@@ -175,16 +175,24 @@ static void reply_wrong_method(struct evhttp_request *req, const char *allowed)
 	reply_error(req, 405, "Method Not Allowed", "use %s", allowed);
 }
 
-/* Splits path into at most max segments (in place).  Returns the count. */
+/*
+ * Splits path into at most max segments (in place), after its leading '/'
+ * and without a trailing one.  An empty segment ("/v1/call//echo") stays,
+ * so that it is refused as an empty name.  Returns the count, max + 1 when
+ * there are more.
+ */
 static int split_path(char *path, char **parts, int max)
 {
+	size_t len = strlen(path);
+	char *rest = path + (path[0] == '/');
 	int n = 0;
-	char *save = NULL;
 
-	for (char *p = strtok_r(path, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+	if (len > 1 && path[len - 1] == '/')
+		path[len - 1] = '\0';
+	while (rest) {
 		if (n == max)
 			return max + 1;
-		parts[n++] = p;
+		parts[n++] = strsep(&rest, "/");
 	}
 	return n;
 }

@@ -106,13 +106,24 @@ bail() {
 
 # write_conf: the [host] section plus any extra lines given (queues...)
 write_conf() {
+	# the [host] keys the lines set (before their first section) replace
+	# the defaults: a key may not be set twice
+	given=" "
+	for line in "$@"; do
+		case "$line" in
+		"["*) break ;;
+		*=*) key=${line%%=*}; given="$given$(echo $key) " ;;
+		esac
+	done
 	{
 		echo "[host]"
-		echo "listen = 127.0.0.1:${FIXED_PORT:-0}"
-		echo "data_dir = data"
-		echo "plugin_dir = plugins"
-		echo "workers = ${WORKERS:-2}"
-		echo "log_level = ${LOG_LEVEL:-info}"
+		for default in "listen = 127.0.0.1:${FIXED_PORT:-0}" "data_dir = data" \
+			"plugin_dir = plugins" "workers = ${WORKERS:-2}" "log_level = ${LOG_LEVEL:-info}"; do
+			case "$given" in
+			*" ${default%% *} "*) ;;
+			*) echo "$default" ;;
+			esac
+		done
 		for line in "$@"; do echo "$line"; done
 	} > "$T/cagehost.conf"
 }
