@@ -90,7 +90,7 @@ struct cage_module {
  * The descriptor every module exports.  Declared here (with C linkage) so
  * that a C++ module's definition is exported under this exact name.
  */
-extern const struct cage_module cage_module;
+extern __attribute__((visibility("default"))) const struct cage_module cage_module;
 
 /*
  * CAGE_MODULE(version, methods) defines the exported descriptor:
@@ -102,7 +102,6 @@ extern const struct cage_module cage_module;
  *     CAGE_MODULE("1.2", methods);
  */
 #define CAGE_MODULE(version_, methods_)                                       \
-	__attribute__((visibility("default")))                               \
 	const struct cage_module cage_module = {                              \
 		CAGE_ABI_VERSION, sizeof(struct cage_module), (version_),     \
 		(methods_)                                                    \
