@@ -502,16 +502,23 @@ static int check_queues(struct parser *p)
 	return 0;
 }
 
-/* A key set twice in one section is refused (the second would silently win). */
+/*
+ * A key set twice in one section is refused (the second would silently
+ * win); [host] blocks given more than once count as one section.
+ */
 static int note_key(struct parser *p, const char *key)
 {
 	const void *section = p->cage ? (const void *)p->cage : (const void *)p->queue;
+	const char *kind = p->cage ? "cage " : p->queue ? "queue " : "host";
+	const char *name = p->cage ? p->cage->name : p->queue ? p->queue->name : "";
 
 	for (int i = 0; i < p->key_count; i++)
 		if (p->keys[i].section == section && !strcmp(p->keys[i].key, key))
-			return fail(p, "%s is set twice in this section (first on line %d)", key,
-				    p->keys[i].line);
-	if (p->key_count < KEYS_MAX && strlen(key) < sizeof p->keys[0].key) {
+			return fail(p, "%s is set twice in [%s%s] (first on line %d)", key, kind,
+				    name, p->keys[i].line);
+	if (p->key_count == KEYS_MAX)
+		return fail(p, "more than %d settings in one file", KEYS_MAX);
+	if (strlen(key) < sizeof p->keys[0].key) {
 		p->keys[p->key_count].section = section;
 		snprintf(p->keys[p->key_count].key, sizeof p->keys[0].key, "%s", key);
 		p->keys[p->key_count++].line = p->line;

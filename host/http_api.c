@@ -176,19 +176,21 @@ static void reply_wrong_method(struct evhttp_request *req, const char *allowed)
 }
 
 /*
- * Splits path into at most max segments (in place), after its leading '/'
- * and without a trailing one.  An empty segment ("/v1/call//echo") stays,
- * so that it is refused as an empty name.  Returns the count, max + 1 when
- * there are more.
+ * Splits path into at most max segments (in place), without its leading
+ * and trailing slashes ("//v1/..." from a base URL ending in '/' is fine).
+ * An empty segment inside ("/v1/call//echo") stays, so that it is refused
+ * as an empty name.  Returns the count, max + 1 when there are more.
  */
 static int split_path(char *path, char **parts, int max)
 {
 	size_t len = strlen(path);
-	char *rest = path + (path[0] == '/');
+	char *rest = path;
 	int n = 0;
 
-	if (len > 1 && path[len - 1] == '/')
-		path[len - 1] = '\0';
+	while (len > 0 && path[len - 1] == '/')
+		path[--len] = '\0';
+	while (*rest == '/')
+		rest++;
 	while (rest) {
 		if (n == max)
 			return max + 1;

@@ -201,6 +201,7 @@ static int run(struct host *h)
 	int rc = 1;
 
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);	/* during start-up too (recovery can be long) */
 	raise_open_files_limit();
 	/* bind while still root (a port below 1024), then drop privileges
 	 * before touching data or plugins */
@@ -214,7 +215,6 @@ static int run(struct host *h)
 	    event_add(sigint, NULL) == 0 && event_add(sighup, NULL) == 0) {
 		event_base_dispatch(h->base);
 		host_stop(h);
-		log_info("stopped");
 		rc = 0;
 	}
 	if (sigterm)
@@ -294,5 +294,7 @@ int main(int argc, char **argv)
 	log_set_level(h.conf.log_level);
 	rc = run(&h);
 	host_free(&h);
+	if (rc == 0)
+		log_info("stopped");
 	return rc;
 }

@@ -77,6 +77,7 @@ struct relay {
 	 * logged once (the calls wait, and may do so for days) */
 	char unknown[UNKNOWN_LOGGED][NAME_MAX_LEN + 1];
 	int unknown_count;
+	bool unknown_full;		/* the table filled up: said once */
 };
 
 /* A call waits for a cage the config does not name: say so, once per cage. */
@@ -85,8 +86,15 @@ static void log_unknown_cage(struct relay *r, const struct job *job)
 	for (int i = 0; i < r->unknown_count; i++)
 		if (!strcmp(r->unknown[i], job->cage))
 			return;
-	if (r->unknown_count < UNKNOWN_LOGGED)
-		snprintf(r->unknown[r->unknown_count++], sizeof r->unknown[0], "%s", job->cage);
+	if (r->unknown_count == UNKNOWN_LOGGED) {
+		if (!r->unknown_full)
+			log_error("calls wait for more than %d cages the config does not name; "
+				  "further ones are not logged (GET /v1/calls/ID shows each reason)",
+				  UNKNOWN_LOGGED);
+		r->unknown_full = true;
+		return;
+	}
+	snprintf(r->unknown[r->unknown_count++], sizeof r->unknown[0], "%s", job->cage);
 	log_error("calls enqueued on cage %s (such as %s/%s.%s, call %s) wait: the config has no "
 		  "[cage %s] section. Add it and restart the host to deliver them; until then "
 		  "they are retried, and expire after their queue's lifetime", job->cage,

@@ -685,6 +685,8 @@ int store_make_dir(const char *dir)
 		return -1;
 	}
 	memcpy(path, dir, len + 1);
+	while (len > 1 && path[len - 1] == '/')
+		path[--len] = '\0';	/* "data/" is data itself, not a parent */
 	for (char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
 		*slash = '\0';
 		if (mkdir(path, 0755) < 0 && errno != EEXIST)

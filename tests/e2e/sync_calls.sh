@@ -24,6 +24,8 @@ equal "an empty module name is 400" "$(status POST /v1/call//echo x)" 400
 contains "saying the name is invalid" "$(body)" "invalid module name ''"
 equal "an empty module name in an enqueue is 400" "$(status POST /v1/enqueue/default//noop x)" 400
 equal "a trailing slash is allowed" "$(status POST /v1/call/echo/echo/ x)" 200
+equal "so is a doubled leading one (a base URL ending in /)" \
+	"$(curl -s -o /dev/null -w '%{http_code}' --path-as-is -d x "$URL//v1/call/echo/echo")" 200
 equal "CAGE_FAIL is 422" "$(status POST /v1/call/echo/fail x)" 422
 contains "CAGE_FAIL carries the handler's message" "$(body)" "echo.fail was asked to fail"
 equal "CAGE_RETRY is 503" "$(status POST /v1/call/flaky/work x)" 503

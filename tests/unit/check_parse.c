@@ -156,9 +156,10 @@ START_TEST(config_errors_name_file_and_line)
 		{ "[host]\njust words\n", "t.conf:2: expected 'key = value'" },
 		{ "[queue q]\nconcurrency = -1\n", "t.conf:2: concurrency: -1 is out of range" },
 		{ "[queue q]\nretry_interval = 2h\n", "t.conf:1: [queue q]: retry_max_interval (1h) is shorter than retry_interval (2h)" },
-		{ "[host]\nworkers = 3\n\nworkers = 5\n", "t.conf:4: workers is set twice in this section (first on line 2)" },
+		{ "[host]\nworkers = 3\n\nworkers = 5\n", "t.conf:4: workers is set twice in [host] (first on line 2)" },
 		{ "[queue q]\nlifetime = 1d\n[queue r]\nlifetime = 2d\n[queue q ]\n", "t.conf:5: queue 'q' is defined twice" },
-		{ "[queue q]\nlifetime = 1d\n[queue r]\nlifetime = 2d\nlifetime = 3d\n", "t.conf:5: lifetime is set twice in this section (first on line 4)" },
+		{ "[queue q]\nlifetime = 1d\n[queue r]\nlifetime = 2d\nlifetime = 3d\n", "t.conf:5: lifetime is set twice in [queue r] (first on line 4)" },
+		{ "[host]\nworkers = 2\n[queue a]\n[host]\nworkers = 3\n", "t.conf:5: workers is set twice in [host] (first on line 2)" },
 		{ "[host]\nsync_timeout = 2s # two seconds\n", "t.conf:2: sync_timeout: duration '2s # two seconds' has an unknown unit 's # two seconds' (use ms, s, m, h, d) (a comment must be on a line of its own)" },
 		{ "[host]\nmax_body_size = 12X\n", "t.conf:2: max_body_size: '12X' has an unknown unit" },
 		{ "[queue q]\nwake_on_new_version = maybe\n", "t.conf:2: wake_on_new_version: 'maybe' is not yes or no" },
@@ -186,6 +187,23 @@ START_TEST(config_errors_name_file_and_line)
 		ck_assert_msg(strstr(err, rows[i].error) == err, "row %zu: got '%s', expected '%s'",
 			      i, err, rows[i].error);
 	}
+}
+END_TEST
+
+START_TEST(too_many_settings_are_refused)
+{
+	static char text[64 * 1024];
+	struct host_conf c;
+	char err[256];
+	size_t n = 0;
+
+	/* 300 queues of 2 settings: past the 512 the duplicate check follows */
+	for (int i = 0; i < 300; i++)
+		n += (size_t)snprintf(text + n, sizeof text - n,
+				      "[queue q%d]\nlifetime = 1d\nconcurrency = 1\n", i);
+	ck_assert_int_eq(conf_parse("t.conf", text, "/", &c, err, sizeof err), -1);
+	ck_assert_msg(strstr(err, "t.conf:") == err && strstr(err, ": more than 512 settings in one file"),
+		      "%s", err);
 }
 END_TEST
 
@@ -285,10 +303,12 @@ Suite *conf_suite(void)
 
 	tcase_add_test(tc, empty_config_gives_the_documented_defaults);
 	tcase_add_test(tc, cage_sections_are_read);
+	tcase_add_test(tc, too_many_settings_are_refused);
 	tcase_add_test(tc, full_config_is_read);
 	tcase_add_test(tc, config_errors_name_file_and_line);
 	tcase_add_test(tc, missing_config_file_is_reported);
 	tcase_add_test(tc, listen_is_checked_on_load);
+	tcase_set_timeout(tc, 30);	/* the lookup of a name that does not exist */
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -552,6 +552,12 @@ START_TEST(data_dir_is_created_with_its_parents)
 	ck_assert_int_lt(snprintf(parent, sizeof parent, "%s/a/b", top), (int)sizeof parent);
 	ck_assert_int_eq(stat(parent, &st), 0);
 	ck_assert_int_eq(st.st_mode & 0777, 0755 & ~umask(022));
+	/* "data/" names data itself: 0700 too */
+	ck_assert_int_lt(snprintf(dir, sizeof dir, "%s/c/data/", top), (int)sizeof dir);
+	s = open_store();
+	store_close(&s);
+	ck_assert_int_eq(stat(dir, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0700);
 	memcpy(dir, top, sizeof dir);
 	remove_dir();
 }
