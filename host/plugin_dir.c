@@ -25,6 +25,7 @@
 #define PROBE_TIMEOUT_MS 10000
 #define MAX_PLUGIN_BYTES ((size_t)256 << 20)
 #define HASH_LEN 16
+#define RETIRED_CHECK_MS 1000	/* how often retired copies are looked at */
 
 struct file_state {
 	bool valid;
@@ -58,6 +59,13 @@ struct module {
 	struct module *next;
 };
 
+/* The private copy of a version no longer in service, kept while jobs
+ * handed out before its replacement still name it. */
+struct retired {
+	char path[PATH_MAX];
+	struct retired *next;
+};
+
 struct plugin_dir {
 	struct event_base *base;
 	struct worker_pool *pool;
@@ -70,6 +78,8 @@ struct plugin_dir {
 	bool ready;
 	struct event *ready_check;
 	TAILQ_HEAD(, job) failed;	/* jobs to end with WORKER_NO_MODULE */
+	struct retired *retired;
+	struct event *retired_check;
 	struct event *fail_ev;
 	new_version_fn on_new_version;
 	void *on_new_version_arg;
@@ -285,6 +295,59 @@ static int write_copy(const char *path, const unsigned char *data, size_t len,
 	return 0;
 }
 
+/* Deletes the retired copies no job names any more. */
+static void sweep_retired(struct plugin_dir *p)
+{
+	struct timeval again = { RETIRED_CHECK_MS / 1000, RETIRED_CHECK_MS % 1000 * 1000 };
+	struct retired **r = &p->retired;
+
+	while (*r) {
+		if (!pool_uses_path(p->pool, (*r)->path)) {
+			struct retired *done = *r;
+
+			unlink(done->path);
+			*r = done->next;
+			free(done);
+		} else {
+			r = &(*r)->next;
+		}
+	}
+	if (p->retired)
+		evtimer_add(p->retired_check, &again);
+}
+
+static void on_retired_check(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sweep_retired(arg);
+}
+
+/*
+ * The private copy at path is out of service: deleted once no job handed
+ * out before names it (a worker opens it when the job starts; replacing a
+ * module must not fail the calls already on their way to the old one).
+ */
+static void retire(struct plugin_dir *p, const char *path)
+{
+	struct retired *r;
+
+	if (!pool_uses_path(p->pool, path)) {
+		unlink(path);
+		return;
+	}
+	r = calloc(1, sizeof *r);
+	if (!r) {
+		unlink(path);	/* those jobs will fail to load it, and be retried */
+		return;
+	}
+	snprintf(r->path, sizeof r->path, "%s", path);
+	r->next = p->retired;
+	p->retired = r;
+	if (!evtimer_pending(p->retired_check, NULL))
+		sweep_retired(p);
+}
+
 static void probe_done(struct job *job, struct job_result *res)
 {
 	struct module *m = job->arg;
@@ -305,7 +368,7 @@ static void probe_done(struct job *job, struct job_result *res)
 			log_info("replaced %s@%s with %s@%s from %s (methods: %s)", m->name,
 				 old_version, m->name, m->version, m->file, m->methods);
 			if (strcmp(old_path, m->path) != 0)
-				unlink(old_path);	/* workers keep their mapping */
+				retire(p, old_path);
 		} else {
 			log_info("loaded %s@%s from %s (methods: %s)", m->name, m->version,
 				 m->file, m->methods);
@@ -374,7 +437,7 @@ static void forget_version(struct module *m, const char *why)
 		return;
 	log_warning("%s: %s; module %s is no longer available", m->file, why, m->name);
 	m->good = false;
-	unlink(m->path);
+	retire(m->dir, m->path);
 }
 
 static void evaluate(struct module *m, bool force)
@@ -611,7 +674,8 @@ struct plugin_dir *plugins_new(struct event_base *base, struct worker_pool *pool
 	p->rewatch = evtimer_new(base, on_rewatch, p);
 	p->fail_ev = event_new(base, -1, 0, complete_failed, p);
 	p->ready_check = event_new(base, -1, 0, on_ready_check, p);
-	if (!p->inotify_ev || !p->rewatch || !p->fail_ev || !p->ready_check)
+	p->retired_check = evtimer_new(base, on_retired_check, p);
+	if (!p->inotify_ev || !p->rewatch || !p->fail_ev || !p->ready_check || !p->retired_check)
 		goto fail;
 	event_add(p->inotify_ev, NULL);
 	scan(p, true);
@@ -643,6 +707,15 @@ void plugins_free(struct plugin_dir **pp)
 		event_free(p->fail_ev);
 	if (p->ready_check)
 		event_free(p->ready_check);
+	if (p->retired_check)
+		event_free(p->retired_check);
+	while (p->retired) {
+		struct retired *next = p->retired->next;
+
+		unlink(p->retired->path);
+		free(p->retired);
+		p->retired = next;
+	}
 	if (p->inotify_fd >= 0)
 		close(p->inotify_fd);
 	free(p);

@@ -165,6 +165,10 @@ void pool_hold(struct worker_pool *pool, enum job_class c);
 int pool_busy(const struct worker_pool *pool);
 int pool_size(const struct worker_pool *pool);
 
+/* True while a job naming module file path waits in the pool or in a
+ * worker (its private copy must stay until then). */
+bool pool_uses_path(const struct worker_pool *pool, const char *path);
+
 /* Jobs the workers can hold at once (size x pipeline depth). */
 int pool_capacity(const struct worker_pool *pool);
 

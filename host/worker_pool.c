@@ -823,6 +823,24 @@ int pool_busy(const struct worker_pool *pool)
 	return busy;
 }
 
+bool pool_uses_path(const struct worker_pool *pool, const char *path)
+{
+	const struct job *job;
+
+	for (int c = 0; c < CLASS_COUNT; c++)
+		TAILQ_FOREACH(job, &pool->waiting[c], link)
+			if (!strcmp(job->path, path))
+				return true;
+	for (int i = 0; i < pool->size; i++) {
+		const struct worker *w = pool->workers[i];
+
+		for (int j = 0; w && j < w->count; j++)
+			if (!strcmp(w->jobs[j]->path, path))
+				return true;
+	}
+	return false;
+}
+
 int pool_size(const struct worker_pool *pool)
 {
 	return pool->size;

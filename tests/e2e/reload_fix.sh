@@ -88,6 +88,33 @@ equal "its error says the module is missing" "$(field "$id3" last_error)" "no mo
 equal "a sync call to the missing module is 404" "$(status POST /v1/call/later/work x)" 404
 plugin "$TPLUGINS_V2/flaky.so" later
 wait_until "the call to the late module to finish" state_is "$id3" done
+
+# --- a new version while calls are on their way to the old one ---
+# Calls handed to the pool before the new version arrived name the old
+# version's private copy; a worker that has meanwhile loaded the new one
+# (to check it) opens that copy again for them.  It must still be there:
+# none of these calls may fail.  12 calls of 300 ms on 2 workers take
+# about 2 s; the new version arrives within the first few hundred ms.
+plugin "$TPLUGINS/crashy.so" busy
+busy_loaded() { [ "$(status POST /v1/call/busy/ok x)" = 200 ]; }
+wait_until "busy to be loaded" busy_loaded
+ids=""
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+	ids="$ids $(enqueue default busy slow 300)"
+done
+# the same code with one more byte: another version (another hash)
+{ cat "$TPLUGINS/crashy.so"; printf x; } > "$T/busy2.so"
+plugin "$T/busy2.so" busy
+all_done() { for i in $ids; do state_is "$i" done || return 1; done; }
+if wait_until "the 12 calls to finish" all_done; then
+	ok 0 "12 calls waiting when a new version arrives all finish"
+else
+	ok 1 "12 calls waiting when a new version arrives all finish"
+fi
+ran_once=0
+for i in $ids; do [ "$(field "$i" attempts)" = 1 ] && ran_once=$((ran_once + 1)); done
+equal "each at its first attempt" "$ran_once" 12
+check "the new version was checked meanwhile" log_has "replaced busy@1+"
 check "the host is alive at the end" host_alive
 
 done_testing
