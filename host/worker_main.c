@@ -324,5 +324,13 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 			run_call(&job, &res);
 		send_result(fd, &res);
 		job_result_release(&res);
+		if (res.status == WORKER_LOAD_FAILED && job.kind != JOB_PROBE) {
+			/* this version passed its check, so the fault is this
+			 * process's: descriptors, memory or threads an earlier
+			 * module left behind.  A fresh worker takes over. */
+			log_warning("%s@%s: %s; this worker ends, a fresh one takes its place",
+				    job.module, job.version, res.error);
+			end_worker(0);
+		}
 	}
 }

@@ -243,6 +243,20 @@ equal "after kill -9 of the host no process of the worker's group is left (8 rou
 	"$leaked" ""
 
 start_host
+# a module that leaves the worker without a free descriptor: the next
+# module that worker loads fails, once; the worker then ends, and a fresh
+# one serves (one worker: every call goes to it)
+equal "hostile.leakfds uses up the worker's descriptors" \
+	"$(status POST /v1/call/hostile/leakfds x)" 200
+contains "and says how many" "$(body)" "leaked "
+equal "the next module that worker loads fails to load: 502" \
+	"$(status POST /v1/call/echo/echo x)" 502
+contains "saying why" "$(body)" "Too many open files"
+check "the worker says it ends and a fresh one takes over" \
+	log_has "echo@[^ ]*: cannot load: .*Too many open files; this worker ends, a fresh one takes its place"
+equal "the call after it is served by a fresh worker" "$(status POST /v1/call/echo/echo again)" 200
+equal "with the right reply" "$(body)" "again"
+equal "and so is the module that leaked" "$(status POST /v1/call/hostile/ok x)" 200
 equal "after everything the host serves echo" "$(status POST /v1/call/echo/echo fine)" 200
 equal "with the right reply" "$(body)" "fine"
 equal "healthz answers 200" "$(status GET /healthz)" 200

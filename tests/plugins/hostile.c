@@ -21,9 +21,13 @@
  *             space-separated), or "none": what plugin code could scribble
  *             on that the host also uses
  *   stdio     prints to stdout and stderr, returns OK
+ *   leakfds   opens /dev/null until open() fails (kept in a static, like
+ *             a cached connection), then replies "leaked N": the worker is
+ *             left with no free descriptor for the next module it loads
  * and one well-behaved method:
  *   ok        replies "hostile ok"
  */
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +208,19 @@ static cage_outcome do_stdio(cage_call *call)
 	return CAGE_OK;
 }
 
+static cage_outcome leakfds(cage_call *call)
+{
+	static int leaked[4096];
+	int n = 0;
+	char text[32];
+
+	while (n < 4096 && (leaked[n] = open("/dev/null", O_RDONLY)) >= 0)
+		n++;
+	snprintf(text, sizeof text, "leaked %d", n);
+	cage_reply_str(call, text);
+	return CAGE_OK;
+}
+
 static cage_outcome ok(cage_call *call)
 {
 	cage_reply_str(call, "hostile ok");
@@ -220,6 +237,7 @@ static const struct cage_method methods[] = {
 	{ "spin", spin },
 	{ "maps", maps },
 	{ "stdio", do_stdio },
+	{ "leakfds", leakfds },
 	{ "ok", ok },
 	{ NULL, NULL },
 };
