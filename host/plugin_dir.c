@@ -49,6 +49,7 @@ struct module {
 	struct file_state seen;		/* the file as last evaluated */
 	struct timeval looked_at;	/* the loop turn of the last look before a job */
 	char refused_hash[HASH_LEN + 1];
+	char refused_why[512];		/* the file's last refusal, while none is good */
 	bool probing, recheck;
 	char probe_hash[HASH_LEN + 1];
 	char probe_path[PATH_MAX];
@@ -199,6 +200,7 @@ static void remember(struct file_state *s, const struct stat *st)
 
 static void refuse(struct module *m, const char *why)
 {
+	snprintf(m->refused_why, sizeof m->refused_why, "%s", why);
 	if (m->good)
 		log_warning("refused %s: %s; %s@%s stays in service", m->file, why, m->name,
 			    m->version);
@@ -360,6 +362,7 @@ static void probe_done(struct job *job, struct job_result *res)
 		snprintf(old_path, sizeof old_path, "%s", m->path);
 		snprintf(old_version, sizeof old_version, "%s", m->version);
 		m->good = true;
+		m->refused_why[0] = '\0';
 		snprintf(m->version, sizeof m->version, "%s", res->version);
 		snprintf(m->hash, sizeof m->hash, "%s", m->probe_hash);
 		snprintf(m->path, sizeof m->path, "%s", m->probe_path);
@@ -456,6 +459,7 @@ static void evaluate(struct module *m, bool force)
 	if (stat(m->file, &st) < 0) {
 		m->seen.valid = false;
 		m->refused_hash[0] = '\0';
+		m->refused_why[0] = '\0';
 		forget_version(m, "file removed");
 		return;
 	}
@@ -616,8 +620,15 @@ static void complete_failed(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	while ((job = TAILQ_FIRST(&p->failed))) {
+		const struct module *m = find(p, job->module);
+
 		TAILQ_REMOVE(&p->failed, job, link);
-		job_fail(job, WORKER_NO_MODULE, NULL, "no module %s", job->module);
+		if (m && !m->good && m->refused_why[0])
+			/* the file is there: say why it is not in service */
+			job_fail(job, WORKER_LOAD_FAILED, NULL, "module %s has no good version: "
+				 "%s.so was refused: %s", job->module, job->module, m->refused_why);
+		else
+			job_fail(job, WORKER_NO_MODULE, NULL, "no module %s", job->module);
 	}
 }
 

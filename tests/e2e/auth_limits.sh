@@ -544,7 +544,9 @@ else
 	ok 1 "a module in a plugin directory writable by others is refused"
 fi
 grep "late.so" "$T/host.log" | sed 's/^/# /'
-equal "a sync call to the refused module is 404" "$(status POST /v1/call/late/echo x)" 404
+equal "a sync call to the refused module is 502" "$(status POST /v1/call/late/echo x)" 502
+contains "saying why" "$(body)" "module late has no good version: late.so was refused: plugin directory"
+
 chmod 755 "$T/plugins"
 plugin "$PLUGINS/echo.so" late
 if wait_until "late to be loaded" log_has "loaded late@1.0+"; then

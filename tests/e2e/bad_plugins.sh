@@ -120,14 +120,27 @@ fi
 contains "and the log says fresh has no good version" \
 	"$(grep -- "refused $T/plugins/fresh\.so: " "$T/host.log" | tail -1)" \
 	"built for ABI 999, host speaks ABI 1; module fresh has no good version"
-equal "a sync call to fresh is 404" "$(status POST /v1/call/fresh/work x)" 404
-contains "and says there is no module fresh" "$(body)" '"error": "no module fresh"'
+# the file is there: a caller is told why it is not in service, not that
+# there is no such module
+equal "a sync call to fresh is 502" "$(status POST /v1/call/fresh/work x)" 502
+contains "and says why fresh has no good version" "$(body)" \
+	'"error": "module fresh has no good version: fresh.so was refused: built for ABI 999, host speaks ABI 1'
+id=$(enqueue default fresh work x)
+wait_until "an attempt of a queued call to fresh" attempts_at_least "$id" 1
+contains "a queued call to fresh waits with that reason" "$(field "$id" last_error)" \
+	"module fresh has no good version: fresh.so was refused: built for ABI 999"
+rm "$T/plugins/fresh.so"
+gone() { [ "$(status POST /v1/call/fresh/work x)" = 404 ]; }
+wait_until "fresh.so to be gone" gone
+ok $? "once the refused file is removed, a sync call to fresh is 404"
+contains "saying there is no module fresh" "$(body)" '"error": "no module fresh"'
 before=$(refusals_of fresh2)
 plugin "$T/empty" fresh2
 wait_until "the refusal of fresh2" more_refusals fresh2 "$before"
 ok $? "an empty first version of module fresh2 is refused"
-equal "a sync call to fresh2 is 404" "$(status POST /v1/call/fresh2/work x)" 404
-contains "and says there is no module fresh2" "$(body)" '"error": "no module fresh2"'
+equal "a sync call to fresh2 is 502" "$(status POST /v1/call/fresh2/work x)" 502
+contains "and says why" "$(body)" "module fresh2 has no good version: fresh2.so was refused: "
+
 check "the host process is still alive" host_alive
 
 done_testing
