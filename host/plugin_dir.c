@@ -113,6 +113,17 @@ static bool module_file_name(const char *file, char *name, size_t size)
 	return true;
 }
 
+/* A *.so file that cannot be a module (dot files are left alone: staging). */
+static void note_bad_file_name(const struct plugin_dir *p, const char *file)
+{
+	size_t len = strlen(file);
+
+	if (len > 3 && !strcmp(file + len - 3, ".so") && file[0] != '.')
+		log_warning("ignored %s/%s: '%.*s' is not a module name (letters, digits, '_', "
+			    "'-', '.'; 1 to %d; not starting with '.')", p->dir, file,
+			    (int)(len - 3), file, NAME_MAX_LEN);
+}
+
 static struct module *find(struct plugin_dir *p, const char *name)
 {
 	for (struct module *m = p->modules; m; m = m->next)
@@ -532,8 +543,11 @@ static void scan(struct plugin_dir *p, bool force)
 	while ((e = readdir(d))) {
 		struct module *m;
 
-		if (!module_file_name(e->d_name, name, sizeof name))
+		if (!module_file_name(e->d_name, name, sizeof name)) {
+			if (force)	/* at start; later, inotify events say it */
+				note_bad_file_name(p, e->d_name);
 			continue;
+		}
 		m = find_or_add(p, name);
 		if (m)
 			evaluate(m, force);
@@ -595,8 +609,13 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
 				rescan = true;
 			if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))
 				lost = true;
-			if (!ev->len || !module_file_name(ev->name, name, sizeof name))
+			if (!ev->len)
 				continue;
+			if (!module_file_name(ev->name, name, sizeof name)) {
+				if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO))
+					note_bad_file_name(p, ev->name);
+				continue;
+			}
 			m = find_or_add(p, name);
 			if (m)
 				evtimer_add(m->debounce, &debounce);

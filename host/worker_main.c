@@ -148,8 +148,24 @@ static const struct cage_ops ops = {
 };
 
 /* Checks the descriptor of a freshly loaded module; "" when fine. */
+/* At most max bytes of a plugin's string, for a message: '?' for bytes
+ * that are not printable ASCII, "(null)" for NULL. */
+static const char *shown(const char *s, char *out, size_t max)
+{
+	size_t i = 0;
+
+	if (!s)
+		return "(null)";
+	for (; s[i] && i + 1 < max; i++)
+		out[i] = s[i] > ' ' && s[i] < 0x7f ? s[i] : '?';
+	out[i] = '\0';
+	return out;
+}
+
 static void check_descriptor(const struct cage_module *m, char *why, size_t size)
 {
+	char text[72];
+
 	why[0] = '\0';
 	if (m->abi_version != CAGE_ABI_VERSION) {
 		snprintf(why, size, "built for ABI %u, host speaks ABI %u", m->abi_version,
@@ -162,7 +178,8 @@ static void check_descriptor(const struct cage_module *m, char *why, size_t size
 		return;
 	}
 	if (!valid_label(m->version, 32)) {
-		snprintf(why, size, "descriptor has no valid version string");
+		snprintf(why, size, "version string '%s' is not valid ([A-Za-z0-9_.-], 1 to 32 "
+			 "characters, not starting with '.')", shown(m->version, text, 40));
 		return;
 	}
 	if (!m->methods) {
@@ -170,10 +187,28 @@ static void check_descriptor(const struct cage_module *m, char *why, size_t size
 		return;
 	}
 	for (int i = 0; m->methods[i].name; i++) {
-		if (i >= 256 || !valid_label(m->methods[i].name, NAME_MAX_LEN) ||
-		    !m->methods[i].handler) {
-			snprintf(why, size, "method #%d has an invalid name or no handler", i + 1);
+		if (i >= 256) {
+			snprintf(why, size, "more than 256 methods (is the table ended by "
+				 "{ NULL, NULL }?)");
 			return;
+		}
+		if (!valid_label(m->methods[i].name, NAME_MAX_LEN)) {
+			snprintf(why, size, "method #%d's name '%s' is not valid ([A-Za-z0-9_.-], "
+				 "1 to %d characters, not starting with '.')", i + 1,
+				 shown(m->methods[i].name, text, sizeof text), NAME_MAX_LEN);
+			return;
+		}
+		if (!m->methods[i].handler) {
+			snprintf(why, size, "method %s (#%d) has no handler", m->methods[i].name,
+				 i + 1);
+			return;
+		}
+		for (int j = 0; j < i; j++) {
+			if (!strcmp(m->methods[j].name, m->methods[i].name)) {
+				snprintf(why, size, "method %s is listed twice (#%d and #%d)",
+					 m->methods[i].name, j + 1, i + 1);
+				return;
+			}
 		}
 	}
 }

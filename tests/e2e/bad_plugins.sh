@@ -71,7 +71,9 @@ refused "a module built for another ABI" "$TPLUGINS/wrongabi.so" \
 refused "a module without a descriptor" "$TPLUGINS/nodesc.so" \
 	"no 'cage_module' descriptor"
 refused "a descriptor with NULL version and methods" "$TPLUGINS/nullfields.so" \
-	"descriptor has no valid version string"
+	"version string '(null)' is not valid ([A-Za-z0-9_.-], 1 to 32 characters"
+refused "a method table with a name twice" "$TPLUGINS/dupmethod.so" \
+	"method run is listed twice (#1 and #3)"
 refused "a module whose constructor crashes" "$TPLUGINS/badctor.so" \
 	"worker killed by SIGSEGV in loading mod"
 refused "a module whose constructor hangs" "$TPLUGINS/hangctor.so" \
@@ -108,6 +110,17 @@ else
 	ok 1 "a good file after the bad ones replaces mod@$good"
 fi
 equal "the new mod serves its method" "$(status POST /v1/call/mod/work x)" 200
+
+# a file whose name cannot be a module name is not a module: said in the
+# log; a dot file is left alone without a word (it may be a file being
+# staged), and is seen before the other
+install -m 644 "$PLUGINS/echo.so" "$T/plugins/.staging.so"
+install -m 644 "$PLUGINS/echo.so" "$T/plugins/.my mod.tmp"
+mv "$T/plugins/.my mod.tmp" "$T/plugins/my mod.so"
+bad_name_logged() { log_has "ignored $T/plugins/my mod.so: 'my mod' is not a module name"; }
+wait_until "the bad file name to be logged" bad_name_logged
+ok $? "a module file named 'my mod.so' is ignored, with a log line saying why"
+equal "the dot file .staging.so is ignored without a word" "$(log_count "staging")" 0
 
 # a bad first version of a new module: the module stays unavailable
 before=$(refusals_of fresh)
