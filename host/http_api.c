@@ -91,18 +91,48 @@ struct enqueue_reply {
 	bool not_stored;		/* out of memory recording the call */
 };
 
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no
+ * overlong forms, no surrogates, at most U+10FFFF), or 0. */
+static size_t utf8_sequence(const unsigned char *p, size_t left)
+{
+	size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+	uint32_t cp;
+
+	if (p[0] < 0xc2 || p[0] > 0xf4 || left < len)
+		return 0;
+	cp = p[0] & (0x3f >> (len - 1));
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return len;
+}
+
+/* s as a JSON string: a byte that is not part of well-formed UTF-8 (a
+ * handler's error text may hold any bytes) becomes U+FFFD. */
 static void json_string(struct evbuffer *out, const char *s, size_t len)
 {
 	evbuffer_add(out, "\"", 1);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
+		size_t seq;
 
-		if (c == '"' || c == '\\')
+		if (c == '"' || c == '\\') {
 			evbuffer_add_printf(out, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
+		} else if (c < 0x20 || c == 0x7f) {
 			evbuffer_add_printf(out, "\\u%04x", c);
-		else
+		} else if (c < 0x80) {
 			evbuffer_add(out, &s[i], 1);
+		} else if ((seq = utf8_sequence((const unsigned char *)s + i, len - i))) {
+			evbuffer_add(out, &s[i], seq);
+			i += seq - 1;
+		} else {
+			evbuffer_add(out, "\\ufffd", 6);
+		}
 	}
 	evbuffer_add(out, "\"", 1);
 }

@@ -93,13 +93,15 @@ static void call_errorv(cage_call *call, const char *fmt, va_list ap)
 
 static void call_logv(cage_call *call, int level, const char *fmt, va_list ap)
 {
-	char text[1024];
+	char raw[1024], text[1024];
 
 	if (level < CAGE_LOG_ERROR)
 		level = CAGE_LOG_ERROR;
 	if (level > CAGE_LOG_DEBUG)
 		level = CAGE_LOG_DEBUG;
-	vsnprintf(text, sizeof text, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
+	/* one line: a newline in it must not forge a line of the host's log */
+	record_clean_text(text, sizeof text, raw);
 	log_msg((enum log_level)level, "%s@%s%s%s: %s", call->job->module, call->version,
 		call->job->id[0] ? " call " : "", call->job->id, text);
 }

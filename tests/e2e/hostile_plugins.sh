@@ -243,6 +243,13 @@ equal "after kill -9 of the host no process of the worker's group is left (8 rou
 	"$leaked" ""
 
 start_host
+# what a handler writes reaches the log and the caller cleaned up
+equal "hostile.forge fails: 422" "$(status POST /v1/call/hostile/forge x)" 422
+contains "its error's bytes that are not UTF-8 are U+FFFD in the JSON" "$(body)" \
+	'bad \ufffd\ufffd bytes, and'
+contains "and well-formed UTF-8 is kept" "$(body)" "$(printf 'and \303\251 (e acute) kept')"
+check "its log line stays one line" log_has "hostile@1+[0-9a-f]*: hostile says FORGED cagehost error"
+check "no line of the log is forged" sh -c "! grep -q '^FORGED' '$T/host.log'"
 # a module that leaves the worker without a free descriptor: the next
 # module that worker loads fails, once; the worker then ends, and a fresh
 # one serves (one worker: every call goes to it)

@@ -21,6 +21,9 @@
  *             space-separated), or "none": what plugin code could scribble
  *             on that the host also uses
  *   stdio     prints to stdout and stderr, returns OK
+ *   forge     logs "hostile says\nFORGED cagehost error: ..." (a newline
+ *             to forge a line of the host's log), then fails with an error
+ *             holding bytes that are not UTF-8 ("bad \xff\xfe bytes")
  *   leakfds   opens /dev/null until open() fails (kept in a static, like
  *             a cached connection), then replies "leaked N": the worker is
  *             left with no free descriptor for the next module it loads
@@ -208,6 +211,13 @@ static cage_outcome do_stdio(cage_call *call)
 	return CAGE_OK;
 }
 
+static cage_outcome forge(cage_call *call)
+{
+	cage_log(call, CAGE_LOG_INFO, "hostile says\nFORGED cagehost error: the host is down");
+	cage_error(call, "bad \xff\xfe bytes, and \xc3\xa9 (e acute) kept");
+	return CAGE_FAIL;
+}
+
 static cage_outcome leakfds(cage_call *call)
 {
 	static int leaked[4096];
@@ -237,6 +247,7 @@ static const struct cage_method methods[] = {
 	{ "spin", spin },
 	{ "maps", maps },
 	{ "stdio", do_stdio },
+	{ "forge", forge },
 	{ "leakfds", leakfds },
 	{ "ok", ok },
 	{ NULL, NULL },
