@@ -114,6 +114,12 @@ pid_t worker_spawn(int channel, const struct worker_limits *limits, int log_leve
 	return pid;
 }
 
+/* The signal the kernel sends the worker when the host dies
+ * (PR_SET_PDEATHSIG).  Not SIGTERM, which keeps its default action: a
+ * plugin or an operator that sends it ends the worker, and the host names
+ * the signal (and kills the group itself). */
+#define HOST_DEATH_SIGNAL SIGRTMAX
+
 /* The host died: take the worker's whole process group along. */
 static void on_host_death(int sig)
 {
@@ -153,8 +159,8 @@ static void become_worker_if_spawned(void)
 	unsetenv(WORKER_ENV);
 	log_set_level((enum log_level)level);
 	prctl(PR_SET_NAME, "cagehost-worker");
-	signal(SIGTERM, on_host_death);
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	signal(HOST_DEATH_SIGNAL, on_host_death);
+	prctl(PR_SET_PDEATHSIG, HOST_DEATH_SIGNAL);
 	if (getppid() != parent)
 		_exit(0);	/* the host died before the line above */
 #if defined(__SANITIZE_ADDRESS__)

@@ -52,6 +52,7 @@ crash_case() {
 sync_echo "before"
 crash_case segv "worker killed by SIGSEGV"
 crash_case abort "worker killed by SIGABRT"
+crash_case term "worker killed by SIGTERM"
 crash_case exit "worker exited with status 3"
 crash_case hang "attempt timed out after 1000 ms (worker killed)"
 

@@ -5,6 +5,8 @@
  * failed attempt (CAGE_RETRY) while it keeps serving other calls:
  *   segv    writes through a NULL pointer (SIGSEGV)
  *   abort   calls abort() (SIGABRT)
+ *   term    raises SIGTERM in the worker (a signal the worker also uses
+ *           to learn that the host died)
  *   exit    calls exit(3) from inside the worker
  *   hang    spins on the CPU forever (needs attempt_timeout)
  *   sleep   blocks forever in pause() (needs attempt_timeout)
@@ -19,6 +21,7 @@
  *   chatty  prints to stdout and stderr, then replies "chatty ok" (the
  *           handler's own output must not corrupt the host's channel)
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +48,14 @@ static cage_outcome do_abort(cage_call *call)
 {
 	(void)call;
 	abort();
+}
+
+static cage_outcome term(cage_call *call)
+{
+	(void)call;
+	raise(SIGTERM);
+	pause();	/* the signal is handled: wait until it ends us */
+	return CAGE_OK;
 }
 
 static cage_outcome do_exit(cage_call *call)
@@ -124,6 +135,7 @@ static cage_outcome chatty(cage_call *call)
 static const struct cage_method methods[] = {
 	{ "segv", segv },
 	{ "abort", do_abort },
+	{ "term", term },
 	{ "exit", do_exit },
 	{ "hang", hang },
 	{ "sleep", do_sleep },
