@@ -84,21 +84,47 @@ struct worker_pool {
 
 static void spawn(struct worker_pool *pool, int slot);
 
-/* Writes the live workers' process groups to the record file. */
+/* When process pid started (field 22 of /proc/PID/stat), 0 if it is gone. */
+static unsigned long long process_start(pid_t pid)
+{
+	char path[64], line[1024];
+	unsigned long long start = 0;
+	const char *after;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fgets(line, sizeof line, f) && (after = strrchr(line, ')')) &&
+	    sscanf(after + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+			      "%*d %*d %*d %llu", &start) != 1)
+		start = 0;
+	fclose(f);
+	return start;
+}
+
+/* Writes the live workers' process groups to the record file, after a line
+ * naming this host ("host PID START"). */
 static void record_groups(struct worker_pool *pool)
 {
 	FILE *f = fopen(pool->record_path, "w");
 
 	if (!f)
 		return;
+	fprintf(f, "host %d %llu\n", (int)getpid(), process_start(getpid()));
 	for (int i = 0; i < pool->size; i++)
 		if (pool->workers[i])
 			fprintf(f, "%d\n", (int)pool->workers[i]->pid);
 	fclose(f);
 }
 
-/* Kills processes of this program left in the process groups recorded by
- * an earlier run (only ours: same executable, group listed). */
+/*
+ * Kills processes of this program left in the process groups recorded by
+ * an earlier run (only ours: same executable, group listed).  A record
+ * whose host still runs came with a copy of another host's data_dir: its
+ * workers are that host's, and are left alone.
+ */
 static void reap_leftovers(const char *record_path)
 {
 	char self[4096], exe[4096], path[64], line[512];
@@ -111,9 +137,22 @@ static void reap_leftovers(const char *record_path)
 
 	if (!f)
 		return;
-	while (count < 1024 && fgets(line, sizeof line, f))
-		if (atoi(line) > 1)
+	while (count < 1024 && fgets(line, sizeof line, f)) {
+		int host;
+		unsigned long long start;
+
+		if (sscanf(line, "host %d %llu", &host, &start) == 2) {
+			if (host != getpid() && start && process_start(host) == start) {
+				log_warning("%s lists the workers of cagehost %d, which is still "
+					    "running (is this data_dir a copy of its?): they are "
+					    "left alone", record_path, host);
+				fclose(f);
+				return;
+			}
+		} else if (atoi(line) > 1) {
 			groups[count++] = (pid_t)atoi(line);
+		}
+	}
 	fclose(f);
 	n = readlink("/proc/self/exe", self, sizeof self - 1);
 	proc = opendir("/proc");

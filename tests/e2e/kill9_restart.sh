@@ -113,4 +113,23 @@ id=$(head -1 "$T/acked")
 contains "a done call ran flaky v2" "$(history "$id" | tail -1)" " 2+"
 check "the host process is still alive" host_alive
 
+# --- a second host on a copy of this one's data_dir (a backup restored on
+# the same machine): the copy's record of workers names this host's
+# workers, and the second host must leave them alone
+workers_before=$(pgrep -P "$HOST_PID" | sort | tr '\n' ' ')
+check "the running host has workers" test -n "$workers_before"
+mkdir -m 755 -p "$T/copy/plugins" "$T/copy/data"
+cp "$T/data/workers" "$T/copy/data/workers"
+printf '[host]\nlisten = 127.0.0.1:0\ndata_dir = data\nplugin_dir = plugins\nworkers = 1\n' \
+	> "$T/copy/cagehost.conf"
+serve_from "$T/copy" "the host on the copy"
+copy_pid=$SERVED_PID
+contains "the second host says the record names a running host's workers" \
+	"$(cat "$T/copy/host.log")" "lists the workers of cagehost $HOST_PID, which is still running"
+equal "and the first host's workers all live on" "$(pgrep -P "$HOST_PID" | sort | tr '\n' ' ')" \
+	"$workers_before"
+kill -TERM "$copy_pid"
+wait "$copy_pid" 2>/dev/null
+(cd "$T/copy" && T="$T/copy" release_shm)
+
 done_testing
