@@ -241,9 +241,12 @@ static void restart_in_place(void)
 	/* needing recovery again right after one means the damage is on
 	 * disk, not in a dead reader: stop and say what to do */
 	if (last && clock_mono_ms() - strtoll(last, NULL, 10) < 60000) {
-		log_error("the database needed recovery twice within a minute: data_dir is "
-			  "damaged; stopping. Back it up, then try db5.3_recover -c -h DATA_DIR "
-			  "and db5.3_verify DATA_DIR/calls.db");
+		log_error("the database needed recovery twice within a minute; stopping. "
+			  "The usual cause is a reader killed inside Berkeley DB (a db5.3_dump "
+			  "or db5.3_stat killed while it read), not damage: start the host again. "
+			  "If it stops like this again with no reader killed, stop its service, "
+			  "back up data_dir, then run db5.3_recover -c -h DATA_DIR and "
+			  "db5.3_verify DATA_DIR/calls.db");
 		return;
 	}
 	snprintf(now, sizeof now, "%lld", (long long)clock_mono_ms());
