@@ -45,6 +45,8 @@ crash_case() {
 	js=$(curl -s "$URL/v1/calls/$id")
 	contains "crashy.$method: the history carries the error text" "$js" \
 		"\"outcome\": \"retry\", \"error\": \"$want in crashy@$version\""
+	check "crashy.$method: the host's log line names the queued call" \
+		log_has "$want in crashy@$version (queued call crashy.$method $id)"
 	check "the host is alive after crashy.$method" host_alive
 	sync_echo "after-$method"
 }
