@@ -1102,6 +1102,10 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_calls_dead_total %" PRIu64 "\n"
 		"# TYPE cagehost_calls_woken_total counter\n"
 		"cagehost_calls_woken_total %" PRIu64 "\n"
+		"# HELP cagehost_done_swept_early_total Finished calls forgotten before "
+		"done_retention because of done_keep_max (their Idempotency-Keys too).\n"
+		"# TYPE cagehost_done_swept_early_total counter\n"
+		"cagehost_done_swept_early_total %" PRIu64 "\n"
 		"# TYPE cagehost_attempts_in_flight gauge\n"
 		"cagehost_attempts_in_flight %d\n"
 		"# HELP cagehost_deliveries_in_flight Attempts in flight that are deliveries "
@@ -1116,7 +1120,7 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_modules_loaded %d\n",
 		api->enqueued, api->duplicates, api->sync_calls, api->abandoned, st.commits, st.log_flushes,
 		sc.attempts_ok, sc.attempts_retry, sc.attempts_fail, sc.calls_dead,
-		sc.calls_woken, sc.in_flight, sc.deliveries_in_flight, pool_size(api->d.pool),
+		sc.calls_woken, st.done_swept_early, sc.in_flight, sc.deliveries_in_flight, pool_size(api->d.pool),
 		pool_busy(api->d.pool),
 		plugins_count(api->d.plugins));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",

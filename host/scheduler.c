@@ -3,6 +3,7 @@
  * each attempt (see scheduler.h).
  */
 #include <event2/event.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "batch.h"
 #include "clock.h"
 #include "conf.h"
+#include "duration.h"
 #include "log.h"
 #include "plugin_dir.h"
 #include "relay.h"
@@ -31,6 +33,7 @@
 #define WAKE_SCAN_PER_TICK 20000
 #define SWEEP_TICK_MS 200
 #define SWEEP_PER_TICK 10000	/* 50,000/s: faster than any enqueue rate seen here */
+#define EARLY_SWEEP_WARN_MS (10 * 60 * 1000)	/* at most one such warning per 10 min */
 
 struct attempt {
 	struct scheduler *sched;
@@ -62,6 +65,8 @@ struct scheduler {
 	struct worker_pool *pool;
 	struct relay *relay;
 	bool started;
+	uint64_t swept_early_told;	/* done_swept_early when last logged */
+	int64_t swept_early_told_ms;	/* monotonic */
 	struct event *timer, *kick;
 	struct attempt *buckets[BUCKETS];
 	int in_flight;
@@ -796,10 +801,28 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
 
+	struct store_stats st;
+	char retention[32];
+
 	(void)fd;
 	(void)what;
 	batch_sweep_done(s->batch, clock_wall_ms() - s->conf->done_retention_ms,
 			 s->conf->done_keep_max, SWEEP_PER_TICK);
+	/* done_keep_max cutting done_retention short also cuts how long
+	 * Idempotency-Keys are known: say so (the metric counts it too) */
+	store_get_stats(s->store, &st);
+	if (st.done_swept_early > s->swept_early_told &&
+	    (!s->swept_early_told_ms ||
+	     clock_mono_ms() - s->swept_early_told_ms >= EARLY_SWEEP_WARN_MS)) {
+		log_warning("done_keep_max (%" PRIu64 ") made the host forget %" PRIu64 " finished "
+			    "call(s) before done_retention (%s) had passed, and their "
+			    "Idempotency-Keys with them: a repeated key now makes a new call. "
+			    "Raise done_keep_max to keep them", s->conf->done_keep_max,
+			    st.done_swept_early - s->swept_early_told,
+			    duration_format(s->conf->done_retention_ms, retention, sizeof retention));
+		s->swept_early_told = st.done_swept_early;
+		s->swept_early_told_ms = clock_mono_ms();
+	}
 }
 
 static void on_commit(void *arg)

@@ -55,6 +55,7 @@ struct store {
 	bool busy;		/* the last failure was a lock another process holds */
 	uint64_t done_count;	/* records in done.db (counted at open) */
 	int64_t done_delta;	/* added (-removed) by the open transaction */
+	uint64_t early_delta;	/* swept before their time by it (store_sweep_done) */
 	char flush_error[256];	/* why the last log flush failed */
 	long shm_key;		/* base System V key of the regions */
 	u_int32_t recorded_log;	/* log file named in cagehost.state */
@@ -1328,6 +1329,8 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 			continue;
 		if (too_many && record_decode_call(d.data, d.size, &r, why, sizeof why) < 0)
 			memset(&r, 0, sizeof r);
+		else if (too_many && r.when_ms >= cutoff_ms)
+			s->early_delta++;
 		snprintf(r.id, sizeof r.id, "%.*s", (int)k.size, (char *)k.data);
 		if (r.idem_key[0] && del(s, s->idem, "sweep idempotency key", r.idem_key,
 					 strlen(r.idem_key)) < 0)
@@ -1366,8 +1369,11 @@ int store_commit(struct store *s)
 	s->txn = NULL;
 	if (rc) {
 		s->done_delta = 0;
+		s->early_delta = 0;
 		return db_fail(s, "commit", rc);
 	}
+	__atomic_add_fetch(&s->stats.done_swept_early, s->early_delta, __ATOMIC_RELAXED);
+	s->early_delta = 0;
 	/* done.db's count follows what committed, not what was tried */
 	s->done_count = (int64_t)s->done_count + s->done_delta < 0 ? 0
 		      : (uint64_t)((int64_t)s->done_count + s->done_delta);
@@ -1406,6 +1412,7 @@ void store_abort(struct store *s)
 	s->txn = NULL;
 	s->txn_failed = false;
 	s->done_delta = 0;
+	s->early_delta = 0;
 }
 
 /*
@@ -1520,4 +1527,5 @@ void store_get_stats(const struct store *s, struct store_stats *stats)
 	stats->commits = __atomic_load_n(&s->stats.commits, __ATOMIC_RELAXED);
 	stats->log_flushes = __atomic_load_n(&s->stats.log_flushes, __ATOMIC_RELAXED);
 	stats->calls_added = __atomic_load_n(&s->stats.calls_added, __ATOMIC_RELAXED);
+	stats->done_swept_early = __atomic_load_n(&s->stats.done_swept_early, __ATOMIC_RELAXED);
 }

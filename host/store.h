@@ -216,6 +216,9 @@ int store_start_threads(struct store *s, int64_t interval_ms);
 
 struct store_stats {
 	uint64_t commits, log_flushes, calls_added;	/* flushes: fdatasyncs of the log */
+	/* finished calls swept before done_retention because done.db held
+	 * more than keep_max: their Idempotency-Keys went with them */
+	uint64_t done_swept_early;
 };
 void store_get_stats(const struct store *s, struct store_stats *stats);
 
