@@ -1,6 +1,8 @@
 /*
  * host.c - assembles a host's parts and takes them apart (see host.h).
  */
+#include "config.h"	/* PACKAGE_VERSION */
+
 #include <event2/event.h>
 #include <limits.h>
 #include <stdio.h>
@@ -73,9 +75,9 @@ static void on_plugins_ready(void *arg)
 	h->serving = true;
 	bool v6 = strchr(h->conf.listen_host, ':') != NULL;
 
-	log_info("serving on %s%s%s:%d (data_dir %s, plugin_dir %s, %d workers)", v6 ? "[" : "",
-		 h->conf.listen_host, v6 ? "]" : "", http_api_port(h->http), h->conf.data_dir,
-		 h->conf.plugin_dir, h->conf.workers);
+	log_info("serving on %s%s%s:%d (cagehost %s, data_dir %s, plugin_dir %s, %d workers)",
+		 v6 ? "[" : "", h->conf.listen_host, v6 ? "]" : "", http_api_port(h->http),
+		 PACKAGE_VERSION, h->conf.data_dir, h->conf.plugin_dir, h->conf.workers);
 }
 
 int host_start(struct host *h)

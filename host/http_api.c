@@ -49,6 +49,7 @@ struct http_api {
 	const struct timeval *sync_timeout;	/* a common timeout of base */
 	struct evhttp *http;
 	uint64_t enqueued, duplicates, sync_calls, rejected, abandoned;
+	uint64_t enqueues_failed;	/* answered 503: the call could not be stored */
 	int port;			/* the port actually bound */
 	bool serving;			/* http_api_start() was called */
 	bool stopping;			/* http_api_stop() was called */
@@ -515,6 +516,7 @@ static void enqueue_committed(bool ok, void *arg)
 		reply_error(r->req, 500, "Internal Server Error",
 			    "out of memory: the call was not stored");
 	} else if (!ok) {
+		r->api->enqueues_failed++;
 		reply_error(r->req, 503, "Service Unavailable",
 			    "the call was not stored durably, so not accepted: %s",
 			    batch_error(r->api->d.batch));
@@ -809,6 +811,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 storage_error:
 	/* the Idempotency-Key lookup failed: nothing was written */
 	log_error("enqueue: %s", store_error(api->d.store));
+	api->enqueues_failed++;
 	batch_touch(api->d.batch);
 	reply_error(req, 503, "Service Unavailable", "the call could not be stored: %s",
 		    store_error(api->d.store));
@@ -1069,11 +1072,23 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 	struct evbuffer *out = evbuffer_new();
 	struct store_stats st;
 	struct scheduler_stats sc;
+	int64_t due, now = clock_wall_ms();
+	double lag = 0;
 
 	if (!out) {
 		reply_error(req, 500, "Internal Server Error", "out of memory");
 		return;
 	}
+	/* the earliest planned attempt of any unfinished call, held by the
+	 * scheduler (waiting for a worker, running) or in the store: how far
+	 * behind it is says whether queues are stuck */
+	batch_sync(api->d.batch);
+	if (store_next_due(api->d.store, INT64_MIN, &due) != 0)
+		due = INT64_MAX;
+	if (scheduler_earliest_held(api->d.scheduler) < due)
+		due = scheduler_earliest_held(api->d.scheduler);
+	if (due < now)
+		lag = (double)(now - due) / 1000;
 	store_get_stats(api->d.store, &st);
 	scheduler_get_stats(api->d.scheduler, &sc);
 	evbuffer_add_printf(out,
@@ -1082,6 +1097,15 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_enqueued_total %" PRIu64 "\n"
 		"# TYPE cagehost_enqueue_duplicates_total counter\n"
 		"cagehost_enqueue_duplicates_total %" PRIu64 "\n"
+		"# HELP cagehost_enqueues_failed_total Enqueues answered 503 because the call "
+		"could not be stored (disk full, storage busy).\n"
+		"# TYPE cagehost_enqueues_failed_total counter\n"
+		"cagehost_enqueues_failed_total %" PRIu64 "\n"
+		"# HELP cagehost_queue_lag_seconds How long ago the earliest planned attempt "
+		"of an unfinished call was due (0: none is due); it grows while queues are "
+		"stuck.\n"
+		"# TYPE cagehost_queue_lag_seconds gauge\n"
+		"cagehost_queue_lag_seconds %.3f\n"
 		"# TYPE cagehost_sync_calls_total counter\n"
 		"cagehost_sync_calls_total %" PRIu64 "\n"
 		"# HELP cagehost_sync_calls_abandoned_total Sync calls whose caller closed the "
@@ -1118,7 +1142,7 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_workers_busy %d\n"
 		"# TYPE cagehost_modules_loaded gauge\n"
 		"cagehost_modules_loaded %d\n",
-		api->enqueued, api->duplicates, api->sync_calls, api->abandoned, st.commits, st.log_flushes,
+		api->enqueued, api->duplicates, api->enqueues_failed, lag, api->sync_calls, api->abandoned, st.commits, st.log_flushes,
 		sc.attempts_ok, sc.attempts_retry, sc.attempts_fail, sc.calls_dead,
 		sc.calls_woken, st.done_swept_early, sc.in_flight, sc.deliveries_in_flight, pool_size(api->d.pool),
 		pool_busy(api->d.pool),

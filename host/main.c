@@ -6,6 +6,8 @@
  * closes the store cleanly; attempts still running then are retried next
  * time.  When the store needs recovery, the program starts over in place.
  */
+#include "config.h"	/* PACKAGE_VERSION */
+
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
@@ -35,6 +37,7 @@ static void usage(FILE *out)
 		"usage: cagehost -c FILE [--check]\n"
 		"  -c, --config FILE  configuration file (INI; see etc/cagehost.conf)\n"
 		"      --check        validate the configuration and exit\n"
+		"      --version      print the version and exit\n"
 		"  -h, --help         show this help\n");
 }
 
@@ -261,6 +264,7 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL;
@@ -274,6 +278,7 @@ int main(int argc, char **argv)
 		case 'c': config = optarg; break;
 		case 'k': check_only = true; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("cagehost %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
 	}

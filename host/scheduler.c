@@ -933,6 +933,17 @@ void scheduler_free(struct scheduler **sp)
 	*sp = NULL;
 }
 
+int64_t scheduler_earliest_held(const struct scheduler *s)
+{
+	int64_t earliest = INT64_MAX;
+
+	for (int i = 0; i < BUCKETS; i++)
+		for (const struct attempt *a = s->buckets[i]; a; a = a->next_in_bucket)
+			if (a->rec.when_ms < earliest)
+				earliest = a->rec.when_ms;
+	return earliest;
+}
+
 void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stats)
 {
 	*stats = s->stats;

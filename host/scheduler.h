@@ -91,4 +91,8 @@ struct scheduler_stats {
 };
 void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stats);
 
+/* The earliest planned time of the attempts the scheduler holds (waiting
+ * for a worker, or running); INT64_MAX when it holds none. */
+int64_t scheduler_earliest_held(const struct scheduler *s);
+
 #endif

@@ -57,6 +57,9 @@ curl -s -o "$T/sync.body" -w '%{http_code} %{exitcode}' -X POST --data-binary "$
 	"$URL/v1/call/crashy/slow" > "$T/sync.status" &
 sync_curl=$!
 wait_until "both slow calls to be running" busy_workers_are 2
+lag_over() { awk -v l="$(metric cagehost_queue_lag_seconds)" -v m="$1" 'BEGIN { exit !(l > m) }'; }
+wait_until "the queue lag to pass 1 s while the calls run" lag_over 1
+ok $? "cagehost_queue_lag_seconds grows while a queued call runs long"
 # a connection opened before the stop, used again after it
 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$PORT"'
 	answer() {	# the status line, the headers, a body of 3 bytes ("ok\n")
@@ -111,6 +114,7 @@ check "it did not give up on anything" sh -c "! grep -q 'after stop_timeout' '$T
 equal "the queued call ran once" "$(log_count 'crashy slow done')" 2
 start_host
 equal "after the restart the queued call is done" "$(field "$id" state)" done
+equal "and the queue lag is 0 again" "$(metric cagehost_queue_lag_seconds)" 0.000
 equal "after one attempt" "$(field "$id" attempts)" 1
 
 # --- a second SIGTERM stops at once ---

@@ -99,6 +99,8 @@ if [ -n "$HOST_PID" ]; then
 	equal "cagehost_enqueued_total counts the 202s only, not the calls refused" \
 		"$(metric cagehost_enqueued_total)" \
 		"$(wc -l < "$T/acked")"
+	check "cagehost_enqueues_failed_total counts the enqueues refused for want of disk" \
+		test "$(metric cagehost_enqueues_failed_total)" -ge 2
 	check "with under 64 MB free no log file is written ahead (the room is Berkeley DB's)" \
 		log_has "less than 64 MB free"
 	equal "no blank log file made ahead takes any of the disk" "$(blank_logs)" 0
