@@ -403,6 +403,13 @@ printf '[host]\nlisten = 0.0.0.0:0\ndata_dir = data\nplugin_dir = plugins\n' > "
 "$CAGEHOST" -c "$T/exposed.conf" --check > "$T/check.out" 2>&1
 rc=$?
 check "--check refuses listen = 0.0.0.0 without a token (exit $rc)" test "$rc" -ne 0
+version=$("$CAGEHOST" --version)
+equal "--version prints the version and exits 0" "$?" 0
+case "$version" in
+"cagehost "[0-9]*.[0-9]*.[0-9]*) ok 0 "--version says 'cagehost X.Y.Z': $version" ;;
+*) ok 1 "--version says 'cagehost X.Y.Z': $version" ;;
+esac
+check "the host's start line names its version" log_has "serving on .* (cagehost ${version#cagehost }, data_dir"
 contains "naming file:line of the listen" "$(cat "$T/check.out")" "exposed.conf:2:"
 contains "and telling to set a token" "$(cat "$T/check.out")" "token"
 printf '[host]\nlisten = [::]:0\ndata_dir = data\nplugin_dir = plugins\n' > "$T/exposed6.conf"
