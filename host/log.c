@@ -4,6 +4,7 @@
  * never interleave mid-line.
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,23 +32,65 @@ void log_set_tag(const char *new_tag)
 	snprintf(tag, sizeof tag, "%s", new_tag);
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+static void log_line(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
 	char line[2048];
 	char when[32];
-	va_list ap;
 	int n;
 
-	if (level > max_level)
-		return;
 	clock_format_iso(clock_wall_ms(), when, sizeof when);
 	n = snprintf(line, sizeof line, "%s %s %s: ", when, tag, level_names[level]);
-	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-	va_end(ap);
+	if (n < (int)sizeof line - 1)
+		n += snprintf(line + n, sizeof line - (size_t)n, "%s", suffix);
 	if (n >= (int)sizeof line - 1)
 		n = (int)sizeof line - 2;
 	line[n++] = '\n';
 	if (write(STDERR_FILENO, line, (size_t)n) < 0)
 		return; /* nowhere left to report it */
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > max_level)
+		return;
+	va_start(ap, fmt);
+	log_line(level, "", fmt, ap);
+	va_end(ap);
+}
+
+void log_msg_budget(struct log_budget *b, enum log_level level, const char *fmt, ...)
+{
+	int64_t second = clock_mono_ms() / 1000;
+	uint64_t dropped = 0;
+	char suffix[96] = "";
+	va_list ap;
+	bool logs;
+
+	if (level > max_level)
+		return;
+	pthread_mutex_lock(&b->lock);
+	if (second != b->second) {
+		b->second = second;
+		b->used = 0;
+	}
+	logs = b->used < b->per_second;
+	if (logs) {
+		b->used++;
+		dropped = b->dropped;
+		b->dropped = 0;
+	} else {
+		b->dropped++;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (!logs)
+		return;
+	if (dropped)
+		snprintf(suffix, sizeof suffix, " (and %llu more like it not logged: over %d a second)",
+			 (unsigned long long)dropped, b->per_second);
+	va_start(ap, fmt);
+	log_line(level, suffix, fmt, ap);
+	va_end(ap);
 }

@@ -6,6 +6,9 @@
 #ifndef CAGEHOST_LOG_H
 #define CAGEHOST_LOG_H
 
+#include <pthread.h>
+#include <stdint.h>
+
 enum log_level { LOG_ERROR = 0, LOG_WARNING = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 /* Lines above this level are dropped.  Default LOG_INFO. */
@@ -18,6 +21,25 @@ void log_set_tag(const char *tag);
 
 __attribute__((format(printf, 2, 3)))
 void log_msg(enum log_level level, const char *fmt, ...);
+
+/*
+ * A budget of lines per second for one kind of message, so that a storm
+ * (a full disk makes Berkeley DB complain about every page) cannot bury
+ * the log or fill the disk further.  Shared by threads.
+ */
+struct log_budget {
+	pthread_mutex_t lock;
+	int per_second;
+	int64_t second;		/* monotonic, the second being counted */
+	int used;
+	uint64_t dropped;	/* not logged since the last line that was */
+};
+#define LOG_BUDGET(per_second) { PTHREAD_MUTEX_INITIALIZER, (per_second), 0, 0, 0 }
+
+/* log_msg() while b's budget for this second lasts; past it the line is
+ * counted, and the next line logged says how many were left out. */
+__attribute__((format(printf, 3, 4)))
+void log_msg_budget(struct log_budget *b, enum log_level level, const char *fmt, ...);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)

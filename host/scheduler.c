@@ -186,8 +186,10 @@ static void after_commit(bool ok, void *arg)
 	int64_t retry_ms = ok && !a->outcome_lost ? a->retry_ms : 0;
 
 	if (!ok || a->outcome_lost) {
-		log_warning("call %s: the outcome of attempt %u was not stored; it will run again",
-			    a->rec.id, a->rec.attempts + 1);
+		static struct log_budget budget = LOG_BUDGET(20);
+
+		log_msg_budget(&budget, LOG_WARNING, "call %s: the outcome of attempt %u was not "
+			       "stored; it will run again", a->rec.id, a->rec.attempts + 1);
 		/* the store is failing (full disk?): give it a moment, not a storm */
 		s->paused_until_ms = clock_mono_ms() + STORAGE_PAUSE_MS;
 		s->resume[0] = '\0';	/* the call is still at its old due time */

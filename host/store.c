@@ -672,8 +672,10 @@ static const char *free_space_note(const char *dir)
 
 static void bdb_message(const DB_ENV *env, const char *prefix, const char *msg)
 {
+	static struct log_budget budget = LOG_BUDGET(20);
+
 	(void)env;
-	log_error("%s: %s", prefix, msg);
+	log_msg_budget(&budget, LOG_ERROR, "%s: %s", prefix, msg);
 }
 
 int store_make_dir(const char *dir)
