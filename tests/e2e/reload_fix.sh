@@ -26,7 +26,7 @@ check "every attempt so far ran version 1" sh -c "! grep -v ' 1+' '$T/h1'"
 times=$(curl -s -H 'Accept: text/plain' "$URL/v1/calls/$id" |
 	sed -n -e 's/^enqueued: *[0-9-]*T\([0-9:.]*\)Z.*/\1/p' \
 	       -e 's/^  #[0-9]* *[0-9-]*T\([0-9:.]*\)Z.*/\1/p' | head -3 |
-	awk -F: '{ print ($1 * 3600 + $2 * 60 + $3) * 1000 }')
+	awk -F'[:.]' '{ printf "%d\n", ($1 * 3600 + $2 * 60 + $3) * 1000 + $4 }')
 wait1=$(echo "$times" | awk 'NR==1{a=$1} NR==3{print int($1-a+0.5)}')
 echo "# enqueue to attempt 2: ${wait1} ms"
 check "the first retry waited retry_interval after the enqueue" test "$wait1" -ge 199
