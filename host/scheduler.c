@@ -256,7 +256,12 @@ static void attempt_done(struct job *job, struct job_result *res)
 		s->stats.attempts_retry++;
 		if (retry_next_due(&a->queue->retry, rec.enqueued_ms, rec.attempts, rec.when_ms,
 				   a->started_ms, erand48(s->jitter_seed), &next)) {
+			char when[CLOCK_ISO_LEN + 1];
+
 			rec.when_ms = next;
+			clock_format_iso(next, when, sizeof when);
+			log_debug("call %s (%s.%s) attempt %u: %s; next attempt %s", rec.id,
+				  rec.module, rec.method, rec.attempts, history.error, when);
 		} else {
 			snprintf(reason, sizeof reason, "expired after %u attempts; last error: %s",
 				 rec.attempts, history.error);

@@ -6,7 +6,7 @@
 # a call to a module that is not there yet waits with "no module NAME".
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 
-write_conf "[queue default]" "retry_interval = 200ms" "retry_factor = 2" \
+LOG_LEVEL=debug write_conf "[queue default]" "retry_interval = 200ms" "retry_factor = 2" \
 	"retry_max_interval = 2s" "lifetime = 10m" "wake_on_new_version = no"
 plugin "$TPLUGINS_V1/flaky.so" flaky
 start_host
@@ -19,6 +19,8 @@ equal "the waiting call is pending" "$(field "$id" state)" pending
 contains "its last error is the module's" "$(field "$id" last_error)" "flaky v1 always fails"
 history "$id" > "$T/h1"
 check "every attempt so far ran version 1" sh -c "! grep -v ' 1+' '$T/h1'"
+check "at log_level = debug each retry is logged with its reason and next time" \
+	log_has "call $id (flaky.work) attempt 1: flaky v1 always fails; next attempt 20"
 
 # A retry is planned from when the failed attempt was due (here: the
 # enqueue), not from when it happened to start, so the first wait is
