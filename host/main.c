@@ -35,6 +35,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: cagehost -c FILE [--check]\n"
+		"       cagehost --version\n"
 		"  -c, --config FILE  configuration file (INI; see etc/cagehost.conf)\n"
 		"      --check        validate the configuration and exit\n"
 		"      --version      print the version and exit\n"

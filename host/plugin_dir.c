@@ -308,17 +308,39 @@ static int write_copy(const char *path, const unsigned char *data, size_t len,
 	return 0;
 }
 
-/* Deletes the retired copies no job names any more. */
+/* Is path a module's version in service, or one being checked?  (The
+ * same bytes come back as the same path: a rollback, a file put back.) */
+static bool in_service(const struct plugin_dir *p, const char *path)
+{
+	for (const struct module *m = p->modules; m; m = m->next)
+		if ((m->good && !strcmp(m->path, path)) || (m->probing && !strcmp(m->probe_path, path)))
+			return true;
+	return false;
+}
+
+static bool is_retired(const struct plugin_dir *p, const char *path)
+{
+	for (const struct retired *r = p->retired; r; r = r->next)
+		if (!strcmp(r->path, path))
+			return true;
+	return false;
+}
+
+/* Deletes the retired copies no job names any more; a copy back in
+ * service is no longer retired. */
 static void sweep_retired(struct plugin_dir *p)
 {
 	struct timeval again = { RETIRED_CHECK_MS / 1000, RETIRED_CHECK_MS % 1000 * 1000 };
 	struct retired **r = &p->retired;
 
 	while (*r) {
-		if (!pool_uses_path(p->pool, (*r)->path)) {
+		bool serves = in_service(p, (*r)->path);
+
+		if (serves || !pool_uses_path(p->pool, (*r)->path)) {
 			struct retired *done = *r;
 
-			unlink(done->path);
+			if (!serves)
+				unlink(done->path);
 			*r = done->next;
 			free(done);
 		} else {
@@ -345,6 +367,8 @@ static void retire(struct plugin_dir *p, const char *path)
 {
 	struct retired *r;
 
+	if (in_service(p, path) || is_retired(p, path))
+		return;
 	if (!pool_uses_path(p->pool, path)) {
 		unlink(path);
 		return;
@@ -389,7 +413,8 @@ static void probe_done(struct job *job, struct job_result *res)
 		}
 	} else {
 		snprintf(m->refused_hash, sizeof m->refused_hash, "%s", m->probe_hash);
-		unlink(m->probe_path);
+		if (!is_retired(p, m->probe_path) && !in_service(p, m->probe_path))
+			unlink(m->probe_path);	/* (a retired copy goes when its jobs are done) */
 		refuse(m, res->error[0] ? res->error : "probe failed");
 	}
 	if (m->recheck) {

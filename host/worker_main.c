@@ -336,6 +336,7 @@ static void limit_cpu(int64_t cpu_ms)
 
 void worker_main(int fd, int64_t cpu_limit_ms)
 {
+	unsigned loads = 0;	/* jobs whose module loaded */
 	char tag[32];
 
 	snprintf(tag, sizeof tag, "worker %d", (int)getpid());
@@ -353,18 +354,24 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 			continue;
 		}
 		limit_cpu(cpu_limit_ms);
-		if (load(job.path, res.error, sizeof res.error) < 0)
+		if (load(job.path, res.error, sizeof res.error) < 0) {
 			res.status = WORKER_LOAD_FAILED;
-		else if (job.kind == JOB_PROBE)
-			probe(&job, &res);
-		else
-			run_call(&job, &res);
+		} else {
+			loads++;
+			if (job.kind == JOB_PROBE)
+				probe(&job, &res);
+			else
+				run_call(&job, &res);
+		}
 		send_result(fd, &res);
 		job_result_release(&res);
-		if (res.status == WORKER_LOAD_FAILED && job.kind != JOB_PROBE) {
+		if (res.status == WORKER_LOAD_FAILED && job.kind != JOB_PROBE && loads > 0) {
 			/* this version passed its check, so the fault is this
 			 * process's: descriptors, memory or threads an earlier
-			 * module left behind.  A fresh worker takes over. */
+			 * module left behind.  A fresh worker takes over (the
+			 * host hands it the jobs behind this one).  A fresh
+			 * worker that fails the same way stays: ending it
+			 * would only start another. */
 			log_warning("%s@%s: %s; this worker ends, a fresh one takes its place",
 				    job.module, job.version, res.error);
 			end_worker(0);

@@ -522,6 +522,7 @@ static void read_results(struct worker *w)
 	struct wire_in r;
 	const char *body, *reply;
 	uint32_t len;
+	bool ends;
 
 	while (evbuffer_get_length(in) >= 4 && !w->kill_reason[0]) {
 		evbuffer_copyout(in, header, 4);
@@ -559,7 +560,17 @@ static void read_results(struct worker *w)
 		evbuffer_drain(in, 4 + (size_t)len);
 		if (res.status == WORKER_NOT_STARTED)
 			not_started_error(w->jobs[0], res.error, sizeof res.error);
+		ends = res.status == WORKER_LOAD_FAILED && w->jobs[0]->kind == JOB_CALL;
 		finish_first(w, &res);
+		if (ends) {
+			/* a worker that could not load a checked version ends after
+			 * this answer without starting the jobs behind it
+			 * (worker_main.c): they go back to the pool */
+			w->dying = true;
+			event_del(w->deadline);
+			requeue_rest(w);
+			return;
+		}
 	}
 }
 

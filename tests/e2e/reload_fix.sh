@@ -108,6 +108,7 @@ done
 { cat "$TPLUGINS/crashy.so"; printf x; } > "$T/busy2.so"
 plugin "$T/busy2.so" busy
 all_done() { for i in $ids; do state_is "$i" done || return 1; done; }
+both_busy_now() { [ "$(metric cagehost_workers_busy)" = 2 ]; }
 if wait_until "the 12 calls to finish" all_done; then
 	ok 0 "12 calls waiting when a new version arrives all finish"
 else
@@ -117,6 +118,33 @@ ran_once=0
 for i in $ids; do [ "$(field "$i" attempts)" = 1 ] && ran_once=$((ran_once + 1)); done
 equal "each at its first attempt" "$ran_once" 12
 check "the new version was checked meanwhile" log_has "replaced busy@1+"
+
+# --- the same version back while calls still name its copy ---
+# rm, then the same file again: its private copy goes out of service and
+# comes back while the calls running on it keep it; once they are done it
+# must not be deleted as retired (workers that load it again need it)
+ids=""
+for i in 1 2; do ids="$ids $(enqueue default busy slow 1500)"; done
+wait_until "both workers to run a call of busy" both_busy_now
+rm "$T/plugins/busy.so"
+busy_gone() { [ "$(status POST /v1/call/busy/ok x)" = 404 ]; }
+wait_until "busy to be out of service" busy_gone
+ok $? "with its file removed, busy is out of service"
+plugin "$T/busy2.so" busy
+wait_until "the 2 calls to finish" all_done
+wait_until "busy to be back" busy_loaded
+ok $? "the same file back, busy serves again"
+# retired copies are looked at every second: give that two turns (there
+# is no event to wait for when nothing is deleted)
+sleep 2
+check "its private copy is still there" sh -c "ls '$T/data/modules/' | grep -q '^busy-'"
+served=0
+for i in 1 2 3 4; do	# each worker moves to flaky and back to busy
+	[ "$(status POST /v1/call/flaky/work x)" = 200 ] &&
+		[ "$(status POST /v1/call/busy/ok x)" = 200 ] && served=$((served + 1))
+done
+equal "after its calls are done, workers still load that version (4 rounds)" "$served" 4
+check "no worker failed to load a module" sh -c "! grep -q 'this worker ends' '$T/host.log'"
 check "the host is alive at the end" host_alive
 
 done_testing
