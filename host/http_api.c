@@ -1081,10 +1081,15 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 	}
 	/* the earliest planned attempt of any unfinished call, held by the
 	 * scheduler (waiting for a worker, running) or in the store: how far
-	 * behind it is says whether queues are stuck */
-	batch_sync(api->d.batch);
-	if (store_next_due(api->d.store, INT64_MIN, &due) != 0)
-		due = INT64_MAX;
+	 * behind it is says whether queues are stuck.  The store is read (the
+	 * loop waiting for the writer) only when the scheduler has left due
+	 * calls there. */
+	due = INT64_MAX;
+	if (scheduler_store_behind(api->d.scheduler)) {
+		batch_sync(api->d.batch);
+		if (store_next_due(api->d.store, INT64_MIN, &due) != 0)
+			due = INT64_MAX;
+	}
 	if (scheduler_earliest_held(api->d.scheduler) < due)
 		due = scheduler_earliest_held(api->d.scheduler);
 	if (due < now)

@@ -940,6 +940,11 @@ void scheduler_free(struct scheduler **sp)
 	*sp = NULL;
 }
 
+bool scheduler_store_behind(const struct scheduler *s)
+{
+	return s->scan_needed;
+}
+
 int64_t scheduler_earliest_held(const struct scheduler *s)
 {
 	int64_t earliest = INT64_MAX;

@@ -95,4 +95,9 @@ void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stat
  * for a worker, or running); INT64_MAX when it holds none. */
 int64_t scheduler_earliest_held(const struct scheduler *s);
 
+/* True when due calls may be waiting in the store, not yet taken for
+ * lack of room (otherwise none is overdue there: the timer takes each
+ * when it falls due). */
+bool scheduler_store_behind(const struct scheduler *s);
+
 #endif
