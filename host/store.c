@@ -740,6 +740,9 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	s->env->set_flags(s->env, DB_TXN_WRITE_NOSYNC, 1);
 	s->shm_key = shm_key_of(dir);
 	s->env->set_shm_key(s->env, s->shm_key);
+	/* recorded before the regions exist: a start refused below (damaged
+	 * data) leaves them, and tools and operators must find them */
+	record_shm_key(s);
 	rc = s->env->open(s->env, dir,
 			  DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
 			  DB_INIT_MPOOL | DB_RECOVER | DB_THREAD | DB_SYSTEM_MEM, 0600);
@@ -774,7 +777,6 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	if (check_integrity(s) < 0 || open_cage_index(s) < 0 || requeue_new_calls(s) < 0)
 		goto fail;
 	s->done_count = count_keys(s->done);
-	record_shm_key(s);
 	record_log_position(s);
 	s->last_id = last_key_id(s->calls);
 	if (last_key_id(s->done) > s->last_id)
