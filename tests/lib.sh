@@ -8,6 +8,8 @@
 
 set -u
 CAGE_BUILD=${CAGE_BUILD:-$(cd "$(dirname "$0")/.." && pwd)}
+CAGE_SRC=${CAGE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$CAGE_SRC/tests/shm.sh"
 CAGEHOST=$CAGE_BUILD/host/cagehost
 CAGECTL=$CAGE_BUILD/host/cagectl
 PLUGINS=$CAGE_BUILD/plugins/.libs
@@ -30,24 +32,12 @@ URL=
 tap_n=0
 tap_failed=0
 
-# release_shm: removes the System V shared memory of every environment under
-# $T (a host killed with -9 leaves its regions behind; its next start on the
-# same data_dir would reuse them, but tests delete the directory)
-release_shm() {
-	for f in $(find "$T" -name cagehost.shm 2>/dev/null); do
-		base=$(cat "$f" 2>/dev/null) || continue
-		for i in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
-			ipcrm -M $((base + i)) 2>/dev/null
-		done
-	done
-}
-
 cleanup() {
 	if [ -n "$HOST_PID" ]; then
 		kill -9 "$HOST_PID" 2>/dev/null
 		wait "$HOST_PID" 2>/dev/null
 	fi
-	release_shm
+	release_shm "$T"
 	if [ "$tap_failed" = 0 ] && [ -z "${KEEP:-}" ]; then
 		rm -rf "$T"
 	else

@@ -41,7 +41,7 @@ E2E_TESTS = \
 	tests/e2e/auth_limits.sh \
 	tests/e2e/sdk_example.sh
 TESTS += $(E2E_TESTS)
-EXTRA_DIST += $(E2E_TESTS) tests/lib.sh
+EXTRA_DIST += $(E2E_TESTS) tests/lib.sh tests/shm.sh
 
 AM_TESTS_ENVIRONMENT = \
 	CK_TAP_LOG_FILE_NAME=- CK_VERBOSITY=silent \

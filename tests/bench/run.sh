@@ -25,6 +25,7 @@
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../shm.sh"
 CAGE_BUILD=${CAGE_BUILD:-$(cd "$here/../.." && pwd)}
 BENCH_BIN=${BENCH_BIN:-$CAGE_BUILD/tests/bench}
 OUT=${OUT:-$CAGE_BUILD/tests/bench/results.csv}
@@ -77,14 +78,7 @@ cleanup() {
 		[ -e "$f" ] && kill -9 "${f##*/}" 2>/dev/null
 	done
 	wait 2>/dev/null
-	# a host killed here leaves its regions in System V shared memory,
-	# which outlive the directory (data_dir/cagehost.shm holds their key)
-	for f in $(find "$W" -name cagehost.shm 2>/dev/null); do
-		base=$(cat "$f" 2>/dev/null) || continue
-		for i in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
-			ipcrm -M $((base + i)) 2>/dev/null
-		done
-	done
+	release_shm "$W"	# a host killed here leaves its shared memory
 	if [ -n "${KEEP:-}" ]; then say "work directory kept: $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT

@@ -130,6 +130,6 @@ equal "and the first host's workers all live on" "$(pgrep -P "$HOST_PID" | sort 
 	"$workers_before"
 kill -TERM "$copy_pid"
 wait "$copy_pid" 2>/dev/null
-(cd "$T/copy" && T="$T/copy" release_shm)
+release_shm "$T/copy"
 
 done_testing

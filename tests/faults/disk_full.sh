@@ -26,7 +26,7 @@ fault_cleanup() {
 		wait "$HOST_PID" 2>/dev/null
 		HOST_PID=
 	fi
-	release_shm	# its record is on the tmpfs
+	release_shm "$T"	# its record is on the tmpfs
 	umount "$T/data" 2>/dev/null || umount -l "$T/data" 2>/dev/null
 	cleanup
 }
