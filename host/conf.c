@@ -605,6 +605,14 @@ static bool is_loopback(const char *host)
 	return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
 }
 
+char *conf_format_address(const char *host, int port, char *out, size_t size)
+{
+	bool v6 = strchr(host, ':') != NULL;
+
+	snprintf(out, size, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+	return out;
+}
+
 /* The listen address must be one the host can bind: a name that does not
  * resolve would only fail at start, as "in use or not an address". */
 static int check_listen(const char *path, const struct host_conf *conf, char *err,

@@ -101,6 +101,10 @@ int conf_load(const char *path, struct host_conf *conf, char *err, size_t err_si
 int conf_parse(const char *name, const char *text, const char *base_dir,
 	       struct host_conf *conf, char *err, size_t err_size);
 
+/* Writes "HOST:PORT" to out, with an IPv6 address in brackets
+ * ("[::1]:8610"), and returns out. */
+char *conf_format_address(const char *host, int port, char *out, size_t size);
+
 /* The queue called name, or NULL. */
 const struct queue_conf *conf_queue(const struct host_conf *conf, const char *name);
 

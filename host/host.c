@@ -6,7 +6,6 @@
 #include <event2/event.h>
 #include <limits.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "batch.h"
 #include "host.h"
@@ -73,10 +72,11 @@ static void on_plugins_ready(void *arg)
 	http_api_start(h->http, &deps);
 	scheduler_start(h->scheduler);
 	h->serving = true;
-	bool v6 = strchr(h->conf.listen_host, ':') != NULL;
+	char address[sizeof h->conf.listen_host + 16];
 
-	log_info("serving on %s%s%s:%d (cagehost %s, data_dir %s, plugin_dir %s, %d workers)",
-		 v6 ? "[" : "", h->conf.listen_host, v6 ? "]" : "", http_api_port(h->http),
+	log_info("serving on %s (cagehost %s, data_dir %s, plugin_dir %s, %d workers)",
+		 conf_format_address(h->conf.listen_host, http_api_port(h->http), address,
+				     sizeof address),
 		 PACKAGE_VERSION, h->conf.data_dir, h->conf.plugin_dir, h->conf.workers);
 }
 

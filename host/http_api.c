@@ -1072,7 +1072,7 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 	struct evbuffer *out = evbuffer_new();
 	struct store_stats st;
 	struct scheduler_stats sc;
-	int64_t due, now = clock_wall_ms();
+	int64_t due, held, now = clock_wall_ms();
 	double lag = 0;
 
 	if (!out) {
@@ -1090,8 +1090,9 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		if (store_next_due(api->d.store, INT64_MIN, &due) != 0)
 			due = INT64_MAX;
 	}
-	if (scheduler_earliest_held(api->d.scheduler) < due)
-		due = scheduler_earliest_held(api->d.scheduler);
+	held = scheduler_earliest_held(api->d.scheduler);
+	if (held < due)
+		due = held;
 	if (due < now)
 		lag = (double)(now - due) / 1000;
 	store_get_stats(api->d.store, &st);
@@ -1147,10 +1148,10 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"cagehost_workers_busy %d\n"
 		"# TYPE cagehost_modules_loaded gauge\n"
 		"cagehost_modules_loaded %d\n",
-		api->enqueued, api->duplicates, api->enqueues_failed, lag, api->sync_calls, api->abandoned, st.commits, st.log_flushes,
-		sc.attempts_ok, sc.attempts_retry, sc.attempts_fail, sc.calls_dead,
-		sc.calls_woken, st.done_swept_early, sc.in_flight, sc.deliveries_in_flight, pool_size(api->d.pool),
-		pool_busy(api->d.pool),
+		api->enqueued, api->duplicates, api->enqueues_failed, lag, api->sync_calls,
+		api->abandoned, st.commits, st.log_flushes, sc.attempts_ok, sc.attempts_retry,
+		sc.attempts_fail, sc.calls_dead, sc.calls_woken, st.done_swept_early, sc.in_flight,
+		sc.deliveries_in_flight, pool_size(api->d.pool), pool_busy(api->d.pool),
 		plugins_count(api->d.plugins));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");

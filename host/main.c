@@ -44,13 +44,11 @@ static void usage(FILE *out)
 
 static void print_conf(const struct host_conf *c)
 {
-	char a[32], b[32], d[32], e[32];
+	char a[32], b[32], d[32], e[32], address[sizeof c->listen_host + 16];
 
-	bool v6 = strchr(c->listen_host, ':') != NULL;
-
-	printf("listen %s%s%s:%d\ndata_dir %s\nplugin_dir %s\nworkers %d\n", v6 ? "[" : "",
-	       c->listen_host, v6 ? "]" : "", c->listen_port, c->data_dir, c->plugin_dir,
-	       c->workers);
+	printf("listen %s\ndata_dir %s\nplugin_dir %s\nworkers %d\n",
+	       conf_format_address(c->listen_host, c->listen_port, address, sizeof address),
+	       c->data_dir, c->plugin_dir, c->workers);
 	for (const struct queue_conf *q = c->queues; q; q = q->next)
 		printf("queue %s: retry_interval %s, retry_factor %g, retry_max_interval %s, "
 		       "retry_jitter %g, lifetime %s, attempt_timeout %s, concurrency %d, "

@@ -413,8 +413,7 @@ static void probe_done(struct job *job, struct job_result *res)
 		}
 	} else {
 		snprintf(m->refused_hash, sizeof m->refused_hash, "%s", m->probe_hash);
-		if (!is_retired(p, m->probe_path) && !in_service(p, m->probe_path))
-			unlink(m->probe_path);	/* (a retired copy goes when its jobs are done) */
+		retire(p, m->probe_path);	/* a copy jobs still name stays until they are done */
 		refuse(m, res->error[0] ? res->error : "probe failed");
 	}
 	if (m->recheck) {

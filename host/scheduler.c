@@ -259,9 +259,10 @@ static void attempt_done(struct job *job, struct job_result *res)
 			char when[CLOCK_ISO_LEN + 1];
 
 			rec.when_ms = next;
-			clock_format_iso(next, when, sizeof when);
-			log_debug("call %s (%s.%s) attempt %u: %s; next attempt %s", rec.id,
-				  rec.module, rec.method, rec.attempts, history.error, when);
+			if (log_get_level() >= LOG_DEBUG)	/* formats only what is logged */
+				log_debug("call %s (%s.%s) attempt %u: %s; next attempt %s", rec.id,
+					  rec.module, rec.method, rec.attempts, history.error,
+					  clock_format_iso(next, when, sizeof when));
 		} else {
 			snprintf(reason, sizeof reason, "expired after %u attempts; last error: %s",
 				 rec.attempts, history.error);

@@ -427,14 +427,17 @@ static void on_death(evutil_socket_t fd, short what, void *arg)
 		res.status = !strncmp(w->kill_reason, "attempt timed out", 17) ? WORKER_TIMEOUT
 									       : WORKER_CRASHED;
 		describe_death(w, w->jobs[0], status, res.error, sizeof res.error);
-		if (w->jobs[0]->kind == JOB_CALL)
-			snprintf(res.version, sizeof res.version, "%s", w->jobs[0]->version);
-		if (w->jobs[0]->kind == JOB_CALL)	/* the log also names the call */
+		if (w->jobs[0]->kind == JOB_CALL) {
+			const struct job *job = w->jobs[0];
+
+			snprintf(res.version, sizeof res.version, "%s", job->version);
+			/* the log also names the call */
 			log_warning("%s (%s %s.%s%s%s)", res.error,
-				    w->jobs[0]->id[0] ? "queued call" : "sync call", w->jobs[0]->module,
-				    w->jobs[0]->method, w->jobs[0]->id[0] ? " " : "", w->jobs[0]->id);
-		else
+				    job->id[0] ? "queued call" : "sync call", job->module,
+				    job->method, job->id[0] ? " " : "", job->id);
+		} else {
 			log_warning("%s", res.error);
+		}
 		finish_first(w, &res);
 		requeue_rest(w);
 	}
