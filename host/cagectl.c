@@ -5,6 +5,7 @@
  *   cagectl [-u URL] enqueue [-q QUEUE] [-k KEY] [-d DELAY] MODULE METHOD [PAYLOAD|-]
  *   cagectl [-u URL] show ID
  *   cagectl [-u URL] requeue ID
+ *   cagectl [-u URL] backup
  *
  * URL defaults to $CAGEHOST_URL or http://127.0.0.1:8610; a host with a
  * token set needs $CAGEHOST_TOKEN (sent as Authorization: Bearer).  A payload of
@@ -46,6 +47,7 @@ static void usage(int status)
 		"               [PAYLOAD|-]     (DELAY as in the config: 90s, 10m, 2h)\n"
 		"       cagectl [-u URL] show ID\n"
 		"       cagectl [-u URL] requeue ID\n"
+		"       cagectl [-u URL] backup     (a hot backup into the host's backup_dir)\n"
 		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610;\n"
 		"$CAGEHOST_TOKEN, when set, is sent as Authorization: Bearer TOKEN\n");
 	exit(status);
@@ -367,6 +369,11 @@ int main(int argc, char **argv)
 		snprintf(path, sizeof path, "/v1/calls/%s%s", argv[i],
 			 !strcmp(cmd, "requeue") ? "/requeue" : "");
 		body = strdup("");
+	} else if (!strcmp(cmd, "backup")) {
+		if (argc - i != 0)
+			usage(2);
+		snprintf(path, sizeof path, "/v1/backup");
+		body = strdup("");
 	} else {
 		usage(2);
 	}
@@ -395,6 +402,15 @@ int main(int argc, char **argv)
 			fwrite(res.body, 1, res.body_len, stdout);
 	} else if (!strcmp(cmd, "requeue")) {
 		printf("requeued %s\n", argv[argc - 1]);
+	} else if (!strcmp(cmd, "backup")) {
+		/* {"dir": "/var/lib/cagehost.backups/20261128T194952Z", ...} -> the dir */
+		const char *dir = strstr(res.body, "\"dir\": \"");
+		const char *end = dir ? strchr(dir + 8, '"') : NULL;
+
+		if (end)
+			printf("%.*s\n", (int)(end - dir - 8), dir + 8);
+		else
+			fwrite(res.body, 1, res.body_len, stdout);
 	} else {
 		fwrite(res.body, 1, res.body_len, stdout);
 		if (!strcmp(cmd, "call") && res.body_len && res.body[res.body_len - 1] != '\n' &&

@@ -256,6 +256,8 @@ static int host_key(struct parser *p, const char *key, const char *value)
 		return parse_path(p, key, value, c->data_dir, sizeof c->data_dir);
 	if (!strcmp(key, "plugin_dir"))
 		return parse_path(p, key, value, c->plugin_dir, sizeof c->plugin_dir);
+	if (!strcmp(key, "backup_dir"))
+		return parse_path(p, key, value, c->backup_dir, sizeof c->backup_dir);
 	if (!strcmp(key, "workers")) {
 		if (parse_int(p, key, value, 1, 256, &n) < 0)
 			return -1;
@@ -539,6 +541,21 @@ static void hint_inline_comment(struct parser *p, const char *value)
 		}
 }
 
+/* backup_dir when not set: DATA_DIR.backups, beside data_dir. */
+static int default_backup_dir(struct parser *p)
+{
+	struct host_conf *c = p->conf;
+	size_t len = strlen(c->data_dir);
+
+	while (len > 1 && c->data_dir[len - 1] == '/')
+		len--;
+	if (len + strlen(".backups") >= sizeof c->backup_dir) {
+		return fail(p, "data_dir is too long to put backup_dir beside it; set backup_dir");
+	}
+	snprintf(c->backup_dir, sizeof c->backup_dir, "%.*s.backups", (int)len, c->data_dir);
+	return 0;
+}
+
 int conf_parse(const char *name, const char *text, const char *base_dir,
 	       struct host_conf *conf, char *err, size_t err_size)
 {
@@ -593,6 +610,8 @@ int conf_parse(const char *name, const char *text, const char *base_dir,
 		}
 	}
 	if (check_queues(&p) < 0 || check_cages(&p) < 0)
+		goto fail;
+	if (!conf->backup_dir[0] && default_backup_dir(&p) < 0)
 		goto fail;
 	return 0;
 fail:

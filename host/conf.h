@@ -6,6 +6,7 @@
  *   listen = 127.0.0.1:8610
  *   data_dir = /var/lib/cagehost
  *   plugin_dir = /usr/local/lib/cagehost/plugins
+ *   backup_dir = /var/lib/cagehost.backups   (default: DATA_DIR.backups)
  *   workers = 4
  *
  *   [queue default]
@@ -65,6 +66,7 @@ struct host_conf {
 	int listen_line;		/* where listen is set in the file; 0: not set */
 	char data_dir[PATH_MAX];
 	char plugin_dir[PATH_MAX];
+	char backup_dir[PATH_MAX];	/* where POST /v1/backup puts backups */
 	int workers;			/* worker processes */
 	size_t max_body_size;		/* bytes; larger requests get 413 */
 	size_t max_header_size;		/* bytes; larger headers get 431 */

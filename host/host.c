@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdio.h>
 
+#include "backup.h"
 #include "batch.h"
 #include "host.h"
 #include "http_api.h"
@@ -65,7 +66,7 @@ static void on_plugins_ready(void *arg)
 {
 	struct host *h = arg;
 	struct http_api_deps deps = { &h->conf, h->store, h->batch, h->plugins, h->pool,
-				      h->scheduler };
+				      h->scheduler, h->backup };
 
 	if (h->stopping)
 		return;		/* stopped before it served */
@@ -96,8 +97,10 @@ int host_start(struct host *h)
 	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h->conf.data_dir);
 	h->plugins = h->pool ? plugins_new(h->base, h->pool, h->conf.plugin_dir, cache_dir) : NULL;
 	h->relay = relay_new(h->base, &h->conf, store_has_deliveries(h->store));
-	if (!h->batch || !h->pool || !h->plugins || !h->relay) {
-		log_error("cannot start the writer, the workers, the plugin directory or the relay");
+	h->backup = backup_new(h->base, h->store, h->conf.data_dir, h->conf.backup_dir);
+	if (!h->batch || !h->pool || !h->plugins || !h->relay || !h->backup) {
+		log_error("cannot start the writer, the workers, the plugin directory, the relay "
+			  "or the backups");
 		return -1;
 	}
 	h->scheduler = scheduler_new(h->base, &h->conf, h->store, h->batch, h->plugins, h->pool,
@@ -153,6 +156,7 @@ void host_free(struct host *h)
 	plugins_free(&h->plugins);
 	pool_free(&h->pool);
 	batch_free(&h->batch);
+	backup_free(&h->backup);
 	store_close(&h->store);
 	if (h->base)
 		event_base_free(h->base);

@@ -6,8 +6,9 @@
  *   host_listen()  the event loop and the HTTP listener (binds the port:
  *                  as root, before privileges are dropped)
  *   host_start()   store, writer, worker pool, plugin directory, relay,
- *                  scheduler; serving starts by itself once every plugin
- *                  present at start has been probed (host->serving)
+ *                  backups, scheduler; serving starts by itself once
+ *                  every plugin present at start has been probed
+ *                  (host->serving)
  *   host_begin_stop()  takes on no new work: new requests get 503
  *                  "stopping", no attempt starts;
  *                  host_busy() says what is still in progress
@@ -30,6 +31,7 @@ struct host {
 	struct worker_pool *pool;
 	struct plugin_dir *plugins;
 	struct relay *relay;		/* delivers calls to other cages */
+	struct backup *backup;		/* POST /v1/backup */
 	struct scheduler *scheduler;
 	struct http_api *http;
 	bool serving;

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include "backup.h"
 #include "batch.h"
 #include "clock.h"
 #include "conf.h"
@@ -54,7 +55,10 @@ struct http_api {
 	bool serving;			/* http_api_start() was called */
 	bool stopping;			/* http_api_stop() was called */
 	LIST_HEAD(, sync_call) running;	/* sync calls not answered yet */
-	int replies_waiting;		/* enqueues and requeues waiting for the disk */
+	int replies_waiting;		/* enqueues and requeues waiting for the disk,
+					 * and a backup being made */
+	struct evhttp_request *backup_req;	/* waiting for the backup it asked for */
+	uint64_t backups, backups_failed;
 };
 
 /*
@@ -1067,6 +1071,58 @@ static void handle_requeue(struct http_api *api, struct evhttp_request *req, con
 	}
 }
 
+static void backup_done(const struct backup_result *res, void *arg)
+{
+	struct http_api *api = arg;
+	struct evhttp_request *req = api->backup_req;
+	struct evbuffer *body = evbuffer_new();
+
+	api->backup_req = NULL;
+	api->replies_waiting--;
+	if (!res->ok) {
+		api->backups_failed++;
+		reply_error(req, 500, "Internal Server Error", "backup failed: %s", res->error);
+	} else if (!body) {
+		api->backups++;
+		reply_error(req, 500, "Internal Server Error",
+			    "out of memory; the backup is in %s", res->dir);
+	} else {
+		api->backups++;
+		evbuffer_add(body, "{", 1);
+		json_field(body, "dir", res->dir, false);
+		evbuffer_add_printf(body, ", \"bytes\": %" PRIu64 ", \"seconds\": %.3f}\n",
+				    res->bytes, (double)res->ms / 1000.0);
+		reply_json(req, 200, "OK", body);
+	}
+	if (body)
+		evbuffer_free(body);
+}
+
+/* POST /v1/backup: a hot backup into backup_dir, answered when done. */
+static void handle_backup(struct http_api *api, struct evhttp_request *req)
+{
+	char err[PATH_MAX + 256];
+	int rc;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		reply_wrong_method(req, "POST");
+		return;
+	}
+	rc = backup_start(api->d.backup, backup_done, api, err, sizeof err);
+	if (rc == 1) {
+		reply_error(req, 409, "Conflict", "a backup is being made already, into %s",
+			    backup_running_dir(api->d.backup));
+		return;
+	}
+	if (rc < 0) {
+		api->backups_failed++;
+		reply_error(req, 500, "Internal Server Error", "backup failed: %s", err);
+		return;
+	}
+	api->backup_req = req;
+	api->replies_waiting++;
+}
+
 static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 {
 	struct evbuffer *out = evbuffer_new();
@@ -1153,6 +1209,13 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		sc.attempts_fail, sc.calls_dead, sc.calls_woken, st.done_swept_early, sc.in_flight,
 		sc.deliveries_in_flight, pool_size(api->d.pool), pool_busy(api->d.pool),
 		plugins_count(api->d.plugins));
+	evbuffer_add_printf(out,
+		"# HELP cagehost_backups_total Backups asked for with POST /v1/backup, by "
+		"result.\n"
+		"# TYPE cagehost_backups_total counter\n"
+		"cagehost_backups_total{result=\"ok\"} %" PRIu64 "\n"
+		"cagehost_backups_total{result=\"failed\"} %" PRIu64 "\n",
+		api->backups, api->backups_failed);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	send_reply(req, 200, "OK", out);
@@ -1284,10 +1347,14 @@ static void route(struct evhttp_request *req, void *arg)
 			handle_requeue(api, req, parts[2]);
 			return;
 		}
+		if (n == 2 && !strcmp(parts[1], "backup")) {
+			handle_backup(api, req);
+			return;
+		}
 	}
 	reply_error(req, 404, "Not Found",
 		    "no such endpoint; see /v1/call/MODULE/METHOD, /v1/enqueue/QUEUE/MODULE/METHOD, "
-		    "/v1/calls/ID, /healthz, /metrics");
+		    "/v1/calls/ID, /v1/backup, /healthz, /metrics");
 }
 
 static bool is_loopback(const struct sockaddr_storage *addr)

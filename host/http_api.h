@@ -30,6 +30,7 @@ struct http_api_deps {
 	struct plugin_dir *plugins;
 	struct worker_pool *pool;
 	struct scheduler *scheduler;
+	struct backup *backup;
 };
 
 /*
@@ -49,8 +50,8 @@ void http_api_start(struct http_api *api, const struct http_api_deps *deps);
  */
 void http_api_stop(struct http_api *api);
 
-/* Requests taken and not answered yet: sync calls, and enqueues and
- * requeues waiting for the disk. */
+/* Requests taken and not answered yet: sync calls, enqueues and requeues
+ * waiting for the disk, and a backup being made. */
 int http_api_unanswered(const struct http_api *api);
 
 /* Closes every connection and frees the sync calls not answered yet (the

@@ -46,9 +46,9 @@ static void print_conf(const struct host_conf *c)
 {
 	char a[32], b[32], d[32], e[32], address[sizeof c->listen_host + 16];
 
-	printf("listen %s\ndata_dir %s\nplugin_dir %s\nworkers %d\n",
+	printf("listen %s\ndata_dir %s\nplugin_dir %s\nbackup_dir %s\nworkers %d\n",
 	       conf_format_address(c->listen_host, c->listen_port, address, sizeof address),
-	       c->data_dir, c->plugin_dir, c->workers);
+	       c->data_dir, c->plugin_dir, c->backup_dir, c->workers);
 	for (const struct queue_conf *q = c->queues; q; q = q->next)
 		printf("queue %s: retry_interval %s, retry_factor %g, retry_max_interval %s, "
 		       "retry_jitter %g, lifetime %s, attempt_timeout %s, concurrency %d, "
@@ -133,8 +133,9 @@ static void on_hangup(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
- * Started as root with `user = NAME`: hands data_dir (and its files) to
- * that user, then switches to it for good.  Returns 0, or -1 after logging.
+ * Started as root with `user = NAME`: hands data_dir (and its files) and
+ * backup_dir (the directory) to that user, then switches to it for good.
+ * Returns 0, or -1 after logging.
  */
 static int privileges_drop(const struct host_conf *conf)
 {
@@ -172,6 +173,12 @@ static int privileges_drop(const struct host_conf *conf)
 	}
 	if (d)
 		closedir(d);
+	if (store_make_dir(conf->backup_dir) < 0 ||
+	    chown(conf->backup_dir, pw->pw_uid, pw->pw_gid) < 0) {
+		log_error("cannot create backup_dir %s for %s: %s", conf->backup_dir, conf->user,
+			  strerror(errno));
+		return -1;
+	}
 	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0 || setuid(0) == 0) {
 		log_error("cannot switch to user %s: %s", conf->user, strerror(errno));

@@ -214,6 +214,19 @@ void store_abort(struct store *s);
  */
 int store_start_threads(struct store *s, int64_t interval_ms);
 
+/*
+ * Copies the store into dir (an existing, empty directory) while the host
+ * goes on using it, and makes the copy a data_dir a host can start on.
+ * Berkeley DB copies the database files page by page, then the log files,
+ * and holds back the removal of old log files until it is done; the copy
+ * is then recovered in place (catastrophic recovery over the copied logs:
+ * pages copied before a later commit get it from the log) and
+ * checkpointed.  Nothing is synced to disk here (the caller does that).
+ * Safe on any thread, alongside the writer and the checkpoints; one at a
+ * time.  0, or -1 with the reason in err.
+ */
+int store_backup(struct store *s, const char *dir, char *err, size_t err_size);
+
 struct store_stats {
 	uint64_t commits, log_flushes, calls_added;	/* flushes: fdatasyncs of the log */
 	/* finished calls swept before done_retention because done.db held

@@ -213,6 +213,25 @@ field() {
 }
 
 state_is() { [ "$(field "$1" state)" = "$2" ]; }
+
+# call_state ID [BASE_URL]: the state of call ID, on this host or the one at
+# BASE_URL
+call_state() {
+	curl -s -m "$CURL_LIMIT" "${2:-$URL}/v1/calls/$1" |
+		sed -n 's/^{.*"state": "\([a-z]*\)".*/\1/p'
+}
+
+# all_done LIST [BASE_URL]: every call whose id is in the file LIST is done.
+# Ids seen done are dropped from LIST, so that a poll (wait_until) checks
+# only the rest: give it a copy.
+all_done() {
+	: > "$1.left"
+	while read -r id; do
+		[ "$(call_state "$id" "${2:-}")" = done ] || echo "$id" >> "$1.left"
+	done < "$1"
+	mv "$1.left" "$1"
+	[ ! -s "$1" ]
+}
 attempts_at_least() { [ "$(field "$1" attempts)" -ge "$2" ] 2>/dev/null; }
 
 # history ID: one line per attempt: "N VERSION OUTCOME"

@@ -2,7 +2,8 @@
  * check_store.c - unit tests of the ELF completeness check
  * (host/elf_check.c) on real shared objects built by the build, and of the
  * Berkeley DB store (host/store.c) in a fresh temporary environment, and of
- * the group commit on it (host/batch.c).
+ * the group commit on it (host/batch.c), and of hot backups of it
+ * (host/backup.c).
  */
 #include <check.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include <event2/event.h>
 
+#include "../../host/backup.h"
 #include "../../host/batch.h"
 #include "../../host/clock.h"
 #include "../../host/elf_check.h"
@@ -653,6 +655,116 @@ START_TEST(batch_undo_drops_only_the_writes_after_the_mark)
 }
 END_TEST
 
+static void backup_finished(const struct backup_result *res, void *arg)
+{
+	*(struct backup_result *)arg = *res;
+}
+
+/* Runs a backup of s into backups to its end; its result. */
+static struct backup_result backup_to_end(struct event_base *base, struct backup *b)
+{
+	struct backup_result res = { 0 };
+	char err[512];
+
+	res.ms = -1;
+	ck_assert_msg(backup_start(b, backup_finished, &res, err, sizeof err) == 0, "%s", err);
+	/* one at a time: a second is refused until the loop has seen the first end */
+	ck_assert_int_eq(backup_start(b, backup_finished, &res, err, sizeof err), 1);
+	ck_assert_str_ne(backup_running_dir(b), "");
+	while (res.ms < 0)
+		event_base_loop(base, EVLOOP_ONCE);
+	ck_assert_str_eq(backup_running_dir(b), "");
+	return res;
+}
+
+START_TEST(a_backup_is_a_data_dir_with_every_commit)
+{
+	struct store *s = open_store(), *copy;
+	struct event_base *base = event_base_new();
+	char backups[300], partial[400], err[512], path[PATH_MAX + 128];
+	struct backup_result res, res2;
+	struct call_record r;
+	struct backup *b;
+	struct stat sb;
+	char line[64];
+	void *buf;
+	FILE *f;
+
+	snprintf(backups, sizeof backups, "%s/backups", dir);
+	b = backup_new(base, s, dir, backups);
+	ck_assert_ptr_nonnull(b);
+	add(s, "0000000000000001", 5000, "k1");
+	add(s, "0000000000000002", 6000, NULL);
+	ck_assert_int_eq(store_commit(s), 0);
+	/* the host's name among cages goes with the data (relay.c writes it) */
+	snprintf(partial, sizeof partial, "%s/identity", dir);
+	f = fopen(partial, "w");
+	fputs("00112233aabbccdd\n", f);
+	fclose(f);
+	/* a partial backup left by a host that stopped during one */
+	snprintf(partial, sizeof partial, "%s/.partial-20260101T000000Z", backups);
+	ck_assert_int_eq(store_make_dir(partial), 0);
+	fclose(fopen(strcat(strcpy(err, partial), "/calls.db"), "w"));
+
+	res = backup_to_end(base, b);
+	ck_assert_msg(res.ok, "%s", res.error);
+	ck_assert_msg(strncmp(res.dir, backups, strlen(backups)) == 0 &&
+		      res.dir[strlen(backups) + 1] == '2', "dir %s", res.dir);
+	ck_assert_uint_gt(res.bytes, 0);
+	ck_assert_int_ne(stat(partial, &sb), 0);	/* removed */
+	snprintf(path, sizeof path, "%s/identity", res.dir);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+	fclose(f);
+	ck_assert_str_eq(line, "00112233aabbccdd\n");
+	/* what was committed before is there, and the copy opens as a store */
+	ck_assert_msg(store_open(&copy, res.dir, err, sizeof err) == 0, "%s", err);
+	ck_assert_int_eq(store_get_call(copy, TABLE_CALLS, "0000000000000001", &r, &buf), 0);
+	free(buf);
+	ck_assert_int_eq(store_get_call(copy, TABLE_CALLS, "0000000000000002", &r, &buf), 0);
+	free(buf);
+	ck_assert_int_eq(store_find_idem(copy, "k1", r.id), 0);
+	ck_assert_str_eq(r.id, "0000000000000001");
+	store_close(&copy);
+
+	/* the next backup: a directory of its own, with the newer commit */
+	add(s, "0000000000000003", 7000, NULL);
+	ck_assert_int_eq(store_commit(s), 0);
+	res2 = backup_to_end(base, b);
+	ck_assert_msg(res2.ok, "%s", res2.error);
+	ck_assert_str_ne(res2.dir, res.dir);
+	ck_assert_msg(store_open(&copy, res2.dir, err, sizeof err) == 0, "%s", err);
+	ck_assert_int_eq(store_get_call(copy, TABLE_CALLS, "0000000000000003", &r, &buf), 0);
+	free(buf);
+	store_close(&copy);
+
+	backup_free(&b);
+	store_close(&s);
+	event_base_free(base);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(a_backup_dir_that_cannot_be_made_is_an_error)
+{
+	struct store *s = open_store();
+	struct event_base *base = event_base_new();
+	struct backup_result res;
+	struct backup *b = backup_new(base, s, dir, "/proc/cagehost-no-such-dir");
+	char err[512];
+
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(backup_start(b, backup_finished, &res, err, sizeof err), -1);
+	ck_assert_msg(strstr(err, "cannot create backup_dir /proc/cagehost-no-such-dir"), "%s", err);
+	ck_assert_str_eq(backup_running_dir(b), "");
+	backup_free(&b);
+	store_close(&s);
+	event_base_free(base);
+	remove_dir();
+}
+END_TEST
+
 Suite *store_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -676,6 +788,8 @@ Suite *store_suite(void)
 	tcase_add_test(tc, second_host_on_the_same_dir_is_refused);
 	tcase_add_test(tc, data_dir_is_created_with_its_parents);
 	tcase_add_test(tc, batch_undo_drops_only_the_writes_after_the_mark);
+	tcase_add_test(tc, a_backup_is_a_data_dir_with_every_commit);
+	tcase_add_test(tc, a_backup_dir_that_cannot_be_made_is_an_error);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,59 @@
+/*
+ * backup.h - hot backups the host makes of its own store (POST /v1/backup,
+ * `cagectl backup`).
+ *
+ * A backup is made on a thread of its own while the host goes on serving
+ * (store_backup(): Berkeley DB copies the files page by page and holds back
+ * the removal of old log files meanwhile, which is why db5.3_hotbackup run
+ * from outside fails under load; the copy is then recovered in place).
+ * It is built in BACKUP_DIR/.partial-NAME, every file synced, and renamed
+ * to BACKUP_DIR/NAME only when whole: a directory whose name does not start
+ * with a dot is a complete backup, and a data_dir a host can start on as
+ * it is.  NAME is the UTC time the backup began (20261128T194952Z), with
+ * "-2", "-3"... added when that name is taken.  One backup at a time.
+ */
+#ifndef CAGEHOST_BACKUP_H
+#define CAGEHOST_BACKUP_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct store;
+struct backup;
+
+struct backup_result {
+	bool ok;
+	char dir[PATH_MAX + 64];	/* the finished backup (ok) */
+	uint64_t bytes;		/* the size of its files */
+	int64_t ms;		/* how long it took */
+	char error[1024];	/* why it failed (not ok) */
+};
+
+/* Called on the event loop when a backup has finished or failed. */
+typedef void (*backup_done_fn)(const struct backup_result *res, void *arg);
+
+/* Backups of store, opened on data_dir, into backup_dir (created, with its
+ * parents, when the first backup starts); NULL when out of memory or
+ * descriptors.  A backup holds the store's files and data_dir/identity. */
+struct backup *backup_new(struct event_base *base, struct store *store, const char *data_dir,
+			  const char *backup_dir);
+
+/* Waits for a backup still running (its done is not called), then frees
+ * b.  Before the store is closed. */
+void backup_free(struct backup **b);
+
+/*
+ * Starts a backup; done(res, arg) follows on the loop.  Returns 0, 1 when
+ * one is running already (nothing started), or -1 with the reason in err
+ * when the backup directory cannot be made.  Leftover .partial- directories
+ * of a host that stopped during a backup are removed first.
+ */
+int backup_start(struct backup *b, backup_done_fn done, void *arg, char *err,
+		 size_t err_size);
+
+/* The directory of the backup being made ("" when none), for messages. */
+const char *backup_running_dir(const struct backup *b);
+
+#endif
