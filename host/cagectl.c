@@ -6,6 +6,7 @@
  *   cagectl [-u URL] show ID
  *   cagectl [-u URL] requeue ID
  *   cagectl [-u URL] backup
+ *   cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD]
  *
  * URL defaults to $CAGEHOST_URL or http://127.0.0.1:8610; a host with a
  * token set needs $CAGEHOST_TOKEN (sent as Authorization: Bearer).  A payload of
@@ -48,6 +49,7 @@ static void usage(int status)
 		"       cagectl [-u URL] show ID\n"
 		"       cagectl [-u URL] requeue ID\n"
 		"       cagectl [-u URL] backup     (a hot backup into the host's backup_dir)\n"
+		"       cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD]   (lists dead calls)\n"
 		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610;\n"
 		"$CAGEHOST_TOKEN, when set, is sent as Authorization: Bearer TOKEN\n");
 	exit(status);
@@ -298,6 +300,62 @@ static void check_key(const char *key)
 	}
 }
 
+/*
+ * cagectl dead [-q QUEUE] [-m MODULE] [-f METHOD]: every page of
+ * GET /v1/calls?state=dead, one line per call, oldest first.
+ */
+static int list_dead(const struct target *t, int argc, char **argv, int i)
+{
+	static const char *const options[] = { "-q", "-m", "-f" };
+	static const char *const names[] = { "queue", "module", "method" };
+	const char *filters[3] = { NULL, NULL, NULL };
+	char path[1024], after[32] = "";
+
+	while (i + 1 < argc && argv[i][0] == '-') {
+		int k = 0;
+
+		while (k < 3 && strcmp(argv[i], options[k]) != 0)
+			k++;
+		if (k == 3)
+			usage(2);
+		check_name(names[k], argv[i + 1]);
+		filters[k] = argv[i + 1];
+		i += 2;
+	}
+	if (i != argc)
+		usage(2);
+	do {
+		struct response res = { 0 };
+		size_t n = (size_t)snprintf(path, sizeof path, "/v1/calls?state=dead&limit=1000");
+		char *next;
+
+		for (int k = 0; k < 3; k++) {
+			if (filters[k])
+				n += (size_t)snprintf(path + n, sizeof path - n, "&%s=%s", names[k],
+						      filters[k]);
+		}
+		if (after[0])
+			snprintf(path + n, sizeof path - n, "&after=%s", after);
+		if (request(t, "GET", path, "", "", 0, &res) < 0)
+			return 3;
+		if (res.status < 200 || res.status > 299) {
+			print_error(&res);
+			free(res.raw);
+			return 1;
+		}
+		/* the calls' lines, then "next: ID" when there are more */
+		next = !strncmp(res.body, "next: ", 6) ? res.body : strstr(res.body, "\nnext: ");
+		if (next && next != res.body)
+			next++;
+		fwrite(res.body, 1, next ? (size_t)(next - res.body) : res.body_len, stdout);
+		after[0] = '\0';
+		if (next)
+			sscanf(next, "next: %16[0-9a-f]", after);
+		free(res.raw);
+	} while (after[0]);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *url = getenv("CAGEHOST_URL");
@@ -325,6 +383,8 @@ int main(int argc, char **argv)
 	if (i >= argc)
 		usage(2);
 	cmd = argv[i++];
+	if (!strcmp(cmd, "dead"))
+		return list_dead(&t, argc, argv, i);
 	if (!strcmp(cmd, "call")) {
 		if (argc - i < 2 || argc - i > 3)
 			usage(2);

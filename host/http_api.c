@@ -997,6 +997,178 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 	return rc;
 }
 
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+#define LIST_SCAN_MAX 20000	/* records read per request, matching or not */
+
+/* GET /v1/calls?state=dead: the filters, and the page being written. */
+struct dead_list {
+	const char *queue, *module, *method;	/* NULL: any */
+	int limit, count;
+	bool text;
+	struct evbuffer *out;
+	char last[CALL_ID_LEN + 1];		/* the last call read */
+};
+
+static int list_dead_visit(const struct call_record *r, void *arg)
+{
+	struct dead_list *l = arg;
+	char enq[CLOCK_ISO_LEN + 1], died[CLOCK_ISO_LEN + 1];
+
+	snprintf(l->last, sizeof l->last, "%s", r->id);
+	if ((l->queue && strcmp(l->queue, r->queue)) ||
+	    (l->module && strcmp(l->module, r->module)) ||
+	    (l->method && strcmp(l->method, r->method)))
+		return 0;
+	clock_format_iso(r->enqueued_ms, enq, sizeof enq);
+	clock_format_iso(r->when_ms, died, sizeof died);
+	if (l->text) {
+		evbuffer_add_printf(l->out, "%s  %s  %s.%s  attempts=%" PRIu32 "  died=%s  %s\n",
+				    r->id, r->queue, r->module, r->method, r->attempts, died,
+				    r->error);
+	} else {
+		evbuffer_add_printf(l->out, "%s{", l->count ? ", " : "");
+		json_field(l->out, "id", r->id, false);
+		json_field(l->out, "queue", r->queue, true);
+		json_field(l->out, "module", r->module, true);
+		json_field(l->out, "method", r->method, true);
+		evbuffer_add_printf(l->out, ", \"attempts\": %" PRIu32, r->attempts);
+		json_field(l->out, "enqueued", enq, true);
+		json_field(l->out, "finished", died, true);
+		json_field(l->out, "version", r->version, true);
+		json_field(l->out, "last_error", r->error, true);
+		evbuffer_add_printf(l->out, ", \"payload_bytes\": %zu}", r->payload_len);
+	}
+	return ++l->count >= l->limit;
+}
+
+/*
+ * Reads the options of GET /v1/calls into l and *after: false, with 400
+ * answered, for anything but state=dead and the known filters.
+ */
+static bool list_options(struct evhttp_request *req, struct evkeyvalq *params,
+			 struct dead_list *l, const char **after)
+{
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const char *state = NULL, *limit = NULL;
+	struct evkeyval *kv;
+	char *end;
+	long n;
+
+	if (query && evhttp_parse_query_str(query, params) < 0) {
+		reply_error(req, 400, "Bad Request", "malformed query string");
+		return false;
+	}
+	TAILQ_FOREACH(kv, params, next) {
+		const char **slot = !strcmp(kv->key, "state")	 ? &state
+				    : !strcmp(kv->key, "queue")	 ? &l->queue
+				    : !strcmp(kv->key, "module") ? &l->module
+				    : !strcmp(kv->key, "method") ? &l->method
+				    : !strcmp(kv->key, "after")	 ? after
+				    : !strcmp(kv->key, "limit")	 ? &limit
+								 : NULL;
+
+		if (!slot) {
+			reply_error(req, 400, "Bad Request", "unknown option %.64s; /v1/calls takes "
+				    "state=dead, queue, module, method, after and limit", kv->key);
+			return false;
+		}
+		if (*slot) {
+			reply_error(req, 400, "Bad Request", "%s is given more than once", kv->key);
+			return false;
+		}
+		*slot = kv->value;
+	}
+	if (!state || strcmp(state, "dead") != 0) {
+		reply_error(req, 400, "Bad Request",
+			    "/v1/calls lists dead calls only: add state=dead (a pending call is "
+			    "shown by its id, /v1/calls/ID; all of them by db5.3_dump calls.db)");
+		return false;
+	}
+	if (*after && !valid_id(*after)) {
+		reply_error(req, 400, "Bad Request", "after=%.64s: a call id is 16 lowercase hex "
+			    "digits", *after);
+		return false;
+	}
+	l->limit = LIST_LIMIT_DEFAULT;
+	if (limit) {
+		errno = 0;
+		n = strtol(limit, &end, 10);
+		if (errno || end == limit || *end || n < 1 || n > LIST_LIMIT_MAX) {
+			reply_error(req, 400, "Bad Request", "limit=%.64s: a number from 1 to %d",
+				    limit, LIST_LIMIT_MAX);
+			return false;
+		}
+		l->limit = (int)n;
+	}
+	return true;
+}
+
+/*
+ * GET /v1/calls?state=dead[&queue=Q][&module=M][&method=F][&after=ID][&limit=N]:
+ * dead calls in id (age) order, a page at a time.  "next" is the after= of
+ * the next page, null at the end; a page may hold fewer than limit calls
+ * when the filters pass most calls over (at most LIST_SCAN_MAX are read).
+ */
+static void handle_list(struct http_api *api, struct evhttp_request *req)
+{
+	struct dead_list l = { 0 };
+	struct evkeyvalq params;
+	const char *after = NULL;
+	int scanned;
+
+	TAILQ_INIT(&params);
+	if (!is_get(req)) {
+		reply_wrong_method(req, "GET, HEAD");
+		return;
+	}
+	if (!list_options(req, &params, &l, &after))
+		goto out;
+	l.text = wants_text(req);
+	l.out = evbuffer_new();
+	if (!l.out) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		goto out;
+	}
+	if (!l.text)
+		evbuffer_add_printf(l.out, "{\"calls\": [");
+	batch_sync(api->d.batch);
+	/* read in steps, so that a page of few matches stops at LIST_SCAN_MAX */
+	snprintf(l.last, sizeof l.last, "%s", after ? after : "");
+	for (scanned = 0; l.count < l.limit && scanned < LIST_SCAN_MAX; scanned += 500) {
+		char from[CALL_ID_LEN + 1];
+
+		snprintf(from, sizeof from, "%s", l.last);
+		if (store_scan_calls(api->d.store, TABLE_DEAD, from, 500, list_dead_visit, &l) < 0) {
+			reply_error(req, 500, "Internal Server Error", "%s",
+				    store_error(api->d.store));
+			goto out;
+		}
+		if (!strcmp(from, l.last))
+			break;		/* nothing more */
+	}
+	if (l.count < l.limit && scanned < LIST_SCAN_MAX)
+		l.last[0] = '\0';	/* the end */
+	if (l.text) {
+		if (l.last[0])
+			evbuffer_add_printf(l.out, "next: %s\n", l.last);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  "text/plain; charset=utf-8");
+		send_reply(req, 200, "OK", l.out);
+	} else {
+		evbuffer_add_printf(l.out, "], \"next\": ");
+		if (l.last[0])
+			evbuffer_add_printf(l.out, "\"%s\"}\n", l.last);
+		else
+			evbuffer_add_printf(l.out, "null}\n");
+		reply_json(req, 200, "OK", l.out);
+	}
+out:
+	if (l.out)
+		evbuffer_free(l.out);
+	evhttp_clear_headers(&params);
+}
+
 static void handle_show(struct http_api *api, struct evhttp_request *req, const char *id)
 {
 	struct call_record rec;
@@ -1214,8 +1386,12 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"result.\n"
 		"# TYPE cagehost_backups_total counter\n"
 		"cagehost_backups_total{result=\"ok\"} %" PRIu64 "\n"
-		"cagehost_backups_total{result=\"failed\"} %" PRIu64 "\n",
-		api->backups, api->backups_failed);
+		"cagehost_backups_total{result=\"failed\"} %" PRIu64 "\n"
+		"# HELP cagehost_dead_calls Calls in the dead store now: failed for good or "
+		"expired (GET /v1/calls?state=dead lists them).\n"
+		"# TYPE cagehost_dead_calls gauge\n"
+		"cagehost_dead_calls %" PRIu64 "\n",
+		api->backups, api->backups_failed, st.dead_calls);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	send_reply(req, 200, "OK", out);
@@ -1337,6 +1513,10 @@ static void route(struct evhttp_request *req, void *arg)
 		}
 		if (n == 5 && !strcmp(parts[1], "enqueue")) {
 			handle_enqueue(api, req, parts[2], parts[3], parts[4]);
+			return;
+		}
+		if (n == 2 && !strcmp(parts[1], "calls")) {
+			handle_list(api, req);
 			return;
 		}
 		if (n == 3 && !strcmp(parts[1], "calls")) {

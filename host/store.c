@@ -55,6 +55,7 @@ struct store {
 	bool busy;		/* the last failure was a lock another process holds */
 	uint64_t done_count;	/* records in done.db (counted at open) */
 	int64_t done_delta;	/* added (-removed) by the open transaction */
+	int64_t dead_delta;	/* dead.db: the same */
 	uint64_t early_delta;	/* swept before their time by it (store_sweep_done) */
 	char flush_error[256];	/* why the last log flush failed */
 	long shm_key;		/* base System V key of the regions */
@@ -63,7 +64,8 @@ struct store {
 	int lock_fd;
 	struct store_stats stats;
 	char error[2048];
-	/* the checkpoint thread; the only other thread using env */
+	/* the checkpoint and watchdog threads (store_backup()'s thread and
+	 * the batch's flusher also use env) */
 	pthread_t cp_thread, watchdog_thread;
 	bool watchdog_running;
 	struct log_ahead *log_ahead;	/* writes the next log files ahead */
@@ -777,6 +779,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	if (check_integrity(s) < 0 || open_cage_index(s) < 0 || requeue_new_calls(s) < 0)
 		goto fail;
 	s->done_count = count_keys(s->done);
+	s->stats.dead_calls = count_keys(s->dead);
 	record_log_position(s);
 	s->last_id = last_key_id(s->calls);
 	if (last_key_id(s->done) > s->last_id)
@@ -937,7 +940,9 @@ int store_finish_call(struct store *s, const struct call_record *r, bool was_new
 
 	if (del(s, was_new ? s->new_calls : s->calls, "remove call", r->id, strlen(r->id)) < 0)
 		return -1;
-	if (!dead)
+	if (dead)
+		s->dead_delta++;
+	else
 		s->done_delta++;
 	return put_call(s, dead ? s->dead : s->done, dead ? "keep dead call" : "keep done call",
 			r, dead, 0);
@@ -949,6 +954,7 @@ int store_requeue_dead(struct store *s, const struct call_record *r)
 		return -1;
 	if (put_call(s, s->calls, "requeue call", r, true, 0) < 0)
 		return -1;
+	s->dead_delta--;
 	return 0;
 }
 
@@ -1233,16 +1239,18 @@ int store_scan_due(struct store *s, const char *from, int64_t now_ms, int max,
 	return 0;
 }
 
-int store_scan_calls(struct store *s, const char *after_id, int max,
+int store_scan_calls(struct store *s, enum store_table table, const char *after_id, int max,
 		     int (*visit)(const struct call_record *r, void *arg), void *arg)
 {
+	DB *const dbs[] = { [TABLE_CALLS] = s->calls, [TABLE_NEW] = s->new_calls,
+			    [TABLE_DONE] = s->done, [TABLE_DEAD] = s->dead };
 	struct call_record r;
 	char why[128];
 	DBC *c;
 	DBT k, d;
 	int rc, seen = 0;
 
-	if (open_cursor(s, s->calls, &c) < 0)
+	if (open_cursor(s, dbs[table], &c) < 0)
 		return -1;
 	memset(&d, 0, sizeof d);
 	dbt_bytes(&k, after_id, strlen(after_id));
@@ -1253,6 +1261,11 @@ int store_scan_calls(struct store *s, const char *after_id, int max,
 		seen++;
 		if (record_decode_call(d.data, d.size, &r, why, sizeof why) < 0)
 			continue;
+		if (!r.id[0] && k.size == CALL_ID_LEN) {
+			memcpy(r.id, k.data, CALL_ID_LEN);
+			r.id[CALL_ID_LEN] = '\0';
+			r.enqueued_ms = record_id_time(r.id);
+		}
 		if (visit(&r, arg))
 			break;
 	}
@@ -1373,6 +1386,7 @@ int store_commit(struct store *s)
 	s->txn = NULL;
 	if (rc) {
 		s->done_delta = 0;
+		s->dead_delta = 0;
 		s->early_delta = 0;
 		return db_fail(s, "commit", rc);
 	}
@@ -1382,6 +1396,8 @@ int store_commit(struct store *s)
 	s->done_count = (int64_t)s->done_count + s->done_delta < 0 ? 0
 		      : (uint64_t)((int64_t)s->done_count + s->done_delta);
 	s->done_delta = 0;
+	__atomic_add_fetch(&s->stats.dead_calls, (uint64_t)s->dead_delta, __ATOMIC_RELAXED);
+	s->dead_delta = 0;
 	return 0;
 }
 
@@ -1416,6 +1432,7 @@ void store_abort(struct store *s)
 	s->txn = NULL;
 	s->txn_failed = false;
 	s->done_delta = 0;
+	s->dead_delta = 0;
 	s->early_delta = 0;
 }
 
@@ -1584,4 +1601,5 @@ void store_get_stats(const struct store *s, struct store_stats *stats)
 	stats->log_flushes = __atomic_load_n(&s->stats.log_flushes, __ATOMIC_RELAXED);
 	stats->calls_added = __atomic_load_n(&s->stats.calls_added, __ATOMIC_RELAXED);
 	stats->done_swept_early = __atomic_load_n(&s->stats.done_swept_early, __ATOMIC_RELAXED);
+	stats->dead_calls = __atomic_load_n(&s->stats.dead_calls, __ATOMIC_RELAXED);
 }

@@ -160,11 +160,13 @@ int store_scan_due(struct store *s, const char *from, int64_t now_ms, int max,
 		   int (*visit)(const struct call_record *r, void *arg), void *arg);
 
 /*
- * Calls visit() for pending calls in id order, starting after after_id
- * ("" = from the first), for at most max calls or until visit returns
- * nonzero.  Used for rare whole-queue passes (waking calls after a fix).
+ * Calls visit() for the calls of a table in id order, starting after
+ * after_id ("" = from the first), for at most max calls or until visit
+ * returns nonzero.  Used for rare passes: waking the pending calls of a
+ * queue after a fix, listing dead calls.  Records that do not decode are
+ * passed over (counted in max).
  */
-int store_scan_calls(struct store *s, const char *after_id, int max,
+int store_scan_calls(struct store *s, enum store_table table, const char *after_id, int max,
 		     int (*visit)(const struct call_record *r, void *arg), void *arg);
 
 /* Calls visit() for each attempt of call id, in order. */
@@ -232,6 +234,7 @@ struct store_stats {
 	/* finished calls swept before done_retention because done.db held
 	 * more than keep_max: their Idempotency-Keys went with them */
 	uint64_t done_swept_early;
+	uint64_t dead_calls;	/* in dead.db now (as committed) */
 };
 void store_get_stats(const struct store *s, struct store_stats *stats);
 

@@ -1,0 +1,90 @@
+#!/bin/sh
+# dead_calls.sh - the dead store can be looked through and emptied without
+# knowing the ids: GET /v1/calls?state=dead (filters, pages, JSON or text),
+# `cagectl dead`, requeueing what it lists, and the cagehost_dead_calls
+# gauge following all of it.
+. "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
+
+write_conf "[queue other]"
+plugin "$PLUGINS/echo.so" echo
+start_host
+wait_until "echo to be loaded" log_has "loaded echo@" || bail "echo was not loaded"
+
+dead_calls() { metric cagehost_dead_calls; }
+dead_calls_are() { [ "$(dead_calls)" = "$1" ]; }
+equal "no dead calls at first" "$(dead_calls)" 0
+
+: > "$T/ids"
+for q in default default default default default other other other; do
+	enqueue "$q" echo fail "to $q" >> "$T/ids"
+done
+done_id=$(enqueue default echo echo fine)
+wait_until "8 dead calls" dead_calls_are 8
+ok $? "cagehost_dead_calls counts the 8 calls that failed"
+wait_until "the echo call to be done" state_is "$done_id" done
+
+# ids_of: the ids in a JSON page, in order, one per line
+ids_of() { grep -o '"id": "[0-9a-f]*"' | sed 's/.*: "\(.*\)"/\1/'; }
+list() { curl -s -m "$CURL_LIMIT" "$URL/v1/calls?$1"; }
+
+page=$(list "state=dead")
+equal "the list has the 8 dead calls, oldest first" "$(printf '%s' "$page" | ids_of)" \
+	"$(cat "$T/ids")"
+contains "and no next page" "$page" '"next": null}'
+contains "each with its queue, call and reason" "$page" \
+	'"queue": "other", "module": "echo", "method": "fail", "attempts": 1'
+contains "and its last error" "$page" '"last_error": "handler failed: echo.fail was asked to fail"'
+equal "queue=other lists its 3" "$(list "state=dead&queue=other" | ids_of)" \
+	"$(tail -3 "$T/ids")"
+equal "module and method filter too" "$(list "state=dead&module=echo&method=fail" | ids_of | wc -l)" 8
+equal "a module with no dead calls lists none" "$(list "state=dead&module=billing")" \
+	'{"calls": [], "next": null}'
+
+# pages of 3: 3 + 3 + 2, each starting after the last one
+: > "$T/paged"
+after=
+pages=0
+while :; do
+	page=$(list "state=dead&limit=3${after:+&after=$after}")
+	printf '%s' "$page" | ids_of >> "$T/paged"
+	pages=$((pages + 1))
+	after=$(printf '%s' "$page" | sed -n 's/.*"next": "\([0-9a-f]*\)"}$/\1/p')
+	[ -n "$after" ] && [ "$pages" -lt 10 ] || break
+done
+equal "pages of 3 list every dead call once, in order" "$(cat "$T/paged")" "$(cat "$T/ids")"
+check "in 3 or 4 pages" test "$pages" -ge 3 -a "$pages" -le 4
+
+equal "state=pending is refused" "$(status GET "/v1/calls?state=pending")" 400
+contains "saying what is listed" "$(body)" "lists dead calls only"
+equal "an unknown option is refused" "$(status GET "/v1/calls?state=dead&color=red")" 400
+equal "limit=0 is refused" "$(status GET "/v1/calls?state=dead&limit=0")" 400
+equal "a malformed after= is refused" "$(status GET "/v1/calls?state=dead&after=xyz")" 400
+equal "POST is not a listing" "$(status POST "/v1/calls?state=dead")" 405
+
+out=$("$CAGECTL" dead -q other)
+ok $? "cagectl dead -q other succeeds"
+equal "it prints one line per dead call of the queue" "$(printf '%s\n' "$out" | cut -d' ' -f1)" \
+	"$(tail -3 "$T/ids")"
+contains "naming the call and its error" "$(printf '%s\n' "$out" | head -1)" \
+	"  other  echo.fail  attempts=1  died="
+equal "cagectl dead lists all 8" "$("$CAGECTL" dead | wc -l)" 8
+"$CAGECTL" dead -x y > /dev/null 2>&1
+equal "an unknown option is a usage error" "$?" 2
+
+# requeue what the listing names, with echo gone: the calls wait, and the
+# gauge drops by as many
+mv "$T/plugins/echo.so" "$T/echo.so.away"
+wait_until "echo to go" log_has "module echo is no longer available" || bail "echo stayed"
+"$CAGECTL" dead -q other | cut -d' ' -f1 | xargs -n1 "$CAGECTL" requeue > "$T/requeued"
+equal "the 3 calls of queue other are requeued" "$(grep -c '^requeued ' "$T/requeued")" 3
+wait_until "5 dead calls" dead_calls_are 5
+ok $? "cagehost_dead_calls drops to 5"
+equal "the listing no longer has them" "$(list "state=dead&queue=other")" \
+	'{"calls": [], "next": null}'
+
+# the count survives a restart (counted from dead.db at open)
+stop_host
+start_host
+equal "after a restart cagehost_dead_calls is still 5" "$(dead_calls)" 5
+
+done_testing
