@@ -61,8 +61,6 @@ struct delivery {
 	LIST_ENTRY(delivery) link;
 };
 
-#define UNKNOWN_LOGGED 16
-
 struct relay {
 	struct event_base *base;
 	struct evdns_base *dns;		/* NULL: the system's blocking resolver */
@@ -75,26 +73,23 @@ struct relay {
 	bool closing;
 	/* cages calls were enqueued on that the config does not name, each
 	 * logged once (the calls wait, and may do so for days) */
-	char unknown[UNKNOWN_LOGGED][NAME_MAX_LEN + 1];
-	int unknown_count;
-	bool unknown_full;		/* the table filled up: said once */
+	struct name_set unknown;
 };
 
 /* A call waits for a cage the config does not name: say so, once per cage. */
 static void log_unknown_cage(struct relay *r, const struct job *job)
 {
-	for (int i = 0; i < r->unknown_count; i++)
-		if (!strcmp(r->unknown[i], job->cage))
-			return;
-	if (r->unknown_count == UNKNOWN_LOGGED) {
-		if (!r->unknown_full)
-			log_error("calls wait for more than %d cages the config does not name; "
-				  "further ones are not logged (GET /v1/calls/ID shows each reason)",
-				  UNKNOWN_LOGGED);
-		r->unknown_full = true;
+	switch (name_set_add(&r->unknown, job->cage)) {
+	case NAME_SEEN:
 		return;
+	case NAME_SET_FULL:
+		log_error("calls wait for more than %d cages the config does not name; "
+			  "further ones are not logged (GET /v1/calls/ID shows each reason)",
+			  NAME_SET_MAX);
+		return;
+	case NAME_NEW:
+		break;
 	}
-	snprintf(r->unknown[r->unknown_count++], sizeof r->unknown[0], "%s", job->cage);
 	log_error("calls enqueued on cage %s (such as %s/%s.%s, call %s) wait: the config has no "
 		  "[cage %s] section. Add it and restart the host to deliver them; until then "
 		  "they are retried, and expire after their queue's lifetime", job->cage,

@@ -82,6 +82,7 @@ struct scheduler {
 	struct attempt *stranded;
 	struct event *strand_timer;
 	struct event *sweep_timer;	/* forgets finished calls (done_retention) */
+	struct name_set unknown_queues;	/* queues of calls the config lacks, logged */
 	struct scheduler_stats stats;
 	int64_t paused_until_ms;	/* monotonic; see STORAGE_PAUSE_MS */
 	int64_t timer_due_ms;		/* wall clock: when the timer fires */
@@ -139,12 +140,28 @@ static int queue_index(const struct scheduler *s, const struct queue_conf *q)
 	return 0;
 }
 
-static const struct queue_conf *queue_of(const struct scheduler *s, const char *name)
+/* The policy of queue name: a queue removed from the config has its calls
+ * follow the default's, which the log says once per queue. */
+static const struct queue_conf *queue_of(struct scheduler *s, const char *name)
 {
 	const struct queue_conf *q = conf_queue(s->conf, name);
 
-	/* a queue removed from the config: its calls follow the default */
-	return q ? q : conf_queue(s->conf, "default");
+	if (q)
+		return q;
+	switch (name_set_add(&s->unknown_queues, name)) {
+	case NAME_NEW:
+		log_warning("calls of queue %s are retried under [queue default]'s policy: the "
+			    "config has no [queue %s] section (was it removed?). Add it back and "
+			    "restart the host to give them their own", name, name);
+		break;
+	case NAME_SET_FULL:
+		log_warning("calls of more than %d queues the config does not name run under "
+			    "[queue default]'s policy; further ones are not logged", NAME_SET_MAX);
+		break;
+	case NAME_SEEN:
+		break;
+	}
+	return conf_queue(s->conf, "default");
 }
 
 /*

@@ -1,6 +1,7 @@
 /*
  * check_parse.c - unit tests of duration and config parsing
- * (host/duration.c, host/conf.c), including their error messages.
+ * (host/duration.c, host/conf.c), including their error messages, and of
+ * names (host/names.c).
  */
 #include <check.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "../../host/conf.h"
 #include "../../host/duration.h"
+#include "../../host/names.h"
 
 START_TEST(durations_parse_in_every_unit)
 {
@@ -70,6 +72,8 @@ START_TEST(empty_config_gives_the_documented_defaults)
 	ck_assert_int_eq(conf_parse("t.conf", "", "/etc", &c, err, sizeof err), 0);
 	ck_assert_str_eq(c.listen_host, "127.0.0.1");
 	ck_assert_int_eq(c.listen_port, 8610);
+	ck_assert_str_eq(c.data_dir, DATADIR_DEFAULT);
+	ck_assert_str_eq(c.backup_dir, DATADIR_DEFAULT ".backups");
 	q = conf_queue(&c, "default");
 	ck_assert_ptr_nonnull(q);
 	ck_assert_int_eq(q->retry.interval_ms, 60000);
@@ -114,6 +118,7 @@ START_TEST(full_config_is_read)
 	ck_assert_str_eq(c.listen_host, "0.0.0.0");
 	ck_assert_int_eq(c.listen_port, 9000);
 	ck_assert_str_eq(c.data_dir, "/etc/cage/data");
+	ck_assert_str_eq(c.backup_dir, "/etc/cage/data.backups");	/* beside data_dir */
 	ck_assert_str_eq(c.plugin_dir, "/srv/plugins");
 	ck_assert_int_eq(c.workers, 3);
 	ck_assert_uint_eq(c.max_body_size, 65536);
@@ -296,6 +301,25 @@ Suite *duration_suite(void)
 	return s;
 }
 
+START_TEST(a_name_set_tells_each_name_once_and_its_overflow_once)
+{
+	struct name_set set = { 0 };
+	char name[16];
+
+	ck_assert_int_eq(name_set_add(&set, "eu"), NAME_NEW);
+	ck_assert_int_eq(name_set_add(&set, "eu"), NAME_SEEN);
+	for (int i = 1; i < NAME_SET_MAX; i++) {
+		snprintf(name, sizeof name, "cage%d", i);
+		ck_assert_int_eq(name_set_add(&set, name), NAME_NEW);
+	}
+	/* full: the first name that does not fit is told as such, once */
+	ck_assert_int_eq(name_set_add(&set, "one-too-many"), NAME_SET_FULL);
+	ck_assert_int_eq(name_set_add(&set, "another"), NAME_SEEN);
+	ck_assert_int_eq(name_set_add(&set, "one-too-many"), NAME_SEEN);
+	ck_assert_int_eq(name_set_add(&set, "cage7"), NAME_SEEN);
+}
+END_TEST
+
 Suite *conf_suite(void)
 {
 	Suite *s = suite_create("conf");
@@ -308,6 +332,7 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, config_errors_name_file_and_line);
 	tcase_add_test(tc, missing_config_file_is_reported);
 	tcase_add_test(tc, listen_is_checked_on_load);
+	tcase_add_test(tc, a_name_set_tells_each_name_once_and_its_overflow_once);
 	tcase_set_timeout(tc, 30);	/* the lookup of a name that does not exist */
 	suite_add_tcase(s, tc);
 	return s;
