@@ -14,6 +14,7 @@
 
 static enum log_level max_level = LOG_INFO;
 static char tag[32] = "cagehost";
+static int out_fd = STDERR_FILENO;
 
 static const char *const level_names[] = { "error", "warning", "info", "debug" };
 
@@ -32,6 +33,11 @@ void log_set_tag(const char *new_tag)
 	snprintf(tag, sizeof tag, "%s", new_tag);
 }
 
+void log_set_fd(int fd)
+{
+	out_fd = fd;
+}
+
 static void log_line(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
 	char line[2048];
@@ -46,7 +52,7 @@ static void log_line(enum log_level level, const char *suffix, const char *fmt, 
 	if (n >= (int)sizeof line - 1)
 		n = (int)sizeof line - 2;
 	line[n++] = '\n';
-	if (write(STDERR_FILENO, line, (size_t)n) < 0)
+	if (write(out_fd, line, (size_t)n) < 0)
 		return; /* nowhere left to report it */
 }
 

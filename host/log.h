@@ -19,6 +19,10 @@ enum log_level log_get_level(void);
 /* Sets the tag printed after the timestamp ("cagehost", "worker 1234"). */
 void log_set_tag(const char *tag);
 
+/* Where lines go: stderr unless set (a worker keeps the original stderr
+ * for its own lines: see worker_output.h). */
+void log_set_fd(int fd);
+
 __attribute__((format(printf, 2, 3)))
 void log_msg(enum log_level level, const char *fmt, ...);
 

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "worker.h"
 #include "worker_channel.h"
+#include "worker_output.h"
 
 /* The module version this worker has loaded. */
 static struct {
@@ -341,6 +342,7 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 
 	snprintf(tag, sizeof tag, "worker %d", (int)getpid());
 	log_set_tag(tag);
+	worker_output_start();
 	for (;;) {
 		struct job job;
 		struct job_result res;
@@ -354,6 +356,7 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 			continue;
 		}
 		limit_cpu(cpu_limit_ms);
+		worker_output_job(&job);
 		if (load(job.path, res.error, sizeof res.error) < 0) {
 			res.status = WORKER_LOAD_FAILED;
 		} else {
@@ -363,6 +366,7 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 			else
 				run_call(&job, &res);
 		}
+		worker_output_job(NULL);
 		send_result(fd, &res);
 		job_result_release(&res);
 		if (res.status == WORKER_LOAD_FAILED && job.kind != JOB_PROBE && loads > 0) {

@@ -176,7 +176,24 @@ equal "hostile.stdio replies 200" "$(status POST /v1/call/hostile/stdio x)" 200
 equal "with its reply, not its output" "$(body)" "stdio ok"
 id=$(queued stdio done)
 contains "a queued hostile.stdio is done" "$(field "$id" state)" done
-check "the handler's output went to the log" log_has "hostile stdio: stdout line 3"
+check "the handler's output went to the log, naming the call" \
+	log_has "hostile@1+[0-9a-f]* call $id: printed: hostile stdio: stdout line 3"
+check "and a sync call's, naming it" \
+	log_has "hostile@1+[0-9a-f]* sync call stdio: printed: hostile stdio: stderr line 2"
+check "a last line without a newline comes too, control characters as spaces" \
+	log_has "call $id: printed: hostile stdio:  \[31mred \[0m, a tab, no newline\$"
+
+# a handler printing more than a pipe holds is not blocked; the log takes
+# 100 of its lines a second, and says how many it left out
+equal "hostile.flood (100,000 lines) replies 200" "$(status POST /v1/call/hostile/flood x)" 200
+equal "with its reply" "$(body)" "flood ok"
+check "its first line is in the log" log_has "sync call flood: printed: hostile flood: line 1\$"
+left_out_said() {
+	status POST /v1/call/hostile/stdio x > /dev/null
+	log_has "printed: hostile stdio: .*(and [0-9]* more like it not logged: over 100 a second)"
+}
+wait_until "the count of lines left out" left_out_said
+ok $? "a later printed line says how many were left out"
 
 # a graceful stop takes what a plugin forked with it
 fork_grandchild "(before a stop)"

@@ -20,7 +20,9 @@
  *   maps      replies the writable shared mappings the worker has (paths,
  *             space-separated), or "none": what plugin code could scribble
  *             on that the host also uses
- *   stdio     prints to stdout and stderr, returns OK
+ *   stdio     prints to stdout and stderr (last, a line with control
+ *             characters and no newline), returns OK
+ *   flood     prints 100,000 lines (more than a pipe holds), returns OK
  *   forge     logs "hostile says\nFORGED cagehost error: ..." (a newline
  *             to forge a line of the host's log), then fails with an error
  *             holding bytes that are not UTF-8 ("bad \xff\xfe bytes")
@@ -205,9 +207,19 @@ static cage_outcome do_stdio(cage_call *call)
 		printf("hostile stdio: stdout line %d\n", i);
 		fprintf(stderr, "hostile stdio: stderr line %d\n", i);
 	}
+	printf("hostile stdio: \x1b[31mred\x1b[0m, a\ttab, no newline");
 	fflush(stdout);
 	fflush(stderr);
 	cage_reply_str(call, "stdio ok");
+	return CAGE_OK;
+}
+
+static cage_outcome flood(cage_call *call)
+{
+	/* 1.8 MB, far more than a pipe holds, not flushed by the handler */
+	for (int i = 1; i <= 100000; i++)
+		printf("hostile flood: line %d\n", i);
+	cage_reply_str(call, "flood ok");
 	return CAGE_OK;
 }
 
@@ -247,6 +259,7 @@ static const struct cage_method methods[] = {
 	{ "spin", spin },
 	{ "maps", maps },
 	{ "stdio", do_stdio },
+	{ "flood", flood },
 	{ "forge", forge },
 	{ "leakfds", leakfds },
 	{ "ok", ok },
