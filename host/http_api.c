@@ -1295,6 +1295,15 @@ static void handle_backup(struct http_api *api, struct evhttp_request *req)
 	api->replies_waiting++;
 }
 
+static void module_outcomes(const char *module, const uint64_t n[3], void *arg)
+{
+	static const char *const outcomes[] = { "ok", "retry", "fail" };
+
+	for (int i = 0; i < 3; i++)
+		evbuffer_add_printf(arg, "cagehost_module_attempts_total{module=\"%s\",outcome=\"%s\"} "
+				    "%" PRIu64 "\n", module, outcomes[i], n[i]);
+}
+
 static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 {
 	struct evbuffer *out = evbuffer_new();
@@ -1392,6 +1401,11 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"# TYPE cagehost_dead_calls gauge\n"
 		"cagehost_dead_calls %" PRIu64 "\n",
 		api->backups, api->backups_failed, st.dead_calls);
+	evbuffer_add_printf(out,
+		"# HELP cagehost_module_attempts_total Attempts of queued calls run here, by "
+		"module and outcome (calls to other cages are not in it).\n"
+		"# TYPE cagehost_module_attempts_total counter\n");
+	scheduler_each_module(api->d.scheduler, module_outcomes, out);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	send_reply(req, 200, "OK", out);

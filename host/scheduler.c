@@ -83,6 +83,11 @@ struct scheduler {
 	struct event *strand_timer;
 	struct event *sweep_timer;	/* forgets finished calls (done_retention) */
 	struct name_set unknown_queues;	/* queues of calls the config lacks, logged */
+	struct module_outcomes {
+		char name[NAME_MAX_LEN + 1];
+		uint64_t n[3];			/* ok, retry, fail */
+	} modules[SCHEDULER_MODULES_MAX];	/* the last one: "(other)" once full */
+	int module_count;
 	struct scheduler_stats stats;
 	int64_t paused_until_ms;	/* monotonic; see STORAGE_PAUSE_MS */
 	int64_t timer_due_ms;		/* wall clock: when the timer fires */
@@ -236,6 +241,30 @@ static void to_dead(struct call_record *rec, const char *reason)
 		    rec->module, rec->method, rec->attempts, rec->error);
 }
 
+
+/* Counts an outcome (0 ok, 1 retry, 2 fail) of module for /metrics. */
+static void count_module_outcome(struct scheduler *s, const char *module, int outcome)
+{
+	int i;
+
+	for (i = 0; i < s->module_count; i++)
+		if (!strcmp(s->modules[i].name, module))
+			break;
+	if (i == s->module_count) {
+		if (s->module_count >= SCHEDULER_MODULES_MAX - 1) {
+			/* the last entry counts the modules that found no room */
+			i = SCHEDULER_MODULES_MAX - 1;
+			if (s->module_count < SCHEDULER_MODULES_MAX) {
+				snprintf(s->modules[i].name, sizeof s->modules[i].name, "(other)");
+				s->module_count = SCHEDULER_MODULES_MAX;
+			}
+		} else {
+			snprintf(s->modules[i].name, sizeof s->modules[i].name, "%s", module);
+			s->module_count++;
+		}
+	}
+	s->modules[i].n[outcome]++;
+}
 static void attempt_done(struct job *job, struct job_result *res)
 {
 	struct attempt *a = job->arg;
@@ -259,18 +288,24 @@ static void attempt_done(struct job *job, struct job_result *res)
 		rec.when_ms = clock_wall_ms();
 		rec.error[0] = '\0';
 		s->stats.attempts_ok++;
+		if (!rec.cage[0])
+			count_module_outcome(s, rec.module, 0);
 	} else if (res->status == WORKER_FAIL) {
 		history.outcome = OUTCOME_FAIL;
 		snprintf(reason, sizeof reason, "handler failed: %s",
 			 res->error[0] ? res->error : "(no message)");
 		to_dead(&rec, reason);
 		s->stats.attempts_fail++;
+		if (!rec.cage[0])
+			count_module_outcome(s, rec.module, 2);
 	} else {
 		history.outcome = OUTCOME_RETRY;
 		if (!history.error[0])
 			snprintf(history.error, sizeof history.error, "handler asked for a retry");
 		snprintf(rec.error, sizeof rec.error, "%s", history.error);
 		s->stats.attempts_retry++;
+		if (!rec.cage[0])
+			count_module_outcome(s, rec.module, 1);
 		if (retry_next_due(&a->queue->retry, rec.enqueued_ms, rec.attempts, rec.when_ms,
 				   a->started_ms, erand48(s->jitter_seed), &next)) {
 			char when[CLOCK_ISO_LEN + 1];
@@ -980,4 +1015,12 @@ void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stat
 	*stats = s->stats;
 	stats->in_flight = s->in_flight;
 	stats->deliveries_in_flight = s->deliveries;
+}
+
+void scheduler_each_module(const struct scheduler *s,
+			   void (*visit)(const char *module, const uint64_t outcomes[3], void *arg),
+			   void *arg)
+{
+	for (int i = 0; i < s->module_count; i++)
+		visit(s->modules[i].name, s->modules[i].n, arg);
 }

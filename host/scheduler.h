@@ -91,6 +91,18 @@ struct scheduler_stats {
 };
 void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stats);
 
+/*
+ * Attempts of queued calls run here, by module, since the start: visit()
+ * gets each module's count of ok, retry and fail outcomes (in that order),
+ * in the order modules were first met.  Deliveries to other cages are not
+ * in it.  The first SCHEDULER_MODULES_MAX - 1 modules met have a count of
+ * their own; the rest are counted together under the name "(other)".
+ */
+#define SCHEDULER_MODULES_MAX 64
+void scheduler_each_module(const struct scheduler *s,
+			   void (*visit)(const char *module, const uint64_t outcomes[3], void *arg),
+			   void *arg);
+
 /* The earliest planned time of the attempts the scheduler holds (waiting
  * for a worker, or running); INT64_MAX when it holds none. */
 int64_t scheduler_earliest_held(const struct scheduler *s);

@@ -22,6 +22,10 @@ done_id=$(enqueue default echo echo fine)
 wait_until "8 dead calls" dead_calls_are 8
 ok $? "cagehost_dead_calls counts the 8 calls that failed"
 wait_until "the echo call to be done" state_is "$done_id" done
+equal "/metrics counts echo's 8 failed attempts" \
+	"$(metric 'cagehost_module_attempts_total{module="echo",outcome="fail"}')" 8
+equal "and its 1 that succeeded" \
+	"$(metric 'cagehost_module_attempts_total{module="echo",outcome="ok"}')" 1
 
 # ids_of: the ids in a JSON page, in order, one per line
 ids_of() { grep -o '"id": "[0-9a-f]*"' | sed 's/.*: "\(.*\)"/\1/'; }
