@@ -25,7 +25,7 @@
 static struct {
 	pthread_mutex_t lock;
 	int read_fd;			/* -1: not started */
-	char running[NAME_MAX_LEN * 2 + 64];	/* "module@version call ID", or "" */
+	char running[512];		/* "module@version call ID", or "" */
 	char line[LINE_MAX_BYTES];	/* a line not ended yet */
 	size_t line_len;
 } out = { PTHREAD_MUTEX_INITIALIZER, -1, "", "", 0 };
