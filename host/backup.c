@@ -1,17 +1,21 @@
 /*
  * backup.c - hot backups of the store on a thread of their own (see
- * backup.h): naming, the partial directory, syncing, and telling the loop.
+ * backup.h): every file operation, the copy itself and the sync happen on
+ * that thread, so a slow backup_dir never holds up the event loop.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +25,7 @@
 #include "store.h"
 
 #define PARTIAL_PREFIX ".partial-"
+#define SPARE_BYTES ((uint64_t)64 << 20)	/* free space a backup leaves */
 
 struct backup {
 	struct event_base *base;
@@ -31,6 +36,7 @@ struct backup {
 	struct event *wake;
 	pthread_t thread;
 	bool running;
+	bool cancel;			/* set by backup_cancel(); atomic */
 	backup_done_fn done;
 	void *done_arg;
 	char partial[PATH_MAX + 128];	/* being made */
@@ -38,7 +44,11 @@ struct backup {
 	struct backup_result res;	/* the thread's, read after the join */
 };
 
-/* Calls fn(path of entry, arg) for each entry of dir but . and ..; -1 with
+/* Files of data_dir that are not Berkeley DB's but belong with the data
+ * (the host's name among cages: see relay.c). */
+static const char *const plain_files[] = { "identity" };
+
+/* Calls fn(path, name, arg) for each entry of dir but . and ..; -1 with
  * errno when dir cannot be read. */
 static int each_entry(const char *dir, void (*fn)(const char *path, const char *name, void *arg),
 		      void *arg)
@@ -73,13 +83,34 @@ static void remove_flat_dir(const char *dir)
 	rmdir(dir);
 }
 
+/* A partial backup nobody is making (its maker holds a lock on it while it
+ * runs: another host may share backup_dir) is removed. */
 static void remove_partial(const char *path, const char *name, void *arg)
 {
+	int fd;
+
 	(void)arg;
-	if (!strncmp(name, PARTIAL_PREFIX, strlen(PARTIAL_PREFIX))) {
-		log_warning("backup: removing %s, left by a backup that did not finish", path);
-		remove_flat_dir(path);
+	if (strncmp(name, PARTIAL_PREFIX, strlen(PARTIAL_PREFIX)) != 0)
+		return;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
 	}
+	log_warning("backup: removing %s, left by a backup that did not finish", path);
+	remove_flat_dir(path);
+	close(fd);
+}
+
+/* The bytes of data_dir's own files: about what a backup takes. */
+static void add_size(const char *path, const char *name, void *arg)
+{
+	struct stat sb;
+
+	(void)name;
+	if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+		*(uint64_t *)arg += (uint64_t)sb.st_size;
 }
 
 struct sync_state {
@@ -115,14 +146,11 @@ static int sync_dir(const char *dir)
 	return rc;
 }
 
-/* Files of data_dir that are not Berkeley DB's but belong with the data
- * (the host's name among cages: see relay.c). */
-static const char *const plain_files[] = { "identity" };
-
-/* Copies from/name to to/name if it exists; 0, or -1 with errno. */
-static int copy_plain_file(const char *from, const char *to, const char *name)
+/* Copies from/name to to/name; 0, or -1 with errno (ENOENT when from/name
+ * is not there). */
+static int copy_file(const char *from, const char *to, const char *name)
 {
-	char src[PATH_MAX + 64], dst[PATH_MAX + 192], buf[8192];
+	char src[PATH_MAX + 64], dst[PATH_MAX + 192], buf[65536];
 	int in, out, rc = 0;
 	ssize_t n;
 
@@ -130,7 +158,7 @@ static int copy_plain_file(const char *from, const char *to, const char *name)
 	snprintf(dst, sizeof dst, "%s/%s", to, name);
 	in = open(src, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
-		return errno == ENOENT ? 0 : -1;
+		return -1;
 	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (out < 0) {
 		close(in);
@@ -146,38 +174,161 @@ static int copy_plain_file(const char *from, const char *to, const char *name)
 	return rc;
 }
 
-/* The backup thread: copy, sync, and give the copy its final name. */
+/* Picks NAME for a backup beginning now: the first free of STAMP, STAMP-2... */
+static void pick_names(struct backup *b)
+{
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	struct stat sb;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(b->res.dir, sizeof b->res.dir, "%s/%s", b->dir, stamp);
+	for (int n = 2; stat(b->res.dir, &sb) == 0; n++)
+		snprintf(b->res.dir, sizeof b->res.dir, "%s/%s-%d", b->dir, stamp, n);
+	snprintf(b->partial, sizeof b->partial, "%s/" PARTIAL_PREFIX "%s",
+		 b->dir, strrchr(b->res.dir, '/') + 1);
+}
+
+/* backup_dir exists (made, with its parents, and synced into its parent
+ * when new); a free name is picked and its partial directory made and
+ * locked.  Returns the lock's descriptor, or -1 with the reason in res. */
+static int prepare(struct backup *b)
+{
+	struct backup_result *res = &b->res;
+	struct stat sb;
+	bool is_new = stat(b->dir, &sb) < 0;
+	char parent[PATH_MAX + 8];
+	int fd;
+
+	if (store_make_dir(b->dir) < 0) {
+		snprintf(res->error, sizeof res->error, "cannot create backup_dir %.500s: %s", b->dir,
+			 strerror(errno));
+		return -1;
+	}
+	if (is_new) {
+		snprintf(parent, sizeof parent, "%s/..", b->dir);
+		sync_dir(parent);
+	}
+	each_entry(b->dir, remove_partial, NULL);
+	pick_names(b);
+	if (mkdir(b->partial, 0700) < 0 ||
+	    (fd = open(b->partial, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		snprintf(res->error, sizeof res->error, "cannot create %.500s: %s", b->partial,
+			 strerror(errno));
+		return -1;
+	}
+	flock(fd, LOCK_EX);
+	return fd;
+}
+
+/* Enough room in backup_dir for a copy of data_dir and SPARE_BYTES more?
+ * Else false, with the reason in res. */
+static bool room_for_copy(struct backup *b)
+{
+	uint64_t needed = SPARE_BYTES, avail;
+	struct statvfs fs;
+
+	each_entry(b->data_dir, add_size, &needed);
+	if (statvfs(b->dir, &fs) < 0)
+		return true;	/* no figure: the copy finds out */
+	avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+	if (avail >= needed)
+		return true;
+	snprintf(b->res.error, sizeof b->res.error,
+		 "backup_dir %.400s has %" PRIu64 " MiB free; a backup needs about %" PRIu64
+		 " MiB (the size of data_dir, and 64 MiB to spare): free some space, or set "
+		 "backup_dir to a directory on another disk", b->dir, avail >> 20, needed >> 20);
+	return false;
+}
+
+static bool cancelled(struct backup *b)
+{
+	if (!__atomic_load_n(&b->cancel, __ATOMIC_RELAXED))
+		return false;
+	snprintf(b->res.error, sizeof b->res.error, "the host is stopping: the backup was not "
+		 "finished");
+	b->res.cancelled = true;
+	return true;
+}
+
+/* The copy into b->partial: databases, log files, plain files, recovery. */
+static bool copy_store(struct backup *b)
+{
+	struct backup_result *res = &b->res;
+	char **logs = NULL;
+	bool ok;
+
+	store_backup_begin(b->store);
+	ok = store_backup_databases(b->store, b->partial, &b->cancel, res->error,
+				    sizeof res->error) == 0 &&
+	     store_backup_log_files(b->store, &logs, res->error, sizeof res->error) == 0;
+	for (char **name = logs; ok && name && *name; name++) {
+		if (cancelled(b))
+			ok = false;
+		else if (copy_file(b->data_dir, b->partial, *name) < 0) {
+			snprintf(res->error, sizeof res->error, "cannot copy %.300s/%s: %s",
+				 b->data_dir, *name, strerror(errno));
+			ok = false;
+		}
+	}
+	free(logs);
+	store_backup_end(b->store);
+	if (!ok) {
+		cancelled(b);	/* the reason, when it is that */
+		return false;
+	}
+	for (size_t i = 0; i < sizeof plain_files / sizeof plain_files[0]; i++) {
+		if (copy_file(b->data_dir, b->partial, plain_files[i]) < 0 && errno != ENOENT) {
+			snprintf(res->error, sizeof res->error, "cannot copy %.300s/%s: %s",
+				 b->data_dir, plain_files[i], strerror(errno));
+			return false;
+		}
+	}
+	return !cancelled(b) &&
+	       store_recover_copy(b->partial, res->error, sizeof res->error) == 0 &&
+	       !cancelled(b);
+}
+
+/* The backup thread: prepare, copy, sync, and give the copy its name. */
 static void *make_backup(void *arg)
 {
 	struct backup *b = arg;
 	struct backup_result *res = &b->res;
 	struct sync_state st = { 0, 0 };
 	uint64_t one = 1;
+	int lock_fd = prepare(b);
 
-	if (store_backup(b->store, b->partial, res->error, sizeof res->error) < 0)
+	if (lock_fd < 0)
 		goto out;
-	for (size_t i = 0; i < sizeof plain_files / sizeof plain_files[0]; i++) {
-		if (copy_plain_file(b->data_dir, b->partial, plain_files[i]) < 0) {
-			snprintf(res->error, sizeof res->error, "cannot copy %.300s/%s: %s",
-				 b->data_dir, plain_files[i], strerror(errno));
-			goto out;
-		}
-	}
+	if (!room_for_copy(b) || !copy_store(b))
+		goto failed;
 	if (each_entry(b->partial, sync_file, &st) < 0 || st.failed_errno || sync_dir(b->partial) < 0) {
 		snprintf(res->error, sizeof res->error, "cannot sync the copy in %.300s: %s",
 			 b->partial, strerror(st.failed_errno ? st.failed_errno : errno));
-		goto out;
+		goto failed;
 	}
-	if (rename(b->partial, res->dir) < 0 || sync_dir(b->dir) < 0) {
+	if (rename(b->partial, res->dir) < 0) {
 		snprintf(res->error, sizeof res->error, "cannot rename %.300s to %.300s: %s",
 			 b->partial, res->dir, strerror(errno));
+		goto failed;
+	}
+	if (sync_dir(b->dir) < 0) {
+		/* complete, but its name may not survive a power cut: kept */
+		snprintf(res->error, sizeof res->error, "the backup in %.300s is complete, but "
+			 "backup_dir could not be synced (%s): it may not survive a power cut",
+			 res->dir, strerror(errno));
 		goto out;
 	}
 	res->bytes = st.bytes;
 	res->ok = true;
+	goto out;
+failed:
+	remove_flat_dir(b->partial);
 out:
-	if (!res->ok)
-		remove_flat_dir(b->partial);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	res->ms = clock_mono_ms() - b->started_ms;
 	if (write(b->wake_fd, &one, sizeof one) < 0)
 		log_error("backup: cannot wake the event loop: %s", strerror(errno));
@@ -228,6 +379,12 @@ fail:
 	return NULL;
 }
 
+void backup_cancel(struct backup *b)
+{
+	if (b && b->running)
+		__atomic_store_n(&b->cancel, true, __ATOMIC_RELAXED);
+}
+
 void backup_free(struct backup **bp)
 {
 	struct backup *b = *bp;
@@ -235,9 +392,10 @@ void backup_free(struct backup **bp)
 	if (!b)
 		return;
 	if (b->running) {
-		log_info("backup: waiting for the backup into %s to finish", b->partial);
+		backup_cancel(b);
+		log_info("backup: waiting for the backup into %s to stop", b->partial);
 		pthread_join(b->thread, NULL);
-		log_info("backup: %s", b->res.ok ? "finished" : b->res.error);
+		log_info("backup: %s: %s", b->res.dir, b->res.ok ? "complete" : b->res.error);
 	}
 	if (b->wake)
 		event_free(b->wake);
@@ -247,53 +405,26 @@ void backup_free(struct backup **bp)
 	*bp = NULL;
 }
 
-/* Picks NAME for a backup beginning now: the first free of STAMP, STAMP-2... */
-static void pick_names(struct backup *b)
-{
-	char stamp[32];
-	time_t now = time(NULL);
-	struct tm tm;
-	struct stat sb;
-
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-	snprintf(b->res.dir, sizeof b->res.dir, "%s/%s", b->dir, stamp);
-	for (int n = 2; stat(b->res.dir, &sb) == 0; n++)
-		snprintf(b->res.dir, sizeof b->res.dir, "%s/%s-%d", b->dir, stamp, n);
-	snprintf(b->partial, sizeof b->partial, "%s/" PARTIAL_PREFIX "%s",
-		 b->dir, strrchr(b->res.dir, '/') + 1);
-}
-
-int backup_start(struct backup *b, backup_done_fn done, void *arg, char *err, size_t err_size)
+int backup_start(struct backup *b, backup_done_fn done, void *arg)
 {
 	if (b->running)
 		return 1;
-	if (store_make_dir(b->dir) < 0) {
-		snprintf(err, err_size, "cannot create backup_dir %s: %s", b->dir, strerror(errno));
-		return -1;
-	}
-	each_entry(b->dir, remove_partial, NULL);
 	memset(&b->res, 0, sizeof b->res);
-	pick_names(b);
-	if (mkdir(b->partial, 0700) < 0) {
-		snprintf(err, err_size, "cannot create %s: %s", b->partial, strerror(errno));
-		return -1;
-	}
+	snprintf(b->res.dir, sizeof b->res.dir, "%s", b->dir);
+	b->partial[0] = '\0';
+	b->cancel = false;
 	b->done = done;
 	b->done_arg = arg;
 	b->started_ms = clock_mono_ms();
-	if (pthread_create(&b->thread, NULL, make_backup, b) != 0) {
-		rmdir(b->partial);
-		snprintf(err, err_size, "cannot start the backup thread");
+	if (pthread_create(&b->thread, NULL, make_backup, b) != 0)
 		return -1;
-	}
 	pthread_setname_np(b->thread, "cage-backup");
 	b->running = true;
-	log_info("backup: copying the store into %s", b->partial);
+	log_info("backup: started, into %s", b->dir);
 	return 0;
 }
 
 const char *backup_running_dir(const struct backup *b)
 {
-	return b->running ? b->res.dir : "";
+	return b->running ? b->dir : "";
 }

@@ -462,15 +462,6 @@ int main(int argc, char **argv)
 			fwrite(res.body, 1, res.body_len, stdout);
 	} else if (!strcmp(cmd, "requeue")) {
 		printf("requeued %s\n", argv[argc - 1]);
-	} else if (!strcmp(cmd, "backup")) {
-		/* {"dir": "/var/lib/cagehost.backups/20261128T194952Z", ...} -> the dir */
-		const char *dir = strstr(res.body, "\"dir\": \"");
-		const char *end = dir ? strchr(dir + 8, '"') : NULL;
-
-		if (end)
-			printf("%.*s\n", (int)(end - dir - 8), dir + 8);
-		else
-			fwrite(res.body, 1, res.body_len, stdout);
 	} else {
 		fwrite(res.body, 1, res.body_len, stdout);
 		if (!strcmp(cmd, "call") && res.body_len && res.body[res.body_len - 1] != '\n' &&

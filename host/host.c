@@ -124,6 +124,7 @@ void host_begin_stop(struct host *h)
 		http_api_stop(h->http);
 	if (h->scheduler)
 		scheduler_stop(h->scheduler);
+	backup_cancel(h->backup);	/* its caller gets 503 */
 	if (h->pool)
 		pool_hold(h->pool, CLASS_QUEUED);	/* queued, not started: after the restart */
 }

@@ -1251,13 +1251,23 @@ static void backup_done(const struct backup_result *res, void *arg)
 
 	api->backup_req = NULL;
 	api->replies_waiting--;
-	if (!res->ok) {
+	if (res->cancelled) {
+		api->backups_failed++;
+		reply_error(req, 503, "Service Unavailable", "backup failed: %s", res->error);
+	} else if (!res->ok) {
 		api->backups_failed++;
 		reply_error(req, 500, "Internal Server Error", "backup failed: %s", res->error);
 	} else if (!body) {
 		api->backups++;
 		reply_error(req, 500, "Internal Server Error",
 			    "out of memory; the backup is in %s", res->dir);
+	} else if (wants_text(req)) {
+		/* the directory alone, for scripts (cagectl backup) */
+		api->backups++;
+		evbuffer_add_printf(body, "%s\n", res->dir);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  "text/plain; charset=utf-8");
+		send_reply(req, 200, "OK", body);
 	} else {
 		api->backups++;
 		evbuffer_add(body, "{", 1);
@@ -1273,14 +1283,13 @@ static void backup_done(const struct backup_result *res, void *arg)
 /* POST /v1/backup: a hot backup into backup_dir, answered when done. */
 static void handle_backup(struct http_api *api, struct evhttp_request *req)
 {
-	char err[PATH_MAX + 256];
 	int rc;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		reply_wrong_method(req, "POST");
 		return;
 	}
-	rc = backup_start(api->d.backup, backup_done, api, err, sizeof err);
+	rc = backup_start(api->d.backup, backup_done, api);
 	if (rc == 1) {
 		reply_error(req, 409, "Conflict", "a backup is being made already, into %s",
 			    backup_running_dir(api->d.backup));
@@ -1288,7 +1297,8 @@ static void handle_backup(struct http_api *api, struct evhttp_request *req)
 	}
 	if (rc < 0) {
 		api->backups_failed++;
-		reply_error(req, 500, "Internal Server Error", "backup failed: %s", err);
+		reply_error(req, 500, "Internal Server Error", "backup failed: cannot start the "
+			    "backup thread");
 		return;
 	}
 	api->backup_req = req;

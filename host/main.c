@@ -133,8 +133,8 @@ static void on_hangup(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
- * Started as root with `user = NAME`: hands data_dir (and its files) and
- * backup_dir (the directory) to that user, then switches to it for good.
+ * Started as root with `user = NAME`: hands data_dir (and its files) and a
+ * backup_dir made now to that user, then switches to it for good.
  * Returns 0, or -1 after logging.
  */
 static int privileges_drop(const struct host_conf *conf)
@@ -142,6 +142,7 @@ static int privileges_drop(const struct host_conf *conf)
 	struct passwd *pw;
 	struct dirent *e;
 	char path[PATH_MAX * 2];
+	struct stat st;
 	DIR *d;
 
 	if (!conf->user[0])
@@ -173,12 +174,14 @@ static int privileges_drop(const struct host_conf *conf)
 	}
 	if (d)
 		closedir(d);
-	if (store_make_dir(conf->backup_dir) < 0 ||
-	    chown(conf->backup_dir, pw->pw_uid, pw->pw_gid) < 0) {
-		log_error("cannot create backup_dir %s for %s: %s", conf->backup_dir, conf->user,
-			  strerror(errno));
-		return -1;
-	}
+	/* a backup_dir made here is handed over; one that exists is left as
+	 * it is (it may be shared), and one that cannot be made only fails
+	 * backups, not the start */
+	if (stat(conf->backup_dir, &st) < 0 &&
+	    (store_make_dir(conf->backup_dir) < 0 ||
+	     chown(conf->backup_dir, pw->pw_uid, pw->pw_gid) < 0))
+		log_warning("cannot create backup_dir %s for %s: %s; backups will fail until it "
+			    "can be", conf->backup_dir, conf->user, strerror(errno));
 	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0 || setuid(0) == 0) {
 		log_error("cannot switch to user %s: %s", conf->user, strerror(errno));

@@ -10,9 +10,9 @@
  *   4. Only then does the HTTP layer answer 202 (batch.c).
  * After a crash, DB_RECOVER on open replays the log, so every commit that
  * was flushed is present.  Checkpoints (the checkpoint thread) bound the
- * log that recovery reads, and DB_LOG_AUTO_REMOVE deletes log files older
- * than the last checkpoint, so disk use follows the pending calls, not the
- * traffic.
+ * log that recovery reads, and the checkpoint thread then deletes log files
+ * older than the last checkpoint, so disk use follows the pending calls,
+ * not the traffic (never while a backup copies them: see store_backup_*).
  */
 #include <db.h>
 #include <errno.h>
@@ -70,6 +70,9 @@ struct store {
 	bool watchdog_running;
 	struct log_ahead *log_ahead;	/* writes the next log files ahead */
 	pthread_mutex_t cp_lock;
+	/* log files are removed under this lock, and not while a backup runs */
+	pthread_mutex_t removal_lock;
+	bool backup_running;
 	pthread_cond_t cp_wake;
 	bool cp_running, cp_stop;
 	int64_t cp_interval_ms;
@@ -110,6 +113,7 @@ static void check_fatal(struct store *s, int rc)
 }
 
 static void stop_checkpoints(struct store *s);
+static void remove_old_logs(struct store *s);
 
 static int db_fail(struct store *s, const char *what, int rc)
 {
@@ -712,6 +716,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		return -1;
 	}
 	s->lock_fd = -1;
+	pthread_mutex_init(&s->removal_lock, NULL);
 	snprintf(s->dir, sizeof s->dir, "%s", dir);
 	if (store_make_dir(dir) < 0) {
 		fail(s, "cannot create data_dir %s: %s", dir, strerror(errno));
@@ -738,7 +743,10 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	/* thread tracking lets failchk free what dead processes left */
 	s->env->set_thread_count(s->env, 128);
 	s->env->set_isalive(s->env, process_alive);
-	s->env->log_set_config(s->env, DB_LOG_AUTO_REMOVE, 1);
+	/* log files are removed by remove_old_logs(), never while a backup
+	 * copies them (DB_LOG_AUTO_REMOVE removes them from any thread that
+	 * switches log files, and cannot be held back reliably) */
+	s->env->log_set_config(s->env, DB_LOG_AUTO_REMOVE, 0);
 	s->env->set_flags(s->env, DB_TXN_WRITE_NOSYNC, 1);
 	s->shm_key = shm_key_of(dir);
 	s->env->set_shm_key(s->env, s->shm_key);
@@ -814,7 +822,8 @@ void store_close(struct store **sp)
 	if (s->env) {
 		DB_ENV *gone;
 
-		s->env->txn_checkpoint(s->env, 0, 0, DB_FORCE);
+		if (s->env->txn_checkpoint(s->env, 0, 0, DB_FORCE) == 0)
+			remove_old_logs(s);
 		s->env->close(s->env, 0);
 		/* a clean stop gives the shared memory back */
 		if (s->shm_key && db_env_create(&gone, 0) == 0) {
@@ -1442,6 +1451,20 @@ void store_abort(struct store *s)
  * the last one, so that recovery after a crash under heavy traffic reads
  * only a few megabytes of log.
  */
+/* Removes the log files the last checkpoint made unneeded, unless a
+ * backup is copying them. */
+static void remove_old_logs(struct store *s)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->removal_lock);
+	if (!s->backup_running)
+		rc = s->env->log_archive(s->env, NULL, DB_ARCH_REMOVE);
+	pthread_mutex_unlock(&s->removal_lock);
+	if (rc)
+		log_error("removing old log files: %s", db_strerror(rc));
+}
+
 static void *checkpoint_loop(void *arg)
 {
 	struct store *s = arg;
@@ -1466,6 +1489,8 @@ static void *checkpoint_loop(void *arg)
 		if (rc)
 			log_error("checkpoint: %s", db_strerror(rc));
 		check_fatal(s, rc);
+		if (rc == 0)
+			remove_old_logs(s);
 		record_log_position(s);
 		pthread_mutex_lock(&s->cp_lock);
 	}
@@ -1542,17 +1567,15 @@ static void stop_checkpoints(struct store *s)
 	s->watchdog_running = false;
 }
 
-/* The counters are bumped by the batch's threads: read each atomically. */
-/* Catastrophic recovery of a copy made by DB_ENV->backup, in a private
- * environment of its own, then a checkpoint: dir is then as a cleanly
- * stopped host leaves its data_dir.  A Berkeley DB code. */
-static int recover_copy(const char *dir)
+int store_recover_copy(const char *dir, char *err, size_t err_size)
 {
 	DB_ENV *env;
 	int rc = db_env_create(&env, 0), closed;
 
-	if (rc)
-		return rc;
+	if (rc) {
+		snprintf(err, err_size, "recovering the copy: %s", db_strerror(rc));
+		return -1;
+	}
 	env->set_errcall(env, bdb_message);
 	env->set_errpfx(env, "berkeley db (backup copy)");
 	env->set_lg_max(env, LOG_FILE_BYTES);
@@ -1564,37 +1587,67 @@ static int recover_copy(const char *dir)
 	if (rc == 0)
 		rc = env->log_archive(env, NULL, DB_ARCH_REMOVE);
 	closed = env->close(env, 0);
-	return rc ? rc : closed;
-}
-
-int store_backup(struct store *s, const char *dir, char *err, size_t err_size)
-{
-	int rc;
-
-	/*
-	 * No log file may go until the copy has them all: a page copied early
-	 * gets the commits made after it from the log files copied last.
-	 * DB_ENV->backup's own hold does not stop DB_LOG_AUTO_REMOVE in 5.3
-	 * (measured: under load, most copies lacked a log file and failed
-	 * recovery with "Log sequence error").
-	 */
-	rc = s->env->log_set_config(s->env, DB_LOG_AUTO_REMOVE, 0);
-	if (rc == 0) {
-		rc = s->env->backup(s->env, dir, 0);
-		s->env->log_set_config(s->env, DB_LOG_AUTO_REMOVE, 1);
-	}
-	if (rc) {
-		snprintf(err, err_size, "copying the store failed: %s", db_strerror(rc));
-		return -1;
-	}
-	rc = recover_copy(dir);
-	if (rc) {
-		snprintf(err, err_size, "recovering the copy failed: %s", db_strerror(rc));
+	if (rc || closed) {
+		snprintf(err, err_size, "recovering the copy failed: %s (see the log)",
+			 db_strerror(rc ? rc : closed));
 		return -1;
 	}
 	return 0;
 }
 
+/* Every database file of data_dir (see store.h). */
+static const char *const db_files[] = { "calls.db", "due.db", "new.db", "attempts.db",
+					"done.db", "dead.db", "idem.db", "delivered.db",
+					"quarantine.db", "cages.db" };
+
+void store_backup_begin(struct store *s)
+{
+	pthread_mutex_lock(&s->removal_lock);
+	s->backup_running = true;	/* a removal under way has ended */
+	pthread_mutex_unlock(&s->removal_lock);
+}
+
+void store_backup_end(struct store *s)
+{
+	pthread_mutex_lock(&s->removal_lock);
+	s->backup_running = false;
+	pthread_mutex_unlock(&s->removal_lock);
+}
+
+int store_backup_databases(struct store *s, const char *dir, const bool *cancel, char *err,
+			   size_t err_size)
+{
+	for (size_t i = 0; i < sizeof db_files / sizeof db_files[0]; i++) {
+		int rc;
+
+		if (__atomic_load_n(cancel, __ATOMIC_RELAXED)) {
+			snprintf(err, err_size, "cancelled");
+			return -1;
+		}
+		rc = s->env->dbbackup(s->env, db_files[i], dir, DB_EXCL);
+		if (rc) {
+			snprintf(err, err_size, "copying %s failed: %s", db_files[i],
+				 rc > 0 || rc < -30999 ? db_strerror(rc) : "see the log");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int store_backup_log_files(struct store *s, char ***names, char *err, size_t err_size)
+{
+	int rc = s->env->log_flush(s->env, NULL);
+
+	if (rc == 0)
+		rc = s->env->log_archive(s->env, names, DB_ARCH_LOG);
+	if (rc) {
+		snprintf(err, err_size, "listing the log files failed: %s", db_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* The counters are bumped by the batch's threads: read each atomically. */
 void store_get_stats(const struct store *s, struct store_stats *stats)
 {
 	stats->commits = __atomic_load_n(&s->stats.commits, __ATOMIC_RELAXED);

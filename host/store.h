@@ -217,17 +217,30 @@ void store_abort(struct store *s);
 int store_start_threads(struct store *s, int64_t interval_ms);
 
 /*
- * Copies the store into dir (an existing, empty directory) while the host
- * goes on using it, and makes the copy a data_dir a host can start on.
- * Berkeley DB copies the database files page by page, then the log files,
- * and holds back the removal of old log files until it is done; the copy
- * is then recovered in place (catastrophic recovery over the copied logs:
- * pages copied before a later commit get it from the log) and
- * checkpointed.  Nothing is synced to disk here (the caller does that).
- * Safe on any thread, alongside the writer and the checkpoints; one at a
- * time.  0, or -1 with the reason in err.
+ * A hot backup, in steps (backup.c runs them on a thread of its own while
+ * the host goes on; one backup at a time):
+ *   store_backup_begin()      no log file is removed until ..._end()
+ *   store_backup_databases()  copies every database file into dir, each
+ *                             page by page in step with the cache
+ *                             (DB_ENV->dbbackup); *cancel is checked
+ *                             between files
+ *   store_backup_log_files()  flushes the log and lists the log files to
+ *                             copy after the databases (all of them,
+ *                             oldest first; free() the list)
+ *   store_backup_end()
+ *   store_recover_copy()      catastrophic recovery of the copy in a
+ *                             private environment, then a checkpoint: dir
+ *                             is then a data_dir a host starts on as it is
+ * A page copied early gets the commits made after it from the log files
+ * copied last, which is why none may go meanwhile.  Each returns 0, or -1
+ * with the reason in err.
  */
-int store_backup(struct store *s, const char *dir, char *err, size_t err_size);
+void store_backup_begin(struct store *s);
+void store_backup_end(struct store *s);
+int store_backup_databases(struct store *s, const char *dir, const bool *cancel, char *err,
+			   size_t err_size);
+int store_backup_log_files(struct store *s, char ***names, char *err, size_t err_size);
+int store_recover_copy(const char *dir, char *err, size_t err_size);
 
 struct store_stats {
 	uint64_t commits, log_flushes, calls_added;	/* flushes: fdatasyncs of the log */

@@ -664,12 +664,11 @@ static void backup_finished(const struct backup_result *res, void *arg)
 static struct backup_result backup_to_end(struct event_base *base, struct backup *b)
 {
 	struct backup_result res = { 0 };
-	char err[512];
 
 	res.ms = -1;
-	ck_assert_msg(backup_start(b, backup_finished, &res, err, sizeof err) == 0, "%s", err);
+	ck_assert_int_eq(backup_start(b, backup_finished, &res), 0);
 	/* one at a time: a second is refused until the loop has seen the first end */
-	ck_assert_int_eq(backup_start(b, backup_finished, &res, err, sizeof err), 1);
+	ck_assert_int_eq(backup_start(b, backup_finished, &res), 1);
 	ck_assert_str_ne(backup_running_dir(b), "");
 	while (res.ms < 0)
 		event_base_loop(base, EVLOOP_ONCE);
@@ -752,12 +751,12 @@ START_TEST(a_backup_dir_that_cannot_be_made_is_an_error)
 	struct event_base *base = event_base_new();
 	struct backup_result res;
 	struct backup *b = backup_new(base, s, dir, "/proc/cagehost-no-such-dir");
-	char err[512];
 
 	ck_assert_ptr_nonnull(b);
-	ck_assert_int_eq(backup_start(b, backup_finished, &res, err, sizeof err), -1);
-	ck_assert_msg(strstr(err, "cannot create backup_dir /proc/cagehost-no-such-dir"), "%s", err);
-	ck_assert_str_eq(backup_running_dir(b), "");
+	res = backup_to_end(base, b);
+	ck_assert(!res.ok && !res.cancelled);
+	ck_assert_msg(strstr(res.error, "cannot create backup_dir /proc/cagehost-no-such-dir"),
+		      "%s", res.error);
 	backup_free(&b);
 	store_close(&s);
 	event_base_free(base);
