@@ -41,6 +41,7 @@ struct backup {
 	void *done_arg;
 	char partial[PATH_MAX + 128];	/* being made */
 	int64_t started_ms;
+	int pause_ms;			/* CAGEHOST_TEST_BACKUP_PAUSE_MS (backup.h) */
 	struct backup_result res;	/* the thread's, read after the join */
 };
 
@@ -262,8 +263,10 @@ static bool copy_store(struct backup *b)
 
 	store_backup_begin(b->store);
 	ok = store_backup_databases(b->store, b->partial, &b->cancel, res->error,
-				    sizeof res->error) == 0 &&
-	     store_backup_log_files(b->store, &logs, res->error, sizeof res->error) == 0;
+				    sizeof res->error) == 0;
+	if (ok && b->pause_ms > 0)
+		usleep((useconds_t)b->pause_ms * 1000);
+	ok = ok && store_backup_log_files(b->store, &logs, res->error, sizeof res->error) == 0;
 	for (char **name = logs; ok && name && *name; name++) {
 		if (cancelled(b))
 			ok = false;
@@ -367,6 +370,8 @@ struct backup *backup_new(struct event_base *base, struct store *store, const ch
 	b->store = store;
 	snprintf(b->data_dir, sizeof b->data_dir, "%s", data_dir);
 	snprintf(b->dir, sizeof b->dir, "%s", backup_dir);
+	if (getenv("CAGEHOST_TEST_BACKUP_PAUSE_MS"))
+		b->pause_ms = atoi(getenv("CAGEHOST_TEST_BACKUP_PAUSE_MS"));
 	b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (b->wake_fd < 0)
 		goto fail;

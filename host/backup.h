@@ -14,6 +14,10 @@
  * added when that name is taken.  A backup does not start without room in
  * backup_dir for a copy of data_dir and 64 MiB to spare.  One backup at a
  * time.
+ *
+ * For tests: CAGEHOST_TEST_BACKUP_PAUSE_MS in the host's environment makes
+ * each backup wait that long between the database files and the log
+ * files, so that checkpoints surely come meanwhile (tests/e2e/backup.sh).
  */
 #ifndef CAGEHOST_BACKUP_H
 #define CAGEHOST_BACKUP_H

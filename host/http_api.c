@@ -1582,7 +1582,7 @@ static int reserved_fds(const struct host_conf *conf)
 
 	for (const struct cage_conf *c = conf->cages; c; c = c->next)
 		n += c->url_count * RELAY_CONNS_PER_URL;
-	return n + 2 * conf->workers;
+	return n + 3 * conf->workers;	/* channel, pidfd, output pipe */
 }
 
 struct http_api *http_api_new(struct event_base *base, const struct host_conf *conf)

@@ -189,11 +189,13 @@ void job_result_drop_outgoing(struct job_result *result);
 
 /*
  * Starts a worker process: a fresh exec of this program (/proc/self/exe)
- * that serves jobs on `channel` (its fd 3), in a process group of its own,
- * under `limits`, logging at log_level.  Safe to call while other threads
- * run.  Returns the pid (a child of the caller), or -1 with errno set.
+ * that serves jobs on `channel` (its fd 3), with `output` (the write end of
+ * a pipe, see worker_output.h) as its stdout and stderr, in a process group
+ * of its own, under `limits`, logging at log_level.  Safe to call while
+ * other threads run.  Returns the pid (a child of the caller), or -1 with
+ * errno set.
  */
-pid_t worker_spawn(int channel, const struct worker_limits *limits, int log_level);
+pid_t worker_spawn(int channel, int output, const struct worker_limits *limits, int log_level);
 
 /*
  * Worker side: serves jobs on fd until the host goes away.  Never returns.

@@ -11,8 +11,9 @@
  * this way.  posix_spawn (a vfork and exec, nothing else in between) gives
  * the worker a clean process image, and it inherits only what is set up
  * here: the channel as fd 3, stdin from /dev/null, stdout and stderr to the
- * host's stderr, its own process group, default signal dispositions and an
- * empty signal mask.  The program is /proc/self/exe, the very file the host
+ * output pipe the host reads (worker_output.h), the host's stderr as fd 4
+ * for the worker's own log lines, its own process group, default signal
+ * dispositions and an empty signal mask.  The program is /proc/self/exe, the very file the host
  * runs even if a package upgrade has since replaced it on disk, so host and
  * worker always speak the same protocol.
  *
@@ -38,6 +39,7 @@
 
 #define WORKER_ENV "CAGEHOST_WORKER"
 #define WORKER_CHANNEL_FD 3
+#define WORKER_LOG_FD 4
 
 extern char **environ;
 
@@ -60,8 +62,12 @@ static char **worker_environment(const char *settings)
 	return env;
 }
 
-pid_t worker_spawn(int channel, const struct worker_limits *limits, int log_level)
+pid_t worker_spawn(int channel_fd, int output_fd, const struct worker_limits *limits,
+		   int log_level)
 {
+	/* above the numbers they go to, so that no dup2 below overwrites one */
+	int channel = fcntl(channel_fd, F_DUPFD_CLOEXEC, 10);
+	int output = fcntl(output_fd, F_DUPFD_CLOEXEC, 10);
 	char settings[256];
 	char *argv[] = { "cagehost-worker", NULL };
 	posix_spawn_file_actions_t files;
@@ -75,8 +81,13 @@ pid_t worker_spawn(int channel, const struct worker_limits *limits, int log_leve
 		 "files=%d log=%d", (int)getpid(), limits->memory_bytes,
 		 (long long)limits->cpu_ms, limits->files, log_level);
 	env = worker_environment(settings);
-	if (!env) {
-		errno = ENOMEM;
+	if (!env || channel < 0 || output < 0) {
+		free(env);
+		if (channel >= 0)
+			close(channel);
+		if (output >= 0)
+			close(output);
+		errno = env ? EMFILE : ENOMEM;
 		return -1;
 	}
 	sigfillset(&all);
@@ -87,11 +98,16 @@ pid_t worker_spawn(int channel, const struct worker_limits *limits, int log_leve
 	rc = posix_spawn_file_actions_adddup2(&files, channel, WORKER_CHANNEL_FD);
 	if (!rc)
 		rc = posix_spawn_file_actions_addopen(&files, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	/* plugin printf goes to the log */
+	/* the worker's own log lines: the host's stderr */
 	if (!rc)
-		rc = posix_spawn_file_actions_adddup2(&files, STDERR_FILENO, STDOUT_FILENO);
+		rc = posix_spawn_file_actions_adddup2(&files, STDERR_FILENO, WORKER_LOG_FD);
+	/* what plugins print: the pipe the host reads */
 	if (!rc)
-		rc = posix_spawn_file_actions_addclosefrom_np(&files, WORKER_CHANNEL_FD + 1);
+		rc = posix_spawn_file_actions_adddup2(&files, output, STDOUT_FILENO);
+	if (!rc)
+		rc = posix_spawn_file_actions_adddup2(&files, output, STDERR_FILENO);
+	if (!rc)
+		rc = posix_spawn_file_actions_addclosefrom_np(&files, WORKER_LOG_FD + 1);
 	/* its own process group: whatever a plugin forks dies with it */
 	if (!rc)
 		rc = posix_spawnattr_setpgroup(&attr, 0);
@@ -107,6 +123,8 @@ pid_t worker_spawn(int channel, const struct worker_limits *limits, int log_leve
 	posix_spawn_file_actions_destroy(&files);
 	posix_spawnattr_destroy(&attr);
 	free(env);
+	close(channel);
+	close(output);
 	if (rc) {
 		errno = rc;
 		return -1;
@@ -170,5 +188,8 @@ static void become_worker_if_spawned(void)
 	limit(RLIMIT_AS, (rlim_t)memory);
 #endif
 	limit(RLIMIT_NOFILE, (rlim_t)files);
+	log_set_fd(WORKER_LOG_FD);
+	/* a line at a time: what a handler prints is in the pipe by its end */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	worker_main(WORKER_CHANNEL_FD, cpu_ms);
 }

@@ -19,7 +19,6 @@
 #include "log.h"
 #include "worker.h"
 #include "worker_channel.h"
-#include "worker_output.h"
 
 /* The module version this worker has loaded. */
 static struct {
@@ -342,7 +341,6 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 
 	snprintf(tag, sizeof tag, "worker %d", (int)getpid());
 	log_set_tag(tag);
-	worker_output_start();
 	for (;;) {
 		struct job job;
 		struct job_result res;
@@ -356,7 +354,6 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 			continue;
 		}
 		limit_cpu(cpu_limit_ms);
-		worker_output_job(&job);
 		if (load(job.path, res.error, sizeof res.error) < 0) {
 			res.status = WORKER_LOAD_FAILED;
 		} else {
@@ -366,7 +363,10 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 			else
 				run_call(&job, &res);
 		}
-		worker_output_job(NULL);
+		/* what the job printed goes into the output pipe before its
+		 * result: the host reads the pipe first (worker_output.h) */
+		fflush(stdout);
+		fflush(stderr);
 		send_result(fd, &res);
 		job_result_release(&res);
 		if (res.status == WORKER_LOAD_FAILED && job.kind != JOB_PROBE && loads > 0) {

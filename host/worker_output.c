@@ -1,16 +1,14 @@
 /*
- * worker_output.c - plugins' stdout and stderr, a line at a time into the
- * log, named after the call that printed them (see worker_output.h).
- *
- * Every read of the pipe happens under one lock: by the thread when the
- * pipe is readable during a job, and by the worker after each job, which
- * drains it before the next job is named.
+ * worker_output.c - plugins' stdout and stderr, read by the host from each
+ * worker's pipe and logged a line at a time, named after the job that
+ * printed them (see worker_output.h).
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,134 +17,125 @@
 #include "worker_output.h"
 
 #define LINE_MAX_BYTES 4096
-#define THREAD_STACK (64 << 10)
-#define PRINTED_PER_SECOND 100	/* lines a worker logs; more are counted */
+#define PRINTED_PER_SECOND 100	/* lines the host logs; more are counted */
 
-static struct {
-	pthread_mutex_t lock;
-	int read_fd;			/* -1: not started */
-	char running[512];		/* "module@version call ID", or "" */
+struct worker_output {
+	int fd;
+	pid_t pid;
+	struct event *readable;
+	const struct job *(*running)(void *arg);
+	void *arg;
 	char line[LINE_MAX_BYTES];	/* a line not ended yet */
 	size_t line_len;
-} out = { PTHREAD_MUTEX_INITIALIZER, -1, "", "", 0 };
+};
 
-/* Logs the line gathered so far (under the lock). */
-static void emit_line(void)
+/* "billing@1.1+5e0c1f2a call ID", "... sync call METHOD", "... (loading)" */
+static void name_job(const struct job *job, char *out, size_t size)
 {
-	char clean[LINE_MAX_BYTES + 1];
-
-	static struct log_budget budget = LOG_BUDGET(PRINTED_PER_SECOND);
-
-	out.line[out.line_len] = '\0';
-	record_clean_text(clean, sizeof clean, out.line);
-	log_msg_budget(&budget, LOG_INFO, "%s: printed: %s",
-		       out.running[0] ? out.running : "between calls", clean);
-	out.line_len = 0;
+	if (!job)
+		snprintf(out, size, "between jobs");
+	else if (job->kind == JOB_PROBE)
+		snprintf(out, size, "%s (loading)", job->module);
+	else if (job->id[0])
+		snprintf(out, size, "%s@%s call %s", job->module, job->version, job->id);
+	else
+		snprintf(out, size, "%s@%s sync call %s", job->module, job->version, job->method);
 }
 
-/* Reads what the pipe holds (under the lock).  False once every writer
- * has closed it. */
-static bool drain(void)
+/* Logs the line gathered so far. */
+static void emit_line(struct worker_output *o, const char *job_name)
 {
-	char buf[8192];
+	static struct log_budget budget = LOG_BUDGET(PRINTED_PER_SECOND);
+	char clean[LINE_MAX_BYTES + 1];
 
+	o->line[o->line_len] = '\0';
+	record_clean_text(clean, sizeof clean, o->line);
+	log_msg_budget(&budget, LOG_INFO, "worker %d: %s: printed: %s", (int)o->pid, job_name,
+		       clean);
+	o->line_len = 0;
+}
+
+/* Reads what the pipe holds; false once the worker's end is closed. */
+static bool read_pipe(struct worker_output *o, const struct job *job, bool flush_partial)
+{
+	char buf[8192], name[NAME_MAX_LEN * 2 + RECORD_VERSION_MAX + 32];
+	bool open = true;
+	ssize_t n;
+
+	if (o->fd < 0)
+		return false;
+	name_job(job, name, sizeof name);
 	for (;;) {
-		ssize_t n = read(out.read_fd, buf, sizeof buf);
-
+		n = read(o->fd, buf, sizeof buf);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return errno == EAGAIN;
-		if (n == 0) {
-			if (out.line_len)
-				emit_line();
-			return false;
+		if (n <= 0) {
+			open = n < 0 && errno == EAGAIN;
+			break;
 		}
 		for (ssize_t i = 0; i < n; i++) {
 			if (buf[i] == '\n') {
-				emit_line();
+				emit_line(o, name);
 				continue;
 			}
-			out.line[out.line_len++] = buf[i];
-			if (out.line_len == sizeof out.line - 1)
-				emit_line();	/* too long: cut */
+			o->line[o->line_len++] = buf[i];
+			if (o->line_len == sizeof o->line - 1)
+				emit_line(o, name);	/* too long: cut */
 		}
 	}
+	if (o->line_len && (flush_partial || !open))
+		emit_line(o, name);	/* printed without a newline at the end */
+	return open;
 }
 
-/* Reads the pipe while jobs run, so that a job printing more than the
- * pipe holds does not block. */
-static void *read_output(void *arg)
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
-	struct pollfd p = { out.read_fd, POLLIN, 0 };
-	bool open = true;
+	struct worker_output *o = arg;
 
-	(void)arg;
-	while (open) {
-		if (poll(&p, 1, -1) < 0 && errno != EINTR)
-			break;
-		pthread_mutex_lock(&out.lock);
-		open = drain();
-		pthread_mutex_unlock(&out.lock);
-	}
-	return NULL;
+	(void)fd;
+	(void)what;
+	if (!read_pipe(o, o->running(o->arg), false))
+		event_del(o->readable);	/* the worker's end is closed */
 }
 
-void worker_output_start(void)
+struct worker_output *worker_output_new(struct event_base *base, int read_fd, pid_t pid,
+					const struct job *(*running)(void *arg), void *arg)
 {
-	int fds[2], log_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
-	pthread_attr_t attr;
-	pthread_t thread;
+	struct worker_output *o = calloc(1, sizeof *o);
 
-	if (log_fd < 0 || pipe2(fds, O_CLOEXEC) < 0) {
-		log_warning("plugin output goes to the log unnamed: %s", strerror(errno));
-		if (log_fd >= 0)
-			close(log_fd);
-		return;
+	if (!o) {
+		close(read_fd);
+		return NULL;
 	}
-	fcntl(fds[0], F_SETFL, O_NONBLOCK);
-	fflush(stdout);
-	fflush(stderr);
-	log_set_fd(log_fd);
-	if (dup2(fds[1], STDOUT_FILENO) < 0 || dup2(fds[1], STDERR_FILENO) < 0) {
-		log_warning("plugin output goes to the log unnamed: %s", strerror(errno));
-		dup2(log_fd, STDOUT_FILENO);
-		dup2(log_fd, STDERR_FILENO);
-		close(fds[0]);
-		close(fds[1]);
-		return;
+	o->fd = read_fd;
+	o->pid = pid;
+	o->running = running;
+	o->arg = arg;
+	fcntl(read_fd, F_SETFL, fcntl(read_fd, F_GETFL) | O_NONBLOCK);
+	o->readable = event_new(base, read_fd, EV_READ | EV_PERSIST, on_readable, o);
+	if (!o->readable || event_add(o->readable, NULL) < 0) {
+		worker_output_free(&o, NULL);
+		return NULL;
 	}
-	close(fds[1]);
-	out.read_fd = fds[0];
-	/* a line at a time: what a handler prints is in the pipe by its end */
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, THREAD_STACK);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&thread, &attr, read_output, NULL) != 0)
-		log_warning("no thread to read plugin output: a call printing more than 64 KiB "
-			    "waits for its end");
-	pthread_attr_destroy(&attr);
+	return o;
 }
 
-void worker_output_job(const struct job *job)
+void worker_output_drain(struct worker_output *o, const struct job *job)
 {
-	if (out.read_fd < 0)
+	if (o && !read_pipe(o, job, true))
+		event_del(o->readable);
+}
+
+void worker_output_free(struct worker_output **op, const struct job *job)
+{
+	struct worker_output *o = *op;
+
+	if (!o)
 		return;
-	if (!job) {
-		fflush(stdout);
-		fflush(stderr);
-	}
-	pthread_mutex_lock(&out.lock);
-	if (!job) {
-		drain();
-		if (out.line_len)
-			emit_line();	/* printed without a newline at the end */
-		out.running[0] = '\0';
-	} else {
-		snprintf(out.running, sizeof out.running, "%s@%s%s%s", job->module, job->version,
-			 job->kind == JOB_PROBE ? " (loading)" : job->id[0] ? " call " : " sync call ",
-			 job->kind == JOB_PROBE ? "" : job->id[0] ? job->id : job->method);
-	}
-	pthread_mutex_unlock(&out.lock);
+	read_pipe(o, job, true);
+	if (o->readable)
+		event_free(o->readable);
+	close(o->fd);
+	free(o);
+	*op = NULL;
 }

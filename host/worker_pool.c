@@ -43,6 +43,7 @@
 #include "log.h"
 #include "wire.h"
 #include "worker.h"
+#include "worker_output.h"
 
 #define PIPELINE_MAX 64
 #define QUEUE_BUDGET_US 2000
@@ -56,6 +57,7 @@ struct worker {
 	int pidfd;
 	struct event *death;		/* pidfd readable */
 	struct bufferevent *channel;
+	struct worker_output *output;	/* what its plugins print */
 	struct event *deadline;		/* first job's timeout, or channel grace */
 	bool dying;			/* killed, or its channel is gone */
 	bool channel_lost;
@@ -387,8 +389,17 @@ static void describe_death(const struct worker *w, const struct job *job, int st
 
 static void read_results(struct worker *w);
 
+/* The job a worker runs now, or NULL (what it prints is named after it). */
+static const struct job *running_job(void *arg)
+{
+	struct worker *w = arg;
+
+	return w->count ? w->jobs[0] : NULL;
+}
+
 static void release_worker(struct worker *w)
 {
+	worker_output_free(&w->output, NULL);
 	event_free(w->death);
 	close(w->pidfd);
 	bufferevent_free(w->channel);
@@ -422,6 +433,8 @@ static void on_death(evutil_socket_t fd, short what, void *arg)
 		read_results(w);
 	}
 	w->dying = true;
+	/* what the job printed before it died: its last words */
+	worker_output_drain(w->output, running_job(w));
 	if (w->count > 0) {
 		memset(&res, 0, sizeof res);
 		res.status = !strncmp(w->kill_reason, "attempt timed out", 17) ? WORKER_TIMEOUT
@@ -563,6 +576,8 @@ static void read_results(struct worker *w)
 		evbuffer_drain(in, 4 + (size_t)len);
 		if (res.status == WORKER_NOT_STARTED)
 			not_started_error(w->jobs[0], res.error, sizeof res.error);
+		/* the job's output is in the pipe before its result */
+		worker_output_drain(w->output, w->jobs[0]);
 		ends = res.status == WORKER_LOAD_FAILED && w->jobs[0]->kind == JOB_CALL;
 		finish_first(w, &res);
 		if (ends) {
@@ -608,23 +623,34 @@ static void on_channel_event(struct bufferevent *bev, short what, void *arg)
 static void spawn(struct worker_pool *pool, int slot)
 {
 	struct worker *w = NULL;
-	int fds[2];
+	int fds[2], out[2];
 	pid_t pid;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
 		log_error("cannot create a worker channel: %s", strerror(errno));
 		return;
 	}
-	pid = worker_spawn(fds[1], &pool->limits, log_get_level());
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		log_error("cannot create a worker's output pipe: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	pid = worker_spawn(fds[1], out[1], &pool->limits, log_get_level());
 	close(fds[1]);
+	close(out[1]);
 	if (pid < 0) {
 		log_error("cannot start a worker: %s", strerror(errno));
 		close(fds[0]);
+		close(out[0]);
 		return;
 	}
 	w = calloc(1, sizeof *w);
-	if (!w)
+	if (!w) {
+		close(out[0]);
 		goto fail;
+	}
+	w->output = worker_output_new(pool->base, out[0], pid, running_job, w);
 	w->pool = pool;
 	w->slot = slot;
 	w->pid = pid;
@@ -638,7 +664,7 @@ static void spawn(struct worker_pool *pool, int slot)
 	w->channel = bufferevent_socket_new(pool->base, fds[0], BEV_OPT_CLOSE_ON_FREE);
 	w->death = event_new(pool->base, w->pidfd, EV_READ | EV_PERSIST, on_death, w);
 	w->deadline = evtimer_new(pool->base, on_deadline, w);
-	if (!w->channel || !w->death || !w->deadline)
+	if (!w->channel || !w->death || !w->deadline || !w->output)
 		goto fail;
 	bufferevent_setcb(w->channel, on_channel_read, NULL, on_channel_event, w);
 	bufferevent_enable(w->channel, EV_READ);
@@ -660,6 +686,8 @@ fail:
 		event_free(w->deadline);
 	if (w && w->pidfd >= 0)
 		close(w->pidfd);
+	if (w)
+		worker_output_free(&w->output, NULL);
 	free(w);
 }
 

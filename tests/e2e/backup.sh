@@ -12,7 +12,13 @@ MORE=8			# backups in a row under load
 # so that log files go while the backup copies them
 write_conf "checkpoint_interval = 100ms" \
 	"[queue default]" "retry_interval = 200ms" "retry_max_interval = 1s"
+# each backup waits 300 ms between the database files and the log files:
+# checkpoints come meanwhile, and old log files would go if the backup did
+# not hold them (then the copy's pages would miss commits, and its
+# recovery fail)
+export CAGEHOST_TEST_BACKUP_PAUSE_MS=300
 start_host
+unset CAGEHOST_TEST_BACKUP_PAUSE_MS
 
 out=$("$CAGEHOST" -c "$T/cagehost.conf" --check)
 contains "--check shows backup_dir, beside data_dir by default" "$out" \

@@ -54,6 +54,10 @@ crash_case() {
 sync_echo "before"
 crash_case segv "worker killed by SIGSEGV"
 crash_case abort "worker killed by SIGABRT"
+# what a plugin printed just before it crashed reaches the log, named
+n=$(field "$id" attempts)
+check "crashy.abort's last words before each of its $n crashes are in the log" \
+	test "$(log_count "crashy@$version call $id: printed: crashy abort: last words")" -ge "$n"
 crash_case term "worker killed by SIGTERM"
 crash_case exit "worker exited with status 3"
 crash_case hang "attempt timed out after 1000 ms (worker killed)"

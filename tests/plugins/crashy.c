@@ -4,7 +4,8 @@
  * Each method misbehaves in one way the host must survive, turning it into a
  * failed attempt (CAGE_RETRY) while it keeps serving other calls:
  *   segv    writes through a NULL pointer (SIGSEGV)
- *   abort   calls abort() (SIGABRT)
+ *   abort   prints "crashy abort: last words" on stderr, then calls abort()
+ *           (SIGABRT)
  *   term    raises SIGTERM in the worker (a signal the worker also uses
  *           to learn that the host died)
  *   exit    calls exit(3) from inside the worker
@@ -47,6 +48,7 @@ static cage_outcome segv(cage_call *call)
 static cage_outcome do_abort(cage_call *call)
 {
 	(void)call;
+	fprintf(stderr, "crashy abort: last words\n");
 	abort();
 }
 
