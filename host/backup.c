@@ -192,35 +192,58 @@ static void pick_names(struct backup *b)
 		 b->dir, strrchr(b->res.dir, '/') + 1);
 }
 
-/* backup_dir exists (made, with its parents, and synced into its parent
- * when new); a free name is picked and its partial directory made and
- * locked.  Returns the lock's descriptor, or -1 with the reason in res. */
+/* What to do about a directory this host cannot write. */
+static const char *access_hint(int err)
+{
+	return err == EACCES || err == EPERM
+		       ? " (backup_dir must be writable by the user the host runs as)"
+		       : "";
+}
+
+/*
+ * backup_dir exists (made, with its parents, and synced into its parent
+ * when new); leftover partials are removed, a free name is picked and its
+ * partial directory made and locked, all under backup_dir/.lock, so that
+ * hosts sharing backup_dir neither take one name nor remove each other's
+ * partials.  Returns the partial's lock, or -1 with the reason in res.
+ */
 static int prepare(struct backup *b)
 {
 	struct backup_result *res = &b->res;
 	struct stat sb;
 	bool is_new = stat(b->dir, &sb) < 0;
-	char parent[PATH_MAX + 8];
-	int fd;
+	char path[PATH_MAX + 8];
+	int dir_lock, fd = -1;
 
 	if (store_make_dir(b->dir) < 0) {
-		snprintf(res->error, sizeof res->error, "cannot create backup_dir %.500s: %s", b->dir,
-			 strerror(errno));
+		snprintf(res->error, sizeof res->error, "cannot create backup_dir %.500s: %s%s",
+			 b->dir, strerror(errno), access_hint(errno));
 		return -1;
 	}
 	if (is_new) {
-		snprintf(parent, sizeof parent, "%s/..", b->dir);
-		sync_dir(parent);
+		snprintf(path, sizeof path, "%s/..", b->dir);
+		sync_dir(path);
+	}
+	snprintf(path, sizeof path, "%s/.lock", b->dir);
+	dir_lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (dir_lock < 0 || flock(dir_lock, LOCK_EX) < 0) {
+		snprintf(res->error, sizeof res->error, "cannot lock %.500s: %s%s", path,
+			 strerror(errno), access_hint(errno));
+		if (dir_lock >= 0)
+			close(dir_lock);
+		return -1;
 	}
 	each_entry(b->dir, remove_partial, NULL);
 	pick_names(b);
 	if (mkdir(b->partial, 0700) < 0 ||
 	    (fd = open(b->partial, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		snprintf(res->error, sizeof res->error, "cannot create %.500s: %s", b->partial,
-			 strerror(errno));
-		return -1;
+		snprintf(res->error, sizeof res->error, "cannot create %.500s: %s%s", b->partial,
+			 strerror(errno), access_hint(errno));
+		fd = -1;
+	} else {
+		flock(fd, LOCK_EX);
 	}
-	flock(fd, LOCK_EX);
+	close(dir_lock);
 	return fd;
 }
 

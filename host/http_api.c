@@ -1000,6 +1000,8 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
 #define LIST_SCAN_MAX 20000	/* records read per request, matching or not */
+#define LIST_SCAN_STEP 200
+#define LIST_TIME_MS 20		/* and for at most about this long (on the loop) */
 
 /* GET /v1/calls?state=dead: the filters, and the page being written. */
 struct dead_list {
@@ -1007,7 +1009,6 @@ struct dead_list {
 	int limit, count;
 	bool text;
 	struct evbuffer *out;
-	char last[CALL_ID_LEN + 1];		/* the last call read */
 };
 
 static int list_dead_visit(const struct call_record *r, void *arg)
@@ -1015,7 +1016,6 @@ static int list_dead_visit(const struct call_record *r, void *arg)
 	struct dead_list *l = arg;
 	char enq[CLOCK_ISO_LEN + 1], died[CLOCK_ISO_LEN + 1];
 
-	snprintf(l->last, sizeof l->last, "%s", r->id);
 	if ((l->queue && strcmp(l->queue, r->queue)) ||
 	    (l->module && strcmp(l->module, r->module)) ||
 	    (l->method && strcmp(l->method, r->method)))
@@ -1115,7 +1115,9 @@ static void handle_list(struct http_api *api, struct evhttp_request *req)
 	struct dead_list l = { 0 };
 	struct evkeyvalq params;
 	const char *after = NULL;
-	int scanned;
+	char last[CALL_ID_LEN + 1];
+	int64_t until_ms;
+	int scanned, n = 0;
 
 	TAILQ_INIT(&params);
 	if (!is_get(req)) {
@@ -1133,32 +1135,38 @@ static void handle_list(struct http_api *api, struct evhttp_request *req)
 	if (!l.text)
 		evbuffer_add_printf(l.out, "{\"calls\": [");
 	batch_sync(api->d.batch);
-	/* read in steps, so that a page of few matches stops at LIST_SCAN_MAX */
-	snprintf(l.last, sizeof l.last, "%s", after ? after : "");
-	for (scanned = 0; l.count < l.limit && scanned < LIST_SCAN_MAX; scanned += 500) {
+	/* read in steps, so that a page of few matches stops at LIST_SCAN_MAX
+	 * records or LIST_TIME_MS: its "next" goes on from there */
+	snprintf(last, sizeof last, "%s", after ? after : "");
+	until_ms = clock_mono_ms() + LIST_TIME_MS;
+	for (scanned = 0; l.count < l.limit && scanned < LIST_SCAN_MAX &&
+			  clock_mono_ms() < until_ms;
+	     scanned += n) {
 		char from[CALL_ID_LEN + 1];
 
-		snprintf(from, sizeof from, "%s", l.last);
-		if (store_scan_calls(api->d.store, TABLE_DEAD, from, 500, list_dead_visit, &l) < 0) {
+		snprintf(from, sizeof from, "%s", last);
+		n = store_scan_calls(api->d.store, TABLE_DEAD, from, LIST_SCAN_STEP,
+				     list_dead_visit, &l, last);
+		if (n < 0) {
 			reply_error(req, 500, "Internal Server Error", "%s",
 				    store_error(api->d.store));
 			goto out;
 		}
-		if (!strcmp(from, l.last))
-			break;		/* nothing more */
+		if (n < LIST_SCAN_STEP && l.count < l.limit) {
+			last[0] = '\0';	/* read to the end */
+			break;
+		}
 	}
-	if (l.count < l.limit && scanned < LIST_SCAN_MAX)
-		l.last[0] = '\0';	/* the end */
 	if (l.text) {
-		if (l.last[0])
-			evbuffer_add_printf(l.out, "next: %s\n", l.last);
+		if (last[0])
+			evbuffer_add_printf(l.out, "next: %s\n", last);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 				  "text/plain; charset=utf-8");
 		send_reply(req, 200, "OK", l.out);
 	} else {
 		evbuffer_add_printf(l.out, "], \"next\": ");
-		if (l.last[0])
-			evbuffer_add_printf(l.out, "\"%s\"}\n", l.last);
+		if (last[0])
+			evbuffer_add_printf(l.out, "\"%s\"}\n", last);
 		else
 			evbuffer_add_printf(l.out, "null}\n");
 		reply_json(req, 200, "OK", l.out);

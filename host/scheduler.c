@@ -806,7 +806,7 @@ static void wake_tick(evutil_socket_t fd, short what, void *arg)
 	p.payloads = calloc(WAKE_PER_TICK, sizeof *p.payloads);
 	if (p.found && p.payloads &&
 	    store_scan_calls(s->store, TABLE_CALLS, w->after_id, WAKE_SCAN_PER_TICK, wake_visit,
-			     &p) < 0)
+			     &p, NULL) < 0)
 		log_error("waking calls of %s: %s", w->module, store_error(s->store));
 	for (int i = 0; i < p.count; i++) {
 		p.found[i].when_ms = p.now;

@@ -44,6 +44,7 @@
 /* to start: a new log file (2 MB) and room to work */
 #define MIN_FREE_BYTES ((uint64_t)8 << 20)
 #define WATCHDOG_TICK_MS 200
+#define HELD_WARNING_MS (10 * 60 * 1000)	/* a backup holding log removal: said */
 #define CAGE_FILL_BATCH 500	/* index entries per transaction while building cages.db */
 
 struct store {
@@ -73,6 +74,8 @@ struct store {
 	/* log files are removed under this lock, and not while a backup runs */
 	pthread_mutex_t removal_lock;
 	bool backup_running;
+	int64_t backup_since_ms;	/* monotonic */
+	int64_t held_told_ms;		/* the last warning that removal is held */
 	pthread_cond_t cp_wake;
 	bool cp_running, cp_stop;
 	int64_t cp_interval_ms;
@@ -1249,7 +1252,8 @@ int store_scan_due(struct store *s, const char *from, int64_t now_ms, int max,
 }
 
 int store_scan_calls(struct store *s, enum store_table table, const char *after_id, int max,
-		     int (*visit)(const struct call_record *r, void *arg), void *arg)
+		     int (*visit)(const struct call_record *r, void *arg), void *arg,
+		     char last_read[CALL_ID_LEN + 1])
 {
 	DB *const dbs[] = { [TABLE_CALLS] = s->calls, [TABLE_NEW] = s->new_calls,
 			    [TABLE_DONE] = s->done, [TABLE_DEAD] = s->dead };
@@ -1268,6 +1272,9 @@ int store_scan_calls(struct store *s, enum store_table table, const char *after_
 		if (k.size == strlen(after_id) && !memcmp(k.data, after_id, k.size))
 			continue;
 		seen++;
+		if (last_read)
+			snprintf(last_read, CALL_ID_LEN + 1, "%.*s",
+				 (int)(k.size < CALL_ID_LEN ? k.size : CALL_ID_LEN), (char *)k.data);
 		if (record_decode_call(d.data, d.size, &r, why, sizeof why) < 0)
 			continue;
 		if (!r.id[0] && k.size == CALL_ID_LEN) {
@@ -1281,7 +1288,7 @@ int store_scan_calls(struct store *s, enum store_table table, const char *after_
 	c->close(c);
 	if (rc && rc != DB_NOTFOUND)
 		return db_fail(s, "scan calls", rc);
-	return 0;
+	return seen;
 }
 
 int store_list_attempts(struct store *s, const char *id,
@@ -1457,9 +1464,19 @@ static void remove_old_logs(struct store *s)
 {
 	int rc = 0;
 
+	int64_t now = clock_mono_ms();
+
 	pthread_mutex_lock(&s->removal_lock);
-	if (!s->backup_running)
+	if (!s->backup_running) {
 		rc = s->env->log_archive(s->env, NULL, DB_ARCH_REMOVE);
+	} else if (now - s->held_told_ms >= HELD_WARNING_MS) {
+		/* a hung backup_dir (a lost NFS server): data_dir grows */
+		s->held_told_ms = now;
+		log_warning("a backup has held back the removal of old log files for %lld "
+			    "minutes: data_dir grows meanwhile. Is backup_dir hanging? Stopping "
+			    "the host (SIGTERM) cancels the backup",
+			    (long long)((now - s->backup_since_ms) / 60000));
+	}
 	pthread_mutex_unlock(&s->removal_lock);
 	if (rc)
 		log_error("removing old log files: %s", db_strerror(rc));
@@ -1604,6 +1621,7 @@ void store_backup_begin(struct store *s)
 {
 	pthread_mutex_lock(&s->removal_lock);
 	s->backup_running = true;	/* a removal under way has ended */
+	s->backup_since_ms = s->held_told_ms = clock_mono_ms();
 	pthread_mutex_unlock(&s->removal_lock);
 }
 

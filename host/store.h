@@ -164,10 +164,13 @@ int store_scan_due(struct store *s, const char *from, int64_t now_ms, int max,
  * after_id ("" = from the first), for at most max calls or until visit
  * returns nonzero.  Used for rare passes: waking the pending calls of a
  * queue after a fix, listing dead calls.  Records that do not decode are
- * passed over (counted in max).
+ * passed over (counted in max).  Returns the records read, or -1; when
+ * last_read is given, it gets the key of the last one read (decoded or
+ * not), to go on after.
  */
 int store_scan_calls(struct store *s, enum store_table table, const char *after_id, int max,
-		     int (*visit)(const struct call_record *r, void *arg), void *arg);
+		     int (*visit)(const struct call_record *r, void *arg), void *arg,
+		     char last_read[CALL_ID_LEN + 1]);
 
 /* Calls visit() for each attempt of call id, in order. */
 int store_list_attempts(struct store *s, const char *id,
