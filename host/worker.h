@@ -64,6 +64,11 @@ enum worker_status {
 				 * told to skip it: it never ran */
 };
 
+/* On the wire, a result's status word carries this bit when the job left
+ * output in the worker's pipe: the host reads the pipe before the result
+ * (worker_output.h), and only then. */
+#define WORKER_PRINTED_FLAG 0x80000000u
+
 /* Most calls one handler may enqueue on other cages (cage_enqueue). */
 #define WORKER_MAX_OUTGOING 64
 
@@ -79,6 +84,7 @@ struct outgoing_call {
 
 struct job_result {
 	enum worker_status status;
+	bool printed;		/* output waits in the worker's pipe */
 	char *reply;		/* malloc'd, owned by the result; may be NULL */
 	size_t reply_len;
 	char error[RECORD_ERROR_MAX + 1];

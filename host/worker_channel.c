@@ -231,7 +231,7 @@ int channel_send_result(int fd, const struct job_result *res)
 	int rc;
 
 	wire_out_init(&w);
-	wire_out_u32(&w, (uint32_t)res->status);
+	wire_out_u32(&w, (uint32_t)res->status | (res->printed ? WORKER_PRINTED_FLAG : 0));
 	wire_out_bytes(&w, res->reply ? res->reply : "", res->reply ? res->reply_len : 0);
 	wire_out_str(&w, res->error);
 	wire_out_str(&w, res->version);

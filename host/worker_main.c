@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -334,6 +335,16 @@ static void limit_cpu(int64_t cpu_ms)
 	setrlimit(RLIMIT_CPU, &rl);
 }
 
+/* True when bytes wait in the output pipe (FIONREAD works on either end
+ * of a pipe); true too when that cannot be told, so that nothing is
+ * named after the wrong job. */
+static bool output_waiting(void)
+{
+	int n = 0;
+
+	return ioctl(STDOUT_FILENO, FIONREAD, &n) < 0 || n > 0;
+}
+
 void worker_main(int fd, int64_t cpu_limit_ms)
 {
 	unsigned loads = 0;	/* jobs whose module loaded */
@@ -364,9 +375,11 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 				run_call(&job, &res);
 		}
 		/* what the job printed goes into the output pipe before its
-		 * result: the host reads the pipe first (worker_output.h) */
+		 * result, which says so: the host reads the pipe first
+		 * (worker_output.h) */
 		fflush(stdout);
 		fflush(stderr);
+		res.printed = output_waiting();
 		send_result(fd, &res);
 		job_result_release(&res);
 		if (res.status == WORKER_LOAD_FAILED && job.kind != JOB_PROBE && loads > 0) {

@@ -537,7 +537,7 @@ static void read_results(struct worker *w)
 	struct job_result res;
 	struct wire_in r;
 	const char *body, *reply;
-	uint32_t len;
+	uint32_t len, status;
 	bool ends;
 
 	while (evbuffer_get_length(in) >= 4 && !w->kill_reason[0]) {
@@ -552,7 +552,9 @@ static void read_results(struct worker *w)
 		body = (const char *)evbuffer_pullup(in, 4 + (ev_ssize_t)len) + 4;
 		memset(&res, 0, sizeof res);
 		wire_in_init(&r, body, len);
-		res.status = (enum worker_status)wire_in_u32(&r);
+		status = wire_in_u32(&r);
+		res.printed = status & WORKER_PRINTED_FLAG;
+		res.status = (enum worker_status)(status & ~WORKER_PRINTED_FLAG);
 		reply = wire_in_bytes(&r, &res.reply_len);
 		wire_in_str(&r, res.error, sizeof res.error);
 		wire_in_str(&r, res.version, sizeof res.version);
@@ -577,7 +579,8 @@ static void read_results(struct worker *w)
 		if (res.status == WORKER_NOT_STARTED)
 			not_started_error(w->jobs[0], res.error, sizeof res.error);
 		/* the job's output is in the pipe before its result */
-		worker_output_drain(w->output, w->jobs[0]);
+		if (res.printed)
+			worker_output_drain(w->output, w->jobs[0]);
 		ends = res.status == WORKER_LOAD_FAILED && w->jobs[0]->kind == JOB_CALL;
 		finish_first(w, &res);
 		if (ends) {
