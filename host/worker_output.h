@@ -8,9 +8,11 @@
  *   ... cagehost info: worker 4242: billing@1.1+5e0c1f2a call 01a2...: printed: <line>
  *
  * ("sync call METHOD" for a sync call, "(loading)" while a new version is
- * checked).  The pipe is read before a job's result is taken and when the
- * worker dies, so a line printed (and flushed) during a job is named after
- * it, and what a plugin printed just before crashing is not lost.  Lines
+ * checked).  The pipe is read when it is readable, before a job's result
+ * is taken when the result says output waits (WORKER_PRINTED_FLAG), and
+ * when the worker dies: so a line printed (and flushed) during a job is
+ * named after it, and what a plugin printed just before crashing is not
+ * lost.  Lines
  * are cut at 4 KiB; control characters become spaces, so a plugin cannot
  * forge a line of the host's log; the host logs at most 100 printed lines
  * a second, and the next one logged says how many were left out.  What a
