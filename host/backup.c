@@ -28,7 +28,6 @@
 #define SPARE_BYTES ((uint64_t)64 << 20)	/* free space a backup leaves */
 
 struct backup {
-	struct event_base *base;
 	struct store *store;
 	char data_dir[PATH_MAX];
 	char dir[PATH_MAX];		/* backup_dir */
@@ -389,7 +388,6 @@ struct backup *backup_new(struct event_base *base, struct store *store, const ch
 
 	if (!b)
 		return NULL;
-	b->base = base;
 	b->store = store;
 	snprintf(b->data_dir, sizeof b->data_dir, "%s", data_dir);
 	snprintf(b->dir, sizeof b->dir, "%s", backup_dir);

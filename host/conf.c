@@ -549,9 +549,8 @@ static int default_backup_dir(struct parser *p)
 
 	while (len > 1 && c->data_dir[len - 1] == '/')
 		len--;
-	if (len + strlen(".backups") >= sizeof c->backup_dir) {
+	if (len + strlen(".backups") >= sizeof c->backup_dir)
 		return fail(p, "data_dir is too long to put backup_dir beside it; set backup_dir");
-	}
 	snprintf(c->backup_dir, sizeof c->backup_dir, "%.*s.backups", (int)len, c->data_dir);
 	return 0;
 }

@@ -242,11 +242,15 @@ static void to_dead(struct call_record *rec, const char *reason)
 }
 
 
-/* Counts an outcome (0 ok, 1 retry, 2 fail) of module for /metrics. */
-static void count_module_outcome(struct scheduler *s, const char *module, int outcome)
+/* Counts an outcome (0 ok, 1 retry, 2 fail) of call r for /metrics, by
+ * module (calls to other cages are not counted). */
+static void count_module_outcome(struct scheduler *s, const struct call_record *r, int outcome)
 {
+	const char *module = r->module;
 	int i;
 
+	if (r->cage[0])
+		return;
 	for (i = 0; i < s->module_count; i++)
 		if (!strcmp(s->modules[i].name, module))
 			break;
@@ -288,24 +292,21 @@ static void attempt_done(struct job *job, struct job_result *res)
 		rec.when_ms = clock_wall_ms();
 		rec.error[0] = '\0';
 		s->stats.attempts_ok++;
-		if (!rec.cage[0])
-			count_module_outcome(s, rec.module, 0);
+		count_module_outcome(s, &rec, 0);
 	} else if (res->status == WORKER_FAIL) {
 		history.outcome = OUTCOME_FAIL;
 		snprintf(reason, sizeof reason, "handler failed: %s",
 			 res->error[0] ? res->error : "(no message)");
 		to_dead(&rec, reason);
 		s->stats.attempts_fail++;
-		if (!rec.cage[0])
-			count_module_outcome(s, rec.module, 2);
+		count_module_outcome(s, &rec, 2);
 	} else {
 		history.outcome = OUTCOME_RETRY;
 		if (!history.error[0])
 			snprintf(history.error, sizeof history.error, "handler asked for a retry");
 		snprintf(rec.error, sizeof rec.error, "%s", history.error);
 		s->stats.attempts_retry++;
-		if (!rec.cage[0])
-			count_module_outcome(s, rec.module, 1);
+		count_module_outcome(s, &rec, 1);
 		if (retry_next_due(&a->queue->retry, rec.enqueued_ms, rec.attempts, rec.when_ms,
 				   a->started_ms, erand48(s->jitter_seed), &next)) {
 			char when[CLOCK_ISO_LEN + 1];

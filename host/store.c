@@ -990,12 +990,19 @@ int store_add_attempt(struct store *s, const char *id, uint32_t n, const struct 
 	return rc;
 }
 
-int store_get_call(struct store *s, enum store_table table, const char *id,
-		   struct call_record *r, void **buf)
+/* The database behind a table of store.h. */
+static DB *table_db(const struct store *s, enum store_table table)
 {
 	DB *const dbs[] = { [TABLE_CALLS] = s->calls, [TABLE_NEW] = s->new_calls,
 			    [TABLE_DONE] = s->done, [TABLE_DEAD] = s->dead };
-	DB *db = dbs[table];
+
+	return dbs[table];
+}
+
+int store_get_call(struct store *s, enum store_table table, const char *id,
+		   struct call_record *r, void **buf)
+{
+	DB *db = table_db(s, table);
 	char why[128];
 	DBT k, d;
 	int rc;
@@ -1255,15 +1262,13 @@ int store_scan_calls(struct store *s, enum store_table table, const char *after_
 		     int (*visit)(const struct call_record *r, void *arg), void *arg,
 		     char last_read[CALL_ID_LEN + 1])
 {
-	DB *const dbs[] = { [TABLE_CALLS] = s->calls, [TABLE_NEW] = s->new_calls,
-			    [TABLE_DONE] = s->done, [TABLE_DEAD] = s->dead };
 	struct call_record r;
 	char why[128];
 	DBC *c;
 	DBT k, d;
 	int rc, seen = 0;
 
-	if (open_cursor(s, dbs[table], &c) < 0)
+	if (open_cursor(s, table_db(s, table), &c) < 0)
 		return -1;
 	memset(&d, 0, sizeof d);
 	dbt_bytes(&k, after_id, strlen(after_id));
@@ -1462,9 +1467,8 @@ void store_abort(struct store *s)
  * backup is copying them. */
 static void remove_old_logs(struct store *s)
 {
-	int rc = 0;
-
 	int64_t now = clock_mono_ms();
+	int rc = 0;
 
 	pthread_mutex_lock(&s->removal_lock);
 	if (!s->backup_running) {

@@ -214,6 +214,20 @@ field() {
 
 state_is() { [ "$(field "$1" state)" = "$2" ]; }
 
+# start_loops N FUNCTION FILE: runs FUNCTION 1 ... FUNCTION N in the
+# background, each after emptying FILE.I for it; wait_loops waits for them
+start_loops() {
+	n=1
+	LOOP_PIDS=
+	while [ "$n" -le "$1" ]; do
+		: > "$3.$n"
+		"$2" "$n" &
+		LOOP_PIDS="$LOOP_PIDS $!"
+		n=$((n + 1))
+	done
+}
+wait_loops() { for pid in $LOOP_PIDS; do wait "$pid"; done; }
+
 # call_state ID [BASE_URL]: the state of call ID, on this host or the one at
 # BASE_URL
 call_state() {

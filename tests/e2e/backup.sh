@@ -47,14 +47,7 @@ enqueue_loop() {
 		esac
 	done
 }
-n=1
-pids=
-while [ "$n" -le "$LOOPS" ]; do
-	: > "$T/during.$n"
-	enqueue_loop "$n" &
-	pids="$pids $!"
-	n=$((n + 1))
-done
+start_loops "$LOOPS" enqueue_loop "$T/during"
 during() { cat "$T"/during.* | wc -l; }
 during_at_least() { [ "$(during)" -ge "$1" ]; }
 wait_until "enqueues under way" during_at_least 30
@@ -87,7 +80,7 @@ equal "$MORE more backups in a row all succeed" "$failed" 0
 [ "$failed" = 0 ] || sed 's/^/# /' "$T/backup.err"
 wait_until "more enqueues after the backups" during_at_least $((at_backup + 30))
 touch "$T/stop"
-for pid in $pids; do wait "$pid"; done
+wait_loops
 equal "no enqueue failed during the backups" "$(cat "$T"/bad.* 2>/dev/null | wc -l)" 0
 echo "# $(during) enqueues answered 202 while the backups ran; log flushes: " \
 	"$((${flushes_before:-0})) -> $(metric cagehost_log_flushes_total)"

@@ -33,14 +33,7 @@ enqueue_loop() {
 acked() { cat "$T"/ids.* 2>/dev/null | wc -l; }
 acked_at_least() { [ "$(acked)" -ge "$1" ]; }
 
-n=1
-pids=
-while [ "$n" -le "$LOOPS" ]; do
-	: > "$T/ids.$n"
-	enqueue_loop "$n" &
-	pids="$pids $!"
-	n=$((n + 1))
-done
+start_loops "$LOOPS" enqueue_loop "$T/ids"
 
 # kill the host once enough calls are acknowledged, the loops still running
 wait_until "$HALF enqueues to be acknowledged" acked_at_least "$HALF"
@@ -48,7 +41,7 @@ ok $? "enqueues are being acknowledged"
 at_kill=$(acked)
 kill9_host
 echo "# killed the host with SIGKILL after $at_kill acknowledged enqueues"
-for pid in $pids; do wait "$pid"; done
+wait_loops
 total=$(acked)
 echo "# acknowledged before the kill was noticed: $total"
 ended=$(cat "$T"/end.* 2>/dev/null | grep -c ' 000$')
