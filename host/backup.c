@@ -146,6 +146,23 @@ static int sync_dir(const char *dir)
 	return rc;
 }
 
+/* Writes all len bytes (a short write is retried, so that a failure has
+ * its errno); 0, or -1 with errno. */
+static int write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 /* Copies from/name to to/name; 0, or -1 with errno (ENOENT when from/name
  * is not there). */
 static int copy_file(const char *from, const char *to, const char *name)
@@ -165,8 +182,9 @@ static int copy_file(const char *from, const char *to, const char *name)
 		return -1;
 	}
 	while (rc == 0 && (n = read(in, buf, sizeof buf)) != 0) {
-		if (n < 0 || write(out, buf, (size_t)n) != n)
-			rc = -1;
+		if (n < 0 && errno == EINTR)
+			continue;
+		rc = n < 0 ? -1 : write_all(out, buf, (size_t)n);
 	}
 	close(in);
 	if (close(out) < 0)
