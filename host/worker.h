@@ -21,7 +21,13 @@
  * A job of kind PROBE loads a module version and describes it; a CALL job
  * runs one attempt.  The worker dlopens the private copy named in the job
  * (a new version has a new path, so it is loaded afresh) and keeps it loaded
- * for the next job naming the same path.  A worker that crashes, exits or
+ * for the next job naming the same path.  Before it unloads a module for
+ * another, it counts its threads: a thread the module left running would
+ * crash once the module's code is unmapped, in the middle of another
+ * module's job.  So a worker with more than its own thread answers
+ * WORKER_RETIRED instead and ends; the host gives that job, and the jobs
+ * behind it, to fresh workers, and none of them counts as an attempt.
+ * A worker that crashes, exits or
  * outlives the job's timeout is killed and replaced, and the job ends with
  * status WORKER_CRASHED or WORKER_TIMEOUT and a reason naming module@version.
  */
@@ -62,6 +68,8 @@ enum worker_status {
 	WORKER_NO_MODULE = 8,	/* module not in plugin_dir (host side) */
 	WORKER_NOT_STARTED = 9,	/* start_by_ms passed first, or its worker was
 				 * told to skip it: it never ran */
+	WORKER_RETIRED = 10,	/* on the channel only: the worker did not start
+				 * the job and ends; its jobs go to fresh workers */
 };
 
 /* On the wire, a result's status word carries this bit when the job left

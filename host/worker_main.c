@@ -24,6 +24,7 @@
 /* The module version this worker has loaded. */
 static struct {
 	char path[4096];
+	char label[NAME_MAX_LEN + RECORD_VERSION_MAX + 2];	/* module@version */
 	void *handle;
 	const struct cage_module *desc;
 } loaded;
@@ -216,9 +217,48 @@ static void check_descriptor(const struct cage_module *m, char *why, size_t size
 	}
 }
 
-/* Makes the module at path the loaded one.  Returns 0, or -1 with why. */
-static int load(const char *path, char *why, size_t size)
+/* Threads of this process (/proc/self/status); 1 when that cannot be
+ * read, as with every descriptor taken. */
+static int thread_count(void)
 {
+	char line[256];
+	int n = 1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return 1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/*
+ * True when loading job's module would unload one that left threads
+ * running: the worker has no thread of its own, so any other is the
+ * module's, and it would crash in the middle of job once dlclose unmaps
+ * its code.  Such a worker retires instead (worker.h).
+ */
+static bool threads_left_behind(const struct job *job)
+{
+	int threads;
+
+	if (!loaded.handle || !strcmp(loaded.path, job->path))
+		return false;
+	threads = thread_count();
+	if (threads <= 1)
+		return false;
+	log_warning("%s left %d thread%s running; this worker ends before loading %s@%s, "
+		    "and a fresh one runs that", loaded.label, threads - 1,
+		    threads == 2 ? "" : "s", job->module, job->version);
+	return true;
+}
+
+/* Makes job's module version the loaded one.  Returns 0, or -1 with why. */
+static int load(const struct job *job, char *why, size_t size)
+{
+	const char *path = job->path;
 	void *handle;
 	const struct cage_module *desc;
 
@@ -247,6 +287,7 @@ static int load(const char *path, char *why, size_t size)
 		return -1;
 	}
 	snprintf(loaded.path, sizeof loaded.path, "%s", path);
+	snprintf(loaded.label, sizeof loaded.label, "%s@%s", job->module, job->version);
 	loaded.handle = handle;
 	loaded.desc = desc;
 	return 0;
@@ -364,8 +405,13 @@ void worker_main(int fd, int64_t cpu_limit_ms)
 			send_result(fd, &res);
 			continue;
 		}
+		if (threads_left_behind(&job)) {
+			res.status = WORKER_RETIRED;
+			send_result(fd, &res);
+			end_worker(0);
+		}
 		limit_cpu(cpu_limit_ms);
-		if (load(job.path, res.error, sizeof res.error) < 0) {
+		if (load(&job, res.error, sizeof res.error) < 0) {
 			res.status = WORKER_LOAD_FAILED;
 		} else {
 			loads++;

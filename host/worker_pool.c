@@ -329,7 +329,11 @@ static void finish_first(struct worker *w, struct job_result *res)
 	job_result_release(res);
 }
 
-/* Puts the jobs behind the failed one back at the front of their queues. */
+static void not_started_error(const struct job *job, char *out, size_t size);
+
+/* Puts the jobs a dying worker holds, none of them started, back at the
+ * front of their queues; one it was told to skip ends WORKER_NOT_STARTED
+ * instead, as it would have there. */
 static void requeue_rest(struct worker *w)
 {
 	struct worker_pool *pool = w->pool;
@@ -338,6 +342,15 @@ static void requeue_rest(struct worker *w)
 		struct job *job = w->jobs[--w->count];
 
 		w->jobs[w->count] = NULL;
+		if (job->skip_sent) {
+			struct job_result res;
+
+			memset(&res, 0, sizeof res);
+			res.status = WORKER_NOT_STARTED;
+			not_started_error(job, res.error, sizeof res.error);
+			job->done(job, &res);
+			continue;
+		}
 		TAILQ_INSERT_HEAD(&pool->waiting[job->class], job, link);
 		pool->waiting_count[job->class]++;
 	}
@@ -524,10 +537,12 @@ static void not_started_error(const struct job *job, char *out, size_t size)
 }
 
 /* A status a worker may send for job: what a handler or a load can end
- * with, or WORKER_NOT_STARTED for a job the host asked it to skip. */
+ * with, WORKER_RETIRED, or WORKER_NOT_STARTED for a job the host asked it
+ * to skip. */
 static bool known_status(const struct job *job, enum worker_status status)
 {
-	return status <= WORKER_BAD_OUTCOME || (status == WORKER_NOT_STARTED && job->skip_sent);
+	return status <= WORKER_BAD_OUTCOME || status == WORKER_RETIRED ||
+	       (status == WORKER_NOT_STARTED && job->skip_sent);
 }
 
 static void read_results(struct worker *w)
@@ -576,6 +591,16 @@ static void read_results(struct worker *w)
 			res.reply[res.reply_len] = '\0';
 		}
 		evbuffer_drain(in, 4 + (size_t)len);
+		if (res.status == WORKER_RETIRED) {
+			/* it started none of its jobs and ends (worker.h) */
+			if (res.printed)
+				worker_output_drain(w->output, NULL);
+			job_result_release(&res);
+			w->dying = true;
+			event_del(w->deadline);
+			requeue_rest(w);
+			return;
+		}
 		if (res.status == WORKER_NOT_STARTED)
 			not_started_error(w->jobs[0], res.error, sizeof res.error);
 		/* the job's output is in the pipe before its result */

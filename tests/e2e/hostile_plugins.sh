@@ -288,6 +288,24 @@ check "no call is charged with its end" sh -c "! grep -q 'killed by SIGKILL in e
 equal "the call after it is served by a fresh worker" "$(status POST /v1/call/echo/echo again)" 200
 equal "with the right reply" "$(body)" "again"
 equal "and so is the module that leaked" "$(status POST /v1/call/hostile/ok x)" 200
+# a module that leaves a thread running in its code: unloading it for
+# another module would crash the worker in that module's call, so the
+# worker ends first and a fresh one runs the call, which is no attempt lost
+equal "hostile.thread starts a thread that runs on" "$(status POST /v1/call/hostile/thread x)" 200
+equal "hostile's next call shares the worker with that thread" \
+	"$(status POST /v1/call/hostile/ok x)" 200
+equal "a call of another module after it is served" "$(status POST /v1/call/echo/echo after-thread)" 200
+equal "with its reply" "$(body)" "after-thread"
+check "the worker said why it ended before loading echo" \
+	log_has "hostile@1+[0-9a-f]* left 1 thread running; this worker ends before loading echo@[^ ]*, and a fresh one runs that"
+equal "hostile.thread again" "$(status POST /v1/call/hostile/thread x)" 200
+id=$(enqueue default echo echo queued-after-thread)
+WAIT_LIMIT=$SHORT wait_until "the queued echo after hostile.thread to be done" state_is "$id" done
+equal "a queued call after it is done" "$(field "$id" state)" done
+equal "at its first attempt" "$(field "$id" attempts)" 1
+equal "both calls after a thread met a fresh worker" \
+	"$(log_count "left 1 thread running; this worker ends before loading echo@")" 2
+check "no worker crashed under another module" sh -c "! grep -q 'killed by SIG[A-Z]* in echo' '$T/host.log'"
 equal "after everything the host serves echo" "$(status POST /v1/call/echo/echo fine)" 200
 equal "with the right reply" "$(body)" "fine"
 equal "healthz answers 200" "$(status GET /healthz)" 200

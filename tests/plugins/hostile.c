@@ -29,11 +29,16 @@
  *   leakfds   opens /dev/null until open() fails (kept in a static, like
  *             a cached connection), then replies "leaked N": the worker is
  *             left with no free descriptor for the next module it loads
+ *   thread    starts a thread that wakes every 100 us, forever, in this
+ *             module's code (a background poller never stopped), and
+ *             replies "thread started": unloading the module under it
+ *             would crash the worker
  * and one well-behaved method:
  *   ok        replies "hostile ok"
  */
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +248,32 @@ static cage_outcome leakfds(cage_call *call)
 	return CAGE_OK;
 }
 
+static void *poll_forever(void *arg)
+{
+	static volatile unsigned long wakeups;
+	struct timespec pause = { 0, 100000 };
+
+	(void)arg;
+	for (;;) {
+		nanosleep(&pause, NULL);
+		wakeups++;
+	}
+	return NULL;
+}
+
+static cage_outcome thread(cage_call *call)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, poll_forever, NULL) != 0) {
+		cage_error(call, "pthread_create failed");
+		return CAGE_RETRY;
+	}
+	pthread_detach(t);
+	cage_reply_str(call, "thread started");
+	return CAGE_OK;
+}
+
 static cage_outcome ok(cage_call *call)
 {
 	cage_reply_str(call, "hostile ok");
@@ -262,6 +293,7 @@ static const struct cage_method methods[] = {
 	{ "flood", flood },
 	{ "forge", forge },
 	{ "leakfds", leakfds },
+	{ "thread", thread },
 	{ "ok", ok },
 	{ NULL, NULL },
 };
