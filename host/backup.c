@@ -3,6 +3,7 @@
  * backup.h): every file operation, the copy itself and the sync happen on
  * that thread, so a slow backup_dir never holds up the event loop.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -31,6 +32,7 @@ struct backup {
 	struct store *store;
 	char data_dir[PATH_MAX];
 	char dir[PATH_MAX];		/* backup_dir */
+	int keep;			/* complete backups kept (0: all) */
 	int wake_fd;			/* eventfd: the thread is done */
 	struct event *wake;
 	pthread_t thread;
@@ -101,6 +103,66 @@ static void remove_partial(const char *path, const char *name, void *arg)
 	log_warning("backup: removing %s, left by a backup that did not finish", path);
 	remove_flat_dir(path);
 	close(fd);
+}
+
+/* The suffix number of a complete backup's name, STAMP or STAMP-N (1 for
+ * none), or 0 for any other name; STAMP is 20261128T194952Z. */
+static long backup_number(const char *name)
+{
+	static const char shape[] = "ddddddddTddddddZ";
+	char *end;
+	long n;
+
+	for (size_t i = 0; i < sizeof shape - 1; i++)
+		if (shape[i] == 'd' ? !isdigit((unsigned char)name[i]) : name[i] != shape[i])
+			return 0;
+	if (!name[sizeof shape - 1])
+		return 1;
+	if (name[sizeof shape - 1] != '-' || !isdigit((unsigned char)name[sizeof shape]))
+		return 0;
+	n = strtol(name + sizeof shape, &end, 10);
+	return *end || n < 2 ? 0 : n;
+}
+
+/* Oldest first: by time, then by the number taken within one second. */
+static int older_first(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	int by_time = strncmp(x, y, 16);
+	long nx = backup_number(x), ny = backup_number(y);
+
+	return by_time ? by_time : (nx > ny) - (nx < ny);
+}
+
+/* The names of the complete backups in a backup_dir. */
+struct backup_names {
+	char **name;
+	size_t count, size;
+	bool out_of_memory;
+};
+
+static void add_backup_name(const char *path, const char *name, void *arg)
+{
+	struct backup_names *l = arg;
+	char **bigger;
+
+	(void)path;
+	if (!backup_number(name) || l->out_of_memory)
+		return;
+	if (l->count == l->size) {
+		bigger = realloc(l->name, (l->size * 2 + 16) * sizeof *bigger);
+		if (!bigger) {
+			l->out_of_memory = true;
+			return;
+		}
+		l->name = bigger;
+		l->size = l->size * 2 + 16;
+	}
+	l->name[l->count] = strdup(name);
+	if (l->name[l->count])
+		l->count++;
+	else
+		l->out_of_memory = true;
 }
 
 /* The bytes of data_dir's own files: about what a backup takes. */
@@ -217,6 +279,53 @@ static const char *access_hint(int err)
 		       : "";
 }
 
+/* Takes backup_dir/.lock (see prepare()); its descriptor, or -1 with the
+ * reason in res. */
+static int lock_backup_dir(struct backup *b)
+{
+	char path[PATH_MAX + 8];
+	int fd;
+
+	snprintf(path, sizeof path, "%s/.lock", b->dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+		snprintf(b->res.error, sizeof b->res.error, "cannot lock %.500s: %s%s", path,
+			 strerror(errno), access_hint(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* After a complete backup: the oldest complete backups beyond the newest
+ * b->keep are removed (the one just made is the newest). */
+static void remove_old_backups(struct backup *b)
+{
+	struct backup_names l = { NULL, 0, 0, false };
+	char path[PATH_MAX + 64];
+	int lock_fd;
+
+	if (b->keep <= 0 || (lock_fd = lock_backup_dir(b)) < 0)
+		return;
+	if (each_entry(b->dir, add_backup_name, &l) < 0 || l.out_of_memory) {
+		log_warning("backup: old backups in %s were not removed: cannot list them (%s)",
+			    b->dir, l.out_of_memory ? "out of memory" : strerror(errno));
+	} else if (l.count > (size_t)b->keep) {
+		qsort(l.name, l.count, sizeof *l.name, older_first);
+		for (size_t i = 0; i < l.count - (size_t)b->keep; i++) {
+			snprintf(path, sizeof path, "%s/%s", b->dir, l.name[i]);
+			remove_flat_dir(path);
+			log_info("backup: removed %s (backup_keep = %d)", path, b->keep);
+		}
+		sync_dir(b->dir);
+	}
+	close(lock_fd);
+	for (size_t i = 0; i < l.count; i++)
+		free(l.name[i]);
+	free(l.name);
+}
+
 /*
  * backup_dir exists (made, with its parents, and synced into its parent
  * when new); leftover partials are removed, a free name is picked and its
@@ -241,15 +350,9 @@ static int prepare(struct backup *b)
 		snprintf(path, sizeof path, "%s/..", b->dir);
 		sync_dir(path);
 	}
-	snprintf(path, sizeof path, "%s/.lock", b->dir);
-	dir_lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (dir_lock < 0 || flock(dir_lock, LOCK_EX) < 0) {
-		snprintf(res->error, sizeof res->error, "cannot lock %.500s: %s%s", path,
-			 strerror(errno), access_hint(errno));
-		if (dir_lock >= 0)
-			close(dir_lock);
+	dir_lock = lock_backup_dir(b);
+	if (dir_lock < 0)
 		return -1;
-	}
 	each_entry(b->dir, remove_partial, NULL);
 	pick_names(b);
 	if (mkdir(b->partial, 0700) < 0 ||
@@ -304,8 +407,8 @@ static bool copy_store(struct backup *b)
 	store_backup_begin(b->store);
 	ok = store_backup_databases(b->store, b->partial, &b->cancel, res->error,
 				    sizeof res->error) == 0;
-	if (ok && b->pause_ms > 0)
-		usleep((useconds_t)b->pause_ms * 1000);
+	for (int waited = 0; ok && waited < b->pause_ms && !cancelled(b); waited += 10)
+		usleep(10000);
 	ok = ok && store_backup_log_files(b->store, &logs, res->error, sizeof res->error) == 0;
 	for (char **name = logs; ok && name && *name; name++) {
 		if (cancelled(b))
@@ -366,6 +469,7 @@ static void *make_backup(void *arg)
 	}
 	res->bytes = st.bytes;
 	res->ok = true;
+	remove_old_backups(b);
 	goto out;
 failed:
 	remove_flat_dir(b->partial);
@@ -400,13 +504,14 @@ static void on_finished(evutil_socket_t fd, short what, void *arg)
 }
 
 struct backup *backup_new(struct event_base *base, struct store *store, const char *data_dir,
-			  const char *backup_dir)
+			  const char *backup_dir, int keep)
 {
 	struct backup *b = calloc(1, sizeof *b);
 
 	if (!b)
 		return NULL;
 	b->store = store;
+	b->keep = keep;
 	snprintf(b->data_dir, sizeof b->data_dir, "%s", data_dir);
 	snprintf(b->dir, sizeof b->dir, "%s", backup_dir);
 	if (getenv("CAGEHOST_TEST_BACKUP_PAUSE_MS"))

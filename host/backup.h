@@ -17,7 +17,8 @@
  *
  * For tests: CAGEHOST_TEST_BACKUP_PAUSE_MS in the host's environment makes
  * each backup wait that long between the database files and the log
- * files, so that checkpoints surely come meanwhile (tests/e2e/backup.sh).
+ * files, so that checkpoints surely come meanwhile, or a SIGTERM
+ * (tests/e2e/backup.sh).
  */
 #ifndef CAGEHOST_BACKUP_H
 #define CAGEHOST_BACKUP_H
@@ -42,11 +43,16 @@ struct backup_result {
 /* Called on the event loop when a backup has finished or failed. */
 typedef void (*backup_done_fn)(const struct backup_result *res, void *arg);
 
-/* Backups of store, opened on data_dir, into backup_dir (created, with its
+/*
+ * Backups of store, opened on data_dir, into backup_dir (created, with its
  * parents, when the first backup starts); NULL when out of memory or
- * descriptors.  A backup holds the store's files and data_dir/identity. */
+ * descriptors.  A backup holds the store's files and data_dir/identity.
+ * When keep > 0, each complete backup is followed by the removal of the
+ * oldest complete backups in backup_dir beyond the newest keep (whichever
+ * host made them).
+ */
 struct backup *backup_new(struct event_base *base, struct store *store, const char *data_dir,
-			  const char *backup_dir);
+			  const char *backup_dir, int keep);
 
 /* Cancels a backup still running (the host is stopping): it stops after
  * the file it is copying, and its done() says so (res->cancelled). */

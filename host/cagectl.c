@@ -6,7 +6,8 @@
  *   cagectl [-u URL] show ID
  *   cagectl [-u URL] requeue ID
  *   cagectl [-u URL] backup
- *   cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD]
+ *   cagectl [-u URL] delete ID
+ *   cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD] [--requeue | --delete]
  *
  * URL defaults to $CAGEHOST_URL or http://127.0.0.1:8610; a host with a
  * token set needs $CAGEHOST_TOKEN (sent as Authorization: Bearer).  A payload of
@@ -49,7 +50,9 @@ static void usage(int status)
 		"       cagectl [-u URL] show ID\n"
 		"       cagectl [-u URL] requeue ID\n"
 		"       cagectl [-u URL] backup     (a hot backup into the host's backup_dir)\n"
-		"       cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD]   (lists dead calls)\n"
+		"       cagectl [-u URL] delete ID   (forgets a dead call)\n"
+		"       cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD] [--requeue | --delete]\n"
+		"               (lists the dead calls selected; or requeues them, or deletes them)\n"
 		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610;\n"
 		"$CAGEHOST_TOKEN, when set, is sent as Authorization: Bearer TOKEN\n");
 	exit(status);
@@ -301,22 +304,32 @@ static void check_key(const char *key)
 }
 
 /*
- * cagectl dead [-q QUEUE] [-m MODULE] [-f METHOD]: every page of
- * GET /v1/calls?state=dead, one line per call, oldest first.
+ * cagectl dead [-q QUEUE] [-m MODULE] [-f METHOD] [--requeue | --delete]:
+ * every page of GET /v1/calls?state=dead, one line per call, oldest first;
+ * or every page requeued (POST /v1/calls/requeue?state=dead...) or
+ * deleted (DELETE /v1/calls?state=dead...), and how many.
  */
-static int list_dead(const struct target *t, int argc, char **argv, int i)
+static int dead_calls(const struct target *t, int argc, char **argv, int i)
 {
 	static const char *const options[] = { "-q", "-m", "-f" };
 	static const char *const names[] = { "queue", "module", "method" };
 	const char *filters[3] = { NULL, NULL, NULL };
+	const char *action = NULL;	/* "requeued", "deleted"; NULL: list */
 	char path[1024], after[32] = "";
+	long total = 0;
 
-	while (i + 1 < argc && argv[i][0] == '-') {
+	while (i < argc && argv[i][0] == '-') {
 		int k = 0;
 
+		if (!strcmp(argv[i], "--requeue") || !strcmp(argv[i], "--delete")) {
+			if (action)
+				usage(2);
+			action = argv[i++][2] == 'r' ? "requeued" : "deleted";
+			continue;
+		}
 		while (k < 3 && strcmp(argv[i], options[k]) != 0)
 			k++;
-		if (k == 3)
+		if (k == 3 || i + 1 >= argc)
 			usage(2);
 		check_name(names[k], argv[i + 1]);
 		filters[k] = argv[i + 1];
@@ -326,8 +339,11 @@ static int list_dead(const struct target *t, int argc, char **argv, int i)
 		usage(2);
 	do {
 		struct response res = { 0 };
-		size_t n = (size_t)snprintf(path, sizeof path, "/v1/calls?state=dead&limit=1000");
+		size_t n = (size_t)snprintf(path, sizeof path, "/v1/calls%s?state=dead&limit=1000",
+					    action && action[0] == 'r' ? "/requeue" : "");
+		const char *method = !action ? "GET" : action[0] == 'r' ? "POST" : "DELETE";
 		char *next;
+		long count = 0;
 
 		for (int k = 0; k < 3; k++) {
 			if (filters[k])
@@ -336,23 +352,32 @@ static int list_dead(const struct target *t, int argc, char **argv, int i)
 		}
 		if (after[0])
 			snprintf(path + n, sizeof path - n, "&after=%s", after);
-		if (request(t, "GET", path, "", "", 0, &res) < 0)
+		if (request(t, method, path, "", "", 0, &res) < 0)
 			return 3;
 		if (res.status < 200 || res.status > 299) {
 			print_error(&res);
 			free(res.raw);
+			if (action)
+				printf("%s %ld dead call%s before that\n", action, total,
+				       total == 1 ? "" : "s");
 			return 1;
 		}
-		/* the calls' lines, then "next: ID" when there are more */
+		/* the calls' lines (or "requeued: N"), then "next: ID" when
+		 * there are more */
 		next = !strncmp(res.body, "next: ", 6) ? res.body : strstr(res.body, "\nnext: ");
 		if (next && next != res.body)
 			next++;
-		fwrite(res.body, 1, next ? (size_t)(next - res.body) : res.body_len, stdout);
+		if (!action)
+			fwrite(res.body, 1, next ? (size_t)(next - res.body) : res.body_len, stdout);
+		else if (sscanf(res.body, "%*[a-z]: %ld", &count) == 1)
+			total += count;
 		after[0] = '\0';
 		if (next)
 			sscanf(next, "next: %16[0-9a-f]", after);
 		free(res.raw);
 	} while (after[0]);
+	if (action)
+		printf("%s %ld dead call%s\n", action, total, total == 1 ? "" : "s");
 	return 0;
 }
 
@@ -384,7 +409,7 @@ int main(int argc, char **argv)
 		usage(2);
 	cmd = argv[i++];
 	if (!strcmp(cmd, "dead"))
-		return list_dead(&t, argc, argv, i);
+		return dead_calls(&t, argc, argv, i);
 	if (!strcmp(cmd, "call")) {
 		if (argc - i < 2 || argc - i > 3)
 			usage(2);
@@ -422,7 +447,7 @@ int main(int argc, char **argv)
 		if (key)
 			snprintf(headers, sizeof headers, "Idempotency-Key: %s\r\n", key);
 		body = payload_arg(argc, argv, i + 2, &body_len);
-	} else if (!strcmp(cmd, "show") || !strcmp(cmd, "requeue")) {
+	} else if (!strcmp(cmd, "show") || !strcmp(cmd, "requeue") || !strcmp(cmd, "delete")) {
 		if (argc - i != 1)
 			usage(2);
 		check_name("call id", argv[i]);
@@ -441,8 +466,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cagectl: cannot read the payload\n");
 		return 2;
 	}
-	rc = request(&t, (!strcmp(cmd, "show")) ? "GET" : "POST", path, headers, body, body_len,
-		     &res);
+	rc = request(&t, !strcmp(cmd, "show") ? "GET" : !strcmp(cmd, "delete") ? "DELETE" : "POST",
+		     path, headers, body, body_len, &res);
 	free(body);
 	if (rc < 0)
 		return 3;
@@ -460,8 +485,8 @@ int main(int argc, char **argv)
 			       strstr(res.body, "\"duplicate\"") ? " (duplicate: stored earlier)" : "");
 		else
 			fwrite(res.body, 1, res.body_len, stdout);
-	} else if (!strcmp(cmd, "requeue")) {
-		printf("requeued %s\n", argv[argc - 1]);
+	} else if (!strcmp(cmd, "requeue") || !strcmp(cmd, "delete")) {
+		printf("%sd %s\n", cmd, argv[argc - 1]);
 	} else {
 		fwrite(res.body, 1, res.body_len, stdout);
 		if (!strcmp(cmd, "call") && res.body_len && res.body[res.body_len - 1] != '\n' &&

@@ -258,6 +258,12 @@ static int host_key(struct parser *p, const char *key, const char *value)
 		return parse_path(p, key, value, c->plugin_dir, sizeof c->plugin_dir);
 	if (!strcmp(key, "backup_dir"))
 		return parse_path(p, key, value, c->backup_dir, sizeof c->backup_dir);
+	if (!strcmp(key, "backup_keep")) {
+		if (parse_int(p, key, value, 0, 100000, &n) < 0)
+			return -1;
+		c->backup_keep = (int)n;
+		return 0;
+	}
 	if (!strcmp(key, "workers")) {
 		if (parse_int(p, key, value, 1, 256, &n) < 0)
 			return -1;

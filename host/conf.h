@@ -7,6 +7,7 @@
  *   data_dir = /var/lib/cagehost
  *   plugin_dir = /usr/local/lib/cagehost/plugins
  *   backup_dir = /var/lib/cagehost.backups   (default: DATA_DIR.backups)
+ *   backup_keep = 7              (default 0: every backup is kept)
  *   workers = 4
  *
  *   [queue default]
@@ -67,6 +68,7 @@ struct host_conf {
 	char data_dir[PATH_MAX];
 	char plugin_dir[PATH_MAX];
 	char backup_dir[PATH_MAX];	/* where POST /v1/backup puts backups */
+	int backup_keep;		/* complete backups kept there (0: all) */
 	int workers;			/* worker processes */
 	size_t max_body_size;		/* bytes; larger requests get 413 */
 	size_t max_header_size;		/* bytes; larger headers get 431 */

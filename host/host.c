@@ -97,7 +97,8 @@ int host_start(struct host *h)
 	snprintf(cache_dir, sizeof cache_dir, "%s/modules", h->conf.data_dir);
 	h->plugins = h->pool ? plugins_new(h->base, h->pool, h->conf.plugin_dir, cache_dir) : NULL;
 	h->relay = relay_new(h->base, &h->conf, store_has_deliveries(h->store));
-	h->backup = backup_new(h->base, h->store, h->conf.data_dir, h->conf.backup_dir);
+	h->backup = backup_new(h->base, h->store, h->conf.data_dir, h->conf.backup_dir,
+				h->conf.backup_keep);
 	if (!h->batch || !h->pool || !h->plugins || !h->relay || !h->backup) {
 		log_error("cannot start the writer, the workers, the plugin directory, the relay "
 			  "or the backups");

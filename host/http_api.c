@@ -26,6 +26,7 @@
 #include "batch.h"
 #include "clock.h"
 #include "conf.h"
+#include "dead_calls.h"
 #include "duration.h"
 #include "http_api.h"
 #include "http_guard.h"
@@ -94,6 +95,7 @@ struct enqueue_reply {
 	char id[CALL_ID_LEN + 1];
 	bool duplicate;
 	bool not_stored;		/* out of memory recording the call */
+	bool deleted;			/* a dead call deleted (not requeued) */
 };
 
 /* The length of the well-formed UTF-8 sequence at p (RFC 3629: no
@@ -492,14 +494,15 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 }
 
 /*
- * Has done(r) answer r once this turn's writes are on disk; until then r
- * counts as unanswered (http_api_unanswered), and done() uncounts it.
+ * Has done(arg) answer its request once this turn's writes are on disk;
+ * until then it counts as unanswered (http_api_unanswered), and done()
+ * uncounts it.
  */
-static int answer_when_durable(struct enqueue_reply *r, batch_done_fn done)
+static int answer_when_durable(struct http_api *api, batch_done_fn done, void *arg)
 {
-	if (batch_wait(r->api->d.batch, true, done, r) < 0)
+	if (batch_wait(api->d.batch, true, done, arg) < 0)
 		return -1;
-	r->api->replies_waiting++;
+	api->replies_waiting++;
 	return 0;
 }
 
@@ -776,7 +779,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		if (rc == 0) {
 			/* the first call may not be durable yet: answer after the commit */
 			r->duplicate = true;
-			if (answer_when_durable(r, enqueue_committed) < 0)
+			if (answer_when_durable(api, enqueue_committed, r) < 0)
 				goto oom;
 			return;
 		}
@@ -797,7 +800,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	rec.when_ms += delay_ms;
 	snprintf(r->id, sizeof r->id, "%s", rec.id);
 	/* the waiter first: when it cannot wait, nothing is stored */
-	if (answer_when_durable(r, enqueue_committed) < 0) {
+	if (answer_when_durable(api, enqueue_committed, r) < 0) {
 		free(payload);
 		goto oom;
 	}
@@ -980,7 +983,7 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 	int rc;
 
 	if (method == EVHTTP_REQ_GET ? !is_get(req) : evhttp_request_get_command(req) != method) {
-		reply_wrong_method(req, method == EVHTTP_REQ_GET ? "GET, HEAD" : "POST");
+		reply_wrong_method(req, method == EVHTTP_REQ_POST ? "POST" : "GET, HEAD, DELETE");
 		return -1;
 	}
 	if (!valid_id(id)) {
@@ -998,28 +1001,26 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 }
 
 #define LIST_LIMIT_DEFAULT 100
-#define LIST_LIMIT_MAX 1000
-#define LIST_SCAN_MAX 20000	/* records read per request, matching or not */
-#define LIST_SCAN_STEP 200
-#define LIST_TIME_MS 20		/* and for at most about this long (on the loop) */
 
-/* GET /v1/calls?state=dead: the filters, and the page being written. */
+/* The options of a request for a page of dead calls (dead_calls.h). */
+struct dead_page {
+	struct dead_filter filter;
+	const char *after;	/* NULL: from the oldest */
+	int limit;
+};
+
+/* GET /v1/calls?state=dead: the page being written. */
 struct dead_list {
-	const char *queue, *module, *method;	/* NULL: any */
-	int limit, count;
+	int count;
 	bool text;
 	struct evbuffer *out;
 };
 
-static int list_dead_visit(const struct call_record *r, void *arg)
+static void list_dead_visit(const struct call_record *r, void *arg)
 {
 	struct dead_list *l = arg;
 	char enq[CLOCK_ISO_LEN + 1], died[CLOCK_ISO_LEN + 1];
 
-	if ((l->queue && strcmp(l->queue, r->queue)) ||
-	    (l->module && strcmp(l->module, r->module)) ||
-	    (l->method && strcmp(l->method, r->method)))
-		return 0;
 	clock_format_iso(r->enqueued_ms, enq, sizeof enq);
 	clock_format_iso(r->when_ms, died, sizeof died);
 	if (l->text) {
@@ -1039,15 +1040,16 @@ static int list_dead_visit(const struct call_record *r, void *arg)
 		json_field(l->out, "last_error", r->error, true);
 		evbuffer_add_printf(l->out, ", \"payload_bytes\": %zu}", r->payload_len);
 	}
-	return ++l->count >= l->limit;
+	l->count++;
 }
 
 /*
- * Reads the options of GET /v1/calls into l and *after: false, with 400
- * answered, for anything but state=dead and the known filters.
+ * Reads the options of a request for a page of dead calls (GET and DELETE
+ * /v1/calls, POST /v1/calls/requeue) into p: false, with 400 answered, for
+ * anything but state=dead and the known filters.
  */
-static bool list_options(struct evhttp_request *req, struct evkeyvalq *params,
-			 struct dead_list *l, const char **after)
+static bool dead_page_options(struct evhttp_request *req, struct evkeyvalq *params,
+			      struct dead_page *p)
 {
 	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	const char *state = NULL, *limit = NULL;
@@ -1055,16 +1057,17 @@ static bool list_options(struct evhttp_request *req, struct evkeyvalq *params,
 	char *end;
 	long n;
 
+	memset(p, 0, sizeof *p);
 	if (query && evhttp_parse_query_str(query, params) < 0) {
 		reply_error(req, 400, "Bad Request", "malformed query string");
 		return false;
 	}
 	TAILQ_FOREACH(kv, params, next) {
 		const char **slot = !strcmp(kv->key, "state")	 ? &state
-				    : !strcmp(kv->key, "queue")	 ? &l->queue
-				    : !strcmp(kv->key, "module") ? &l->module
-				    : !strcmp(kv->key, "method") ? &l->method
-				    : !strcmp(kv->key, "after")	 ? after
+				    : !strcmp(kv->key, "queue")	 ? &p->filter.queue
+				    : !strcmp(kv->key, "module") ? &p->filter.module
+				    : !strcmp(kv->key, "method") ? &p->filter.method
+				    : !strcmp(kv->key, "after")	 ? &p->after
 				    : !strcmp(kv->key, "limit")	 ? &limit
 								 : NULL;
 
@@ -1081,99 +1084,176 @@ static bool list_options(struct evhttp_request *req, struct evkeyvalq *params,
 	}
 	if (!state || strcmp(state, "dead") != 0) {
 		reply_error(req, 400, "Bad Request",
-			    "/v1/calls lists dead calls only: add state=dead (a pending call is "
+			    "/v1/calls takes dead calls only: add state=dead (a pending call is "
 			    "shown by its id, /v1/calls/ID; all of them by db5.3_dump calls.db)");
 		return false;
 	}
-	if (*after && !valid_id(*after)) {
+	if (p->after && !valid_id(p->after)) {
 		reply_error(req, 400, "Bad Request", "after=%.64s: a call id is 16 lowercase hex "
-			    "digits", *after);
+			    "digits", p->after);
 		return false;
 	}
-	l->limit = LIST_LIMIT_DEFAULT;
+	p->limit = LIST_LIMIT_DEFAULT;
 	if (limit) {
 		errno = 0;
 		n = strtol(limit, &end, 10);
-		if (errno || end == limit || *end || n < 1 || n > LIST_LIMIT_MAX) {
+		if (errno || end == limit || *end || n < 1 || n > DEAD_PAGE_LIMIT_MAX) {
 			reply_error(req, 400, "Bad Request", "limit=%.64s: a number from 1 to %d",
-				    limit, LIST_LIMIT_MAX);
+				    limit, DEAD_PAGE_LIMIT_MAX);
 			return false;
 		}
-		l->limit = (int)n;
+		p->limit = (int)n;
 	}
 	return true;
 }
 
 /*
  * GET /v1/calls?state=dead[&queue=Q][&module=M][&method=F][&after=ID][&limit=N]:
- * dead calls in id (age) order, a page at a time.  "next" is the after= of
- * the next page, null at the end; a page may hold fewer than limit calls
- * when the filters pass most calls over (at most LIST_SCAN_MAX are read).
+ * a page of dead calls in id (age) order; "next" is the after= of the next
+ * page, null at the end (see dead_calls.h).
  */
-static void handle_list(struct http_api *api, struct evhttp_request *req)
+static void handle_list(struct http_api *api, struct evhttp_request *req,
+			const struct dead_page *p)
 {
-	struct dead_list l = { 0 };
-	struct evkeyvalq params;
-	const char *after = NULL;
-	char last[CALL_ID_LEN + 1];
-	int64_t until_ms;
-	int scanned, n = 0;
+	struct dead_list l = { 0, wants_text(req), evbuffer_new() };
+	char next[CALL_ID_LEN + 1];
 
-	TAILQ_INIT(&params);
-	if (!is_get(req)) {
-		reply_wrong_method(req, "GET, HEAD");
-		return;
-	}
-	if (!list_options(req, &params, &l, &after))
-		goto out;
-	l.text = wants_text(req);
-	l.out = evbuffer_new();
 	if (!l.out) {
 		reply_error(req, 500, "Internal Server Error", "out of memory");
-		goto out;
+		return;
 	}
 	if (!l.text)
 		evbuffer_add_printf(l.out, "{\"calls\": [");
 	batch_sync(api->d.batch);
-	/* read in steps, so that a page of few matches stops at LIST_SCAN_MAX
-	 * records or LIST_TIME_MS: its "next" goes on from there */
-	snprintf(last, sizeof last, "%s", after ? after : "");
-	until_ms = clock_mono_ms() + LIST_TIME_MS;
-	for (scanned = 0; l.count < l.limit && scanned < LIST_SCAN_MAX &&
-			  clock_mono_ms() < until_ms;
-	     scanned += n) {
-		char from[CALL_ID_LEN + 1];
-
-		snprintf(from, sizeof from, "%s", last);
-		n = store_scan_calls(api->d.store, TABLE_DEAD, from, LIST_SCAN_STEP,
-				     list_dead_visit, &l, last);
-		if (n < 0) {
-			reply_error(req, 500, "Internal Server Error", "%s",
-				    store_error(api->d.store));
-			goto out;
-		}
-		if (n < LIST_SCAN_STEP && l.count < l.limit) {
-			last[0] = '\0';	/* read to the end */
-			break;
-		}
-	}
-	if (l.text) {
-		if (last[0])
-			evbuffer_add_printf(l.out, "next: %s\n", last);
+	if (dead_calls_list(api->d.store, &p->filter, p->after, p->limit, list_dead_visit, &l,
+			    next) < 0) {
+		reply_error(req, 500, "Internal Server Error", "%s", store_error(api->d.store));
+	} else if (l.text) {
+		if (next[0])
+			evbuffer_add_printf(l.out, "next: %s\n", next);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 				  "text/plain; charset=utf-8");
 		send_reply(req, 200, "OK", l.out);
 	} else {
 		evbuffer_add_printf(l.out, "], \"next\": ");
-		if (last[0])
-			evbuffer_add_printf(l.out, "\"%s\"}\n", last);
+		if (next[0])
+			evbuffer_add_printf(l.out, "\"%s\"}\n", next);
 		else
 			evbuffer_add_printf(l.out, "null}\n");
 		reply_json(req, 200, "OK", l.out);
 	}
-out:
-	if (l.out)
-		evbuffer_free(l.out);
+	evbuffer_free(l.out);
+}
+
+/* A page of dead calls requeued or deleted, answered once on disk. */
+struct dead_page_reply {
+	struct http_api *api;
+	struct evhttp_request *req;
+	const char *done;	/* "requeued", "deleted" */
+	int count;
+	char next[CALL_ID_LEN + 1];
+	bool text;
+};
+
+static void dead_page_committed(bool ok, void *arg)
+{
+	struct dead_page_reply *r = arg;
+	struct evbuffer *body = ok ? evbuffer_new() : NULL;
+
+	r->api->replies_waiting--;
+	if (!ok) {
+		reply_error(r->req, 503, "Service Unavailable", "no call was %s: %s", r->done,
+			    batch_error(r->api->d.batch));
+	} else if (!body) {
+		reply_error(r->req, 500, "Internal Server Error", "out of memory after %d calls "
+			    "were %s", r->count, r->done);
+	} else if (r->text) {
+		evbuffer_add_printf(body, "%s: %d\n", r->done, r->count);
+		if (r->next[0])
+			evbuffer_add_printf(body, "next: %s\n", r->next);
+		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
+				  "text/plain; charset=utf-8");
+		send_reply(r->req, 200, "OK", body);
+	} else {
+		evbuffer_add_printf(body, "{\"%s\": %d, \"next\": ", r->done, r->count);
+		if (r->next[0])
+			evbuffer_add_printf(body, "\"%s\"}\n", r->next);
+		else
+			evbuffer_add_printf(body, "null}\n");
+		reply_json(r->req, 200, "OK", body);
+	}
+	if (body)
+		evbuffer_free(body);
+	free(r);
+}
+
+/*
+ * POST /v1/calls/requeue?state=dead&... and DELETE /v1/calls?state=dead&...
+ * (the options of GET): the dead calls of one page are requeued, or
+ * deleted; 200 {"requeued"|"deleted": N, "next": ...} once that is on disk.
+ */
+static void handle_dead_page(struct http_api *api, struct evhttp_request *req,
+			     const struct dead_page *p, bool requeue)
+{
+	struct dead_page_reply *r = calloc(1, sizeof *r);
+
+	if (!r) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	r->api = api;
+	r->req = req;
+	r->done = requeue ? "requeued" : "deleted";
+	r->text = wants_text(req);
+	batch_sync(api->d.batch);
+	r->count = requeue ? dead_calls_requeue(api->d.store, &p->filter, p->after, p->limit,
+						clock_wall_ms(), r->next)
+			   : dead_calls_delete(api->d.store, &p->filter, p->after, p->limit,
+					       r->next);
+	if (r->count < 0) {
+		/* what this page changed fails with the turn's transaction */
+		reply_error(req, 503, "Service Unavailable", "no call was %s: %s", r->done,
+			    store_error(api->d.store));
+		batch_touch(api->d.batch);
+		free(r);
+		return;
+	}
+	if (r->count > 0) {
+		log_info("%d dead call%s %s (queue %s, module %s, method %s)", r->count,
+			 r->count == 1 ? "" : "s", r->done,
+			 p->filter.queue ? p->filter.queue : "any",
+			 p->filter.module ? p->filter.module : "any",
+			 p->filter.method ? p->filter.method : "any");
+		if (requeue)
+			scheduler_kick(api->d.scheduler);
+	}
+	if (answer_when_durable(api, dead_page_committed, r) < 0) {
+		reply_error(req, 500, "Internal Server Error", "out of memory before the %d calls "
+			    "%s were on disk; GET /v1/calls?state=dead shows what took", r->count,
+			    r->done);
+		free(r);
+	}
+}
+
+/*
+ * /v1/calls: GET lists a page of dead calls, DELETE deletes a page;
+ * /v1/calls/requeue (requeue true): POST requeues a page.
+ */
+static void handle_calls(struct http_api *api, struct evhttp_request *req, bool requeue)
+{
+	enum evhttp_cmd_type method = evhttp_request_get_command(req);
+	struct evkeyvalq params;
+	struct dead_page p;
+
+	TAILQ_INIT(&params);
+	if (requeue ? method != EVHTTP_REQ_POST : !is_get(req) && method != EVHTTP_REQ_DELETE)
+		reply_wrong_method(req, requeue ? "POST" : "GET, HEAD, DELETE");
+	else if (!dead_page_options(req, &params, &p))
+		;	/* answered */
+	else if (requeue || method == EVHTTP_REQ_DELETE)
+		handle_dead_page(api, req, &p, requeue);
+	else
+		handle_list(api, req, &p);
 	evhttp_clear_headers(&params);
 }
 
@@ -1192,61 +1272,71 @@ static void handle_show(struct http_api *api, struct evhttp_request *req, const 
 	free(buf);
 }
 
-static void requeue_committed(bool ok, void *arg)
+static void dead_call_committed(bool ok, void *arg)
 {
 	struct enqueue_reply *r = arg;
 	struct evbuffer *body = ok ? evbuffer_new() : NULL;
 
 	r->api->replies_waiting--;
 	if (body) {
-		evbuffer_add_printf(body, "{\"id\": \"%s\", \"state\": \"pending\"}\n", r->id);
-		reply_json(r->req, 202, "Accepted", body);
+		evbuffer_add_printf(body, "{\"id\": \"%s\", \"state\": \"%s\"}\n", r->id,
+				    r->deleted ? "deleted" : "pending");
+		reply_json(r->req, r->deleted ? 200 : 202, r->deleted ? "OK" : "Accepted", body);
 		evbuffer_free(body);
 	} else if (ok)
 		reply_error(r->req, 500, "Internal Server Error", "out of memory");
 	else
-		reply_error(r->req, 503, "Service Unavailable", "could not requeue %s: %s", r->id,
-			    batch_error(r->api->d.batch));
+		reply_error(r->req, 503, "Service Unavailable", "could not %s %s: %s",
+			    r->deleted ? "delete" : "requeue", r->id, batch_error(r->api->d.batch));
 	free(r);
 }
 
-static void handle_requeue(struct http_api *api, struct evhttp_request *req, const char *id)
+/*
+ * POST /v1/calls/{id}/requeue (requeue true): a dead call becomes pending
+ * again; DELETE /v1/calls/{id}: a dead call is forgotten.  Either is
+ * answered once on disk; 409 for a call that is not dead.
+ */
+static void handle_dead_call(struct http_api *api, struct evhttp_request *req, const char *id,
+			     bool requeue)
 {
+	const char *verb = requeue ? "requeue" : "delete";
 	struct enqueue_reply *r;
 	struct call_record rec;
 	void *buf;
+	int rc;
 
-	if (find_call(api, req, EVHTTP_REQ_POST, id, &rec, &buf) != 0)
+	if (find_call(api, req, requeue ? EVHTTP_REQ_POST : EVHTTP_REQ_DELETE, id, &rec, &buf))
 		return;
 	if (rec.state != CALL_DEAD) {
-		reply_error(req, 409, "Conflict", "call %s is %s, not dead", id,
-			    record_state_name(rec.state));
+		reply_error(req, 409, "Conflict", "call %s is %s, not dead%s", id,
+			    record_state_name(rec.state),
+			    requeue ? "" : ": only dead calls are deleted");
 		free(buf);
 		return;
 	}
 	r = calloc(1, sizeof *r);
-	rec.state = CALL_PENDING;
-	rec.when_ms = clock_wall_ms();
-	/* a requeued call gets a fresh lifetime */
-	rec.enqueued_ms = rec.when_ms;
-	if (!r || store_requeue_dead(api->d.store, &rec) < 0) {
-		reply_error(req, 503, "Service Unavailable", "could not requeue %s: %s", id,
+	rc = !r ? -1
+	     : requeue ? dead_call_requeue(api->d.store, &rec, clock_wall_ms())
+		       : store_delete_dead(api->d.store, &rec);
+	free(buf);
+	if (rc < 0) {
+		reply_error(req, 503, "Service Unavailable", "could not %s %s: %s", verb, id,
 			    r ? store_error(api->d.store) : "out of memory");
 		batch_touch(api->d.batch);
 		free(r);
-		free(buf);
 		return;
 	}
-	free(buf);
 	r->api = api;
 	r->req = req;
+	r->deleted = !requeue;
 	snprintf(r->id, sizeof r->id, "%s", id);
-	log_info("call %s requeued from the dead store", id);
-	scheduler_kick(api->d.scheduler);
-	if (answer_when_durable(r, requeue_committed) < 0) {
-		/* requeued, but it cannot wait for the disk: say so now */
-		reply_error(req, 500, "Internal Server Error", "out of memory before the requeue "
-			    "was on disk; GET /v1/calls/%s shows whether it took", id);
+	log_info("call %s %s from the dead store", id, requeue ? "requeued" : "deleted");
+	if (requeue)
+		scheduler_kick(api->d.scheduler);
+	if (answer_when_durable(api, dead_call_committed, r) < 0) {
+		/* done, but it cannot wait for the disk: say so now */
+		reply_error(req, 500, "Internal Server Error", "out of memory before the %s "
+			    "was on disk; GET /v1/calls/%s shows whether it took", verb, id);
 		free(r);
 	}
 }
@@ -1548,15 +1638,22 @@ static void route(struct evhttp_request *req, void *arg)
 			return;
 		}
 		if (n == 2 && !strcmp(parts[1], "calls")) {
-			handle_list(api, req);
+			handle_calls(api, req, false);
+			return;
+		}
+		if (n == 3 && !strcmp(parts[1], "calls") && !strcmp(parts[2], "requeue")) {
+			handle_calls(api, req, true);
 			return;
 		}
 		if (n == 3 && !strcmp(parts[1], "calls")) {
-			handle_show(api, req, parts[2]);
+			if (evhttp_request_get_command(req) == EVHTTP_REQ_DELETE)
+				handle_dead_call(api, req, parts[2], false);
+			else
+				handle_show(api, req, parts[2]);
 			return;
 		}
 		if (n == 4 && !strcmp(parts[1], "calls") && !strcmp(parts[3], "requeue")) {
-			handle_requeue(api, req, parts[2]);
+			handle_dead_call(api, req, parts[2], true);
 			return;
 		}
 		if (n == 2 && !strcmp(parts[1], "backup")) {

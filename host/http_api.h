@@ -6,6 +6,11 @@
  *   GET  /v1/calls/{id}                        state, attempts, history (JSON;
  *                                              text with Accept: text/plain)
  *   POST /v1/calls/{id}/requeue                a dead call becomes pending again
+ *   DELETE /v1/calls/{id}                      a dead call is forgotten
+ *   GET  /v1/calls?state=dead&...              a page of dead calls (dead_calls.h)
+ *   POST /v1/calls/requeue?state=dead&...      ... requeued
+ *   DELETE /v1/calls?state=dead&...            ... deleted
+ *   POST /v1/backup                            a hot backup (backup.h)
  *   GET  /healthz                              200 "ok"
  *   GET  /metrics                              Prometheus text format
  *

@@ -46,9 +46,11 @@ static void print_conf(const struct host_conf *c)
 {
 	char a[32], b[32], d[32], e[32], address[sizeof c->listen_host + 16];
 
-	printf("listen %s\ndata_dir %s\nplugin_dir %s\nbackup_dir %s\nworkers %d\n",
+	printf("listen %s\ndata_dir %s\nplugin_dir %s\nbackup_dir %s\nbackup_keep %d%s\n"
+	       "workers %d\n",
 	       conf_format_address(c->listen_host, c->listen_port, address, sizeof address),
-	       c->data_dir, c->plugin_dir, c->backup_dir, c->workers);
+	       c->data_dir, c->plugin_dir, c->backup_dir, c->backup_keep,
+	       c->backup_keep ? "" : " (all)", c->workers);
 	for (const struct queue_conf *q = c->queues; q; q = q->next)
 		printf("queue %s: retry_interval %s, retry_factor %g, retry_max_interval %s, "
 		       "retry_jitter %g, lifetime %s, attempt_timeout %s, concurrency %d, "

@@ -970,6 +970,30 @@ int store_requeue_dead(struct store *s, const struct call_record *r)
 	return 0;
 }
 
+static int delete_attempts(struct store *s, const char *id);
+static int find_key(struct store *s, DB *db, const char *key, char id[CALL_ID_LEN + 1]);
+
+int store_delete_dead(struct store *s, const struct call_record *r)
+{
+	char mapped[CALL_ID_LEN + 1];
+
+	if (del(s, s->dead, "delete dead call", r->id, strlen(r->id)) < 0 ||
+	    delete_attempts(s, r->id) < 0)
+		return -1;
+	/* a later call may have taken the key over (after a sweep of this
+	 * one's): that mapping stays */
+	if (r->idem_key[0]) {
+		int rc = find_key(s, s->idem, r->idem_key, mapped);
+
+		if (rc < 0 || (rc == 0 && !strcmp(mapped, r->id) &&
+			       del(s, s->idem, "delete idempotency key", r->idem_key,
+				   strlen(r->idem_key)) < 0))
+			return -1;
+	}
+	s->dead_delta--;
+	return 0;
+}
+
 static void attempt_key(char *key, size_t size, const char *id, uint32_t n)
 {
 	snprintf(key, size, "%s/%04" PRIu32, id, n);

@@ -106,6 +106,12 @@ int store_finish_call(struct store *s, const struct call_record *r, bool was_new
 /* Moves a dead call back to pending, due at r->when_ms. */
 int store_requeue_dead(struct store *s, const struct call_record *r);
 
+/*
+ * Forgets a dead call for good: its record, its attempts, and its
+ * Idempotency-Key (when idem.db still maps that key to this call).
+ */
+int store_delete_dead(struct store *s, const struct call_record *r);
+
 /* Records attempt number n of call id. */
 int store_add_attempt(struct store *s, const char *id, uint32_t n,
 		      const struct attempt_record *a);

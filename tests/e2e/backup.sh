@@ -121,6 +121,46 @@ equal "the restored host still serves" \
 	"$(curl -s -m "$CURL_LIMIT" -o /dev/null -w '%{http_code}' "$COPY/healthz")" 200
 kill -TERM "$copy_pid"
 wait "$copy_pid" 2>/dev/null
+
+# backup_keep: a complete backup is followed by the removal of the oldest
+# beyond the newest N
+sed -i "s|^backup_dir = .*|backup_dir = backups\nbackup_keep = 2|" "$T/copy/cagehost.conf"
+serve_from "$T/copy" "the host on the restored backup, keeping 2 backups"
+copy_pid=$SERVED_PID
+COPY=http://127.0.0.1:$SERVED_PORT
+: > "$T/made"
+for n in 1 2 3 4; do
+	"$CAGECTL" -u "$COPY" backup >> "$T/made" || echo "# backup $n failed"
+done
+equal "4 backups made" "$(grep -c . "$T/made")" 4
+equal "the newest 2 are kept" "$(ls "$T/copy/backups" | tr '\n' ' ')" \
+	"$(tail -2 "$T/made" | sed 's|.*/||' | tr '\n' ' ')"
+check "the log names each backup removed" \
+	test "$(grep -c "backup: removed $T/copy/backups/.* (backup_keep = 2)" "$T/copy/host.log")" = 2
+kill -TERM "$copy_pid"
+wait "$copy_pid" 2>/dev/null
+
+# SIGTERM while a backup is made: it stops, its caller gets 503, and
+# nothing of it is left.  Each backup now waits 60 s before its log files,
+# so the signal surely comes while it runs.
+export CAGEHOST_TEST_BACKUP_PAUSE_MS=60000
+serve_from "$T/copy" "the host on the restored backup, with slow backups"
+unset CAGEHOST_TEST_BACKUP_PAUSE_MS
+copy_pid=$SERVED_PID
+COPY=http://127.0.0.1:$SERVED_PORT
+curl -s -m 100 -o "$T/cut.body" -w '%{http_code}' -X POST "$COPY/v1/backup" > "$T/cut.code" &
+cut_curl=$!
+partial_made() { ls -A "$T/copy/backups" | grep -q '^\.partial-'; }
+wait_until "a backup to be under way" partial_made
+kill -TERM "$copy_pid"
+wait "$cut_curl"
+equal "a backup cut short by SIGTERM answers 503" "$(cat "$T/cut.code")" 503
+contains "saying why" "$(cat "$T/cut.body")" "the host is stopping: the backup was not finished"
+wait "$copy_pid"
+equal "the host then stops cleanly" "$?" 0
+equal "nothing of the backup is left, and the 2 kept stay" \
+	"$(ls -A "$T/copy/backups" | grep -v '^\.lock$' | tr '\n' ' ')" \
+	"$(tail -2 "$T/made" | sed 's|.*/||' | tr '\n' ' ')"
 release_shm "$T/copy"
 check "the first host is still alive" host_alive
 

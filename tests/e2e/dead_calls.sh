@@ -1,8 +1,10 @@
 #!/bin/sh
 # dead_calls.sh - the dead store can be looked through and emptied without
 # knowing the ids: GET /v1/calls?state=dead (filters, pages, JSON or text),
-# `cagectl dead`, requeueing what it lists, and the cagehost_dead_calls
-# gauge following all of it.
+# `cagectl dead`, requeueing what it lists, requeueing and deleting a page
+# at a time (POST /v1/calls/requeue, DELETE /v1/calls, `cagectl dead
+# --requeue / --delete`), deleting one (DELETE /v1/calls/ID), and the
+# cagehost_dead_calls gauge following all of it.
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 
 write_conf "[queue other]"
@@ -59,7 +61,7 @@ equal "pages of 3 list every dead call once, in order" "$(cat "$T/paged")" "$(ca
 check "in 3 or 4 pages" test "$pages" -ge 3 -a "$pages" -le 4
 
 equal "state=pending is refused" "$(status GET "/v1/calls?state=pending")" 400
-contains "saying what is listed" "$(body)" "lists dead calls only"
+contains "saying what it takes" "$(body)" "takes dead calls only"
 equal "an unknown option is refused" "$(status GET "/v1/calls?state=dead&color=red")" 400
 equal "limit=0 is refused" "$(status GET "/v1/calls?state=dead&limit=0")" 400
 equal "a malformed after= is refused" "$(status GET "/v1/calls?state=dead&after=xyz")" 400
@@ -90,5 +92,51 @@ equal "the listing no longer has them" "$(list "state=dead&queue=other")" \
 stop_host
 start_host
 equal "after a restart cagehost_dead_calls is still 5" "$(dead_calls)" 5
+
+# requeue and delete without the ids: a page at a time, or all with cagectl
+dead_ids=$(list "state=dead" | ids_of)
+first=$(printf '%s\n' "$dead_ids" | sed -n 1p)
+second=$(printf '%s\n' "$dead_ids" | sed -n 2p)
+third=$(printf '%s\n' "$dead_ids" | sed -n 3p)
+pending=$(tail -1 "$T/ids")
+equal "a pending call is not deleted" "$(status DELETE "/v1/calls/$pending")" 409
+contains "saying why" "$(body)" "is pending, not dead: only dead calls are deleted"
+equal "a dead call is deleted by its id" "$(status DELETE "/v1/calls/$first")" 200
+equal "which says so" "$(body)" "{\"id\": \"$first\", \"state\": \"deleted\"}"
+equal "and it is gone" "$(status GET "/v1/calls/$first")" 404
+equal "with its history" "$(status DELETE "/v1/calls/$first")" 404
+equal "cagehost_dead_calls drops to 4" "$(dead_calls)" 4
+equal "a requeue that selects nothing" "$(status POST "/v1/calls/requeue?state=dead&module=billing")" 200
+equal "requeues nothing" "$(body)" '{"requeued": 0, "next": null}'
+equal "a page of 2 is requeued" "$(status POST "/v1/calls/requeue?state=dead&limit=2")" 200
+equal "saying how many and where the next page starts" "$(body)" \
+	"{\"requeued\": 2, \"next\": \"$third\"}"
+equal "its calls are pending" "$(field "$second" state) $(field "$third" state)" "pending pending"
+equal "cagehost_dead_calls drops to 2" "$(dead_calls)" 2
+equal "GET is no requeue" "$(status GET "/v1/calls/requeue?state=dead")" 405
+equal "a requeue takes state=dead" "$(status POST "/v1/calls/requeue?module=echo")" 400
+equal "cagectl dead --delete deletes the rest" "$("$CAGECTL" dead --delete)" "deleted 2 dead calls"
+equal "cagehost_dead_calls drops to 0" "$(dead_calls)" 0
+equal "none is left" "$(list "state=dead")" '{"calls": [], "next": null}'
+equal "cagectl dead --requeue with none" "$("$CAGECTL" dead --requeue -m echo)" \
+	"requeued 0 dead calls"
+"$CAGECTL" dead --requeue --delete > /dev/null 2>&1
+equal "--requeue and --delete together are a usage error" "$?" 2
+
+# a deleted call's Idempotency-Key is free again
+mv "$T/echo.so.away" "$T/plugins/echo.so"
+keyed() {
+	curl -s -m "$CURL_LIMIT" -H "Idempotency-Key: dead-key" -d x "$URL/v1/enqueue/default/echo/fail" |
+		sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p'
+}
+wait_until "echo to be back" log_has "loaded echo@.*methods" || bail "echo did not come back"
+key_id=$(keyed)
+wait_until "the keyed call to die" state_is "$key_id" dead
+equal "the key names the dead call" "$(keyed)" "$key_id"
+equal "cagectl delete deletes it" "$("$CAGECTL" delete "$key_id")" "deleted $key_id"
+"$CAGECTL" delete "$key_id" > /dev/null 2>&1
+equal "a second delete finds no call (exit 1)" "$?" 1
+new_id=$(keyed)
+check "the key then makes a new call" test -n "$new_id" -a "$new_id" != "$key_id"
 
 done_testing

@@ -74,6 +74,7 @@ START_TEST(empty_config_gives_the_documented_defaults)
 	ck_assert_int_eq(c.listen_port, 8610);
 	ck_assert_str_eq(c.data_dir, DATADIR_DEFAULT);
 	ck_assert_str_eq(c.backup_dir, DATADIR_DEFAULT ".backups");
+	ck_assert_int_eq(c.backup_keep, 0);
 	q = conf_queue(&c, "default");
 	ck_assert_ptr_nonnull(q);
 	ck_assert_int_eq(q->retry.interval_ms, 60000);
@@ -147,6 +148,7 @@ START_TEST(config_errors_name_file_and_line)
 		{ "[host]\nbogus = 1\n", "t.conf:2: unknown key 'bogus' in [host]" },
 		{ "[host]\nworkers = many\n", "t.conf:2: workers: 'many' is not a whole number" },
 		{ "[host]\nworkers = 0\n", "t.conf:2: workers: 0 is out of range 1..256" },
+		{ "[host]\nbackup_keep = -1\n", "t.conf:2: backup_keep: -1 is out of range 0..100000" },
 		{ "[queue q]\nretry_interval = 60\n", "t.conf:2: retry_interval: duration '60' has no unit" },
 		{ "[queue q]\n\n\nretry_factor = 0.5\n", "t.conf:4: retry_factor: '0.5' is not a number from 1 to 100" },
 		{ "[queue q]\nretry_jitter = 1.5\n", "t.conf:2: retry_jitter: '1.5' is not a number from 0 to 1" },

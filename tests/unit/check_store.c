@@ -2,8 +2,8 @@
  * check_store.c - unit tests of the ELF completeness check
  * (host/elf_check.c) on real shared objects built by the build, and of the
  * Berkeley DB store (host/store.c) in a fresh temporary environment, and of
- * the group commit on it (host/batch.c), and of hot backups of it
- * (host/backup.c).
+ * the group commit on it (host/batch.c), of hot backups of it
+ * (host/backup.c), and of pages of its dead calls (host/dead_calls.c).
  */
 #include <check.h>
 #include <stdio.h>
@@ -17,6 +17,7 @@
 #include "../../host/backup.h"
 #include "../../host/batch.h"
 #include "../../host/clock.h"
+#include "../../host/dead_calls.h"
 #include "../../host/elf_check.h"
 #include "../../host/store.h"
 
@@ -311,6 +312,130 @@ START_TEST(idempotency_keys_find_the_first_call)
 	ck_assert_int_eq(store_find_idem(s, "order-42", id), 0);
 	ck_assert_str_eq(id, "00000000000000aa");
 	ck_assert_int_eq(store_find_idem(s, "order-43", id), 1);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+/* Adds call id of module as dead after `attempts` attempts (at most 5 of
+ * them recorded), with Idempotency-Key key unless NULL. */
+static void add_dead(struct store *s, const char *id, const char *module, uint32_t attempts,
+		     const char *key)
+{
+	struct attempt_record a = { 1000, "1+00000000", OUTCOME_RETRY, "no" };
+	struct call_record r;
+	void *buf;
+
+	add(s, id, 1000, key);
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, id, &r, &buf), 0);
+	snprintf(r.module, sizeof r.module, "%s", module);
+	r.state = CALL_DEAD;
+	r.attempts = attempts;
+	ck_assert_int_eq(store_finish_call(s, &r, false), 0);
+	free(buf);
+	for (uint32_t n = 1; n <= attempts && n <= 5; n++)
+		ck_assert_int_eq(store_add_attempt(s, id, n, &a), 0);
+}
+
+static void count_attempt(uint32_t n, const struct attempt_record *a, void *arg)
+{
+	(void)n;
+	(void)a;
+	(*(int *)arg)++;
+}
+
+static int attempts_of(struct store *s, const char *id)
+{
+	int n = 0;
+
+	ck_assert_int_eq(store_list_attempts(s, id, count_attempt, &n), 0);
+	return n;
+}
+
+START_TEST(dead_pages_requeue_and_delete_what_the_filter_selects)
+{
+	struct store *s = open_store();
+	struct dead_filter billing = { NULL, "billing", NULL }, any = { NULL, NULL, NULL };
+	char next[CALL_ID_LEN + 1];
+	struct call_record r;
+	void *buf;
+
+	add_dead(s, "00000000000000a1", "billing", 3, NULL);
+	add_dead(s, "00000000000000a2", "echo", 3, NULL);
+	add_dead(s, "00000000000000a3", "billing", 3, NULL);
+	add_dead(s, "00000000000000a4", "billing", 3, NULL);
+	ck_assert_int_eq(store_commit(s), 0);
+	/* a page of 2 billing calls, then the last one, then the end */
+	ck_assert_int_eq(dead_calls_delete(s, &billing, NULL, 2, next), 2);
+	ck_assert_str_eq(next, "00000000000000a3");
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000a1", &r, &buf), 1);
+	ck_assert_int_eq(attempts_of(s, "00000000000000a1"), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000a2", &r, &buf), 0);
+	free(buf);
+	ck_assert_int_eq(attempts_of(s, "00000000000000a2"), 3);
+	ck_assert_int_eq(dead_calls_delete(s, &billing, next, 2, next), 1);
+	ck_assert_str_eq(next, "");
+	ck_assert_int_eq(store_commit(s), 0);
+	/* what is left (echo's) is requeued: pending again, due now, with a
+	 * fresh lifetime and its attempts kept */
+	ck_assert_int_eq(dead_calls_requeue(s, &any, NULL, 100, 5000, next), 1);
+	ck_assert_str_eq(next, "");
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000a2", &r, &buf), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "00000000000000a2", &r, &buf), 0);
+	ck_assert_int_eq(r.state, CALL_PENDING);
+	ck_assert_int_eq(r.when_ms, 5000);
+	ck_assert_int_eq(r.enqueued_ms, 5000);
+	ck_assert_int_eq(r.attempts, 3);
+	free(buf);
+	ck_assert_int_eq(dead_calls_requeue(s, &any, NULL, 100, 5000, next), 0);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+/* a page of deletes ends before it outgrows one transaction's locks */
+START_TEST(a_dead_page_ends_at_its_writes_budget)
+{
+	struct store *s = open_store();
+	struct dead_filter any = { NULL, NULL, NULL };
+	char next[CALL_ID_LEN + 1];
+
+	add_dead(s, "00000000000000b1", "echo", DEAD_PAGE_WRITES_MAX / 2, NULL);
+	add_dead(s, "00000000000000b2", "echo", DEAD_PAGE_WRITES_MAX / 2, NULL);
+	add_dead(s, "00000000000000b3", "echo", 1, NULL);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(dead_calls_delete(s, &any, NULL, 100, next), 2);
+	ck_assert_str_eq(next, "00000000000000b2");
+	ck_assert_int_eq(dead_calls_delete(s, &any, next, 100, next), 1);
+	ck_assert_int_eq(store_commit(s), 0);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+/* a deleted call's key is free again, unless a later call took it over */
+START_TEST(deleting_a_dead_call_frees_only_its_own_key)
+{
+	struct store *s = open_store();
+	char id[CALL_ID_LEN + 1];
+	struct call_record r;
+	void *buf;
+
+	add_dead(s, "00000000000000c1", "echo", 1, "mine");
+	add_dead(s, "00000000000000c2", "echo", 1, "taken");
+	add(s, "00000000000000c3", 1000, "taken");	/* after a sweep of c2's key, say */
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000c1", &r, &buf), 0);
+	ck_assert_int_eq(store_delete_dead(s, &r), 0);
+	free(buf);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000c2", &r, &buf), 0);
+	ck_assert_int_eq(store_delete_dead(s, &r), 0);
+	free(buf);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_find_idem(s, "mine", id), 1);
+	ck_assert_int_eq(store_find_idem(s, "taken", id), 0);
+	ck_assert_str_eq(id, "00000000000000c3");
 	store_close(&s);
 	remove_dir();
 }
@@ -690,7 +815,7 @@ START_TEST(a_backup_is_a_data_dir_with_every_commit)
 	FILE *f;
 
 	snprintf(backups, sizeof backups, "%s/backups", dir);
-	b = backup_new(base, s, dir, backups);
+	b = backup_new(base, s, dir, backups, 0);
 	ck_assert_ptr_nonnull(b);
 	add(s, "0000000000000001", 5000, "k1");
 	add(s, "0000000000000002", 6000, NULL);
@@ -750,7 +875,7 @@ START_TEST(a_backup_dir_that_cannot_be_made_is_an_error)
 	struct store *s = open_store();
 	struct event_base *base = event_base_new();
 	struct backup_result res;
-	struct backup *b = backup_new(base, s, dir, "/proc/cagehost-no-such-dir");
+	struct backup *b = backup_new(base, s, dir, "/proc/cagehost-no-such-dir", 0);
 
 	ck_assert_ptr_nonnull(b);
 	res = backup_to_end(base, b);
@@ -786,6 +911,9 @@ Suite *store_suite(void)
 	tcase_add_test(tc, ids_increase_across_restarts);
 	tcase_add_test(tc, second_host_on_the_same_dir_is_refused);
 	tcase_add_test(tc, data_dir_is_created_with_its_parents);
+	tcase_add_test(tc, dead_pages_requeue_and_delete_what_the_filter_selects);
+	tcase_add_test(tc, a_dead_page_ends_at_its_writes_budget);
+	tcase_add_test(tc, deleting_a_dead_call_frees_only_its_own_key);
 	tcase_add_test(tc, batch_undo_drops_only_the_writes_after_the_mark);
 	tcase_add_test(tc, a_backup_is_a_data_dir_with_every_commit);
 	tcase_add_test(tc, a_backup_dir_that_cannot_be_made_is_an_error);

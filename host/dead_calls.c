@@ -1,0 +1,165 @@
+/*
+ * dead_calls.c - pages of the dead store for operators: list, requeue,
+ * delete (contract in dead_calls.h).
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "dead_calls.h"
+#include "store.h"
+
+#define SCAN_STEP 200	/* records per store read, between two looks at the clock */
+
+/* A page being read: the filter and what is done with each match. */
+struct page {
+	const struct dead_filter *filter;
+	int limit, count;
+	bool (*visit)(const struct call_record *r, void *arg);	/* true: last one */
+	void *arg;
+};
+
+static bool selected(const struct dead_filter *f, const struct call_record *r)
+{
+	return (!f->queue || !strcmp(f->queue, r->queue)) &&
+	       (!f->module || !strcmp(f->module, r->module)) &&
+	       (!f->method || !strcmp(f->method, r->method));
+}
+
+static int page_visit(const struct call_record *r, void *arg)
+{
+	struct page *p = arg;
+
+	if (!selected(p->filter, r))
+		return 0;
+	if (p->visit(r, p->arg))
+		p->limit = p->count + 1;
+	return ++p->count >= p->limit;
+}
+
+/* dead_calls_list() with a visit() that may end the page early. */
+static int read_page(struct store *s, const struct dead_filter *f, const char *after, int limit,
+		     bool (*visit)(const struct call_record *r, void *arg), void *arg,
+		     char next[CALL_ID_LEN + 1])
+{
+	struct page p = { f, limit, 0, visit, arg };
+	int64_t until_ms = clock_mono_ms() + DEAD_PAGE_MS;
+	int scanned = 0;
+
+	snprintf(next, CALL_ID_LEN + 1, "%s", after ? after : "");
+	while (p.count < p.limit && scanned < DEAD_PAGE_SCAN_MAX && clock_mono_ms() < until_ms) {
+		char from[CALL_ID_LEN + 1];
+		int n;
+
+		snprintf(from, sizeof from, "%s", next);
+		n = store_scan_calls(s, TABLE_DEAD, from, SCAN_STEP, page_visit, &p, next);
+		if (n < 0)
+			return -1;
+		if (n < SCAN_STEP && p.count < p.limit) {
+			next[0] = '\0';	/* read to the end */
+			break;
+		}
+		scanned += n;
+	}
+	return p.count;
+}
+
+/* A listing's visit: never ends the page early. */
+struct list_visit {
+	void (*visit)(const struct call_record *r, void *arg);
+	void *arg;
+};
+
+static bool visit_all(const struct call_record *r, void *arg)
+{
+	struct list_visit *v = arg;
+
+	v->visit(r, v->arg);
+	return false;
+}
+
+int dead_calls_list(struct store *s, const struct dead_filter *f, const char *after, int limit,
+		    void (*visit)(const struct call_record *r, void *arg), void *arg,
+		    char next[CALL_ID_LEN + 1])
+{
+	struct list_visit v = { visit, arg };
+
+	return read_page(s, f, after, limit, visit_all, &v, next);
+}
+
+int dead_call_requeue(struct store *s, struct call_record *r, int64_t now_ms)
+{
+	r->state = CALL_PENDING;
+	r->when_ms = now_ms;
+	r->enqueued_ms = now_ms;
+	return store_requeue_dead(s, r);
+}
+
+static int delete_one(struct store *s, struct call_record *r, int64_t now_ms)
+{
+	(void)now_ms;
+	return store_delete_dead(s, r);
+}
+
+/* The ids of a page's calls: nothing is changed while the store is read. */
+struct page_ids {
+	char id[DEAD_PAGE_LIMIT_MAX][CALL_ID_LEN + 1];
+	int count;
+	bool with_attempts;	/* their attempts are deleted too */
+	long writes;		/* records the page will change */
+};
+
+static bool collect_id(const struct call_record *r, void *arg)
+{
+	struct page_ids *ids = arg;
+
+	snprintf(ids->id[ids->count++], CALL_ID_LEN + 1, "%s", r->id);
+	ids->writes += 2 + (ids->with_attempts ? (long)r->attempts : 0);
+	return ids->writes >= DEAD_PAGE_WRITES_MAX;
+}
+
+/* Applies act to each call of a page; returns how many, or -1. */
+static int act_on_page(struct store *s, const struct dead_filter *f, const char *after,
+		       int limit, int (*act)(struct store *, struct call_record *, int64_t),
+		       int64_t now_ms, char next[CALL_ID_LEN + 1])
+{
+	struct page_ids ids_on_stack;	/* 17 KB */
+	struct page_ids *ids = &ids_on_stack;
+	int done = 0;
+
+	ids->count = 0;
+	ids->with_attempts = act == delete_one;
+	ids->writes = 0;
+	if (limit > DEAD_PAGE_LIMIT_MAX)
+		limit = DEAD_PAGE_LIMIT_MAX;
+	if (read_page(s, f, after, limit, collect_id, ids, next) < 0)
+		done = -1;
+	for (int i = 0; done >= 0 && i < ids->count; i++) {
+		struct call_record r;
+		void *buf;
+		int rc = store_get_call(s, TABLE_DEAD, ids->id[i], &r, &buf);
+
+		if (rc > 0)
+			continue;
+		if (rc == 0) {
+			rc = act(s, &r, now_ms);
+			free(buf);
+		}
+		done = rc < 0 ? -1 : done + 1;
+	}
+	return done;
+}
+
+int dead_calls_requeue(struct store *s, const struct dead_filter *f, const char *after,
+		       int limit, int64_t now_ms, char next[CALL_ID_LEN + 1])
+{
+	return act_on_page(s, f, after, limit, dead_call_requeue, now_ms, next);
+}
+
+int dead_calls_delete(struct store *s, const struct dead_filter *f, const char *after,
+		      int limit, char next[CALL_ID_LEN + 1])
+{
+	return act_on_page(s, f, after, limit, delete_one, 0, next);
+}
