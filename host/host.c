@@ -81,6 +81,16 @@ static void on_plugins_ready(void *arg)
 		 PACKAGE_VERSION, h->conf.data_dir, h->conf.plugin_dir, h->conf.workers);
 }
 
+/* Every second: how many lines each log budget left out of a storm now
+ * over (log.h), so that the count is not lost when no line follows. */
+static void report_left_out(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_budgets_report(false);
+}
+
 int host_start(struct host *h)
 {
 	struct worker_limits limits = { h->conf.worker_memory_limit, h->conf.worker_cpu_limit_ms,
@@ -89,6 +99,11 @@ int host_start(struct host *h)
 
 	if (store_open(&h->store, h->conf.data_dir, err, sizeof err) < 0) {
 		log_error("%s", err);
+		return -1;
+	}
+	h->left_out_timer = event_new(h->base, -1, EV_PERSIST, report_left_out, NULL);
+	if (!h->left_out_timer || event_add(h->left_out_timer, &(struct timeval){ 1, 0 }) < 0) {
+		log_error("cannot start a timer: out of memory");
 		return -1;
 	}
 	h->batch = batch_new(h->base, h->store);
@@ -159,6 +174,10 @@ void host_free(struct host *h)
 	pool_free(&h->pool);
 	batch_free(&h->batch);
 	backup_free(&h->backup);
+	if (h->left_out_timer)
+		event_free(h->left_out_timer);
+	h->left_out_timer = NULL;
+	log_budgets_report(true);
 	store_close(&h->store);
 	if (h->base)
 		event_base_free(h->base);

@@ -34,6 +34,7 @@ struct host {
 	struct backup *backup;		/* POST /v1/backup */
 	struct scheduler *scheduler;
 	struct http_api *http;
+	struct event *left_out_timer;	/* log_budgets_report() every second */
 	bool serving;
 	bool stopping;			/* host_begin_stop() was called */
 };

@@ -67,13 +67,17 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The budgets used so far, for log_budgets_report(). */
+static pthread_mutex_t budgets_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct log_budget *budgets;
+
 void log_msg_budget(struct log_budget *b, enum log_level level, const char *fmt, ...)
 {
 	int64_t second = clock_mono_ms() / 1000;
 	uint64_t dropped = 0;
 	char suffix[96] = "";
 	va_list ap;
-	bool logs;
+	bool logs, list;
 
 	if (level > max_level)
 		return;
@@ -89,8 +93,17 @@ void log_msg_budget(struct log_budget *b, enum log_level level, const char *fmt,
 		b->dropped = 0;
 	} else {
 		b->dropped++;
+		b->level = level;
 	}
+	list = !b->listed;
+	b->listed = true;
 	pthread_mutex_unlock(&b->lock);
+	if (list) {
+		pthread_mutex_lock(&budgets_lock);
+		b->next = budgets;
+		budgets = b;
+		pthread_mutex_unlock(&budgets_lock);
+	}
 	if (!logs)
 		return;
 	if (dropped)
@@ -99,4 +112,27 @@ void log_msg_budget(struct log_budget *b, enum log_level level, const char *fmt,
 	va_start(ap, fmt);
 	log_line(level, suffix, fmt, ap);
 	va_end(ap);
+}
+
+void log_budgets_report(bool all)
+{
+	int64_t second = clock_mono_ms() / 1000;
+
+	pthread_mutex_lock(&budgets_lock);
+	for (struct log_budget *b = budgets; b; b = b->next) {
+		uint64_t dropped = 0;
+		enum log_level level;
+
+		pthread_mutex_lock(&b->lock);
+		if (b->dropped && (all || second != b->second)) {
+			dropped = b->dropped;
+			b->dropped = 0;
+		}
+		level = b->level;
+		pthread_mutex_unlock(&b->lock);
+		if (dropped)
+			log_msg(level, "%llu more %s were not logged (over %d a second)",
+				(unsigned long long)dropped, b->kind, b->per_second);
+	}
+	pthread_mutex_unlock(&budgets_lock);
 }

@@ -208,7 +208,8 @@ static void after_commit(bool ok, void *arg)
 	int64_t retry_ms = ok && !a->outcome_lost ? a->retry_ms : 0;
 
 	if (!ok || a->outcome_lost) {
-		static struct log_budget budget = LOG_BUDGET(20);
+		static struct log_budget budget =
+			LOG_BUDGET(20, "warnings of outcomes not stored");
 
 		log_msg_budget(&budget, LOG_WARNING, "call %s: the outcome of attempt %u was not "
 			       "stored; it will run again", a->rec.id, a->rec.attempts + 1);

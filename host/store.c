@@ -681,7 +681,7 @@ static const char *free_space_note(const char *dir)
 
 static void bdb_message(const DB_ENV *env, const char *prefix, const char *msg)
 {
-	static struct log_budget budget = LOG_BUDGET(20);
+	static struct log_budget budget = LOG_BUDGET(20, "Berkeley DB messages");
 
 	(void)env;
 	log_msg_budget(&budget, LOG_ERROR, "%s: %s", prefix, msg);

@@ -45,7 +45,7 @@ static void name_job(const struct job *job, char *out, size_t size)
 /* Logs the line gathered so far. */
 static void emit_line(struct worker_output *o, const char *job_name)
 {
-	static struct log_budget budget = LOG_BUDGET(PRINTED_PER_SECOND);
+	static struct log_budget budget = LOG_BUDGET(PRINTED_PER_SECOND, "lines printed by plugins");
 	char clean[LINE_MAX_BYTES + 1];
 
 	o->line[o->line_len] = '\0';
