@@ -8,6 +8,7 @@
  *   cagectl [-u URL] backup
  *   cagectl [-u URL] delete ID
  *   cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD] [--requeue | --delete]
+ *   cagectl [-u URL] pending [-q QUEUE] [-m MODULE] [-f METHOD]
  *
  * URL defaults to $CAGEHOST_URL or http://127.0.0.1:8610; a host with a
  * token set needs $CAGEHOST_TOKEN (sent as Authorization: Bearer).  A payload of
@@ -53,6 +54,8 @@ static void usage(int status)
 		"       cagectl [-u URL] delete ID   (forgets a dead call)\n"
 		"       cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD] [--requeue | --delete]\n"
 		"               (lists the dead calls selected; or requeues them, or deletes them)\n"
+		"       cagectl [-u URL] pending [-q QUEUE] [-m MODULE] [-f METHOD]\n"
+		"               (lists the calls waiting for a retry or a delay)\n"
 		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610;\n"
 		"$CAGEHOST_TOKEN, when set, is sent as Authorization: Bearer TOKEN\n");
 	exit(status);
@@ -304,12 +307,13 @@ static void check_key(const char *key)
 }
 
 /*
- * cagectl dead [-q QUEUE] [-m MODULE] [-f METHOD] [--requeue | --delete]:
- * every page of GET /v1/calls?state=dead, one line per call, oldest first;
- * or every page requeued (POST /v1/calls/requeue?state=dead...) or
- * deleted (DELETE /v1/calls?state=dead...), and how many.
+ * cagectl dead|pending [-q QUEUE] [-m MODULE] [-f METHOD]: every page of
+ * GET /v1/calls?state=STATE, one line per call, oldest first; and
+ * cagectl dead ... --requeue | --delete: every page of dead calls requeued
+ * (POST /v1/calls/requeue?state=dead...) or deleted (DELETE
+ * /v1/calls?state=dead...), and how many.
  */
-static int dead_calls(const struct target *t, int argc, char **argv, int i)
+static int page_calls(const struct target *t, const char *state, int argc, char **argv, int i)
 {
 	static const char *const options[] = { "-q", "-m", "-f" };
 	static const char *const names[] = { "queue", "module", "method" };
@@ -322,7 +326,7 @@ static int dead_calls(const struct target *t, int argc, char **argv, int i)
 		int k = 0;
 
 		if (!strcmp(argv[i], "--requeue") || !strcmp(argv[i], "--delete")) {
-			if (action)
+			if (action || strcmp(state, "dead") != 0)
 				usage(2);
 			action = argv[i++][2] == 'r' ? "requeued" : "deleted";
 			continue;
@@ -339,8 +343,8 @@ static int dead_calls(const struct target *t, int argc, char **argv, int i)
 		usage(2);
 	do {
 		struct response res = { 0 };
-		size_t n = (size_t)snprintf(path, sizeof path, "/v1/calls%s?state=dead&limit=1000",
-					    action && action[0] == 'r' ? "/requeue" : "");
+		size_t n = (size_t)snprintf(path, sizeof path, "/v1/calls%s?state=%s&limit=1000",
+					    action && action[0] == 'r' ? "/requeue" : "", state);
 		const char *method = !action ? "GET" : action[0] == 'r' ? "POST" : "DELETE";
 		char *next;
 		long count = 0;
@@ -408,8 +412,8 @@ int main(int argc, char **argv)
 	if (i >= argc)
 		usage(2);
 	cmd = argv[i++];
-	if (!strcmp(cmd, "dead"))
-		return dead_calls(&t, argc, argv, i);
+	if (!strcmp(cmd, "dead") || !strcmp(cmd, "pending"))
+		return page_calls(&t, cmd, argc, argv, i);
 	if (!strcmp(cmd, "call")) {
 		if (argc - i < 2 || argc - i > 3)
 			usage(2);

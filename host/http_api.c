@@ -24,9 +24,9 @@
 
 #include "backup.h"
 #include "batch.h"
+#include "call_pages.h"
 #include "clock.h"
 #include "conf.h"
-#include "dead_calls.h"
 #include "duration.h"
 #include "http_api.h"
 #include "http_guard.h"
@@ -1002,40 +1002,51 @@ static int find_call(struct http_api *api, struct evhttp_request *req,
 
 #define LIST_LIMIT_DEFAULT 100
 
-/* The options of a request for a page of dead calls (dead_calls.h). */
-struct dead_page {
-	struct dead_filter filter;
+/* The options of a request for a page of calls (call_pages.h). */
+struct call_page {
+	struct call_filter filter;
 	const char *after;	/* NULL: from the oldest */
 	int limit;
+	bool dead;		/* state=dead; else state=pending */
 };
 
-/* GET /v1/calls?state=dead: the page being written. */
-struct dead_list {
+/* GET /v1/calls?state=...: the page being written. */
+struct call_list {
+	const struct scheduler *scheduler;
 	int count;
 	bool text;
 	struct evbuffer *out;
 };
 
-static void list_dead_visit(const struct call_record *r, void *arg)
+static void list_call_visit(const struct call_record *r, void *arg)
 {
-	struct dead_list *l = arg;
-	char enq[CLOCK_ISO_LEN + 1], died[CLOCK_ISO_LEN + 1];
+	struct call_list *l = arg;
+	bool dead = r->state == CALL_DEAD;
+	const char *state = dead ? "dead"
+			    : scheduler_is_running(l->scheduler, r->id) ? "running" : "pending";
+	char enq[CLOCK_ISO_LEN + 1], when[CLOCK_ISO_LEN + 1];
 
 	clock_format_iso(r->enqueued_ms, enq, sizeof enq);
-	clock_format_iso(r->when_ms, died, sizeof died);
+	clock_format_iso(r->when_ms, when, sizeof when);
 	if (l->text) {
-		evbuffer_add_printf(l->out, "%s  %s  %s.%s  attempts=%" PRIu32 "  died=%s  %s\n",
-				    r->id, r->queue, r->module, r->method, r->attempts, died,
-				    r->error);
+		evbuffer_add_printf(l->out, "%s  %s  %s.%s  attempts=%" PRIu32 "  %s=%s%s  %s\n",
+				    r->id, r->queue, r->module, r->method, r->attempts,
+				    dead ? "died" : "next", when,
+				    strcmp(state, "running") ? "" : "  running",
+				    r->error[0] ? r->error : "-");
 	} else {
 		evbuffer_add_printf(l->out, "%s{", l->count ? ", " : "");
 		json_field(l->out, "id", r->id, false);
+		if (!dead)
+			json_field(l->out, "state", state, true);
+		if (r->cage[0])
+			json_field(l->out, "cage", r->cage, true);
 		json_field(l->out, "queue", r->queue, true);
 		json_field(l->out, "module", r->module, true);
 		json_field(l->out, "method", r->method, true);
 		evbuffer_add_printf(l->out, ", \"attempts\": %" PRIu32, r->attempts);
 		json_field(l->out, "enqueued", enq, true);
-		json_field(l->out, "finished", died, true);
+		json_field(l->out, dead ? "finished" : "next_attempt", when, true);
 		json_field(l->out, "version", r->version, true);
 		json_field(l->out, "last_error", r->error, true);
 		evbuffer_add_printf(l->out, ", \"payload_bytes\": %zu}", r->payload_len);
@@ -1044,12 +1055,12 @@ static void list_dead_visit(const struct call_record *r, void *arg)
 }
 
 /*
- * Reads the options of a request for a page of dead calls (GET and DELETE
+ * Reads the options of a request for a page of calls (GET and DELETE
  * /v1/calls, POST /v1/calls/requeue) into p: false, with 400 answered, for
- * anything but state=dead and the known filters.
+ * a state other than dead or pending, or an unknown option.
  */
-static bool dead_page_options(struct evhttp_request *req, struct evkeyvalq *params,
-			      struct dead_page *p)
+static bool call_page_options(struct evhttp_request *req, struct evkeyvalq *params,
+			      struct call_page *p)
 {
 	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	const char *state = NULL, *limit = NULL;
@@ -1073,7 +1084,7 @@ static bool dead_page_options(struct evhttp_request *req, struct evkeyvalq *para
 
 		if (!slot) {
 			reply_error(req, 400, "Bad Request", "unknown option %.64s; /v1/calls takes "
-				    "state=dead, queue, module, method, after and limit", kv->key);
+				    "state, queue, module, method, after and limit", kv->key);
 			return false;
 		}
 		if (*slot) {
@@ -1082,12 +1093,13 @@ static bool dead_page_options(struct evhttp_request *req, struct evkeyvalq *para
 		}
 		*slot = kv->value;
 	}
-	if (!state || strcmp(state, "dead") != 0) {
+	if (!state || (strcmp(state, "dead") != 0 && strcmp(state, "pending") != 0)) {
 		reply_error(req, 400, "Bad Request",
-			    "/v1/calls takes dead calls only: add state=dead (a pending call is "
-			    "shown by its id, /v1/calls/ID; all of them by db5.3_dump calls.db)");
+			    "/v1/calls takes state=pending (calls waiting for a retry or a delay) or "
+			    "state=dead; any call is shown by its id, /v1/calls/ID");
 		return false;
 	}
+	p->dead = !strcmp(state, "dead");
 	if (p->after && !valid_id(p->after)) {
 		reply_error(req, 400, "Bad Request", "after=%.64s: a call id is 16 lowercase hex "
 			    "digits", p->after);
@@ -1097,9 +1109,9 @@ static bool dead_page_options(struct evhttp_request *req, struct evkeyvalq *para
 	if (limit) {
 		errno = 0;
 		n = strtol(limit, &end, 10);
-		if (errno || end == limit || *end || n < 1 || n > DEAD_PAGE_LIMIT_MAX) {
+		if (errno || end == limit || *end || n < 1 || n > CALL_PAGE_LIMIT_MAX) {
 			reply_error(req, 400, "Bad Request", "limit=%.64s: a number from 1 to %d",
-				    limit, DEAD_PAGE_LIMIT_MAX);
+				    limit, CALL_PAGE_LIMIT_MAX);
 			return false;
 		}
 		p->limit = (int)n;
@@ -1108,14 +1120,15 @@ static bool dead_page_options(struct evhttp_request *req, struct evkeyvalq *para
 }
 
 /*
- * GET /v1/calls?state=dead[&queue=Q][&module=M][&method=F][&after=ID][&limit=N]:
- * a page of dead calls in id (age) order; "next" is the after= of the next
- * page, null at the end (see dead_calls.h).
+ * GET /v1/calls?state=dead|pending[&queue=Q][&module=M][&method=F][&after=ID][&limit=N]:
+ * a page of dead calls, or of calls waiting in calls.db, in id (age)
+ * order; "next" is the after= of the next page, null at the end (see
+ * call_pages.h).
  */
 static void handle_list(struct http_api *api, struct evhttp_request *req,
-			const struct dead_page *p)
+			const struct call_page *p)
 {
-	struct dead_list l = { 0, wants_text(req), evbuffer_new() };
+	struct call_list l = { api->d.scheduler, 0, wants_text(req), evbuffer_new() };
 	char next[CALL_ID_LEN + 1];
 
 	if (!l.out) {
@@ -1125,8 +1138,8 @@ static void handle_list(struct http_api *api, struct evhttp_request *req,
 	if (!l.text)
 		evbuffer_add_printf(l.out, "{\"calls\": [");
 	batch_sync(api->d.batch);
-	if (dead_calls_list(api->d.store, &p->filter, p->after, p->limit, list_dead_visit, &l,
-			    next) < 0) {
+	if (call_page_list(api->d.store, p->dead ? TABLE_DEAD : TABLE_CALLS, &p->filter, p->after,
+			   p->limit, list_call_visit, &l, next) < 0) {
 		reply_error(req, 500, "Internal Server Error", "%s", store_error(api->d.store));
 	} else if (l.text) {
 		if (next[0])
@@ -1193,7 +1206,7 @@ static void dead_page_committed(bool ok, void *arg)
  * deleted; 200 {"requeued"|"deleted": N, "next": ...} once that is on disk.
  */
 static void handle_dead_page(struct http_api *api, struct evhttp_request *req,
-			     const struct dead_page *p, bool requeue)
+			     const struct call_page *p, bool requeue)
 {
 	struct dead_page_reply *r = calloc(1, sizeof *r);
 
@@ -1206,10 +1219,9 @@ static void handle_dead_page(struct http_api *api, struct evhttp_request *req,
 	r->done = requeue ? "requeued" : "deleted";
 	r->text = wants_text(req);
 	batch_sync(api->d.batch);
-	r->count = requeue ? dead_calls_requeue(api->d.store, &p->filter, p->after, p->limit,
-						clock_wall_ms(), r->next)
-			   : dead_calls_delete(api->d.store, &p->filter, p->after, p->limit,
-					       r->next);
+	r->count = requeue ? dead_page_requeue(api->d.store, &p->filter, p->after, p->limit,
+					       clock_wall_ms(), r->next)
+			   : dead_page_delete(api->d.store, &p->filter, p->after, p->limit, r->next);
 	if (r->count < 0) {
 		/* what this page changed fails with the turn's transaction */
 		reply_error(req, 503, "Service Unavailable", "no call was %s: %s", r->done,
@@ -1236,21 +1248,26 @@ static void handle_dead_page(struct http_api *api, struct evhttp_request *req,
 }
 
 /*
- * /v1/calls: GET lists a page of dead calls, DELETE deletes a page;
- * /v1/calls/requeue (requeue true): POST requeues a page.
+ * /v1/calls: GET lists a page of calls, DELETE deletes a page of dead
+ * ones; /v1/calls/requeue (requeue true): POST requeues a page of dead
+ * ones.
  */
 static void handle_calls(struct http_api *api, struct evhttp_request *req, bool requeue)
 {
 	enum evhttp_cmd_type method = evhttp_request_get_command(req);
+	bool changes = requeue || method == EVHTTP_REQ_DELETE;
 	struct evkeyvalq params;
-	struct dead_page p;
+	struct call_page p;
 
 	TAILQ_INIT(&params);
 	if (requeue ? method != EVHTTP_REQ_POST : !is_get(req) && method != EVHTTP_REQ_DELETE)
 		reply_wrong_method(req, requeue ? "POST" : "GET, HEAD, DELETE");
-	else if (!dead_page_options(req, &params, &p))
+	else if (!call_page_options(req, &params, &p))
 		;	/* answered */
-	else if (requeue || method == EVHTTP_REQ_DELETE)
+	else if (changes && !p.dead)
+		reply_error(req, 400, "Bad Request", "only dead calls are %s a page at a time: "
+			    "add state=dead", requeue ? "requeued" : "deleted");
+	else if (changes)
 		handle_dead_page(api, req, &p, requeue);
 	else
 		handle_list(api, req, &p);

@@ -7,7 +7,8 @@
  *                                              text with Accept: text/plain)
  *   POST /v1/calls/{id}/requeue                a dead call becomes pending again
  *   DELETE /v1/calls/{id}                      a dead call is forgotten
- *   GET  /v1/calls?state=dead&...              a page of dead calls (dead_calls.h)
+ *   GET  /v1/calls?state=dead|pending&...      a page of dead or waiting calls
+ *                                              (call_pages.h)
  *   POST /v1/calls/requeue?state=dead&...      ... requeued
  *   DELETE /v1/calls?state=dead&...            ... deleted
  *   POST /v1/backup                            a hot backup (backup.h)

@@ -170,6 +170,16 @@ static int in_key(struct in *in, char *key, size_t size)
 	return 0;
 }
 
+/* Copies value into dst, cut to what dst holds (a record's fields fit
+ * their buffers unless the record was written by something else). */
+static void copy_text(char *dst, size_t size, const char *value)
+{
+	size_t n = strnlen(value, size - 1);
+
+	memcpy(dst, value, n);
+	dst[n] = '\0';
+}
+
 /* Reads a bare or quoted value into out (truncating at size - 1). */
 static int in_value(struct in *in, char *out, size_t size)
 {
@@ -240,27 +250,27 @@ int record_decode_call(const void *data, size_t len, struct call_record *r,
 			}
 		}
 		if (!strcmp(key, "id")) {
-			snprintf(r->id, sizeof r->id, "%s", value);
+			copy_text(r->id, sizeof r->id, value);
 			have_id = true;
 		} else if (!strcmp(key, "cage")) {
-			snprintf(r->cage, sizeof r->cage, "%s", value);
+			copy_text(r->cage, sizeof r->cage, value);
 		} else if (!strcmp(key, "queue")) {
-			snprintf(r->queue, sizeof r->queue, "%s", value);
+			copy_text(r->queue, sizeof r->queue, value);
 		} else if (!strcmp(key, "module")) {
-			snprintf(r->module, sizeof r->module, "%s", value);
+			copy_text(r->module, sizeof r->module, value);
 		} else if (!strcmp(key, "method")) {
-			snprintf(r->method, sizeof r->method, "%s", value);
+			copy_text(r->method, sizeof r->method, value);
 		} else if (!strcmp(key, "attempts")) {
 			r->attempts = (uint32_t)strtoul(value, NULL, 10);
 		} else if (!strcmp(key, "enqueued")) {
 			if (parse_time(value, &r->enqueued_ms) < 0)
 				goto malformed;
 		} else if (!strcmp(key, "idem")) {
-			snprintf(r->idem_key, sizeof r->idem_key, "%s", value);
+			copy_text(r->idem_key, sizeof r->idem_key, value);
 		} else if (!strcmp(key, "version")) {
-			snprintf(r->version, sizeof r->version, "%s", value);
+			copy_text(r->version, sizeof r->version, value);
 		} else if (!strcmp(key, "error")) {
-			snprintf(r->error, sizeof r->error, "%s", value);
+			copy_text(r->error, sizeof r->error, value);
 		}
 	}
 	if (!have_when || (!have_id && r->state != CALL_DONE) || !r->queue[0] || !r->module[0] ||

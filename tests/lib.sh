@@ -186,6 +186,14 @@ kill9_host() {
 	HOST_PID=
 }
 
+# remove_data_dir DIR: deletes a data_dir no host runs on, and first the
+# shared memory a host killed on it left (keyed by the directory's inode:
+# a new directory would not find it, and cleanup could not either)
+remove_data_dir() {
+	release_shm "$1"
+	rm -rf "$1"
+}
+
 # plugin FILE NAME: installs a plugin the way operators are told to (mv of a
 # complete file within the same directory)
 plugin() {

@@ -1,7 +1,8 @@
 #!/bin/sh
 # dead_calls.sh - the dead store can be looked through and emptied without
 # knowing the ids: GET /v1/calls?state=dead (filters, pages, JSON or text),
-# `cagectl dead`, requeueing what it lists, requeueing and deleting a page
+# `cagectl dead`, requeueing what it lists, the waiting calls listed the
+# same way (state=pending, `cagectl pending`), requeueing and deleting a page
 # at a time (POST /v1/calls/requeue, DELETE /v1/calls, `cagectl dead
 # --requeue / --delete`), deleting one (DELETE /v1/calls/ID), and the
 # cagehost_dead_calls gauge following all of it.
@@ -60,8 +61,8 @@ done
 equal "pages of 3 list every dead call once, in order" "$(cat "$T/paged")" "$(cat "$T/ids")"
 check "in 3 or 4 pages" test "$pages" -ge 3 -a "$pages" -le 4
 
-equal "state=pending is refused" "$(status GET "/v1/calls?state=pending")" 400
-contains "saying what it takes" "$(body)" "takes dead calls only"
+equal "state=done is refused" "$(status GET "/v1/calls?state=done")" 400
+contains "saying what it takes" "$(body)" "takes state=pending (calls waiting for a retry or a delay) or state=dead"
 equal "an unknown option is refused" "$(status GET "/v1/calls?state=dead&color=red")" 400
 equal "limit=0 is refused" "$(status GET "/v1/calls?state=dead&limit=0")" 400
 equal "a malformed after= is refused" "$(status GET "/v1/calls?state=dead&after=xyz")" 400
@@ -87,6 +88,22 @@ wait_until "5 dead calls" dead_calls_are 5
 ok $? "cagehost_dead_calls drops to 5"
 equal "the listing no longer has them" "$(list "state=dead&queue=other")" \
 	'{"calls": [], "next": null}'
+
+# waiting calls are listed the same way: the 3 requeued wait for echo
+equal "state=pending lists the 3 waiting calls of queue other" \
+	"$(list "state=pending&queue=other" | ids_of)" "$(tail -3 "$T/ids")"
+contains "with their next attempt" "$(list "state=pending&queue=other&limit=1")" \
+	'"next_attempt": "'
+out=$("$CAGECTL" pending -m echo -f fail)
+equal "cagectl pending lists them too" "$(printf '%s\n' "$out" | cut -d' ' -f1)" \
+	"$(tail -3 "$T/ids")"
+contains "one line each, with the next attempt" "$(printf '%s\n' "$out" | head -1)" \
+	"  other  echo.fail  attempts="
+equal "waiting calls are not deleted a page at a time" \
+	"$(status DELETE "/v1/calls?state=pending")" 400
+contains "saying so" "$(body)" "only dead calls are deleted a page at a time"
+"$CAGECTL" pending --requeue > /dev/null 2>&1
+equal "cagectl pending --requeue is a usage error" "$?" 2
 
 # the count survives a restart (counted from dead.db at open)
 stop_host

@@ -213,7 +213,7 @@ fi
 # Part 2: worker_cpu_limit 1 s, with a sync_timeout far longer: SIGXCPU, not
 # the timeout, ends the call (the reason says which).
 # A fresh data_dir: the calls waiting from part 1 stay out of the way.
-rm -rf "$T/data"
+remove_data_dir "$T/data"
 write_conf "sync_timeout = 60s" "worker_memory_limit = 256M" "worker_cpu_limit = 1s" \
 	"[queue default]" "retry_interval = 1h" "attempt_timeout = 10s"
 start_host
@@ -242,7 +242,7 @@ sync_ok "after cpuburn"
 leaked=
 for round in 1 2 3 4 5 6 7 8; do
 	if [ -z "$HOST_PID" ]; then
-		rm -rf "$T/data"	# nothing waiting that would run first
+		remove_data_dir "$T/data"	# nothing waiting that would run first
 		start_host
 	fi
 	curl -s -o "$T/body" -X POST -d x "$URL/v1/call/hostile/fork"

@@ -100,7 +100,7 @@ WAIT_LIMIT=25 wait_until "the slow call to be delivered" state_is "$slow" done
 ok $? "the slow call is delivered once the other cage answers"
 equal "at its first attempt: its 20 s attempt_timeout held" "$(field "$slow" attempts)" 1
 stop_host
-rm -rf "$T/data"
+remove_data_dir "$T/data"
 
 # ---- (c): the url list changes while calls wait -------------------------
 # (relayer.pass enqueues its payload on peer default/echo.upper)
@@ -141,7 +141,7 @@ equal "R1, the copy they were sent to, stored each once" \
 	"$(( $(recv_stored 1) - stored1 ))" 12
 equal "R2, added meanwhile, stored none of them" "$(( $(recv_stored 2) - stored2 ))" 0
 stop_host
-rm -rf "$T/data"
+remove_data_dir "$T/data"
 
 # ---- (d): a payload too big for the other cage ---------------------------
 write_conf "[queue default]" "attempt_timeout = 10s" "retry_interval = 1h" \

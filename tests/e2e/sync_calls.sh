@@ -125,7 +125,7 @@ HOST_PID=
 # a sync call that has not reached a worker within sync_timeout of its
 # arrival is 504 and never runs (its caller may try again).  One worker,
 # held by a queued call until $T/release exists.
-rm -rf "$T/data"
+remove_data_dir "$T/data"
 write_conf "workers = 1" "sync_timeout = 1s" "[queue default]" "attempt_timeout = 60s"
 start_host
 id=$(enqueue default crashy slow "$T/release")

@@ -16,7 +16,7 @@ write_conf "checkpoint_interval = 1h" \
 # fill_data NAME: CALLS calls of 2 KiB to a missing module in a new data_dir,
 # kept as $T/NAME (ids in $T/NAME.ids)
 fill_data() {
-	rm -rf "$T/data"
+	remove_data_dir "$T/data"
 	start_host
 	pad=$(head -c 2000 /dev/zero | tr '\0' c)
 	: > "$T/$1.ids"
@@ -43,7 +43,7 @@ echo "# calls.db after kill -9: $(wc -c < "$T/crashed/calls.db") bytes; log file
 try_damage() {
 	name=$1 from=$2 file=$3
 	shift 3
-	rm -rf "$T/data"
+	remove_data_dir "$T/data"
 	cp -a "$T/$from" "$T/data"
 	(cd "$T/data" && "$@")
 	t0=$(date +%s%N)

@@ -3,7 +3,7 @@
  * (host/elf_check.c) on real shared objects built by the build, and of the
  * Berkeley DB store (host/store.c) in a fresh temporary environment, and of
  * the group commit on it (host/batch.c), of hot backups of it
- * (host/backup.c), and of pages of its dead calls (host/dead_calls.c).
+ * (host/backup.c), and of pages of its calls (host/call_pages.c).
  */
 #include <check.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@
 #include "../../host/backup.h"
 #include "../../host/batch.h"
 #include "../../host/clock.h"
-#include "../../host/dead_calls.h"
+#include "../../host/call_pages.h"
 #include "../../host/elf_check.h"
 #include "../../host/store.h"
 
@@ -355,7 +355,7 @@ static int attempts_of(struct store *s, const char *id)
 START_TEST(dead_pages_requeue_and_delete_what_the_filter_selects)
 {
 	struct store *s = open_store();
-	struct dead_filter billing = { NULL, "billing", NULL }, any = { NULL, NULL, NULL };
+	struct call_filter billing = { NULL, "billing", NULL }, any = { NULL, NULL, NULL };
 	char next[CALL_ID_LEN + 1];
 	struct call_record r;
 	void *buf;
@@ -366,19 +366,19 @@ START_TEST(dead_pages_requeue_and_delete_what_the_filter_selects)
 	add_dead(s, "00000000000000a4", "billing", 3, NULL);
 	ck_assert_int_eq(store_commit(s), 0);
 	/* a page of 2 billing calls, then the last one, then the end */
-	ck_assert_int_eq(dead_calls_delete(s, &billing, NULL, 2, next), 2);
+	ck_assert_int_eq(dead_page_delete(s, &billing, NULL, 2, next), 2);
 	ck_assert_str_eq(next, "00000000000000a3");
 	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000a1", &r, &buf), 1);
 	ck_assert_int_eq(attempts_of(s, "00000000000000a1"), 0);
 	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000a2", &r, &buf), 0);
 	free(buf);
 	ck_assert_int_eq(attempts_of(s, "00000000000000a2"), 3);
-	ck_assert_int_eq(dead_calls_delete(s, &billing, next, 2, next), 1);
+	ck_assert_int_eq(dead_page_delete(s, &billing, next, 2, next), 1);
 	ck_assert_str_eq(next, "");
 	ck_assert_int_eq(store_commit(s), 0);
 	/* what is left (echo's) is requeued: pending again, due now, with a
 	 * fresh lifetime and its attempts kept */
-	ck_assert_int_eq(dead_calls_requeue(s, &any, NULL, 100, 5000, next), 1);
+	ck_assert_int_eq(dead_page_requeue(s, &any, NULL, 100, 5000, next), 1);
 	ck_assert_str_eq(next, "");
 	ck_assert_int_eq(store_commit(s), 0);
 	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000a2", &r, &buf), 1);
@@ -388,7 +388,7 @@ START_TEST(dead_pages_requeue_and_delete_what_the_filter_selects)
 	ck_assert_int_eq(r.enqueued_ms, 5000);
 	ck_assert_int_eq(r.attempts, 3);
 	free(buf);
-	ck_assert_int_eq(dead_calls_requeue(s, &any, NULL, 100, 5000, next), 0);
+	ck_assert_int_eq(dead_page_requeue(s, &any, NULL, 100, 5000, next), 0);
 	store_close(&s);
 	remove_dir();
 }
@@ -398,16 +398,16 @@ END_TEST
 START_TEST(a_dead_page_ends_at_its_writes_budget)
 {
 	struct store *s = open_store();
-	struct dead_filter any = { NULL, NULL, NULL };
+	struct call_filter any = { NULL, NULL, NULL };
 	char next[CALL_ID_LEN + 1];
 
-	add_dead(s, "00000000000000b1", "echo", DEAD_PAGE_WRITES_MAX / 2, NULL);
-	add_dead(s, "00000000000000b2", "echo", DEAD_PAGE_WRITES_MAX / 2, NULL);
+	add_dead(s, "00000000000000b1", "echo", CALL_PAGE_WRITES_MAX / 2, NULL);
+	add_dead(s, "00000000000000b2", "echo", CALL_PAGE_WRITES_MAX / 2, NULL);
 	add_dead(s, "00000000000000b3", "echo", 1, NULL);
 	ck_assert_int_eq(store_commit(s), 0);
-	ck_assert_int_eq(dead_calls_delete(s, &any, NULL, 100, next), 2);
+	ck_assert_int_eq(dead_page_delete(s, &any, NULL, 100, next), 2);
 	ck_assert_str_eq(next, "00000000000000b2");
-	ck_assert_int_eq(dead_calls_delete(s, &any, next, 100, next), 1);
+	ck_assert_int_eq(dead_page_delete(s, &any, next, 100, next), 1);
 	ck_assert_int_eq(store_commit(s), 0);
 	store_close(&s);
 	remove_dir();

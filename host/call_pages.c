@@ -1,6 +1,6 @@
 /*
- * dead_calls.c - pages of the dead store for operators: list, requeue,
- * delete (contract in dead_calls.h).
+ * call_pages.c - pages of stored calls for operators: list them; requeue
+ * or delete dead ones (contract in call_pages.h).
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,20 +8,19 @@
 #include <string.h>
 
 #include "clock.h"
-#include "dead_calls.h"
-#include "store.h"
+#include "call_pages.h"
 
 #define SCAN_STEP 200	/* records per store read, between two looks at the clock */
 
 /* A page being read: the filter and what is done with each match. */
 struct page {
-	const struct dead_filter *filter;
+	const struct call_filter *filter;
 	int limit, count;
 	bool (*visit)(const struct call_record *r, void *arg);	/* true: last one */
 	void *arg;
 };
 
-static bool selected(const struct dead_filter *f, const struct call_record *r)
+static bool selected(const struct call_filter *f, const struct call_record *r)
 {
 	return (!f->queue || !strcmp(f->queue, r->queue)) &&
 	       (!f->module || !strcmp(f->module, r->module)) &&
@@ -39,22 +38,23 @@ static int page_visit(const struct call_record *r, void *arg)
 	return ++p->count >= p->limit;
 }
 
-/* dead_calls_list() with a visit() that may end the page early. */
-static int read_page(struct store *s, const struct dead_filter *f, const char *after, int limit,
+/* call_page_list() with a visit() that may end the page early. */
+static int read_page(struct store *s, enum store_table table, const struct call_filter *f,
+		     const char *after, int limit,
 		     bool (*visit)(const struct call_record *r, void *arg), void *arg,
 		     char next[CALL_ID_LEN + 1])
 {
 	struct page p = { f, limit, 0, visit, arg };
-	int64_t until_ms = clock_mono_ms() + DEAD_PAGE_MS;
+	int64_t until_ms = clock_mono_ms() + CALL_PAGE_MS;
 	int scanned = 0;
 
 	snprintf(next, CALL_ID_LEN + 1, "%s", after ? after : "");
-	while (p.count < p.limit && scanned < DEAD_PAGE_SCAN_MAX && clock_mono_ms() < until_ms) {
+	while (p.count < p.limit && scanned < CALL_PAGE_SCAN_MAX && clock_mono_ms() < until_ms) {
 		char from[CALL_ID_LEN + 1];
 		int n;
 
 		snprintf(from, sizeof from, "%s", next);
-		n = store_scan_calls(s, TABLE_DEAD, from, SCAN_STEP, page_visit, &p, next);
+		n = store_scan_calls(s, table, from, SCAN_STEP, page_visit, &p, next);
 		if (n < 0)
 			return -1;
 		if (n < SCAN_STEP && p.count < p.limit) {
@@ -80,13 +80,14 @@ static bool visit_all(const struct call_record *r, void *arg)
 	return false;
 }
 
-int dead_calls_list(struct store *s, const struct dead_filter *f, const char *after, int limit,
-		    void (*visit)(const struct call_record *r, void *arg), void *arg,
-		    char next[CALL_ID_LEN + 1])
+int call_page_list(struct store *s, enum store_table table, const struct call_filter *f,
+		   const char *after, int limit,
+		   void (*visit)(const struct call_record *r, void *arg), void *arg,
+		   char next[CALL_ID_LEN + 1])
 {
 	struct list_visit v = { visit, arg };
 
-	return read_page(s, f, after, limit, visit_all, &v, next);
+	return read_page(s, table, f, after, limit, visit_all, &v, next);
 }
 
 int dead_call_requeue(struct store *s, struct call_record *r, int64_t now_ms)
@@ -105,7 +106,7 @@ static int delete_one(struct store *s, struct call_record *r, int64_t now_ms)
 
 /* The ids of a page's calls: nothing is changed while the store is read. */
 struct page_ids {
-	char id[DEAD_PAGE_LIMIT_MAX][CALL_ID_LEN + 1];
+	char id[CALL_PAGE_LIMIT_MAX][CALL_ID_LEN + 1];
 	int count;
 	bool with_attempts;	/* their attempts are deleted too */
 	long writes;		/* records the page will change */
@@ -117,11 +118,11 @@ static bool collect_id(const struct call_record *r, void *arg)
 
 	snprintf(ids->id[ids->count++], CALL_ID_LEN + 1, "%s", r->id);
 	ids->writes += 2 + (ids->with_attempts ? (long)r->attempts : 0);
-	return ids->writes >= DEAD_PAGE_WRITES_MAX;
+	return ids->writes >= CALL_PAGE_WRITES_MAX;
 }
 
 /* Applies act to each call of a page; returns how many, or -1. */
-static int act_on_page(struct store *s, const struct dead_filter *f, const char *after,
+static int act_on_page(struct store *s, const struct call_filter *f, const char *after,
 		       int limit, int (*act)(struct store *, struct call_record *, int64_t),
 		       int64_t now_ms, char next[CALL_ID_LEN + 1])
 {
@@ -132,9 +133,9 @@ static int act_on_page(struct store *s, const struct dead_filter *f, const char 
 	ids->count = 0;
 	ids->with_attempts = act == delete_one;
 	ids->writes = 0;
-	if (limit > DEAD_PAGE_LIMIT_MAX)
-		limit = DEAD_PAGE_LIMIT_MAX;
-	if (read_page(s, f, after, limit, collect_id, ids, next) < 0)
+	if (limit > CALL_PAGE_LIMIT_MAX)
+		limit = CALL_PAGE_LIMIT_MAX;
+	if (read_page(s, TABLE_DEAD, f, after, limit, collect_id, ids, next) < 0)
 		done = -1;
 	for (int i = 0; done >= 0 && i < ids->count; i++) {
 		struct call_record r;
@@ -152,14 +153,14 @@ static int act_on_page(struct store *s, const struct dead_filter *f, const char 
 	return done;
 }
 
-int dead_calls_requeue(struct store *s, const struct dead_filter *f, const char *after,
-		       int limit, int64_t now_ms, char next[CALL_ID_LEN + 1])
+int dead_page_requeue(struct store *s, const struct call_filter *f, const char *after,
+		      int limit, int64_t now_ms, char next[CALL_ID_LEN + 1])
 {
 	return act_on_page(s, f, after, limit, dead_call_requeue, now_ms, next);
 }
 
-int dead_calls_delete(struct store *s, const struct dead_filter *f, const char *after,
-		      int limit, char next[CALL_ID_LEN + 1])
+int dead_page_delete(struct store *s, const struct call_filter *f, const char *after,
+		     int limit, char next[CALL_ID_LEN + 1])
 {
 	return act_on_page(s, f, after, limit, delete_one, 0, next);
 }
