@@ -254,19 +254,44 @@ static int copy_file(const char *from, const char *to, const char *name)
 	return rc;
 }
 
-/* Picks NAME for a backup beginning now: the first free of STAMP, STAMP-2... */
+/* The highest number a backup (or partial) of one second has taken. */
+struct stamp_use {
+	const char *stamp;
+	long highest;	/* 0: none; 1: STAMP itself; N: STAMP-N */
+};
+
+static void note_stamp_use(const char *path, const char *name, void *arg)
+{
+	struct stamp_use *use = arg;
+	long n;
+
+	(void)path;
+	if (!strncmp(name, PARTIAL_PREFIX, strlen(PARTIAL_PREFIX)))
+		name += strlen(PARTIAL_PREFIX);
+	n = backup_number(name);
+	if (n > use->highest && !strncmp(name, use->stamp, strlen(use->stamp)))
+		use->highest = n;
+}
+
+/*
+ * Picks NAME for a backup beginning now: STAMP, or STAMP-N above every
+ * number that second has taken, so that names sort as the backups were
+ * made even after older ones were removed (backup_keep).
+ */
 static void pick_names(struct backup *b)
 {
 	char stamp[32];
 	time_t now = time(NULL);
 	struct tm tm;
-	struct stat sb;
+	struct stamp_use use = { stamp, 0 };
 
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-	snprintf(b->res.dir, sizeof b->res.dir, "%s/%s", b->dir, stamp);
-	for (int n = 2; stat(b->res.dir, &sb) == 0; n++)
-		snprintf(b->res.dir, sizeof b->res.dir, "%s/%s-%d", b->dir, stamp, n);
+	each_entry(b->dir, note_stamp_use, &use);
+	if (use.highest == 0)
+		snprintf(b->res.dir, sizeof b->res.dir, "%s/%s", b->dir, stamp);
+	else
+		snprintf(b->res.dir, sizeof b->res.dir, "%s/%s-%ld", b->dir, stamp, use.highest + 1);
 	snprintf(b->partial, sizeof b->partial, "%s/" PARTIAL_PREFIX "%s",
 		 b->dir, strrchr(b->res.dir, '/') + 1);
 }
