@@ -46,6 +46,8 @@
 #define WATCHDOG_TICK_MS 200
 #define HELD_WARNING_MS (10 * 60 * 1000)	/* a backup holding log removal: said */
 #define CAGE_FILL_BATCH 500	/* index entries per transaction while building cages.db */
+#define COMPACT_MIN_BYTES ((uint64_t)16 << 20)	/* smaller files are left as they are */
+#define COMPACT_COUNT_MS 100	/* per file, to see how much of it is records */
 
 struct store {
 	DB_ENV *env;
@@ -479,6 +481,81 @@ static int check_integrity(struct store *s)
 	return 0;
 }
 
+/*
+ * The bytes of keys and records in db, if they are fewer than limit and
+ * can be read by deadline_ms; else (or when the file cannot be read: the
+ * integrity check and the host's own reads report that) false.
+ */
+static bool record_bytes(DB *db, int64_t deadline_ms, uint64_t limit, uint64_t *bytes)
+{
+	uint64_t n = 0;
+	DBC *c;
+	DBT k, d;
+	int rc;
+
+	*bytes = 0;
+	if (db->cursor(db, NULL, &c, 0))
+		return false;
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
+	while ((rc = c->get(c, &k, &d, DB_NEXT)) == 0) {
+		*bytes += k.size + d.size;
+		if (*bytes >= limit || (++n % 1024 == 0 && clock_mono_ms() > deadline_ms))
+			break;
+	}
+	c->close(c);
+	return rc == DB_NOTFOUND;
+}
+
+/*
+ * Before serving: a file that a drained backlog left mostly empty gives its
+ * pages back.  Berkeley DB reuses freed pages but never returns them, so
+ * 200,000 delayed calls that ran leave calls.db at about 90 MB.  A file
+ * larger than COMPACT_MIN_BYTES whose records (counted for at most
+ * COMPACT_COUNT_MS: a file with more is not empty) fill less than a third
+ * of it is compacted, the freed pages moved to its end and cut off
+ * (DB->compact with DB_FREE_SPACE, in transactions of its own).  A failure
+ * is logged and changes nothing else.
+ */
+static void compact_drained_files(struct store *s)
+{
+	const struct {
+		DB *db;
+		const char *file;
+	} files[] = { { s->calls, "calls.db" },	    { s->due, "due.db" },
+		      { s->new_calls, "new.db" },   { s->attempts, "attempts.db" },
+		      { s->done, "done.db" },	    { s->dead, "dead.db" },
+		      { s->idem, "idem.db" },	    { s->delivered, "delivered.db" } };
+	char path[4200];
+
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		uint64_t held, after;
+		int64_t started = clock_mono_ms();
+		struct stat before, now;
+		DB_COMPACT c;
+		int rc;
+
+		snprintf(path, sizeof path, "%s/%s", s->dir, files[i].file);
+		if (stat(path, &before) < 0 || (uint64_t)before.st_size < COMPACT_MIN_BYTES ||
+		    !record_bytes(files[i].db, started + COMPACT_COUNT_MS,
+				  (uint64_t)before.st_size / 3, &held))
+			continue;
+		memset(&c, 0, sizeof c);
+		rc = files[i].db->compact(files[i].db, NULL, NULL, NULL, &c, DB_FREE_SPACE, NULL);
+		if (rc) {
+			log_warning("%s holds %.1f MB of records in %.1f MB; compacting it failed: %s",
+				    path, held / 1048576.0, before.st_size / 1048576.0,
+				    db_strerror(rc));
+			check_fatal(s, rc);
+			continue;
+		}
+		after = stat(path, &now) == 0 ? (uint64_t)now.st_size : (uint64_t)before.st_size;
+		log_info("%s held %.1f MB of records in %.1f MB: compacted to %.1f MB in %.2f s",
+			 path, held / 1048576.0, before.st_size / 1048576.0, after / 1048576.0,
+			 (clock_mono_ms() - started) / 1000.0);
+	}
+}
+
 static uint64_t count_keys(DB *db)
 {
 	uint64_t n = 0;
@@ -789,6 +866,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 	}
 	if (check_integrity(s) < 0 || open_cage_index(s) < 0 || requeue_new_calls(s) < 0)
 		goto fail;
+	compact_drained_files(s);
 	s->done_count = count_keys(s->done);
 	s->stats.dead_calls = count_keys(s->dead);
 	record_log_position(s);

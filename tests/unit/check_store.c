@@ -441,6 +441,59 @@ START_TEST(deleting_a_dead_call_frees_only_its_own_key)
 }
 END_TEST
 
+static off_t file_size(const char *name)
+{
+	char path[300];
+	struct stat sb;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	return sb.st_size;
+}
+
+/* a drained backlog's calls.db gives its pages back at the next start,
+ * and the calls still pending are all there */
+START_TEST(a_drained_file_is_compacted_at_start)
+{
+	enum { CALLS = 60000, LEFT = 10 };
+	struct store *s = open_store();
+	char id[CALL_ID_LEN + 1], payload[300];
+	struct call_record r;
+	void *buf;
+
+	memset(payload, 'p', sizeof payload);
+	for (int i = 0; i < CALLS; i++) {
+		r = pending("", 1000);
+		snprintf(r.id, sizeof r.id, "%016x", i + 1);
+		r.payload = payload;
+		r.payload_len = sizeof payload;
+		ck_assert_int_eq(store_add_call(s, &r, false), 0);
+		if (i % 1000 == 999)
+			ck_assert_int_eq(store_commit(s), 0);
+	}
+	ck_assert_int_eq(store_commit(s), 0);
+	for (int i = 0; i < CALLS - LEFT; i++) {
+		snprintf(id, sizeof id, "%016x", i + 1);
+		finish(s, id, 2000);
+		if (i % 1000 == 999)
+			ck_assert_int_eq(store_commit(s), 0);
+	}
+	ck_assert_int_eq(store_commit(s), 0);
+	store_close(&s);
+	ck_assert_int_gt(file_size("calls.db"), 16 << 20);
+	s = open_store();
+	ck_assert_int_lt(file_size("calls.db"), 1 << 20);
+	for (int i = CALLS - LEFT; i < CALLS; i++) {
+		snprintf(id, sizeof id, "%016x", i + 1);
+		ck_assert_int_eq(store_get_call(s, TABLE_CALLS, id, &r, &buf), 0);
+		ck_assert_int_eq(r.payload_len, sizeof payload);
+		free(buf);
+	}
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
 /* Adds a call that came from another cage, with its delivery key. */
 static void add_delivery(struct store *s, const char *id, const char *key)
 {
@@ -914,6 +967,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, dead_pages_requeue_and_delete_what_the_filter_selects);
 	tcase_add_test(tc, a_dead_page_ends_at_its_writes_budget);
 	tcase_add_test(tc, deleting_a_dead_call_frees_only_its_own_key);
+	tcase_add_test(tc, a_drained_file_is_compacted_at_start);
 	tcase_add_test(tc, batch_undo_drops_only_the_writes_after_the_mark);
 	tcase_add_test(tc, a_backup_is_a_data_dir_with_every_commit);
 	tcase_add_test(tc, a_backup_dir_that_cannot_be_made_is_an_error);
