@@ -134,8 +134,27 @@ static int older_first(const void *a, const void *b)
 	return by_time ? by_time : (nx > ny) - (nx < ny);
 }
 
-/* The names of the complete backups in a backup_dir. */
+/* The first bytes of dir/identity (the host's name among cages, which a
+ * backup holds too), or "" when it cannot be read. */
+static void read_identity(const char *dir, char *out, size_t size)
+{
+	char path[PATH_MAX + 64];
+	ssize_t n = -1;
+	int fd;
+
+	snprintf(path, sizeof path, "%s/identity", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, out, size - 1);
+		close(fd);
+	}
+	out[n > 0 ? n : 0] = '\0';
+}
+
+/* The names of this host's complete backups in its backup_dir, but one. */
 struct backup_names {
+	const char *identity;	/* this host's */
+	const char *except;	/* the backup just made */
 	char **name;
 	size_t count, size;
 	bool out_of_memory;
@@ -144,10 +163,13 @@ struct backup_names {
 static void add_backup_name(const char *path, const char *name, void *arg)
 {
 	struct backup_names *l = arg;
-	char **bigger;
+	char identity[64], **bigger;
 
-	(void)path;
-	if (!backup_number(name) || l->out_of_memory)
+	if (!backup_number(name) || l->out_of_memory || !strcmp(name, l->except))
+		return;
+	/* another host's (sharing backup_dir), or one that is not whole */
+	read_identity(path, identity, sizeof identity);
+	if (!identity[0] || strcmp(identity, l->identity) != 0)
 		return;
 	if (l->count == l->size) {
 		bigger = realloc(l->name, (l->size * 2 + 16) * sizeof *bigger);
@@ -323,26 +345,53 @@ static int lock_backup_dir(struct backup *b)
 	return fd;
 }
 
-/* After a complete backup: the oldest complete backups beyond the newest
- * b->keep are removed (the one just made is the newest). */
+/*
+ * Removes the backup NAME: first renamed to a partial's name, so that it
+ * stops counting as a backup at once, and so that what a failure leaves is
+ * removed with the next backup's leftovers.
+ */
+static void remove_backup(struct backup *b, const char *name)
+{
+	char path[PATH_MAX + 64], gone[PATH_MAX + 128];
+
+	snprintf(path, sizeof path, "%s/%s", b->dir, name);
+	snprintf(gone, sizeof gone, "%s/" PARTIAL_PREFIX "%s", b->dir, name);
+	if (rename(path, gone) < 0) {
+		log_warning("backup: cannot remove %s (backup_keep = %d): %s", path, b->keep,
+			    strerror(errno));
+		return;
+	}
+	remove_flat_dir(gone);
+	if (access(gone, F_OK) == 0)
+		log_warning("backup: %s is not a backup any more, but could not be removed "
+			    "whole: %s (the next backup tries again)", path, gone);
+	else
+		log_info("backup: removed %s (backup_keep = %d)", path, b->keep);
+}
+
+/* After a complete backup: this host's oldest complete backups beyond the
+ * newest b->keep are removed.  Another host's, in a shared backup_dir, are
+ * told apart by their identity file and left alone; so is the backup just
+ * made, whatever its name. */
 static void remove_old_backups(struct backup *b)
 {
-	struct backup_names l = { NULL, 0, 0, false };
-	char path[PATH_MAX + 64];
+	char identity[64];
+	struct backup_names l = { identity, strrchr(b->res.dir, '/') + 1, NULL, 0, 0, false };
 	int lock_fd;
 
-	if (b->keep <= 0 || (lock_fd = lock_backup_dir(b)) < 0)
+	read_identity(b->data_dir, identity, sizeof identity);
+	if (b->keep <= 0 || !identity[0] || (lock_fd = lock_backup_dir(b)) < 0)
 		return;
 	if (each_entry(b->dir, add_backup_name, &l) < 0 || l.out_of_memory) {
 		log_warning("backup: old backups in %s were not removed: cannot list them (%s)",
 			    b->dir, l.out_of_memory ? "out of memory" : strerror(errno));
-	} else if (l.count > (size_t)b->keep) {
+	} else if (l.count + 1 > (size_t)b->keep) {
+		/* the new one and the newest keep - 1 of the others stay */
+		size_t remove = l.count + 1 - (size_t)b->keep;
+
 		qsort(l.name, l.count, sizeof *l.name, older_first);
-		for (size_t i = 0; i < l.count - (size_t)b->keep; i++) {
-			snprintf(path, sizeof path, "%s/%s", b->dir, l.name[i]);
-			remove_flat_dir(path);
-			log_info("backup: removed %s (backup_keep = %d)", path, b->keep);
-		}
+		for (size_t i = 0; i < remove; i++)
+			remove_backup(b, l.name[i]);
 		sync_dir(b->dir);
 	}
 	close(lock_fd);

@@ -47,9 +47,10 @@ typedef void (*backup_done_fn)(const struct backup_result *res, void *arg);
  * Backups of store, opened on data_dir, into backup_dir (created, with its
  * parents, when the first backup starts); NULL when out of memory or
  * descriptors.  A backup holds the store's files and data_dir/identity.
- * When keep > 0, each complete backup is followed by the removal of the
- * oldest complete backups in backup_dir beyond the newest keep (whichever
- * host made them).
+ * When keep > 0, each complete backup is followed by the removal of this
+ * host's oldest complete backups beyond the newest keep, the new one
+ * included (another host's, sharing backup_dir, have another identity
+ * file and stay).
  */
 struct backup *backup_new(struct event_base *base, struct store *store, const char *data_dir,
 			  const char *backup_dir, int keep);

@@ -68,7 +68,7 @@ struct host_conf {
 	char data_dir[PATH_MAX];
 	char plugin_dir[PATH_MAX];
 	char backup_dir[PATH_MAX];	/* where POST /v1/backup puts backups */
-	int backup_keep;		/* complete backups kept there (0: all) */
+	int backup_keep;		/* this host's backups kept there (0: all) */
 	int workers;			/* worker processes */
 	size_t max_body_size;		/* bytes; larger requests get 413 */
 	size_t max_header_size;		/* bytes; larger headers get 431 */

@@ -177,8 +177,8 @@ void host_free(struct host *h)
 	if (h->left_out_timer)
 		event_free(h->left_out_timer);
 	h->left_out_timer = NULL;
-	log_budgets_report(true);
 	store_close(&h->store);
+	log_budgets_report(true);	/* Berkeley DB's last complaints included */
 	if (h->base)
 		event_base_free(h->base);
 	h->base = NULL;

@@ -1219,11 +1219,18 @@ static void handle_dead_page(struct http_api *api, struct evhttp_request *req,
 	r->done = requeue ? "requeued" : "deleted";
 	r->text = wants_text(req);
 	batch_sync(api->d.batch);
-	r->count = requeue ? dead_page_requeue(api->d.store, &p->filter, p->after, p->limit,
-					       clock_wall_ms(), r->next)
-			   : dead_page_delete(api->d.store, &p->filter, p->after, p->limit, r->next);
+	/* a part of the turn's transaction: failing, it fails nothing else */
+	if (store_part_begin(api->d.store) < 0) {
+		r->count = -1;
+	} else {
+		r->count = requeue ? dead_page_requeue(api->d.store, &p->filter, p->after, p->limit,
+						       clock_wall_ms(), r->next)
+				   : dead_page_delete(api->d.store, &p->filter, p->after, p->limit,
+						      r->next);
+		if (store_part_end(api->d.store, r->count >= 0) < 0)
+			r->count = -1;
+	}
 	if (r->count < 0) {
-		/* what this page changed fails with the turn's transaction */
 		reply_error(req, 503, "Service Unavailable", "no call was %s: %s", r->done,
 			    store_error(api->d.store));
 		batch_touch(api->d.batch);
@@ -1332,9 +1339,14 @@ static void handle_dead_call(struct http_api *api, struct evhttp_request *req, c
 		return;
 	}
 	r = calloc(1, sizeof *r);
-	rc = !r ? -1
-	     : requeue ? dead_call_requeue(api->d.store, &rec, clock_wall_ms())
-		       : store_delete_dead(api->d.store, &rec);
+	/* a part of the turn's transaction: failing, it fails nothing else */
+	rc = !r ? -1 : store_part_begin(api->d.store);
+	if (rc == 0) {
+		rc = requeue ? dead_call_requeue(api->d.store, &rec, clock_wall_ms())
+			     : store_delete_dead(api->d.store, &rec);
+		if (store_part_end(api->d.store, rc == 0) < 0)
+			rc = -1;
+	}
 	free(buf);
 	if (rc < 0) {
 		reply_error(req, 503, "Service Unavailable", "could not %s %s: %s", verb, id,

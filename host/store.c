@@ -55,6 +55,12 @@ struct store {
 	   *quarantine;
 	DB_TXN *txn;		/* the open batch, or NULL */
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
+	struct {		/* during a part (store_part_begin): the batch's */
+		DB_TXN *txn;
+		bool txn_failed;
+		int64_t done_delta, dead_delta;
+		uint64_t early_delta;
+	} outer;
 	bool busy;		/* the last failure was a lock another process holds */
 	uint64_t done_count;	/* records in done.db (counted at open) */
 	int64_t done_delta;	/* added (-removed) by the open transaction */
@@ -1051,23 +1057,27 @@ int store_requeue_dead(struct store *s, const struct call_record *r)
 static int delete_attempts(struct store *s, const char *id);
 static int find_key(struct store *s, DB *db, const char *key, char id[CALL_ID_LEN + 1]);
 
-int store_delete_dead(struct store *s, const struct call_record *r)
+/* Deletes key from db (idem.db, delivered.db) if it maps to call id: a
+ * later call may have taken the key over, and that mapping stays. */
+static int delete_key_of(struct store *s, DB *db, const char *key, const char *id)
 {
 	char mapped[CALL_ID_LEN + 1];
+	int rc = find_key(s, db, key, mapped);
 
+	if (rc != 0 || strcmp(mapped, id) != 0)
+		return rc < 0 ? -1 : 0;
+	return del(s, db, "delete idempotency key", key, strlen(key));
+}
+
+int store_delete_dead(struct store *s, const struct call_record *r)
+{
 	if (del(s, s->dead, "delete dead call", r->id, strlen(r->id)) < 0 ||
 	    delete_attempts(s, r->id) < 0)
 		return -1;
-	/* a later call may have taken the key over (after a sweep of this
-	 * one's): that mapping stays */
-	if (r->idem_key[0]) {
-		int rc = find_key(s, s->idem, r->idem_key, mapped);
-
-		if (rc < 0 || (rc == 0 && !strcmp(mapped, r->id) &&
-			       del(s, s->idem, "delete idempotency key", r->idem_key,
-				   strlen(r->idem_key)) < 0))
-			return -1;
-	}
+	/* a call delivered by another cage has its key in delivered.db */
+	if (r->idem_key[0] && (delete_key_of(s, s->idem, r->idem_key, r->id) < 0 ||
+			       delete_key_of(s, s->delivered, r->idem_key, r->id) < 0))
+		return -1;
 	s->dead_delta--;
 	return 0;
 }
@@ -1492,6 +1502,52 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 bool store_in_transaction(const struct store *s)
 {
 	return s->txn != NULL;
+}
+
+int store_part_begin(struct store *s)
+{
+	DB_TXN *outer = txn(s), *part;
+	int rc;
+
+	if (!outer)
+		return -1;
+	rc = s->env->txn_begin(s->env, outer, &part, DB_TXN_NOWAIT);
+	if (rc)
+		return db_fail(s, "txn_begin", rc);
+	s->outer.txn = outer;
+	s->outer.txn_failed = s->txn_failed;
+	s->outer.done_delta = s->done_delta;
+	s->outer.dead_delta = s->dead_delta;
+	s->outer.early_delta = s->early_delta;
+	s->txn = part;
+	s->txn_failed = false;
+	return 0;
+}
+
+int store_part_end(struct store *s, bool keep)
+{
+	DB_TXN *part = s->txn;
+	int rc = 0;
+
+	keep = keep && !s->txn_failed;
+	s->txn = s->outer.txn;
+	s->txn_failed = s->outer.txn_failed;
+	s->outer.txn = NULL;
+	if (keep) {
+		rc = part->commit(part, 0);
+		if (rc == 0)
+			return 0;
+	} else {
+		part->abort(part);
+	}
+	s->done_delta = s->outer.done_delta;
+	s->dead_delta = s->outer.dead_delta;
+	s->early_delta = s->outer.early_delta;
+	if (rc) {
+		fail(s, "commit: %s", db_strerror(rc));
+		check_fatal(s, rc);
+	}
+	return -1;
 }
 
 int store_commit(struct store *s)

@@ -108,7 +108,8 @@ int store_requeue_dead(struct store *s, const struct call_record *r);
 
 /*
  * Forgets a dead call for good: its record, its attempts, and its
- * Idempotency-Key (when idem.db still maps that key to this call).
+ * Idempotency-Key (when idem.db, or delivered.db for a call another cage
+ * delivered, still maps that key to this call).
  */
 int store_delete_dead(struct store *s, const struct call_record *r);
 
@@ -192,6 +193,18 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 
 /* True when writes wait for store_commit(). */
 bool store_in_transaction(const struct store *s);
+
+/*
+ * A part of the current transaction that can fail alone (a Berkeley DB
+ * child transaction): store_part_end(s, true) joins the writes made since
+ * store_part_begin() to the transaction, store_part_end(s, false) - or a
+ * failure of one of them, or of the join - undoes them and nothing else.
+ * For an operator's page of requeues or deletes, which must not fail the
+ * other writes of its turn.  Parts do not nest.  Each returns 0, or -1
+ * with store_error() (for store_part_end: the part was undone).
+ */
+int store_part_begin(struct store *s);
+int store_part_end(struct store *s, bool keep);
 
 /*
  * Commits the current transaction, written to the operating system but not

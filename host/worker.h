@@ -126,6 +126,7 @@ struct job {
 	TAILQ_ENTRY(job) link;
 	uint32_t seq;		/* the pool's: its number on its worker's channel */
 	bool skip_sent;		/* the pool's: its worker was told to skip it */
+	bool retired_once;	/* the pool's: a worker retired before starting it */
 };
 
 struct worker_pool;

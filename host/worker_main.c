@@ -217,16 +217,16 @@ static void check_descriptor(const struct cage_module *m, char *why, size_t size
 	}
 }
 
-/* Threads of this process (/proc/self/status); 1 when that cannot be
- * read, as with every descriptor taken. */
+/* Threads of this process (/proc/self/status), or 0 when that cannot be
+ * read (every descriptor taken, say). */
 static int thread_count(void)
 {
 	char line[256];
-	int n = 1;
+	int n = 0;
 	FILE *f = fopen("/proc/self/status", "re");
 
 	if (!f)
-		return 1;
+		return 0;
 	while (fgets(line, sizeof line, f))
 		if (sscanf(line, "Threads: %d", &n) == 1)
 			break;
@@ -247,11 +247,16 @@ static bool threads_left_behind(const struct job *job)
 	if (!loaded.handle || !strcmp(loaded.path, job->path))
 		return false;
 	threads = thread_count();
-	if (threads <= 1)
+	if (threads == 1)
 		return false;
-	log_warning("%s left %d thread%s running; this worker ends before loading %s@%s, "
-		    "and a fresh one runs that", loaded.label, threads - 1,
-		    threads == 2 ? "" : "s", job->module, job->version);
+	if (threads == 0)
+		log_warning("cannot count this worker's threads (no /proc/self/status), so %s may "
+			    "have left some running; this worker ends before loading %s@%s, and a "
+			    "fresh one runs that", loaded.label, job->module, job->version);
+	else
+		log_warning("%s left %d thread%s running; this worker ends before loading "
+			    "%s@%s, and a fresh one runs that", loaded.label, threads - 1,
+			    threads == 2 ? "" : "s", job->module, job->version);
 	return true;
 }
 

@@ -61,6 +61,8 @@ struct worker {
 	struct event *deadline;		/* first job's timeout, or channel grace */
 	bool dying;			/* killed, or its channel is gone */
 	bool channel_lost;
+	bool retired;			/* said WORKER_RETIRED: replaced at once */
+	uint32_t answered;		/* results it sent */
 	struct job *jobs[PIPELINE_MAX];	/* sent, unanswered; [0] runs */
 	int64_t head_since_us;		/* monotonic: when jobs[0] became first */
 	int count;
@@ -468,7 +470,8 @@ static void on_death(evutil_socket_t fd, short what, void *arg)
 		requeue_rest(w);
 	}
 	pool->workers[slot] = NULL;
-	quick = clock_mono_ms() - w->started_ms < RESPAWN_DELAY_MS;
+	/* a retired worker ended as asked, not for want of a working start */
+	quick = !w->retired && clock_mono_ms() - w->started_ms < RESPAWN_DELAY_MS;
 	release_worker(w);
 	if (quick) {
 		/* dying at once again and again: don't spin */
@@ -489,7 +492,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (w->channel_lost || !w->jobs[0]) {
-		kill_worker(w, "worker closed its channel to the host");
+		kill_worker(w, w->channel_lost ? "worker closed its channel to the host"
+					       : "worker did not end when it said it would");
 		return;
 	}
 	snprintf(reason, sizeof reason, "attempt timed out after %lld ms (worker killed)",
@@ -545,6 +549,34 @@ static bool known_status(const struct job *job, enum worker_status status)
 	       (status == WORKER_NOT_STARTED && job->skip_sent);
 }
 
+/* The worker is to end by itself (it said so, or its channel is gone):
+ * past CHANNEL_GRACE_MS it is killed (on_deadline). */
+static void await_exit(struct worker *w)
+{
+	struct timeval grace = { CHANNEL_GRACE_MS / 1000, (CHANNEL_GRACE_MS % 1000) * 1000 };
+
+	w->dying = true;
+	event_del(w->deadline);
+	evtimer_add(w->deadline, &grace);
+}
+
+/*
+ * WORKER_RETIRED is true only from a worker that has run a job (a module
+ * of it is loaded), and never twice for one job (a worker given a retired
+ * job loads its module first, or has it loaded already).  Plugin code runs
+ * in the worker and could write one on the channel: else the job would go
+ * round the workers for ever, charged nothing.  An implausible one kills
+ * the worker, and its job fails as a crash (an attempt).
+ */
+static bool retirement_plausible(struct worker *w)
+{
+	if (w->answered > 0 && !w->jobs[0]->retired_once)
+		return true;
+	kill_worker(w, w->answered ? "worker retired twice before starting the same job"
+				   : "worker retired before it ran any job");
+	return false;
+}
+
 static void read_results(struct worker *w)
 {
 	struct evbuffer *in = bufferevent_get_input(w->channel);
@@ -592,15 +624,19 @@ static void read_results(struct worker *w)
 		}
 		evbuffer_drain(in, 4 + (size_t)len);
 		if (res.status == WORKER_RETIRED) {
+			job_result_release(&res);
+			if (!retirement_plausible(w))
+				return;
 			/* it started none of its jobs and ends (worker.h) */
 			if (res.printed)
 				worker_output_drain(w->output, NULL);
-			job_result_release(&res);
-			w->dying = true;
-			event_del(w->deadline);
+			w->jobs[0]->retired_once = true;
+			w->retired = true;
+			await_exit(w);
 			requeue_rest(w);
 			return;
 		}
+		w->answered++;
 		if (res.status == WORKER_NOT_STARTED)
 			not_started_error(w->jobs[0], res.error, sizeof res.error);
 		/* the job's output is in the pipe before its result */
@@ -612,8 +648,7 @@ static void read_results(struct worker *w)
 			/* a worker that could not load a checked version ends after
 			 * this answer without starting the jobs behind it
 			 * (worker_main.c): they go back to the pool */
-			w->dying = true;
-			event_del(w->deadline);
+			await_exit(w);
 			requeue_rest(w);
 			return;
 		}
@@ -632,7 +667,6 @@ static void on_channel_read(struct bufferevent *bev, void *arg)
 static void on_channel_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct worker *w = arg;
-	struct timeval grace = { CHANNEL_GRACE_MS / 1000, (CHANNEL_GRACE_MS % 1000) * 1000 };
 
 	(void)bev;
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
@@ -644,8 +678,7 @@ static void on_channel_event(struct bufferevent *bev, short what, void *arg)
 	/* usually the process is dying and its pidfd fires next; if it
 	 * lives on without its channel, it is killed after the grace */
 	w->channel_lost = true;
-	w->dying = true;
-	evtimer_add(w->deadline, &grace);
+	await_exit(w);
 }
 
 static void spawn(struct worker_pool *pool, int slot)
@@ -871,6 +904,7 @@ void pool_free(struct worker_pool **pp)
 
 void pool_submit(struct worker_pool *pool, struct job *job)
 {
+	job->retired_once = false;
 	TAILQ_INSERT_TAIL(&pool->waiting[job->class], job, link);
 	pool->waiting_count[job->class]++;
 	kick(pool);

@@ -122,9 +122,11 @@ equal "the restored host still serves" \
 kill -TERM "$copy_pid"
 wait "$copy_pid" 2>/dev/null
 
-# backup_keep: a complete backup is followed by the removal of the oldest
-# beyond the newest N
+# backup_keep: a complete backup is followed by the removal of this host's
+# oldest beyond the newest N; another host's (its identity differs) stay
 sed -i "s|^backup_dir = .*|backup_dir = backups\nbackup_keep = 2|" "$T/copy/cagehost.conf"
+mkdir -p "$T/copy/backups/20200101T000000Z"
+echo 0123456789abcdef > "$T/copy/backups/20200101T000000Z/identity"
 serve_from "$T/copy" "the host on the restored backup, keeping 2 backups"
 copy_pid=$SERVED_PID
 COPY=http://127.0.0.1:$SERVED_PORT
@@ -133,8 +135,9 @@ for n in 1 2 3 4; do
 	"$CAGECTL" -u "$COPY" backup >> "$T/made" || echo "# backup $n failed"
 done
 equal "4 backups made" "$(grep -c . "$T/made")" 4
-equal "the newest 2 are kept" "$(ls "$T/copy/backups" | tr '\n' ' ')" \
-	"$(tail -2 "$T/made" | sed 's|.*/||' | tr '\n' ' ')"
+kept="20200101T000000Z $(tail -2 "$T/made" | sed 's|.*/||' | tr '\n' ' ')"
+equal "the newest 2 are kept, and another host's backup" "$(ls "$T/copy/backups" | tr '\n' ' ')" \
+	"$kept"
 check "the log names each backup removed" \
 	test "$(grep -c "backup: removed $T/copy/backups/.* (backup_keep = 2)" "$T/copy/host.log")" = 2
 kill -TERM "$copy_pid"
@@ -158,9 +161,8 @@ equal "a backup cut short by SIGTERM answers 503" "$(cat "$T/cut.code")" 503
 contains "saying why" "$(cat "$T/cut.body")" "the host is stopping: the backup was not finished"
 wait "$copy_pid"
 equal "the host then stops cleanly" "$?" 0
-equal "nothing of the backup is left, and the 2 kept stay" \
-	"$(ls -A "$T/copy/backups" | grep -v '^\.lock$' | tr '\n' ' ')" \
-	"$(tail -2 "$T/made" | sed 's|.*/||' | tr '\n' ' ')"
+equal "nothing of the backup is left, and the backups kept stay" \
+	"$(ls -A "$T/copy/backups" | grep -v '^\.lock$' | tr '\n' ' ')" "$kept"
 release_shm "$T/copy"
 check "the first host is still alive" host_alive
 

@@ -29,6 +29,10 @@
  *   leakfds   opens /dev/null until open() fails (kept in a static, like
  *             a cached connection), then replies "leaked N": the worker is
  *             left with no free descriptor for the next module it loads
+ *   retire    writes on the host's channel (fd 3) the answer a worker gives
+ *             when it ends before starting a job (WORKER_RETIRED), as if
+ *             the job had not run, then sleeps forever: the host must not
+ *             hand the call round its workers for ever, charging nothing
  *   thread    starts a thread that wakes every 100 us, forever, in this
  *             module's code (a background poller never stopped), and
  *             replies "thread started": unloading the module under it
@@ -274,6 +278,37 @@ static cage_outcome thread(cage_call *call)
 	return CAGE_OK;
 }
 
+/* Appends a field of the worker channel's frames (host/wire.h): a 4-byte
+ * little-endian length, then the bytes. */
+static size_t field(unsigned char *at, const void *bytes, uint32_t len)
+{
+	for (int i = 0; i < 4; i++)
+		at[i] = (unsigned char)(len >> (8 * i));
+	memcpy(at + 4, bytes, len);
+	return 4 + (size_t)len;
+}
+
+static cage_outcome retire(cage_call *call)
+{
+	/* a result: status 10 (WORKER_RETIRED), then reply, error, version and
+	 * methods empty, and no calls for other cages */
+	const unsigned char retired[4] = { 10, 0, 0, 0 }, none[4] = { 0 };
+	unsigned char frame[64];
+	size_t n = 4;
+
+	(void)call;
+	n += field(frame + n, retired, 4);
+	for (int i = 0; i < 4; i++)
+		n += field(frame + n, "", 0);
+	n += field(frame + n, none, 4);
+	for (int i = 0; i < 4; i++)
+		frame[i] = (unsigned char)((n - 4) >> (8 * i));
+	if (write(3, frame, n) < 0)
+		return CAGE_RETRY;
+	for (;;)
+		pause();
+}
+
 static cage_outcome ok(cage_call *call)
 {
 	cage_reply_str(call, "hostile ok");
@@ -293,6 +328,7 @@ static const struct cage_method methods[] = {
 	{ "flood", flood },
 	{ "forge", forge },
 	{ "leakfds", leakfds },
+	{ "retire", retire },
 	{ "thread", thread },
 	{ "ok", ok },
 	{ NULL, NULL },

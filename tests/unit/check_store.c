@@ -394,6 +394,43 @@ START_TEST(dead_pages_requeue_and_delete_what_the_filter_selects)
 }
 END_TEST
 
+/* a part of a transaction that is undone takes nothing else with it, and
+ * the dead-call count follows what commits */
+START_TEST(an_undone_part_undoes_nothing_else)
+{
+	struct store *s = open_store();
+	struct store_stats st;
+	struct call_record r;
+	void *buf;
+
+	add_dead(s, "00000000000000e1", "echo", 1, NULL);
+	ck_assert_int_eq(store_commit(s), 0);
+	add(s, "00000000000000e2", 1000, NULL);	/* the turn's other write */
+	ck_assert_int_eq(store_part_begin(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000e1", &r, &buf), 0);
+	ck_assert_int_eq(store_delete_dead(s, &r), 0);
+	free(buf);
+	ck_assert_int_eq(store_part_end(s, false), -1);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "00000000000000e2", &r, &buf), 0);
+	free(buf);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000e1", &r, &buf), 0);
+	store_get_stats(s, &st);
+	ck_assert_uint_eq(st.dead_calls, 1);
+	/* kept, the part commits with the transaction */
+	ck_assert_int_eq(store_part_begin(s), 0);
+	ck_assert_int_eq(store_delete_dead(s, &r), 0);
+	free(buf);
+	ck_assert_int_eq(store_part_end(s, true), 0);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, "00000000000000e1", &r, &buf), 1);
+	store_get_stats(s, &st);
+	ck_assert_uint_eq(st.dead_calls, 0);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
 /* a page of deletes ends before it outgrows one transaction's locks */
 START_TEST(a_dead_page_ends_at_its_writes_budget)
 {
@@ -436,6 +473,18 @@ START_TEST(deleting_a_dead_call_frees_only_its_own_key)
 	ck_assert_int_eq(store_find_idem(s, "mine", id), 1);
 	ck_assert_int_eq(store_find_idem(s, "taken", id), 0);
 	ck_assert_str_eq(id, "00000000000000c3");
+	/* a call another cage delivered: its key is in delivered.db */
+	r = pending("00000000000000c4", 1000);
+	snprintf(r.idem_key, sizeof r.idem_key, "cage-0123456789abcdef-here-00000000000000a1");
+	r.delivery = true;
+	ck_assert_int_eq(store_add_call(s, &r, false), 0);
+	r.state = CALL_DEAD;
+	ck_assert_int_eq(store_finish_call(s, &r, false), 0);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_find_delivery(s, r.idem_key, id), 0);
+	ck_assert_int_eq(store_delete_dead(s, &r), 0);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_find_delivery(s, r.idem_key, id), 1);
 	store_close(&s);
 	remove_dir();
 }
@@ -968,6 +1017,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, a_dead_page_ends_at_its_writes_budget);
 	tcase_add_test(tc, deleting_a_dead_call_frees_only_its_own_key);
 	tcase_add_test(tc, a_drained_file_is_compacted_at_start);
+	tcase_add_test(tc, an_undone_part_undoes_nothing_else);
 	tcase_add_test(tc, batch_undo_drops_only_the_writes_after_the_mark);
 	tcase_add_test(tc, a_backup_is_a_data_dir_with_every_commit);
 	tcase_add_test(tc, a_backup_dir_that_cannot_be_made_is_an_error);
