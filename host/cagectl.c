@@ -9,6 +9,7 @@
  *   cagectl [-u URL] delete ID
  *   cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD] [--requeue | --delete]
  *   cagectl [-u URL] pending [-q QUEUE] [-m MODULE] [-f METHOD]
+ *   cagectl [-u URL] retry MODULE
  *
  * URL defaults to $CAGEHOST_URL or http://127.0.0.1:8610; a host with a
  * token set needs $CAGEHOST_TOKEN (sent as Authorization: Bearer).  A payload of
@@ -56,6 +57,7 @@ static void usage(int status)
 		"               (lists the dead calls selected; or requeues them, or deletes them)\n"
 		"       cagectl [-u URL] pending [-q QUEUE] [-m MODULE] [-f METHOD]\n"
 		"               (lists the calls waiting for a retry or a delay)\n"
+		"       cagectl [-u URL] retry MODULE   (its calls waiting for a retry are retried now)\n"
 		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610;\n"
 		"$CAGEHOST_TOKEN, when set, is sent as Authorization: Bearer TOKEN\n");
 	exit(status);
@@ -458,6 +460,12 @@ int main(int argc, char **argv)
 		snprintf(path, sizeof path, "/v1/calls/%s%s", argv[i],
 			 !strcmp(cmd, "requeue") ? "/requeue" : "");
 		body = strdup("");
+	} else if (!strcmp(cmd, "retry")) {
+		if (argc - i != 1)
+			usage(2);
+		check_name("module", argv[i]);
+		snprintf(path, sizeof path, "/v1/calls/retry?module=%s", argv[i]);
+		body = strdup("");
 	} else if (!strcmp(cmd, "backup")) {
 		if (argc - i != 0)
 			usage(2);
@@ -491,6 +499,8 @@ int main(int argc, char **argv)
 			fwrite(res.body, 1, res.body_len, stdout);
 	} else if (!strcmp(cmd, "requeue") || !strcmp(cmd, "delete")) {
 		printf("%sd %s\n", cmd, argv[argc - 1]);
+	} else if (!strcmp(cmd, "retry")) {
+		printf("the calls of %s waiting for a retry are being retried\n", argv[argc - 1]);
 	} else {
 		fwrite(res.body, 1, res.body_len, stdout);
 		if (!strcmp(cmd, "call") && res.body_len && res.body[res.body_len - 1] != '\n' &&

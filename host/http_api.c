@@ -1370,6 +1370,48 @@ static void handle_dead_call(struct http_api *api, struct evhttp_request *req, c
 	}
 }
 
+/*
+ * POST /v1/calls/retry?module=M: the calls of module M that wait for a
+ * retry are made due now, in the background (scheduler_wake_module): the
+ * cause of their failures was fixed outside the module.  202 at once.
+ */
+static void handle_retry(struct http_api *api, struct evhttp_request *req)
+{
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq params;
+	struct evbuffer *body;
+	const char *module;
+
+	TAILQ_INIT(&params);
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		reply_wrong_method(req, "POST");
+		return;
+	}
+	if (!query || evhttp_parse_query_str(query, &params) < 0 ||
+	    !(module = evhttp_find_header(&params, "module")) ||
+	    TAILQ_FIRST(&params) != TAILQ_LAST(&params, evkeyvalq)) {
+		reply_error(req, 400, "Bad Request", "/v1/calls/retry takes module=NAME, alone: "
+			    "the calls of that module waiting for a retry are retried now");
+		goto out;
+	}
+	if (!check_name(req, "module", module))
+		goto out;
+	scheduler_wake_module(api->d.scheduler, module, "");
+	log_info("calls of %s that wait for a retry are retried now (asked over HTTP)", module);
+	body = evbuffer_new();
+	if (!body) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		goto out;
+	}
+	evbuffer_add_printf(body, "{");
+	json_field(body, "module", module, false);
+	evbuffer_add_printf(body, ", \"retrying\": true}\n");
+	reply_json(req, 202, "Accepted", body);
+	evbuffer_free(body);
+out:
+	evhttp_clear_headers(&params);
+}
+
 static void backup_done(const struct backup_result *res, void *arg)
 {
 	struct http_api *api = arg;
@@ -1672,6 +1714,10 @@ static void route(struct evhttp_request *req, void *arg)
 		}
 		if (n == 3 && !strcmp(parts[1], "calls") && !strcmp(parts[2], "requeue")) {
 			handle_calls(api, req, true);
+			return;
+		}
+		if (n == 3 && !strcmp(parts[1], "calls") && !strcmp(parts[2], "retry")) {
+			handle_retry(api, req);
 			return;
 		}
 		if (n == 3 && !strcmp(parts[1], "calls")) {

@@ -11,6 +11,8 @@
  *                                              (call_pages.h)
  *   POST /v1/calls/requeue?state=dead&...      ... requeued
  *   DELETE /v1/calls?state=dead&...            ... deleted
+ *   POST /v1/calls/retry?module=M              M's calls waiting for a retry
+ *                                              are retried now
  *   POST /v1/backup                            a hot backup (backup.h)
  *   GET  /healthz                              200 "ok"
  *   GET  /metrics                              Prometheus text format

@@ -51,7 +51,7 @@ struct attempt {
 
 struct wake {
 	char module[NAME_MAX_LEN + 1];
-	char version[RECORD_VERSION_MAX + 1];
+	char version[RECORD_VERSION_MAX + 1];	/* "": any (an operator asked) */
 	char after_id[CALL_ID_LEN + 1];
 	struct wake *next;
 };
@@ -777,11 +777,13 @@ static int wake_visit(const struct call_record *r, void *arg)
 	/* a call that has not run yet (enqueued with a delay) failed on no
 	 * version: its first attempt keeps its time */
 	if (r->cage[0] || strcmp(r->module, p->wake->module) != 0 || r->when_ms <= p->now ||
-	    r->attempts == 0 || !strcmp(r->version, p->wake->version) ||
-	    find_attempt(p->sched, r->id))
+	    r->attempts == 0 || find_attempt(p->sched, r->id))
 		return 0;
+	/* for a new version: not the calls that failed on it already, and
+	 * only in queues that ask for it; an operator's wake takes them all */
 	q = queue_of(p->sched, r->queue);
-	if (!q->wake_on_new_version)
+	if (p->wake->version[0] &&
+	    (!strcmp(r->version, p->wake->version) || !q->wake_on_new_version))
 		return 0;
 	p->payloads[p->count] = malloc(r->payload_len + 1);
 	if (!p->payloads[p->count])
@@ -836,9 +838,11 @@ void scheduler_wake_module(struct scheduler *s, const char *module, const char *
 
 	for (w = s->wakes; w; w = w->next) {
 		if (!strcmp(w->module, module)) {
-			/* start over for the newer version */
+			/* start over for the newer version; an operator's wake
+			 * (any version) stays one */
 			w->after_id[0] = '\0';
-			snprintf(w->version, sizeof w->version, "%s", version);
+			if (w->version[0])
+				snprintf(w->version, sizeof w->version, "%s", version);
 			return;
 		}
 		tail = &w->next;

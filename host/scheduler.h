@@ -81,6 +81,9 @@ bool scheduler_is_running(const struct scheduler *s, const char *id);
  * Makes pending calls of module due now (see above), except those whose
  * last attempt already ran this version (at start-up every module is "new";
  * only calls that failed on another version deserve an early retry).
+ * With version "" (an operator's POST /v1/calls/retry), every call of the
+ * module that waits for a retry, in any queue: the cause of its failures
+ * was fixed elsewhere.  Calls delayed on enqueue keep their time.
  */
 void scheduler_wake_module(struct scheduler *s, const char *module, const char *version);
 

@@ -47,7 +47,7 @@
 #define HELD_WARNING_MS (10 * 60 * 1000)	/* a backup holding log removal: said */
 #define CAGE_FILL_BATCH 500	/* index entries per transaction while building cages.db */
 #define COMPACT_MIN_BYTES ((uint64_t)16 << 20)	/* smaller files are left as they are */
-#define COMPACT_COUNT_MS 100	/* per file, to see how much of it is records */
+#define COMPACT_COUNT_MS 25	/* per file, to see how much of it is records */
 
 struct store {
 	DB_ENV *env;

@@ -42,7 +42,8 @@ E2E_TESTS = \
 	tests/e2e/sdk_example.sh \
 	tests/e2e/backup.sh \
 	tests/e2e/dead_calls.sh \
-	tests/e2e/removed_queue.sh
+	tests/e2e/removed_queue.sh \
+	tests/e2e/retry_now.sh
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/lib.sh tests/shm.sh
 

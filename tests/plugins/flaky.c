@@ -5,10 +5,14 @@
  * CAGE_RETRY; with -DFLAKY_VERSION=2 (version "2") it succeeds and says which
  * attempt and call it ran for.  A test enqueues calls against v1, drops v2
  * into the plugin directory and expects the waiting calls to complete.
- * fail refuses permanently in both builds.
+ * fail refuses permanently in both builds.  gate fails (RETRY) while the
+ * file its payload names exists, in both builds: a failure whose cause is
+ * outside the module (tests/e2e/retry_now.sh).
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cage.h"
 
@@ -40,9 +44,30 @@ static cage_outcome fail(cage_call *call)
 	return CAGE_FAIL;
 }
 
+static cage_outcome gate(cage_call *call)
+{
+	char path[512];
+	size_t len;
+	const void *payload = cage_payload(call, &len);
+
+	if (len == 0 || len >= sizeof path) {
+		cage_error(call, "gate takes a file's path as its payload");
+		return CAGE_FAIL;
+	}
+	memcpy(path, payload, len);
+	path[len] = '\0';
+	if (access(path, F_OK) == 0) {
+		cage_error(call, "the gate is closed");
+		return CAGE_RETRY;
+	}
+	cage_reply_str(call, "through the gate");
+	return CAGE_OK;
+}
+
 static const struct cage_method methods[] = {
 	{ "work", work },
 	{ "fail", fail },
+	{ "gate", gate },
 	{ NULL, NULL },
 };
 
