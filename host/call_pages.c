@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "call_pages.h"
+#include "clock.h"
 
 #define SCAN_STEP 200	/* records per store read, between two looks at the clock */
 
