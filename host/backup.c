@@ -94,7 +94,7 @@ static void remove_partial(const char *path, const char *name, void *arg)
 	(void)arg;
 	if (strncmp(name, PARTIAL_PREFIX, strlen(PARTIAL_PREFIX)) != 0)
 		return;
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -164,9 +164,11 @@ static void add_backup_name(const char *path, const char *name, void *arg)
 {
 	struct backup_names *l = arg;
 	char identity[64], **bigger;
+	struct stat sb;
 
-	if (!backup_number(name) || l->out_of_memory || !strcmp(name, l->except))
-		return;
+	if (!backup_number(name) || l->out_of_memory || !strcmp(name, l->except) ||
+	    lstat(path, &sb) < 0 || !S_ISDIR(sb.st_mode))
+		return;	/* not a backup, the new one, or a link: never followed */
 	/* another host's (sharing backup_dir), or one that is not whole */
 	read_identity(path, identity, sizeof identity);
 	if (!identity[0] || strcmp(identity, l->identity) != 0)

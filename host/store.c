@@ -1512,8 +1512,11 @@ int store_part_begin(struct store *s)
 	if (!outer)
 		return -1;
 	rc = s->env->txn_begin(s->env, outer, &part, DB_TXN_NOWAIT);
-	if (rc)
-		return db_fail(s, "txn_begin", rc);
+	if (rc) {
+		/* not db_fail(): the batch's own transaction has not failed */
+		check_fatal(s, rc);
+		return fail(s, "txn_begin: %s", db_strerror(rc));
+	}
 	s->outer.txn = outer;
 	s->outer.txn_failed = s->txn_failed;
 	s->outer.done_delta = s->done_delta;

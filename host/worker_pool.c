@@ -562,8 +562,8 @@ static void await_exit(struct worker *w)
 
 /*
  * WORKER_RETIRED is true only from a worker that has run a job (a module
- * of it is loaded), and never twice for one job (a worker given a retired
- * job loads its module first, or has it loaded already).  Plugin code runs
+ * of it is loaded), and never twice for one job (a retired job goes only
+ * to a fresh worker, idle: hand_out).  Plugin code runs
  * in the worker and could write one on the channel: else the job would go
  * round the workers for ever, charged nothing.  An implausible one kills
  * the worker, and its job fails as a crash (an attempt).
@@ -816,6 +816,19 @@ static struct worker *least_loaded(struct worker_pool *pool, int below)
 	return best;
 }
 
+/* A live worker that has run nothing and holds no job: the only one a job
+ * some worker retired on may go to (see retirement_plausible). */
+static struct worker *fresh_idle_worker(struct worker_pool *pool)
+{
+	for (int i = 0; i < pool->size; i++) {
+		struct worker *w = pool->workers[i];
+
+		if (w && !w->dying && w->count == 0 && w->answered == 0)
+			return w;
+	}
+	return NULL;
+}
+
 static void hand_out(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker_pool *pool = arg;
@@ -844,6 +857,15 @@ static void hand_out(evutil_socket_t fd, short what, void *arg)
 			TAILQ_INSERT_HEAD(&pool->waiting[job->class], job, link);
 			pool->waiting_count[job->class]++;
 			if (!(w = least_loaded(pool, 1)))
+				break;
+			job = next_job(pool);
+		}
+		/* a job a worker retired on waits for a fresh worker (the one
+		 * started in the retired one's place), which cannot retire on it */
+		if (job->retired_once && (w->answered > 0 || w->count > 0)) {
+			TAILQ_INSERT_HEAD(&pool->waiting[job->class], job, link);
+			pool->waiting_count[job->class]++;
+			if (!(w = fresh_idle_worker(pool)))
 				break;
 			job = next_job(pool);
 		}

@@ -330,4 +330,30 @@ equal "with the right reply" "$(body)" "fine"
 equal "healthz answers 200" "$(status GET /healthz)" 200
 check "the host process is alive" host_alive
 
+# Part 4, two workers, each with a thread hostile left running: the call
+# the first retires on goes to the fresh worker started in its place, not
+# to the other, which would retire on it too (and was taken for a forger)
+stop_host
+WORKERS=2
+write_conf "sync_timeout = 10s"
+start_host
+wait_until "hostile to be loaded again" log_has "loaded hostile@1+" || bail "no hostile"
+equal "a thread in the first worker" "$(status POST /v1/call/hostile/thread x)" 200
+curl -s -o /dev/null -d 1500 "$URL/v1/call/hostile/spin" &
+spinning=$!
+busy_is_1() { [ "$(metric cagehost_workers_busy)" = 1 ]; }
+wait_until "the first worker to spin" busy_is_1
+equal "a thread in the second (the first is busy)" "$(status POST /v1/call/hostile/thread x)" 200
+wait "$spinning"
+threads_of_workers() {
+	for w in $(pgrep -P "$HOST_PID"); do ls "/proc/$w/task" | wc -l; done | sort | tr '\n' ' '
+}
+equal "both workers have a thread of hostile's" "$(threads_of_workers)" "2 2 "
+before=$(log_count "left 1 thread running")
+equal "echo is served" "$(status POST /v1/call/echo/echo both)" 200
+equal "with its reply" "$(body)" "both"
+equal "by the fresh worker, after one retirement" \
+	"$(($(log_count "left 1 thread running") - before))" 1
+check "no worker was taken for a forger" sh -c "! grep -q 'retired twice' '$T/host.log'"
+
 done_testing
