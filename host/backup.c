@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "log.h"
 #include "store.h"
+#include "write_all.h"
 
 #define PARTIAL_PREFIX ".partial-"
 #define SPARE_BYTES ((uint64_t)64 << 20)	/* free space a backup leaves */
@@ -230,23 +231,6 @@ static int sync_dir(const char *dir)
 	if (fd >= 0)
 		close(fd);
 	return rc;
-}
-
-/* Writes all len bytes (a short write is retried, so that a failure has
- * its errno); 0, or -1 with errno. */
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* Copies from/name to to/name; 0, or -1 with errno (ENOENT when from/name

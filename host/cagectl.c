@@ -28,6 +28,7 @@
 
 #include "names.h"
 #include "record.h"	/* RECORD_IDEM_MAX: the longest key the host takes */
+#include "write_all.h"
 
 struct target {
 	char host[256];
@@ -175,21 +176,6 @@ static int connect_to(const struct target *t)
 	return fd;
 }
 
-static int send_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int request(const struct target *t, const char *method, const char *path,
 		   const char *extra_headers, const char *body, size_t body_len,
 		   struct response *res)
@@ -212,8 +198,8 @@ static int request(const struct target *t, const char *method, const char *path,
 		     "Accept: text/plain\r\nConnection: close\r\n%s%s\r\n",
 		     method, path, ipv6 ? "[" : "", t->host, ipv6 ? "]" : "", t->port, body_len,
 		     auth, extra_headers);
-	if (n < 0 || (size_t)n >= sizeof head || send_all(fd, head, (size_t)n) < 0 ||
-	    send_all(fd, body, body_len) < 0) {
+	if (n < 0 || (size_t)n >= sizeof head || write_all(fd, head, (size_t)n) < 0 ||
+	    write_all(fd, body, body_len) < 0) {
 		fprintf(stderr, "cagectl: sending the request failed: %s\n", strerror(errno));
 		close(fd);
 		return -1;

@@ -38,11 +38,10 @@ static int page_visit(const struct call_record *r, void *arg)
 	return ++p->count >= p->limit;
 }
 
-/* call_page_list() with a visit() that may end the page early. */
-static int read_page(struct store *s, enum store_table table, const struct call_filter *f,
-		     const char *after, int limit,
-		     bool (*visit)(const struct call_record *r, void *arg), void *arg,
-		     char next[CALL_ID_LEN + 1])
+int call_page_list(struct store *s, enum store_table table, const struct call_filter *f,
+		   const char *after, int limit,
+		   bool (*visit)(const struct call_record *r, void *arg), void *arg,
+		   char next[CALL_ID_LEN + 1])
 {
 	struct page p = { f, limit, 0, visit, arg };
 	int64_t until_ms = clock_mono_ms() + CALL_PAGE_MS;
@@ -64,30 +63,6 @@ static int read_page(struct store *s, enum store_table table, const struct call_
 		scanned += n;
 	}
 	return p.count;
-}
-
-/* A listing's visit: never ends the page early. */
-struct list_visit {
-	void (*visit)(const struct call_record *r, void *arg);
-	void *arg;
-};
-
-static bool visit_all(const struct call_record *r, void *arg)
-{
-	struct list_visit *v = arg;
-
-	v->visit(r, v->arg);
-	return false;
-}
-
-int call_page_list(struct store *s, enum store_table table, const struct call_filter *f,
-		   const char *after, int limit,
-		   void (*visit)(const struct call_record *r, void *arg), void *arg,
-		   char next[CALL_ID_LEN + 1])
-{
-	struct list_visit v = { visit, arg };
-
-	return read_page(s, table, f, after, limit, visit_all, &v, next);
 }
 
 int dead_call_requeue(struct store *s, struct call_record *r, int64_t now_ms)
@@ -135,7 +110,7 @@ static int act_on_page(struct store *s, const struct call_filter *f, const char 
 	ids->writes = 0;
 	if (limit > CALL_PAGE_LIMIT_MAX)
 		limit = CALL_PAGE_LIMIT_MAX;
-	if (read_page(s, TABLE_DEAD, f, after, limit, collect_id, ids, next) < 0)
+	if (call_page_list(s, TABLE_DEAD, f, after, limit, collect_id, ids, next) < 0)
 		done = -1;
 	for (int i = 0; done >= 0 && i < ids->count; i++) {
 		struct call_record r;

@@ -25,6 +25,7 @@
 #ifndef CAGEHOST_CALL_PAGES_H
 #define CAGEHOST_CALL_PAGES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "record.h"
@@ -40,10 +41,11 @@ struct call_filter {
 	const char *queue, *module, *method;
 };
 
-/* Calls visit() for each call of a page of table that f selects. */
+/* Calls visit() for each call of a page of table that f selects; a
+ * visit() that returns true ends the page after that call. */
 int call_page_list(struct store *s, enum store_table table, const struct call_filter *f,
 		   const char *after, int limit,
-		   void (*visit)(const struct call_record *r, void *arg), void *arg,
+		   bool (*visit)(const struct call_record *r, void *arg), void *arg,
 		   char next[CALL_ID_LEN + 1]);
 
 /*

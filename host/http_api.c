@@ -1018,7 +1018,7 @@ struct call_list {
 	struct evbuffer *out;
 };
 
-static void list_call_visit(const struct call_record *r, void *arg)
+static bool list_call_visit(const struct call_record *r, void *arg)
 {
 	struct call_list *l = arg;
 	bool dead = r->state == CALL_DEAD;
@@ -1052,6 +1052,7 @@ static void list_call_visit(const struct call_record *r, void *arg)
 		evbuffer_add_printf(l->out, ", \"payload_bytes\": %zu}", r->payload_len);
 	}
 	l->count++;
+	return false;
 }
 
 /*

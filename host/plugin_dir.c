@@ -20,6 +20,7 @@
 #include "log.h"
 #include "names.h"
 #include "plugin_dir.h"
+#include "write_all.h"
 
 #define DEBOUNCE_MS 100
 #define PROBE_TIMEOUT_MS 10000
@@ -274,7 +275,6 @@ static int write_copy(const char *path, const unsigned char *data, size_t len,
 		      char *why, size_t why_size)
 {
 	char tmp[PATH_MAX + 16];
-	size_t done = 0;
 	int fd;
 
 	if (access(path, F_OK) == 0)
@@ -286,18 +286,11 @@ static int write_copy(const char *path, const unsigned char *data, size_t len,
 		snprintf(why, why_size, "cannot create private copy %.300s: %s", tmp, strerror(errno));
 		return -1;
 	}
-	while (done < len) {
-		ssize_t n = write(fd, data + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(why, why_size, "cannot write private copy: %s", strerror(errno));
-			close(fd);
-			unlink(tmp);
-			return -1;
-		}
-		done += (size_t)n;
+	if (write_all(fd, data, len) < 0) {
+		snprintf(why, why_size, "cannot write private copy: %s", strerror(errno));
+		close(fd);
+		unlink(tmp);
+		return -1;
 	}
 	close(fd);
 	if (rename(tmp, path) < 0) {
