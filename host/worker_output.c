@@ -126,6 +126,16 @@ void worker_output_drain(struct worker_output *o, const struct job *job)
 		event_del(o->readable);
 }
 
+void worker_output_end_job(struct worker_output *o, const struct job *job)
+{
+	char name[NAME_MAX_LEN * 2 + RECORD_VERSION_MAX + 32];
+
+	if (!o || !o->line_len)
+		return;
+	name_job(job, name, sizeof name);
+	emit_line(o, name);
+}
+
 void worker_output_free(struct worker_output **op, const struct job *job)
 {
 	struct worker_output *o = *op;

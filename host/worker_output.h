@@ -41,6 +41,14 @@ struct worker_output *worker_output_new(struct event_base *base, int read_fd, pi
  * between jobs). */
 void worker_output_drain(struct worker_output *o, const struct job *job);
 
+/*
+ * Job has ended, its result says no output waits: a last line it printed
+ * without a newline, which the pipe's reader took before the worker looked
+ * (so the result did not say so), is logged now, named after job, rather
+ * than joined to the next job's first line.  Reads nothing.
+ */
+void worker_output_end_job(struct worker_output *o, const struct job *job);
+
 /* Drains the pipe (naming what is left after job), then closes it. */
 void worker_output_free(struct worker_output **o, const struct job *job);
 

@@ -642,6 +642,8 @@ static void read_results(struct worker *w)
 		/* the job's output is in the pipe before its result */
 		if (res.printed)
 			worker_output_drain(w->output, w->jobs[0]);
+		else
+			worker_output_end_job(w->output, w->jobs[0]);
 		ends = res.status == WORKER_LOAD_FAILED && w->jobs[0]->kind == JOB_CALL;
 		finish_first(w, &res);
 		if (ends) {

@@ -21,7 +21,8 @@
  *             space-separated), or "none": what plugin code could scribble
  *             on that the host also uses
  *   stdio     prints to stdout and stderr (last, a line with control
- *             characters and no newline), returns OK
+ *             characters and no newline), waits 200 ms (the host has read
+ *             it all by then), returns OK
  *   flood     prints 100,000 lines (more than a pipe holds), returns OK
  *   forge     logs "hostile says\nFORGED cagehost error: ..." (a newline
  *             to forge a line of the host's log), then fails with an error
@@ -219,6 +220,10 @@ static cage_outcome do_stdio(cage_call *call)
 	printf("hostile stdio: \x1b[31mred\x1b[0m, a\ttab, no newline");
 	fflush(stdout);
 	fflush(stderr);
+	/* the host's pipe reader takes it all meanwhile, so the result cannot
+	 * say output waits: the last line must be named after this job all
+	 * the same, not joined to the next job's first line */
+	nanosleep(&(struct timespec){ 0, 200 * 1000000 }, NULL);
 	cage_reply_str(call, "stdio ok");
 	return CAGE_OK;
 }
