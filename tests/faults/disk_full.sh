@@ -91,11 +91,21 @@ if [ -n "$HOST_PID" ]; then
 	call_states "$T/acked" > "$T/states"
 	equal "every acknowledged call is still readable on a full disk" \
 		"$(awk '$2 != 200' "$T/states" | wc -l)" 0
-	: > "$T/body"
-	code=$(curl -s --max-time 30 -o "$T/body" -w '%{http_code}' --data-binary @"$T/payload" \
-		"$URL/v1/enqueue/default/nomod/store")
-	[ "$code" = 202 ] && sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body" >> "$T/acked"
-	equal "a further enqueue on the full disk is answered 503 too" "$code" 503
+	# A checkpoint may remove an old log file after that 503 (one runs
+	# each second once 4 MB of log were written), and the room it frees
+	# takes calls again: enqueue until the disk refuses once more.
+	more=0
+	while [ "$more" -lt "$MAX_CALLS" ]; do
+		: > "$T/body"
+		code=$(curl -s --max-time 30 -o "$T/body" -w '%{http_code}' --data-binary @"$T/payload" \
+			"$URL/v1/enqueue/default/nomod/store")
+		[ "$code" = 202 ] || break
+		sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body" >> "$T/acked"
+		more=$((more + 1))
+	done
+	echo "# $more more calls acknowledged in room freed since, then HTTP $code"
+	equal "further enqueues on the full disk are answered 503 again" "$code" 503
+	contains "again naming the shortage" "$(cat "$T/body")" "No space left on device"
 	equal "cagehost_enqueued_total counts the 202s only, not the calls refused" \
 		"$(metric cagehost_enqueued_total)" \
 		"$(wc -l < "$T/acked")"
