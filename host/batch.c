@@ -12,10 +12,10 @@
  * the durable ones (an enqueue's 202) when the flush covering them is done.
  * The flusher signals the same eventfd.
  *
- * Sweeps of finished calls (batch_sweep_done) also run on the writer, a
- * bite of SWEEP_BITE calls per transaction, when no turn waits (or every
- * SWEEP_STARVED_MS when turns never stop coming), so that no commit waits
- * long behind one.
+ * Sweeps of finished calls (batch_sweep_done, batch_sweep_dead) also run
+ * on the writer, a bite of SWEEP_BITE calls per transaction, when no turn
+ * waits (or every SWEEP_STARVED_MS when turns never stop coming), so that
+ * no commit waits long behind one.
  *
  * The loop and the writer never use the store at the same time: the
  * writer only touches it with `writing` set, and the loop only after
@@ -120,11 +120,11 @@ struct batch {
 	struct turn_list applied;	/* committed (or failed), for the loop */
 	bool writing, stop;
 	bool loop_holds;		/* after batch_sync(), until the turn ends */
-	struct {			/* the sweep asked for, until done */
+	struct sweep {			/* a sweep asked for, until done */
 		int64_t cutoff_ms;
 		uint64_t keep_max;
 		int left;
-	} sweep;
+	} sweeps[2];			/* of done.db, then of dead.db */
 	bool sweep_failing;		/* writer only: the last bite failed */
 	int64_t last_bite_ms;		/* writer only */
 	uint64_t requested, flushed;	/* flush generations */
@@ -279,41 +279,47 @@ static void apply(struct batch *b, struct turn_list *work)
 	}
 }
 
+enum { SWEEP_DONE, SWEEP_DEAD };
+
 static bool sweep_wanted(const struct batch *b)
 {
-	return b->sweep.left > 0 && !b->loop_holds;
+	return (b->sweeps[SWEEP_DONE].left > 0 || b->sweeps[SWEEP_DEAD].left > 0) &&
+	       !b->loop_holds;
 }
 
 /*
- * One bite of the sweep, in a transaction of its own: a sweep that fails
- * (a damaged done.db page, say) fails no caller's write.  The next
- * batch_sweep_done() tries again; failures are logged when they start and
- * when they end.  Called and returns with b->lock held.
+ * One bite of a sweep - done.db's first - in a transaction of its own: a
+ * sweep that fails (a damaged done.db page, say) fails no caller's write.
+ * The next batch_sweep_done() or batch_sweep_dead() tries again; failures
+ * are logged when they start and when they end.  Called and returns with
+ * b->lock held.
  */
 static void sweep_bite(struct batch *b)
 {
-	int want = b->sweep.left < SWEEP_BITE ? b->sweep.left : SWEEP_BITE;
-	int64_t cutoff_ms = b->sweep.cutoff_ms;
-	uint64_t keep_max = b->sweep.keep_max;
+	int which = b->sweeps[SWEEP_DONE].left > 0 ? SWEEP_DONE : SWEEP_DEAD;
+	struct sweep order = b->sweeps[which];
+	int want = order.left < SWEEP_BITE ? order.left : SWEEP_BITE;
+	const char *what = which == SWEEP_DONE ? "finished" : "dead";
 	bool ok;
 	int n;
 
 	b->writing = true;
 	pthread_mutex_unlock(&b->lock);
-	n = store_sweep_done(b->store, cutoff_ms, keep_max, want);
+	n = which == SWEEP_DONE ? store_sweep_done(b->store, order.cutoff_ms, order.keep_max, want)
+				: store_sweep_dead(b->store, order.cutoff_ms, order.keep_max, want);
 	ok = n >= 0 && store_commit(b->store) == 0;
 	if (!ok) {
 		if (!b->sweep_failing)
-			log_error("removing old finished calls: %s (tried again with the next "
-				  "sweep)", store_error(b->store));
+			log_error("removing old %s calls: %s (tried again with the next sweep)",
+				  what, store_error(b->store));
 		store_abort(b->store);
 	} else if (b->sweep_failing) {
-		log_info("removing old finished calls works again");
+		log_info("removing old %s calls works again", what);
 	}
 	b->sweep_failing = !ok;
 	b->last_bite_ms = clock_mono_ms();
 	pthread_mutex_lock(&b->lock);
-	b->sweep.left = !ok || n < want ? 0 : b->sweep.left - n;
+	b->sweeps[which].left = !ok || n < want ? 0 : b->sweeps[which].left - n;
 	b->writing = false;
 	pthread_cond_broadcast(&b->idle);
 }
@@ -688,14 +694,22 @@ int batch_forget_deliveries(struct batch *b, const char *prefix, const char *bel
 	return 0;
 }
 
-void batch_sweep_done(struct batch *b, int64_t cutoff_ms, uint64_t keep_max, int max)
+static void ask_sweep(struct batch *b, int which, int64_t cutoff_ms, uint64_t keep_max, int max)
 {
 	pthread_mutex_lock(&b->lock);
-	b->sweep.cutoff_ms = cutoff_ms;
-	b->sweep.keep_max = keep_max;
-	b->sweep.left = max;
+	b->sweeps[which] = (struct sweep){ cutoff_ms, keep_max, max };
 	pthread_cond_signal(&b->work);
 	pthread_mutex_unlock(&b->lock);
+}
+
+void batch_sweep_done(struct batch *b, int64_t cutoff_ms, uint64_t keep_max, int max)
+{
+	ask_sweep(b, SWEEP_DONE, cutoff_ms, keep_max, max);
+}
+
+void batch_sweep_dead(struct batch *b, int64_t cutoff_ms, uint64_t keep_max, int max)
+{
+	ask_sweep(b, SWEEP_DEAD, cutoff_ms, keep_max, max);
 }
 
 struct batch_mark batch_mark(const struct batch *b)

@@ -80,6 +80,9 @@ void batch_undo(struct batch *b, struct batch_mark mark);
  */
 void batch_sweep_done(struct batch *b, int64_t cutoff_ms, uint64_t keep_max, int max);
 
+/* The same for dead calls, as store_sweep_dead() does; done calls first. */
+void batch_sweep_dead(struct batch *b, int64_t cutoff_ms, uint64_t keep_max, int max);
+
 /*
  * Runs done(ok, arg) after the current turn's writes are committed and,
  * when durable, after everything committed so far is on disk (a repeated

@@ -284,6 +284,14 @@ static int host_key(struct parser *p, const char *key, const char *value)
 		c->done_keep_max = (uint64_t)n;
 		return 0;
 	}
+	if (!strcmp(key, "dead_retention"))
+		return parse_duration(p, key, value, 0, &c->dead_retention_ms);
+	if (!strcmp(key, "dead_keep_max")) {
+		if (parse_int(p, key, value, 0, 100000000, &n) < 0)
+			return -1;
+		c->dead_keep_max = (uint64_t)n;
+		return 0;
+	}
 	if (!strcmp(key, "checkpoint_interval"))
 		return parse_duration(p, key, value, 100, &c->checkpoint_interval_ms);
 	if (!strcmp(key, "token")) {

@@ -9,6 +9,7 @@
  *   backup_dir = /var/lib/cagehost.backups   (default: DATA_DIR.backups)
  *   backup_keep = 7              (default 0: every backup is kept)
  *   workers = 4
+ *   dead_retention = 90d         (default 0: dead calls stay until deleted)
  *
  *   [queue default]
  *   retry_interval = 60s
@@ -75,6 +76,8 @@ struct host_conf {
 	int64_t sync_timeout_ms;	/* attempt timeout of sync calls */
 	int64_t done_retention_ms;	/* how long finished calls stay visible */
 	uint64_t done_keep_max;		/* and at most this many of them */
+	int64_t dead_retention_ms;	/* dead calls deleted this long after (0: kept) */
+	uint64_t dead_keep_max;		/* and beyond this many, the oldest (0: no limit) */
 	int64_t checkpoint_interval_ms;
 	enum log_level log_level;
 	char token[256];		/* "" = no auth (loopback only) */

@@ -1579,8 +1579,12 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"# HELP cagehost_dead_calls Calls in the dead store now: failed for good or "
 		"expired (GET /v1/calls?state=dead lists them).\n"
 		"# TYPE cagehost_dead_calls gauge\n"
-		"cagehost_dead_calls %" PRIu64 "\n",
-		api->backups, api->backups_failed, st.dead_calls);
+		"cagehost_dead_calls %" PRIu64 "\n"
+		"# HELP cagehost_dead_swept_total Dead calls deleted by the host as "
+		"dead_retention or dead_keep_max ask.\n"
+		"# TYPE cagehost_dead_swept_total counter\n"
+		"cagehost_dead_swept_total %" PRIu64 "\n",
+		api->backups, api->backups_failed, st.dead_calls, st.dead_swept);
 	evbuffer_add_printf(out,
 		"# HELP cagehost_module_attempts_total Attempts of queued calls run here, by "
 		"module and outcome (calls to other cages are not in it).\n"

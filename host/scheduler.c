@@ -34,6 +34,7 @@
 #define SWEEP_TICK_MS 200
 #define SWEEP_PER_TICK 10000	/* 50,000/s: faster than any enqueue rate seen here */
 #define EARLY_SWEEP_WARN_MS (10 * 60 * 1000)	/* at most one such warning per 10 min */
+#define DEAD_SWEEP_TELL_MS (60 * 1000)		/* dead calls deleted: a line a minute */
 
 struct attempt {
 	struct scheduler *sched;
@@ -67,6 +68,8 @@ struct scheduler {
 	bool started;
 	uint64_t swept_early_told;	/* done_swept_early when last logged */
 	int64_t swept_early_told_ms;	/* monotonic */
+	uint64_t dead_swept_told;	/* dead_swept when last logged */
+	int64_t dead_swept_told_ms;	/* monotonic */
 	struct event *timer, *kick;
 	struct attempt *buckets[BUCKETS];
 	int in_flight;
@@ -862,8 +865,38 @@ static void on_new_version(const char *module, const char *version, void *arg)
 	scheduler_wake_module(arg, module, version);
 }
 
+/* Dead calls past dead_retention or dead_keep_max, if either is set: the
+ * writer deletes them; what it deleted is logged, a line a minute at most. */
+static void sweep_dead(struct scheduler *s, const struct store_stats *st)
+{
+	const struct host_conf *c = s->conf;
+	char retention[32], keep_max[64] = "";
+
+	if (!c->dead_retention_ms && !c->dead_keep_max)
+		return;
+	batch_sweep_dead(s->batch,
+			 c->dead_retention_ms ? clock_wall_ms() - c->dead_retention_ms : INT64_MIN,
+			 c->dead_keep_max ? c->dead_keep_max : UINT64_MAX, SWEEP_PER_TICK);
+	if (st->dead_swept == s->dead_swept_told ||
+	    (s->dead_swept_told_ms &&
+	     clock_mono_ms() - s->dead_swept_told_ms < DEAD_SWEEP_TELL_MS))
+		return;
+	if (c->dead_keep_max)
+		snprintf(keep_max, sizeof keep_max, "%sbeyond dead_keep_max = %" PRIu64,
+			 c->dead_retention_ms ? " or " : "", c->dead_keep_max);
+	log_info("deleted %" PRIu64 " dead call(s) with their history: %s%s%s",
+		 st->dead_swept - s->dead_swept_told,
+		 c->dead_retention_ms ? "older than dead_retention = " : "",
+		 c->dead_retention_ms ? duration_format(c->dead_retention_ms, retention,
+							 sizeof retention) : "",
+		 keep_max);
+	s->dead_swept_told = st->dead_swept;
+	s->dead_swept_told_ms = clock_mono_ms();
+}
+
 /* Every SWEEP_TICK_MS: forget finished calls past done_retention or
- * done_keep_max (the writer thread does it, between commits). */
+ * done_keep_max, and dead ones as dead_retention and dead_keep_max ask
+ * (the writer thread does it, between commits). */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
@@ -875,9 +908,10 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	batch_sweep_done(s->batch, clock_wall_ms() - s->conf->done_retention_ms,
 			 s->conf->done_keep_max, SWEEP_PER_TICK);
+	store_get_stats(s->store, &st);
+	sweep_dead(s, &st);
 	/* done_keep_max cutting done_retention short also cuts how long
 	 * Idempotency-Keys are known: say so (the metric counts it too) */
-	store_get_stats(s->store, &st);
 	if (st.done_swept_early > s->swept_early_told &&
 	    (!s->swept_early_told_ms ||
 	     clock_mono_ms() - s->swept_early_told_ms >= EARLY_SWEEP_WARN_MS)) {

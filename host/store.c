@@ -49,6 +49,15 @@
 #define COMPACT_MIN_BYTES ((uint64_t)16 << 20)	/* smaller files are left as they are */
 #define COMPACT_COUNT_MS 25	/* per file, to see how much of it is records */
 
+/* Counts the open transaction changes, applied to the store's counts when
+ * it commits. */
+struct txn_counts {
+	int64_t done;		/* records added to done.db (-removed) */
+	int64_t dead;		/* dead.db: the same */
+	uint64_t early;		/* done calls swept before done_retention */
+	uint64_t dead_swept;	/* dead calls swept (store_sweep_dead) */
+};
+
 struct store {
 	DB_ENV *env;
 	DB *calls, *due, *cages, *new_calls, *attempts, *done, *dead, *idem, *delivered,
@@ -58,14 +67,11 @@ struct store {
 	struct {		/* during a part (store_part_begin): the batch's */
 		DB_TXN *txn;
 		bool txn_failed;
-		int64_t done_delta, dead_delta;
-		uint64_t early_delta;
+		struct txn_counts delta;
 	} outer;
 	bool busy;		/* the last failure was a lock another process holds */
 	uint64_t done_count;	/* records in done.db (counted at open) */
-	int64_t done_delta;	/* added (-removed) by the open transaction */
-	int64_t dead_delta;	/* dead.db: the same */
-	uint64_t early_delta;	/* swept before their time by it (store_sweep_done) */
+	struct txn_counts delta;	/* what the open transaction changed */
 	char flush_error[256];	/* why the last log flush failed */
 	long shm_key;		/* base System V key of the regions */
 	u_int32_t recorded_log;	/* log file named in cagehost.state */
@@ -1037,9 +1043,9 @@ int store_finish_call(struct store *s, const struct call_record *r, bool was_new
 	if (del(s, was_new ? s->new_calls : s->calls, "remove call", r->id, strlen(r->id)) < 0)
 		return -1;
 	if (dead)
-		s->dead_delta++;
+		s->delta.dead++;
 	else
-		s->done_delta++;
+		s->delta.done++;
 	return put_call(s, dead ? s->dead : s->done, dead ? "keep dead call" : "keep done call",
 			r, dead, 0);
 }
@@ -1050,7 +1056,7 @@ int store_requeue_dead(struct store *s, const struct call_record *r)
 		return -1;
 	if (put_call(s, s->calls, "requeue call", r, true, 0) < 0)
 		return -1;
-	s->dead_delta--;
+	s->delta.dead--;
 	return 0;
 }
 
@@ -1078,7 +1084,7 @@ int store_delete_dead(struct store *s, const struct call_record *r)
 	if (r->idem_key[0] && (delete_key_of(s, s->idem, r->idem_key, r->id) < 0 ||
 			       delete_key_of(s, s->delivered, r->idem_key, r->id) < 0))
 		return -1;
-	s->dead_delta--;
+	s->delta.dead--;
 	return 0;
 }
 
@@ -1451,52 +1457,105 @@ static int delete_attempts(struct store *s, const char *id)
 	return delete_prefixed(s, s->attempts, "delete attempts", prefix, NULL) < 0 ? -1 : 0;
 }
 
-int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max)
+/* How many records done.db (or dead.db) holds with this transaction's
+ * writes counted. */
+static int64_t finished_held(const struct store *s, bool dead)
+{
+	if (dead)
+		return (int64_t)__atomic_load_n(&s->stats.dead_calls, __ATOMIC_RELAXED) +
+		       s->delta.dead;
+	return (int64_t)s->done_count + s->delta.done;
+}
+
+/* Forgets the finished call under cursor c, with its attempts and its
+ * Idempotency-Key; r->id is set, the other fields may be zero (a record
+ * that did not decode). */
+static int forget_finished(struct store *s, DBC *c, bool dead, const struct call_record *r)
+{
+	int rc;
+
+	if (dead) {
+		/* a call delivered by another cage has its key in delivered.db */
+		if (r->idem_key[0] && (delete_key_of(s, s->idem, r->idem_key, r->id) < 0 ||
+				       delete_key_of(s, s->delivered, r->idem_key, r->id) < 0))
+			return -1;
+	} else if (r->idem_key[0] && del(s, s->idem, "sweep idempotency key", r->idem_key,
+					 strlen(r->idem_key)) < 0) {
+		return -1;
+	}
+	if (delete_attempts(s, r->id) < 0)
+		return -1;
+	rc = c->del(c, 0);
+	if (rc)
+		return db_fail(s, dead ? "sweep dead calls" : "sweep done calls", rc);
+	if (dead)
+		s->delta.dead--;
+	else
+		s->delta.done--;
+	return 0;
+}
+
+/* store_sweep_done() and store_sweep_dead(): one loop, for done.db or
+ * dead.db. */
+static int sweep_finished(struct store *s, bool dead, int64_t cutoff_ms, uint64_t keep_max,
+			  int max)
 {
 	char cutoff_id[CALL_ID_LEN + 1], why[128];
 	struct call_record r;
 	int deleted = 0, rc;
+	bool decoded;
 	DBC *c;
 	DBT k, d;
 
 	/* ids start with the enqueue time: nothing enqueued after the cutoff
 	 * can have finished before it */
-	snprintf(cutoff_id, sizeof cutoff_id, "%016" PRIx64, (uint64_t)cutoff_ms << 16);
-	if (!txn(s) || open_cursor(s, s->done, &c) < 0)
+	snprintf(cutoff_id, sizeof cutoff_id, "%016" PRIx64,
+		 (uint64_t)(cutoff_ms < 0 ? 0 : cutoff_ms) << 16);
+	if (!txn(s) || open_cursor(s, dead ? s->dead : s->done, &c) < 0)
 		return -1;
 	memset(&k, 0, sizeof k);
 	memset(&d, 0, sizeof d);
 	for (rc = c->get(c, &k, &d, DB_FIRST); rc == 0 && deleted < max;
 	     rc = c->get(c, &k, &d, DB_NEXT)) {
 		/* the oldest go first while there are more than keep_max */
-		bool too_many = (int64_t)s->done_count + s->done_delta > (int64_t)keep_max;
+		int64_t held = finished_held(s, dead);
+		bool too_many = held > 0 && (uint64_t)held > keep_max;
 
 		if (!too_many && (k.size != CALL_ID_LEN ||
 				  memcmp(k.data, cutoff_id, CALL_ID_LEN) > 0))
 			break;
-		if (!too_many && record_decode_call(d.data, d.size, &r, why, sizeof why) == 0 &&
-		    r.when_ms >= cutoff_ms)
+		decoded = record_decode_call(d.data, d.size, &r, why, sizeof why) == 0;
+		if (!decoded)
+			memset(&r, 0, sizeof r);	/* its id is all that is known */
+		else if (r.when_ms >= cutoff_ms && !too_many)
 			continue;
-		if (too_many && record_decode_call(d.data, d.size, &r, why, sizeof why) < 0)
-			memset(&r, 0, sizeof r);
-		else if (too_many && r.when_ms >= cutoff_ms)
-			s->early_delta++;
+		else if (r.when_ms >= cutoff_ms && !dead)
+			s->delta.early++;
 		snprintf(r.id, sizeof r.id, "%.*s", (int)k.size, (char *)k.data);
-		if (r.idem_key[0] && del(s, s->idem, "sweep idempotency key", r.idem_key,
-					 strlen(r.idem_key)) < 0)
-			break;
-		if (delete_attempts(s, r.id) < 0)
-			break;
-		rc = c->del(c, 0);
-		if (rc)
-			break;
+		if (forget_finished(s, c, dead, &r) < 0) {
+			c->close(c);
+			return -1;
+		}
 		deleted++;
-		s->done_delta--;
 	}
 	c->close(c);
 	if (rc && rc != DB_NOTFOUND)
-		return db_fail(s, "sweep done calls", rc);
+		return db_fail(s, dead ? "sweep dead calls" : "sweep done calls", rc);
 	return deleted;
+}
+
+int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max)
+{
+	return sweep_finished(s, false, cutoff_ms, keep_max, max);
+}
+
+int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max)
+{
+	int n = sweep_finished(s, true, cutoff_ms, keep_max, max);
+
+	if (n > 0)
+		s->delta.dead_swept += (uint64_t)n;
+	return n;
 }
 
 bool store_in_transaction(const struct store *s)
@@ -1519,9 +1578,7 @@ int store_part_begin(struct store *s)
 	}
 	s->outer.txn = outer;
 	s->outer.txn_failed = s->txn_failed;
-	s->outer.done_delta = s->done_delta;
-	s->outer.dead_delta = s->dead_delta;
-	s->outer.early_delta = s->early_delta;
+	s->outer.delta = s->delta;
 	s->txn = part;
 	s->txn_failed = false;
 	return 0;
@@ -1543,9 +1600,7 @@ int store_part_end(struct store *s, bool keep)
 	} else {
 		part->abort(part);
 	}
-	s->done_delta = s->outer.done_delta;
-	s->dead_delta = s->outer.dead_delta;
-	s->early_delta = s->outer.early_delta;
+	s->delta = s->outer.delta;
 	if (rc) {
 		fail(s, "commit: %s", db_strerror(rc));
 		check_fatal(s, rc);
@@ -1567,19 +1622,16 @@ int store_commit(struct store *s)
 	__atomic_add_fetch(&s->stats.commits, 1, __ATOMIC_RELAXED);
 	s->txn = NULL;
 	if (rc) {
-		s->done_delta = 0;
-		s->dead_delta = 0;
-		s->early_delta = 0;
+		memset(&s->delta, 0, sizeof s->delta);
 		return db_fail(s, "commit", rc);
 	}
-	__atomic_add_fetch(&s->stats.done_swept_early, s->early_delta, __ATOMIC_RELAXED);
-	s->early_delta = 0;
+	__atomic_add_fetch(&s->stats.done_swept_early, s->delta.early, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->stats.dead_swept, s->delta.dead_swept, __ATOMIC_RELAXED);
 	/* done.db's count follows what committed, not what was tried */
-	s->done_count = (int64_t)s->done_count + s->done_delta < 0 ? 0
-		      : (uint64_t)((int64_t)s->done_count + s->done_delta);
-	s->done_delta = 0;
-	__atomic_add_fetch(&s->stats.dead_calls, (uint64_t)s->dead_delta, __ATOMIC_RELAXED);
-	s->dead_delta = 0;
+	s->done_count = (int64_t)s->done_count + s->delta.done < 0 ? 0
+		      : (uint64_t)((int64_t)s->done_count + s->delta.done);
+	__atomic_add_fetch(&s->stats.dead_calls, (uint64_t)s->delta.dead, __ATOMIC_RELAXED);
+	memset(&s->delta, 0, sizeof s->delta);
 	return 0;
 }
 
@@ -1613,9 +1665,7 @@ void store_abort(struct store *s)
 	s->txn->abort(s->txn);
 	s->txn = NULL;
 	s->txn_failed = false;
-	s->done_delta = 0;
-	s->dead_delta = 0;
-	s->early_delta = 0;
+	memset(&s->delta, 0, sizeof s->delta);
 }
 
 /*
@@ -1838,4 +1888,5 @@ void store_get_stats(const struct store *s, struct store_stats *stats)
 	stats->calls_added = __atomic_load_n(&s->stats.calls_added, __ATOMIC_RELAXED);
 	stats->done_swept_early = __atomic_load_n(&s->stats.done_swept_early, __ATOMIC_RELAXED);
 	stats->dead_calls = __atomic_load_n(&s->stats.dead_calls, __ATOMIC_RELAXED);
+	stats->dead_swept = __atomic_load_n(&s->stats.dead_swept, __ATOMIC_RELAXED);
 }

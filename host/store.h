@@ -191,6 +191,14 @@ int store_list_attempts(struct store *s, const char *id,
  */
 int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max);
 
+/*
+ * The same for dead.db: up to max dead calls that died before cutoff_ms
+ * (INT64_MIN: none for their age), and the oldest while dead.db holds more
+ * than keep_max (UINT64_MAX: no limit).  A call's Idempotency-Key goes only
+ * where it still maps to that call, as in store_delete_dead().
+ */
+int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max);
+
 /* True when writes wait for store_commit(). */
 bool store_in_transaction(const struct store *s);
 
@@ -270,6 +278,7 @@ struct store_stats {
 	 * more than keep_max: their Idempotency-Keys went with them */
 	uint64_t done_swept_early;
 	uint64_t dead_calls;	/* in dead.db now (as committed) */
+	uint64_t dead_swept;	/* dead calls store_sweep_dead() deleted */
 };
 void store_get_stats(const struct store *s, struct store_stats *stats);
 

@@ -42,6 +42,7 @@ E2E_TESTS = \
 	tests/e2e/sdk_example.sh \
 	tests/e2e/backup.sh \
 	tests/e2e/dead_calls.sh \
+	tests/e2e/dead_retention.sh \
 	tests/e2e/removed_queue.sh \
 	tests/e2e/retry_now.sh
 TESTS += $(E2E_TESTS)

@@ -733,6 +733,82 @@ START_TEST(sweep_keeps_at_most_keep_max_done_calls)
 }
 END_TEST
 
+/* Adds call id as dead since died_ms, after 2 recorded attempts. */
+static void add_dead_since(struct store *s, const char *id, int64_t died_ms, const char *key)
+{
+	struct attempt_record a = { 1000, "1+00000000", OUTCOME_RETRY, "no" };
+	struct call_record r;
+	void *buf;
+
+	add(s, id, 1000, key);
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, id, &r, &buf), 0);
+	r.state = CALL_DEAD;
+	r.when_ms = died_ms;
+	r.attempts = 2;
+	ck_assert_int_eq(store_finish_call(s, &r, false), 0);
+	free(buf);
+	for (uint32_t n = 1; n <= 2; n++)
+		ck_assert_int_eq(store_add_attempt(s, id, n, &a), 0);
+	ck_assert_int_eq(store_commit(s), 0);
+}
+
+static uint64_t dead_now(struct store *s, uint64_t *swept)
+{
+	struct store_stats st;
+
+	store_get_stats(s, &st);
+	*swept = st.dead_swept;
+	return st.dead_calls;
+}
+
+START_TEST(dead_calls_are_swept_by_age_and_by_count)
+{
+	struct store *s = open_store();
+	const char *ids[] = { "0000000000010000", "0000000000020000", "0000000000030000",
+			      "0000000000040000", "0000000000050000" };
+	struct call_record r;
+	char id[CALL_ID_LEN + 1];
+	uint64_t swept;
+	void *buf;
+
+	add_dead_since(s, ids[0], 2000, "k1");
+	add_dead_since(s, ids[1], 3000, "k2");
+	add_dead_since(s, ids[2], 100000, NULL);
+	/* neither limit set: nothing goes */
+	ck_assert_int_eq(store_sweep_dead(s, INT64_MIN, UINT64_MAX, 100), 0);
+	ck_assert_int_eq(store_commit(s), 0);
+	/* by age: the two that died before 50 s; undone, nothing changed */
+	ck_assert_int_eq(store_sweep_dead(s, 50000, UINT64_MAX, 100), 2);
+	store_abort(s);
+	ck_assert_uint_eq(dead_now(s, &swept), 3);
+	ck_assert_uint_eq(swept, 0);
+	ck_assert_int_eq(store_sweep_dead(s, 50000, UINT64_MAX, 100), 2);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[0], &r, &buf), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[1], &r, &buf), 1);
+	ck_assert_int_eq(attempts_of(s, ids[0]), 0);
+	ck_assert_int_eq(store_find_idem(s, "k1", id), 1);	/* the key is free again */
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[2], &r, &buf), 0);
+	free(buf);
+	ck_assert_int_eq(attempts_of(s, ids[2]), 2);
+	ck_assert_uint_eq(dead_now(s, &swept), 1);
+	ck_assert_uint_eq(swept, 2);
+	/* by count: of 3 recent ones, the oldest 2 go */
+	add_dead_since(s, ids[3], 100000, NULL);
+	add_dead_since(s, ids[4], 100000, NULL);
+	ck_assert_int_eq(store_sweep_dead(s, INT64_MIN, 1, 100), 2);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[2], &r, &buf), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[3], &r, &buf), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[4], &r, &buf), 0);
+	free(buf);
+	ck_assert_uint_eq(dead_now(s, &swept), 1);
+	ck_assert_uint_eq(swept, 4);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
 START_TEST(ids_increase_across_restarts)
 {
 	struct store *s = open_store();
@@ -1010,6 +1086,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, cage_index_is_built_over_a_large_queue);
 	tcase_add_test(tc, sweep_removes_only_old_done_calls);
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
+	tcase_add_test(tc, dead_calls_are_swept_by_age_and_by_count);
 	tcase_add_test(tc, ids_increase_across_restarts);
 	tcase_add_test(tc, second_host_on_the_same_dir_is_refused);
 	tcase_add_test(tc, data_dir_is_created_with_its_parents);
