@@ -9,7 +9,7 @@
  *   cagectl [-u URL] delete ID
  *   cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD] [--requeue | --delete]
  *   cagectl [-u URL] pending [-q QUEUE] [-m MODULE] [-f METHOD]
- *   cagectl [-u URL] retry MODULE
+ *   cagectl [-u URL] retry [-q QUEUE] [-f METHOD] MODULE
  *
  * URL defaults to $CAGEHOST_URL or http://127.0.0.1:8610; a host with a
  * token set needs $CAGEHOST_TOKEN (sent as Authorization: Bearer).  A payload of
@@ -58,7 +58,9 @@ static void usage(int status)
 		"               (lists the dead calls selected; or requeues them, or deletes them)\n"
 		"       cagectl [-u URL] pending [-q QUEUE] [-m MODULE] [-f METHOD]\n"
 		"               (lists the calls waiting for a retry or a delay)\n"
-		"       cagectl [-u URL] retry MODULE   (its calls waiting for a retry are retried now)\n"
+		"       cagectl [-u URL] retry [-q QUEUE] [-f METHOD] MODULE\n"
+		"               (its calls waiting for a retry, of that queue and method, are\n"
+		"               retried now)\n"
 		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610;\n"
 		"$CAGEHOST_TOKEN, when set, is sent as Authorization: Bearer TOKEN\n");
 	exit(status);
@@ -377,6 +379,7 @@ int main(int argc, char **argv)
 {
 	const char *url = getenv("CAGEHOST_URL");
 	const char *queue = "default", *key = NULL, *delay = NULL, *cmd;
+	const char *retry_queue = NULL, *retry_method = NULL;
 	char path[1024], headers[512] = "";
 	struct response res = { 0 };
 	struct target t;
@@ -447,10 +450,21 @@ int main(int argc, char **argv)
 			 !strcmp(cmd, "requeue") ? "/requeue" : "");
 		body = strdup("");
 	} else if (!strcmp(cmd, "retry")) {
+		while (i + 1 < argc && argv[i][0] == '-' && argv[i][1]) {
+			if (!strcmp(argv[i], "-q"))
+				check_name("queue", retry_queue = argv[i + 1]);
+			else if (!strcmp(argv[i], "-f"))
+				check_name("method", retry_method = argv[i + 1]);
+			else
+				usage(2);
+			i += 2;
+		}
 		if (argc - i != 1)
 			usage(2);
 		check_name("module", argv[i]);
-		snprintf(path, sizeof path, "/v1/calls/retry?module=%s", argv[i]);
+		snprintf(path, sizeof path, "/v1/calls/retry?module=%s%s%s%s%s", argv[i],
+			 retry_queue ? "&queue=" : "", retry_queue ? retry_queue : "",
+			 retry_method ? "&method=" : "", retry_method ? retry_method : "");
 		body = strdup("");
 	} else if (!strcmp(cmd, "backup")) {
 		if (argc - i != 0)
@@ -486,7 +500,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "requeue") || !strcmp(cmd, "delete")) {
 		printf("%sd %s\n", cmd, argv[argc - 1]);
 	} else if (!strcmp(cmd, "retry")) {
-		printf("the calls of %s waiting for a retry are being retried\n", argv[argc - 1]);
+		printf("the calls of %s%s%s%s%s waiting for a retry are being retried\n",
+		       argv[argc - 1], retry_method ? "." : "", retry_method ? retry_method : "",
+		       retry_queue ? " in queue " : "", retry_queue ? retry_queue : "");
 	} else {
 		fwrite(res.body, 1, res.body_len, stdout);
 		if (!strcmp(cmd, "call") && res.body_len && res.body[res.body_len - 1] != '\n' &&

@@ -1372,40 +1372,60 @@ static void handle_dead_call(struct http_api *api, struct evhttp_request *req, c
 }
 
 /*
- * POST /v1/calls/retry?module=M: the calls of module M that wait for a
- * retry are made due now, in the background (scheduler_wake_module): the
- * cause of their failures was fixed outside the module.  202 at once.
+ * POST /v1/calls/retry?module=M[&queue=Q][&method=F]: the calls of module
+ * M (of queue Q, of method F) that wait for a retry are made due now, in
+ * the background (scheduler_retry_now): the cause of their failures was
+ * fixed outside the module.  202 at once.
  */
 static void handle_retry(struct http_api *api, struct evhttp_request *req)
 {
+	static const char *const names[] = { "module", "queue", "method" };
 	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const char *value[3] = { NULL, NULL, NULL };
 	struct evkeyvalq params;
+	struct evkeyval *p;
 	struct evbuffer *body;
-	const char *module;
+	bool known = true;
 
 	TAILQ_INIT(&params);
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		reply_wrong_method(req, "POST");
 		return;
 	}
-	if (!query || evhttp_parse_query_str(query, &params) < 0 ||
-	    !(module = evhttp_find_header(&params, "module")) ||
-	    TAILQ_FIRST(&params) != TAILQ_LAST(&params, evkeyvalq)) {
-		reply_error(req, 400, "Bad Request", "/v1/calls/retry takes module=NAME, alone: "
-			    "the calls of that module waiting for a retry are retried now");
+	if (query && evhttp_parse_query_str(query, &params) < 0)
+		known = false;
+	TAILQ_FOREACH(p, &params, next) {
+		size_t i = 0;
+
+		while (i < 3 && strcmp(p->key, names[i]) != 0)
+			i++;
+		if (i == 3 || value[i])
+			known = false;	/* unknown, or given twice */
+		else
+			value[i] = p->value;
+	}
+	if (!known || !value[0]) {
+		reply_error(req, 400, "Bad Request", "/v1/calls/retry takes module=NAME, and may "
+			    "take queue=NAME and method=NAME: the calls they select that wait for "
+			    "a retry are retried now");
 		goto out;
 	}
-	if (!check_name(req, "module", module))
-		goto out;
-	scheduler_wake_module(api->d.scheduler, module, "");
-	log_info("calls of %s that wait for a retry are retried now (asked over HTTP)", module);
+	for (size_t i = 0; i < 3; i++)
+		if (value[i] && !check_name(req, names[i], value[i]))
+			goto out;
+	scheduler_retry_now(api->d.scheduler, value[0], value[1], value[2]);
+	log_info("calls of %s%s%s%s%s that wait for a retry are retried now (asked over HTTP)",
+		 value[0], value[2] ? "." : "", value[2] ? value[2] : "",
+		 value[1] ? " in queue " : "", value[1] ? value[1] : "");
 	body = evbuffer_new();
 	if (!body) {
 		reply_error(req, 500, "Internal Server Error", "out of memory");
 		goto out;
 	}
 	evbuffer_add_printf(body, "{");
-	json_field(body, "module", module, false);
+	for (size_t i = 0; i < 3; i++)
+		if (value[i])
+			json_field(body, names[i], value[i], i > 0);
 	evbuffer_add_printf(body, ", \"retrying\": true}\n");
 	reply_json(req, 202, "Accepted", body);
 	evbuffer_free(body);

@@ -53,6 +53,8 @@ struct attempt {
 struct wake {
 	char module[NAME_MAX_LEN + 1];
 	char version[RECORD_VERSION_MAX + 1];	/* "": any (an operator asked) */
+	char queue[NAME_MAX_LEN + 1];		/* an operator's: "" is any */
+	char method[NAME_MAX_LEN + 1];
 	char after_id[CALL_ID_LEN + 1];
 	struct wake *next;
 };
@@ -780,7 +782,9 @@ static int wake_visit(const struct call_record *r, void *arg)
 	/* a call that has not run yet (enqueued with a delay) failed on no
 	 * version: its first attempt keeps its time */
 	if (r->cage[0] || strcmp(r->module, p->wake->module) != 0 || r->when_ms <= p->now ||
-	    r->attempts == 0 || find_attempt(p->sched, r->id))
+	    r->attempts == 0 || find_attempt(p->sched, r->id) ||
+	    (p->wake->queue[0] && strcmp(r->queue, p->wake->queue) != 0) ||
+	    (p->wake->method[0] && strcmp(r->method, p->wake->method) != 0))
 		return 0;
 	/* for a new version: not the calls that failed on it already, and
 	 * only in queues that ask for it; an operator's wake takes them all */
@@ -835,12 +839,15 @@ static void wake_tick(evutil_socket_t fd, short what, void *arg)
 		evtimer_add(s->wake_timer, &tv);
 }
 
-void scheduler_wake_module(struct scheduler *s, const char *module, const char *version)
+/* Queues a wake; one for the same module and calls starts over instead. */
+static void add_wake(struct scheduler *s, const char *module, const char *version,
+		     const char *queue, const char *method)
 {
 	struct wake *w, **tail = &s->wakes;
 
 	for (w = s->wakes; w; w = w->next) {
-		if (!strcmp(w->module, module)) {
+		if (!strcmp(w->module, module) && !strcmp(w->queue, queue) &&
+		    !strcmp(w->method, method)) {
 			/* start over for the newer version; an operator's wake
 			 * (any version) stays one */
 			w->after_id[0] = '\0';
@@ -855,9 +862,22 @@ void scheduler_wake_module(struct scheduler *s, const char *module, const char *
 		return;
 	snprintf(w->module, sizeof w->module, "%s", module);
 	snprintf(w->version, sizeof w->version, "%s", version);
+	snprintf(w->queue, sizeof w->queue, "%s", queue);
+	snprintf(w->method, sizeof w->method, "%s", method);
 	*tail = w;
 	if (!evtimer_pending(s->wake_timer, NULL))
 		event_active(s->wake_timer, EV_TIMEOUT, 0);
+}
+
+void scheduler_wake_module(struct scheduler *s, const char *module, const char *version)
+{
+	add_wake(s, module, version, "", "");
+}
+
+void scheduler_retry_now(struct scheduler *s, const char *module, const char *queue,
+			 const char *method)
+{
+	add_wake(s, module, "", queue ? queue : "", method ? method : "");
 }
 
 static void on_new_version(const char *module, const char *version, void *arg)

@@ -81,11 +81,16 @@ bool scheduler_is_running(const struct scheduler *s, const char *id);
  * Makes pending calls of module due now (see above), except those whose
  * last attempt already ran this version (at start-up every module is "new";
  * only calls that failed on another version deserve an early retry).
- * With version "" (an operator's POST /v1/calls/retry), every call of the
- * module that waits for a retry, in any queue: the cause of its failures
- * was fixed elsewhere.  Calls delayed on enqueue keep their time.
+ * With version "" (an operator's, see scheduler_retry_now), every call of
+ * the module that waits for a retry, in any queue: the cause of its
+ * failures was fixed elsewhere.  Calls delayed on enqueue keep their time.
  */
 void scheduler_wake_module(struct scheduler *s, const char *module, const char *version);
+
+/* An operator's wake (POST /v1/calls/retry): every call of module that
+ * waits for a retry, of queue and of method when not NULL. */
+void scheduler_retry_now(struct scheduler *s, const char *module, const char *queue,
+			 const char *method);
 
 struct scheduler_stats {
 	uint64_t attempts_ok, attempts_retry, attempts_fail, calls_dead, calls_woken;
