@@ -57,7 +57,7 @@ static void usage(int status)
 		"       cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD] [--requeue | --delete]\n"
 		"               (lists the dead calls selected; or requeues them, or deletes them)\n"
 		"       cagectl [-u URL] pending [-q QUEUE] [-m MODULE] [-f METHOD]\n"
-		"               (lists the calls waiting for a retry or a delay)\n"
+		"               (lists the calls not finished yet: waiting, or running)\n"
 		"       cagectl [-u URL] retry [-q QUEUE] [-f METHOD] MODULE\n"
 		"               (its calls waiting for a retry, of that queue and method, are\n"
 		"               retried now)\n"

@@ -65,6 +65,97 @@ int call_page_list(struct store *s, enum store_table table, const struct call_fi
 	return p.count;
 }
 
+/* Calls collected for a merged page, without their payloads. */
+struct collected {
+	struct call_record *calls;
+	int count, cap;
+	int matched;				/* new.db's: kept or not */
+	const struct call_filter *filter;	/* new.db's: the page's own test */
+	const char *after, *until;		/* ids in (after, until]; NULL: no bound */
+};
+
+static int by_id(const void *a, const void *b)
+{
+	return strcmp(((const struct call_record *)a)->id, ((const struct call_record *)b)->id);
+}
+
+static bool keep(struct collected *c, const struct call_record *r)
+{
+	if (c->count == c->cap)
+		return false;
+	c->calls[c->count] = *r;
+	c->calls[c->count].payload = NULL;	/* borrowed from the store */
+	c->count++;
+	return true;
+}
+
+static bool collect_listed(const struct call_record *r, void *arg)
+{
+	keep(arg, r);
+	return false;
+}
+
+/* new.db is a hash: read whole, in no order; the first `limit` by id stay. */
+static int collect_new(const struct call_record *r, void *arg)
+{
+	struct collected *c = arg;
+	int limit = c->cap / 2;
+
+	if (!selected(c->filter, r) || (c->after && strcmp(r->id, c->after) <= 0) ||
+	    (c->until && strcmp(r->id, c->until) > 0))
+		return 0;
+	c->matched++;
+	if (c->count == c->cap) {
+		qsort(c->calls, (size_t)c->count, sizeof *c->calls, by_id);
+		c->count = limit;
+	}
+	keep(c, r);
+	return 0;
+}
+
+int call_page_list_pending(struct store *s, const struct call_filter *f, const char *after,
+			   int limit, bool (*visit)(const struct call_record *r, void *arg),
+			   void *arg, char next[CALL_ID_LEN + 1])
+{
+	struct collected waiting = { NULL, 0, limit, 0, f, NULL, NULL };
+	struct collected fresh = { NULL, 0, 2 * limit, 0, f, after, NULL };
+	int i = 0, j = 0, listed = 0, rc = -1;
+
+	waiting.calls = calloc((size_t)waiting.cap, sizeof *waiting.calls);
+	fresh.calls = calloc((size_t)fresh.cap, sizeof *fresh.calls);
+	if (!waiting.calls || !fresh.calls)
+		goto out;
+	if (call_page_list(s, TABLE_CALLS, f, after, limit, collect_listed, &waiting, next) < 0)
+		goto out;
+	/* calls.db was read up to next: new.db's calls past it belong to a
+	 * later page */
+	fresh.until = next[0] ? next : NULL;
+	if (store_scan_calls(s, TABLE_NEW, "", CALL_PAGE_SCAN_MAX, collect_new, &fresh, NULL) < 0)
+		goto out;
+	qsort(fresh.calls, (size_t)fresh.count, sizeof *fresh.calls, by_id);
+	if (fresh.count > limit)
+		fresh.count = limit;
+	while (listed < limit && (i < waiting.count || j < fresh.count)) {
+		const struct call_record *r =
+			j == fresh.count || (i < waiting.count &&
+					     strcmp(waiting.calls[i].id, fresh.calls[j].id) < 0)
+				? &waiting.calls[i++] : &fresh.calls[j++];
+
+		listed++;
+		if (visit(r, arg) || listed == limit) {
+			/* the kept calls of new.db are the first by id of those matched */
+			if (i < waiting.count || j < fresh.matched)
+				snprintf(next, CALL_ID_LEN + 1, "%s", r->id);
+			break;
+		}
+	}
+	rc = listed;
+out:
+	free(waiting.calls);
+	free(fresh.calls);
+	return rc;
+}
+
 int dead_call_requeue(struct store *s, struct call_record *r, int64_t now_ms)
 {
 	r->state = CALL_PENDING;

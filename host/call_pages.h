@@ -49,6 +49,17 @@ int call_page_list(struct store *s, enum store_table table, const struct call_fi
 		   char next[CALL_ID_LEN + 1]);
 
 /*
+ * A page of the calls waiting, as call_page_list() would give of calls.db
+ * (their first attempt failed, or they were delayed) with the calls of
+ * new.db among them in id order: those at their first attempt, which the
+ * host runs or is about to run (at most a few thousand; new.db is read
+ * whole).  Their payloads are not given (r->payload is NULL).
+ */
+int call_page_list_pending(struct store *s, const struct call_filter *f, const char *after,
+			   int limit, bool (*visit)(const struct call_record *r, void *arg),
+			   void *arg, char next[CALL_ID_LEN + 1]);
+
+/*
  * Requeues the dead calls of a page that f selects: each becomes pending
  * with a fresh lifetime (its enqueue time becomes now_ms) and is due at
  * once; its attempts keep counting.

@@ -1096,7 +1096,7 @@ static bool call_page_options(struct evhttp_request *req, struct evkeyvalq *para
 	}
 	if (!state || (strcmp(state, "dead") != 0 && strcmp(state, "pending") != 0)) {
 		reply_error(req, 400, "Bad Request",
-			    "/v1/calls takes state=pending (calls waiting for a retry or a delay) or "
+			    "/v1/calls takes state=pending (calls not finished yet) or "
 			    "state=dead; any call is shown by its id, /v1/calls/ID");
 		return false;
 	}
@@ -1122,9 +1122,9 @@ static bool call_page_options(struct evhttp_request *req, struct evkeyvalq *para
 
 /*
  * GET /v1/calls?state=dead|pending[&queue=Q][&module=M][&method=F][&after=ID][&limit=N]:
- * a page of dead calls, or of calls waiting in calls.db, in id (age)
- * order; "next" is the after= of the next page, null at the end (see
- * call_pages.h).
+ * a page of dead calls, or of calls waiting (for an attempt, or in one), in
+ * id (age) order; "next" is the after= of the next page, null at the end
+ * (see call_pages.h).
  */
 static void handle_list(struct http_api *api, struct evhttp_request *req,
 			const struct call_page *p)
@@ -1139,8 +1139,10 @@ static void handle_list(struct http_api *api, struct evhttp_request *req,
 	if (!l.text)
 		evbuffer_add_printf(l.out, "{\"calls\": [");
 	batch_sync(api->d.batch);
-	if (call_page_list(api->d.store, p->dead ? TABLE_DEAD : TABLE_CALLS, &p->filter, p->after,
-			   p->limit, list_call_visit, &l, next) < 0) {
+	if ((p->dead ? call_page_list(api->d.store, TABLE_DEAD, &p->filter, p->after, p->limit,
+				      list_call_visit, &l, next)
+		     : call_page_list_pending(api->d.store, &p->filter, p->after, p->limit,
+					      list_call_visit, &l, next)) < 0) {
 		reply_error(req, 500, "Internal Server Error", "%s", store_error(api->d.store));
 	} else if (l.text) {
 		if (next[0])

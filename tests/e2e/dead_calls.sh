@@ -1,8 +1,9 @@
 #!/bin/sh
 # dead_calls.sh - the dead store can be looked through and emptied without
 # knowing the ids: GET /v1/calls?state=dead (filters, pages, JSON or text),
-# `cagectl dead`, requeueing what it lists, the waiting calls listed the
-# same way (state=pending, `cagectl pending`), requeueing and deleting a page
+# `cagectl dead`, requeueing what it lists, the unfinished calls listed the
+# same way (state=pending, `cagectl pending`: waiting, or at their first
+# attempt), requeueing and deleting a page
 # at a time (POST /v1/calls/requeue, DELETE /v1/calls, `cagectl dead
 # --requeue / --delete`), deleting one (DELETE /v1/calls/ID), and the
 # cagehost_dead_calls gauge following all of it.
@@ -62,7 +63,7 @@ equal "pages of 3 list every dead call once, in order" "$(cat "$T/paged")" "$(ca
 check "in 3 or 4 pages" test "$pages" -ge 3 -a "$pages" -le 4
 
 equal "state=done is refused" "$(status GET "/v1/calls?state=done")" 400
-contains "saying what it takes" "$(body)" "takes state=pending (calls waiting for a retry or a delay) or state=dead"
+contains "saying what it takes" "$(body)" "takes state=pending (calls not finished yet) or state=dead"
 equal "an unknown option is refused" "$(status GET "/v1/calls?state=dead&color=red")" 400
 equal "limit=0 is refused" "$(status GET "/v1/calls?state=dead&limit=0")" 400
 equal "a malformed after= is refused" "$(status GET "/v1/calls?state=dead&after=xyz")" 400
@@ -104,6 +105,29 @@ equal "waiting calls are not deleted a page at a time" \
 contains "saying so" "$(body)" "only dead calls are deleted a page at a time"
 "$CAGECTL" pending --requeue > /dev/null 2>&1
 equal "cagectl pending --requeue is a usage error" "$?" 2
+
+# a call at its first attempt (in new.db, not calls.db) is listed too, in
+# id order among the others: crashy.slow runs until $T/release exists
+plugin "$TPLUGINS/crashy.so" crashy
+wait_until "crashy to be loaded" log_has "loaded crashy@" || bail "crashy was not loaded"
+running=$(enqueue other crashy slow "$T/release")
+wait_until "crashy.slow to start" test -e "$T/release.started"
+page=$(list "state=pending&queue=other")
+equal "state=pending lists a call running its first attempt after the older ones" \
+	"$(printf '%s' "$page" | ids_of)" "$(tail -3 "$T/ids"; echo "$running")"
+contains "as running, with no attempt made yet" "$page" \
+	"{\"id\": \"$running\", \"state\": \"running\", \"queue\": \"other\", \"module\": \"crashy\", \"method\": \"slow\", \"attempts\": 0"
+equal "pages of 2 give the same 4 calls" \
+	"$(list "state=pending&queue=other&limit=2" | ids_of;
+	   after=$(list "state=pending&queue=other&limit=2" | sed -n 's/.*"next": "\([0-9a-f]*\)"}$/\1/p');
+	   list "state=pending&queue=other&limit=2&after=$after" | ids_of)" \
+	"$(tail -3 "$T/ids"; echo "$running")"
+equal "a module filter selects it alone" "$("$CAGECTL" pending -m crashy | cut -d' ' -f1)" \
+	"$running"
+touch "$T/release"
+wait_until "crashy.slow to be done" state_is "$running" done
+ok $? "it is done once released"
+equal "and no longer listed" "$(list "state=pending&module=crashy")" '{"calls": [], "next": null}'
 
 # the count survives a restart (counted from dead.db at open)
 stop_host

@@ -396,6 +396,61 @@ END_TEST
 
 /* a part of a transaction that is undone takes nothing else with it, and
  * the dead-call count follows what commits */
+static bool append_id(const struct call_record *r, void *arg)
+{
+	char *ids = arg;
+
+	strcat(ids, r->id + CALL_ID_LEN - 2);	/* the last 2 digits */
+	strcat(ids, " ");
+	return false;
+}
+
+/* Every page of pending calls of limit, from the first: their ids'
+ * last 2 digits, pages separated by '|'. */
+static void pending_pages(struct store *s, const struct call_filter *f, int limit,
+			  char *ids)
+{
+	char next[CALL_ID_LEN + 1] = "", after[CALL_ID_LEN + 1];
+
+	ids[0] = '\0';
+	for (int page = 0; page < 50; page++) {
+		snprintf(after, sizeof after, "%s", next);
+		ck_assert_int_ge(call_page_list_pending(s, f, after[0] ? after : NULL, limit,
+							append_id, ids, next), 0);
+		if (!next[0])
+			return;
+		strcat(ids, "| ");
+	}
+	ck_abort_msg("more than 50 pages");
+}
+
+START_TEST(pending_pages_merge_new_calls_in_id_order)
+{
+	struct store *s = open_store();
+	struct call_filter any = { NULL, NULL, NULL }, flaky = { NULL, "flaky", NULL };
+	char ids[1024], id[CALL_ID_LEN + 1];
+
+	/* calls.db: 01 03 05; new.db: 02 04 06 and 10-20 (more than 2 pages) */
+	for (int n = 1; n <= 20; n++) {
+		snprintf(id, sizeof id, "00000000000000%02d", n);
+		if (n <= 6 || n >= 10)
+			add_to(s, id, 1000, NULL, n % 2 == 0 || n >= 10);
+	}
+	ck_assert_int_eq(store_commit(s), 0);
+	pending_pages(s, &any, 100, ids);
+	ck_assert_str_eq(ids, "01 02 03 04 05 06 10 11 12 13 14 15 16 17 18 19 20 ");
+	pending_pages(s, &any, 2, ids);
+	ck_assert_str_eq(ids, "01 02 | 03 04 | 05 06 | 10 11 | 12 13 | 14 15 | 16 17 | 18 19 "
+			      "| 20 ");
+	pending_pages(s, &any, 3, ids);
+	ck_assert_str_eq(ids, "01 02 03 | 04 05 06 | 10 11 12 | 13 14 15 | 16 17 18 | 19 20 ");
+	pending_pages(s, &flaky, 3, ids);
+	ck_assert_str_eq(ids, "");
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
 START_TEST(an_undone_part_undoes_nothing_else)
 {
 	struct store *s = open_store();
@@ -1087,6 +1142,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, sweep_removes_only_old_done_calls);
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
 	tcase_add_test(tc, dead_calls_are_swept_by_age_and_by_count);
+	tcase_add_test(tc, pending_pages_merge_new_calls_in_id_order);
 	tcase_add_test(tc, ids_increase_across_restarts);
 	tcase_add_test(tc, second_host_on_the_same_dir_is_refused);
 	tcase_add_test(tc, data_dir_is_created_with_its_parents);
