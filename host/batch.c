@@ -125,7 +125,8 @@ struct batch {
 		uint64_t keep_max;
 		int left;
 	} sweeps[2];			/* of done.db, then of dead.db */
-	bool sweep_failing;		/* writer only: the last bite failed */
+	bool sweep_failing[2];		/* writer only: its last bite failed */
+	struct store_sweep_pass dead_pass;	/* writer only */
 	int64_t last_bite_ms;		/* writer only */
 	uint64_t requested, flushed;	/* flush generations */
 	bool flush_failed;
@@ -300,26 +301,31 @@ static void sweep_bite(struct batch *b)
 	struct sweep order = b->sweeps[which];
 	int want = order.left < SWEEP_BITE ? order.left : SWEEP_BITE;
 	const char *what = which == SWEEP_DONE ? "finished" : "dead";
-	bool ok;
+	bool ok, ended;
 	int n;
 
 	b->writing = true;
 	pthread_mutex_unlock(&b->lock);
 	n = which == SWEEP_DONE ? store_sweep_done(b->store, order.cutoff_ms, order.keep_max, want)
-				: store_sweep_dead(b->store, order.cutoff_ms, order.keep_max, want);
+				: store_sweep_dead(b->store, order.cutoff_ms, order.keep_max, want,
+						   &b->dead_pass);
 	ok = n >= 0 && store_commit(b->store) == 0;
 	if (!ok) {
-		if (!b->sweep_failing)
+		if (!b->sweep_failing[which])
 			log_error("removing old %s calls: %s (tried again with the next sweep)",
 				  what, store_error(b->store));
 		store_abort(b->store);
-	} else if (b->sweep_failing) {
+		if (which == SWEEP_DEAD)
+			b->dead_pass.at[0] = '\0';	/* the pass starts over */
+	} else if (b->sweep_failing[which]) {
 		log_info("removing old %s calls works again", what);
 	}
-	b->sweep_failing = !ok;
+	b->sweep_failing[which] = !ok;
+	/* a bite of a dead.db pass may stop for its reading budget */
+	ended = which == SWEEP_DONE ? n < want : !b->dead_pass.at[0];
 	b->last_bite_ms = clock_mono_ms();
 	pthread_mutex_lock(&b->lock);
-	b->sweeps[which].left = !ok || n < want ? 0 : b->sweeps[which].left - n;
+	b->sweeps[which].left = !ok || ended ? 0 : b->sweeps[which].left - n;
 	b->writing = false;
 	pthread_cond_broadcast(&b->idle);
 }
@@ -547,6 +553,7 @@ struct batch *batch_new(struct event_base *base, struct store *store)
 	if (!b)
 		return NULL;
 	b->store = store;
+	b->dead_pass.next_ms = INT64_MIN;	/* the first pass is worth making */
 	b->groups_tail = &b->groups;
 	turn_list_init(&b->submitted);
 	turn_list_init(&b->applied);

@@ -296,6 +296,16 @@ static void check_key(const char *key)
 	}
 }
 
+/* The value of option argv[*i], which *i then passes; a usage error when
+ * it has none, or was given before (seen). */
+static const char *option_value(int argc, char **argv, int *i, const char *seen)
+{
+	if (*i + 1 >= argc || seen)
+		usage(2);
+	*i += 2;
+	return argv[*i - 1];
+}
+
 /*
  * cagectl dead|pending [-q QUEUE] [-m MODULE] [-f METHOD]: every page of
  * GET /v1/calls?state=STATE, one line per call, oldest first; and
@@ -323,11 +333,10 @@ static int page_calls(const struct target *t, const char *state, int argc, char 
 		}
 		while (k < 3 && strcmp(argv[i], options[k]) != 0)
 			k++;
-		if (k == 3 || i + 1 >= argc)
+		if (k == 3)
 			usage(2);
-		check_name(names[k], argv[i + 1]);
-		filters[k] = argv[i + 1];
-		i += 2;
+		filters[k] = option_value(argc, argv, &i, filters[k]);
+		check_name(names[k], filters[k]);
 	}
 	if (i != argc)
 		usage(2);
@@ -413,13 +422,15 @@ int main(int argc, char **argv)
 		snprintf(path, sizeof path, "/v1/call/%s/%s", argv[i], argv[i + 1]);
 		body = payload_arg(argc, argv, i + 2, &body_len);
 	} else if (!strcmp(cmd, "enqueue")) {
-		while (i + 1 < argc && argv[i][0] == '-' && argv[i][1]) {
+		const char *given_queue = NULL;
+
+		while (i < argc && argv[i][0] == '-' && argv[i][1]) {
 			if (!strcmp(argv[i], "-q")) {
-				queue = argv[i + 1];
+				queue = given_queue = option_value(argc, argv, &i, given_queue);
 			} else if (!strcmp(argv[i], "-k")) {
-				key = argv[i + 1];
+				key = option_value(argc, argv, &i, key);
 			} else if (!strcmp(argv[i], "-d")) {
-				delay = argv[i + 1];
+				delay = option_value(argc, argv, &i, delay);
 				if (!valid_delay(delay)) {
 					fprintf(stderr, "cagectl: -d takes a duration such as 90s, "
 						"10m or 2h, not '%s'\n", delay);
@@ -428,7 +439,6 @@ int main(int argc, char **argv)
 			} else {
 				usage(2);
 			}
-			i += 2;
 		}
 		if (argc - i < 2 || argc - i > 3)
 			usage(2);
@@ -450,17 +460,20 @@ int main(int argc, char **argv)
 			 !strcmp(cmd, "requeue") ? "/requeue" : "");
 		body = strdup("");
 	} else if (!strcmp(cmd, "retry")) {
-		while (i + 1 < argc && argv[i][0] == '-' && argv[i][1]) {
+		while (i < argc && argv[i][0] == '-' && argv[i][1]) {
 			if (!strcmp(argv[i], "-q"))
-				check_name("queue", retry_queue = argv[i + 1]);
+				retry_queue = option_value(argc, argv, &i, retry_queue);
 			else if (!strcmp(argv[i], "-f"))
-				check_name("method", retry_method = argv[i + 1]);
+				retry_method = option_value(argc, argv, &i, retry_method);
 			else
 				usage(2);
-			i += 2;
 		}
 		if (argc - i != 1)
 			usage(2);
+		if (retry_queue)
+			check_name("queue", retry_queue);
+		if (retry_method)
+			check_name("method", retry_method);
 		check_name("module", argv[i]);
 		snprintf(path, sizeof path, "/v1/calls/retry?module=%s%s%s%s%s", argv[i],
 			 retry_queue ? "&queue=" : "", retry_queue ? retry_queue : "",

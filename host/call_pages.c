@@ -95,27 +95,28 @@ static bool collect_listed(const struct call_record *r, void *arg)
 	return false;
 }
 
-/* new.db is a hash: read whole, in no order; the first `limit` by id stay. */
-static int collect_new(const struct call_record *r, void *arg)
+/* The calls at their first attempt come in no order; the first `limit`
+ * by id stay. */
+static void collect_new(const struct call_record *r, void *arg)
 {
 	struct collected *c = arg;
 	int limit = c->cap / 2;
 
 	if (!selected(c->filter, r) || (c->after && strcmp(r->id, c->after) <= 0) ||
 	    (c->until && strcmp(r->id, c->until) > 0))
-		return 0;
+		return;
 	c->matched++;
 	if (c->count == c->cap) {
 		qsort(c->calls, (size_t)c->count, sizeof *c->calls, by_id);
 		c->count = limit;
 	}
 	keep(c, r);
-	return 0;
 }
 
 int call_page_list_pending(struct store *s, const struct call_filter *f, const char *after,
-			   int limit, bool (*visit)(const struct call_record *r, void *arg),
-			   void *arg, char next[CALL_ID_LEN + 1])
+			   int limit, call_source new_calls, const void *src,
+			   bool (*visit)(const struct call_record *r, void *arg), void *arg,
+			   char next[CALL_ID_LEN + 1])
 {
 	struct collected waiting = { NULL, 0, limit, 0, f, NULL, NULL };
 	struct collected fresh = { NULL, 0, 2 * limit, 0, f, after, NULL };
@@ -130,17 +131,19 @@ int call_page_list_pending(struct store *s, const struct call_filter *f, const c
 	/* calls.db was read up to next: new.db's calls past it belong to a
 	 * later page */
 	fresh.until = next[0] ? next : NULL;
-	if (store_scan_calls(s, TABLE_NEW, "", CALL_PAGE_SCAN_MAX, collect_new, &fresh, NULL) < 0)
-		goto out;
+	new_calls(src, collect_new, &fresh);
 	qsort(fresh.calls, (size_t)fresh.count, sizeof *fresh.calls, by_id);
 	if (fresh.count > limit)
 		fresh.count = limit;
 	while (listed < limit && (i < waiting.count || j < fresh.count)) {
-		const struct call_record *r =
-			j == fresh.count || (i < waiting.count &&
-					     strcmp(waiting.calls[i].id, fresh.calls[j].id) < 0)
-				? &waiting.calls[i++] : &fresh.calls[j++];
+		const struct call_record *r;
+		int order = j == fresh.count	 ? -1
+			    : i == waiting.count ? 1
+						 : strcmp(waiting.calls[i].id, fresh.calls[j].id);
 
+		if (order == 0)
+			j++;	/* on both: calls.db's record has its outcome */
+		r = order <= 0 ? &waiting.calls[i++] : &fresh.calls[j++];
 		listed++;
 		if (visit(r, arg) || listed == limit) {
 			/* the kept calls of new.db are the first by id of those matched */

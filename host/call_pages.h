@@ -48,16 +48,24 @@ int call_page_list(struct store *s, enum store_table table, const struct call_fi
 		   bool (*visit)(const struct call_record *r, void *arg), void *arg,
 		   char next[CALL_ID_LEN + 1]);
 
+/* Calls visit() for each of a set of calls held elsewhere, in no order. */
+typedef void (*call_source)(const void *src,
+			    void (*visit)(const struct call_record *r, void *arg), void *arg);
+
 /*
- * A page of the calls waiting, as call_page_list() would give of calls.db
- * (their first attempt failed, or they were delayed) with the calls of
- * new.db among them in id order: those at their first attempt, which the
- * host runs or is about to run (at most a few thousand; new.db is read
- * whole).  Their payloads are not given (r->payload is NULL).
+ * A page of the calls not finished, as call_page_list() would give of
+ * calls.db (their first attempt failed, or they were delayed) with the
+ * calls at their first attempt among them in id order.  Those are new.db's,
+ * which the host runs or is about to run; new_calls(src) gives them from
+ * memory (scheduler_each_new: new.db is a hash, and would be read whole,
+ * payloads and all, for each page).  One of them also on the calls.db page
+ * (its outcome just stored) is listed once.  Their payloads are not given
+ * (r->payload is NULL).
  */
 int call_page_list_pending(struct store *s, const struct call_filter *f, const char *after,
-			   int limit, bool (*visit)(const struct call_record *r, void *arg),
-			   void *arg, char next[CALL_ID_LEN + 1]);
+			   int limit, call_source new_calls, const void *src,
+			   bool (*visit)(const struct call_record *r, void *arg), void *arg,
+			   char next[CALL_ID_LEN + 1]);
 
 /*
  * Requeues the dead calls of a page that f selects: each becomes pending

@@ -1142,6 +1142,7 @@ static void handle_list(struct http_api *api, struct evhttp_request *req,
 	if ((p->dead ? call_page_list(api->d.store, TABLE_DEAD, &p->filter, p->after, p->limit,
 				      list_call_visit, &l, next)
 		     : call_page_list_pending(api->d.store, &p->filter, p->after, p->limit,
+					      scheduler_each_new, api->d.scheduler,
 					      list_call_visit, &l, next)) < 0) {
 		reply_error(req, 500, "Internal Server Error", "%s", store_error(api->d.store));
 	} else if (l.text) {

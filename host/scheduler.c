@@ -35,6 +35,7 @@
 #define SWEEP_PER_TICK 10000	/* 50,000/s: faster than any enqueue rate seen here */
 #define EARLY_SWEEP_WARN_MS (10 * 60 * 1000)	/* at most one such warning per 10 min */
 #define DEAD_SWEEP_TELL_MS (60 * 1000)		/* dead calls deleted: a line a minute */
+#define DEAD_SWEEP_EVERY_MS 5000		/* a pass over dead.db at most this often */
 
 struct attempt {
 	struct scheduler *sched;
@@ -70,6 +71,7 @@ struct scheduler {
 	bool started;
 	uint64_t swept_early_told;	/* done_swept_early when last logged */
 	int64_t swept_early_told_ms;	/* monotonic */
+	int64_t dead_swept_ms;		/* monotonic: the last dead sweep asked for */
 	uint64_t dead_swept_told;	/* dead_swept when last logged */
 	int64_t dead_swept_told_ms;	/* monotonic */
 	struct event *timer, *kick;
@@ -140,6 +142,17 @@ static struct attempt *find_attempt(const struct scheduler *s, const char *id)
 bool scheduler_is_running(const struct scheduler *s, const char *id)
 {
 	return find_attempt(s, id) != NULL;
+}
+
+void scheduler_each_new(const void *sched, void (*visit)(const struct call_record *r, void *arg),
+			void *arg)
+{
+	const struct scheduler *s = sched;
+
+	for (int i = 0; i < BUCKETS; i++)
+		for (const struct attempt *a = s->buckets[i]; a; a = a->next_in_bucket)
+			if (a->is_new)
+				visit(&a->rec, arg);
 }
 
 static int queue_index(const struct scheduler *s, const struct queue_conf *q)
@@ -886,7 +899,9 @@ static void on_new_version(const char *module, const char *version, void *arg)
 }
 
 /* Dead calls past dead_retention or dead_keep_max, if either is set: the
- * writer deletes them; what it deleted is logged, a line a minute at most. */
+ * writer deletes them, in a pass over dead.db every DEAD_SWEEP_EVERY_MS
+ * (dead calls are not in death order: a pass reads more than it deletes);
+ * what it deleted is logged, a line a minute at most. */
 static void sweep_dead(struct scheduler *s, const struct store_stats *st)
 {
 	const struct host_conf *c = s->conf;
@@ -894,9 +909,13 @@ static void sweep_dead(struct scheduler *s, const struct store_stats *st)
 
 	if (!c->dead_retention_ms && !c->dead_keep_max)
 		return;
-	batch_sweep_dead(s->batch,
-			 c->dead_retention_ms ? clock_wall_ms() - c->dead_retention_ms : INT64_MIN,
-			 c->dead_keep_max ? c->dead_keep_max : UINT64_MAX, SWEEP_PER_TICK);
+	if (!s->dead_swept_ms || clock_mono_ms() - s->dead_swept_ms >= DEAD_SWEEP_EVERY_MS) {
+		batch_sweep_dead(s->batch,
+				 c->dead_retention_ms ? clock_wall_ms() - c->dead_retention_ms
+						      : INT64_MIN,
+				 c->dead_keep_max ? c->dead_keep_max : UINT64_MAX, SWEEP_PER_TICK);
+		s->dead_swept_ms = clock_mono_ms();
+	}
 	if (st->dead_swept == s->dead_swept_told ||
 	    (s->dead_swept_told_ms &&
 	     clock_mono_ms() - s->dead_swept_told_ms < DEAD_SWEEP_TELL_MS))

@@ -78,6 +78,16 @@ void scheduler_kick(struct scheduler *s);
 bool scheduler_is_running(const struct scheduler *s, const char *id);
 
 /*
+ * Calls visit() for each call at its first attempt (its record in new.db),
+ * from the scheduler's own copy, in no order: at most the attempts in
+ * flight.  A call whose outcome was just committed may still be among
+ * them until its commit is answered.  (sched is a struct scheduler; the
+ * form is call_pages.h's call_source.)
+ */
+void scheduler_each_new(const void *sched, void (*visit)(const struct call_record *r, void *arg),
+			void *arg);
+
+/*
  * Makes pending calls of module due now (see above), except those whose
  * last attempt already ran this version (at start-up every module is "new";
  * only calls that failed on another version deserve an early retry).

@@ -38,6 +38,8 @@
 
 #define CHECKPOINT_TICK_MS 1000
 #define CHECKPOINT_LOG_KB 4096
+#define SWEEP_DEAD_READ_MAX 2000	/* records one bite of a dead.db pass reads */
+#define SWEEP_DEAD_BITE_MS 5		/* and for at most about this long */
 #define LOCK_TIMEOUT_US 1000000
 #define INTEGRITY_BUDGET_MS 400
 #define LOG_FILE_BYTES (2 << 20)
@@ -1475,9 +1477,10 @@ static int forget_finished(struct store *s, DBC *c, bool dead, const struct call
 	int rc;
 
 	if (dead) {
-		/* a call delivered by another cage has its key in delivered.db */
-		if (r->idem_key[0] && (delete_key_of(s, s->idem, r->idem_key, r->id) < 0 ||
-				       delete_key_of(s, s->delivered, r->idem_key, r->id) < 0))
+		/* a key in delivered.db stays: it guards against the other
+		 * cage sending the call again, until that cage says it will
+		 * not (store_forget_deliveries) */
+		if (r->idem_key[0] && delete_key_of(s, s->idem, r->idem_key, r->id) < 0)
 			return -1;
 	} else if (r->idem_key[0] && del(s, s->idem, "sweep idempotency key", r->idem_key,
 					 strlen(r->idem_key)) < 0) {
@@ -1495,15 +1498,11 @@ static int forget_finished(struct store *s, DBC *c, bool dead, const struct call
 	return 0;
 }
 
-/* store_sweep_done() and store_sweep_dead(): one loop, for done.db or
- * dead.db. */
-static int sweep_finished(struct store *s, bool dead, int64_t cutoff_ms, uint64_t keep_max,
-			  int max)
+int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max)
 {
 	char cutoff_id[CALL_ID_LEN + 1], why[128];
 	struct call_record r;
 	int deleted = 0, rc;
-	bool decoded;
 	DBC *c;
 	DBT k, d;
 
@@ -1511,28 +1510,27 @@ static int sweep_finished(struct store *s, bool dead, int64_t cutoff_ms, uint64_
 	 * can have finished before it */
 	snprintf(cutoff_id, sizeof cutoff_id, "%016" PRIx64,
 		 (uint64_t)(cutoff_ms < 0 ? 0 : cutoff_ms) << 16);
-	if (!txn(s) || open_cursor(s, dead ? s->dead : s->done, &c) < 0)
+	if (!txn(s) || open_cursor(s, s->done, &c) < 0)
 		return -1;
 	memset(&k, 0, sizeof k);
 	memset(&d, 0, sizeof d);
 	for (rc = c->get(c, &k, &d, DB_FIRST); rc == 0 && deleted < max;
 	     rc = c->get(c, &k, &d, DB_NEXT)) {
 		/* the oldest go first while there are more than keep_max */
-		int64_t held = finished_held(s, dead);
+		int64_t held = finished_held(s, false);
 		bool too_many = held > 0 && (uint64_t)held > keep_max;
 
 		if (!too_many && (k.size != CALL_ID_LEN ||
 				  memcmp(k.data, cutoff_id, CALL_ID_LEN) > 0))
 			break;
-		decoded = record_decode_call(d.data, d.size, &r, why, sizeof why) == 0;
-		if (!decoded)
+		if (record_decode_call(d.data, d.size, &r, why, sizeof why) < 0)
 			memset(&r, 0, sizeof r);	/* its id is all that is known */
 		else if (r.when_ms >= cutoff_ms && !too_many)
 			continue;
-		else if (r.when_ms >= cutoff_ms && !dead)
+		else if (r.when_ms >= cutoff_ms)
 			s->delta.early++;
 		snprintf(r.id, sizeof r.id, "%.*s", (int)k.size, (char *)k.data);
-		if (forget_finished(s, c, dead, &r) < 0) {
+		if (forget_finished(s, c, false, &r) < 0) {
 			c->close(c);
 			return -1;
 		}
@@ -1540,22 +1538,87 @@ static int sweep_finished(struct store *s, bool dead, int64_t cutoff_ms, uint64_
 	}
 	c->close(c);
 	if (rc && rc != DB_NOTFOUND)
-		return db_fail(s, dead ? "sweep dead calls" : "sweep done calls", rc);
+		return db_fail(s, "sweep done calls", rc);
 	return deleted;
 }
 
-int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max)
+/*
+ * One bite of a pass over dead.db (see store.h).  A call's id holds its
+ * enqueue time, not its death: a call that expired died a lifetime after
+ * it was enqueued, so the calls before the cutoff's id include calls too
+ * recent to go, which every pass reads again.  So a pass resumes where the
+ * last bite stopped, reads at most SWEEP_DEAD_READ_MAX records or for
+ * SWEEP_DEAD_BITE_MS a bite, and a new pass for age starts only once the
+ * cutoff has reached the earliest death it passed over (pass->next_ms).
+ */
+int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max,
+		     struct store_sweep_pass *pass)
 {
-	return sweep_finished(s, false, cutoff_ms, keep_max, max);
-}
+	char cutoff_id[CALL_ID_LEN + 1], why[128];
+	int64_t until_ms = clock_mono_ms() + SWEEP_DEAD_BITE_MS, held = finished_held(s, true);
+	bool too_many = held > 0 && (uint64_t)held > keep_max, ended = false;
+	struct call_record r;
+	int deleted = 0, read = 0, rc;
+	DBC *c;
+	DBT k, d;
 
-int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max)
-{
-	int n = sweep_finished(s, true, cutoff_ms, keep_max, max);
+	if (!pass->at[0] && !too_many && cutoff_ms < pass->next_ms)
+		return 0;	/* none can have died long enough ago yet */
+	if (!pass->at[0])
+		pass->next_ms = clock_wall_ms();	/* the calls dying from now on */
+	snprintf(cutoff_id, sizeof cutoff_id, "%016" PRIx64,
+		 (uint64_t)(cutoff_ms < 0 ? 0 : cutoff_ms) << 16);
+	if (!txn(s) || open_cursor(s, s->dead, &c) < 0)
+		return -1;
+	memset(&d, 0, sizeof d);
+	/* the oldest go first while there are more than keep_max */
+	dbt_bytes(&k, pass->at, strlen(pass->at));
+	rc = c->get(c, &k, &d, too_many || !pass->at[0] ? DB_FIRST : DB_SET_RANGE);
+	if (rc == 0 && !too_many && k.size == strlen(pass->at) && !memcmp(k.data, pass->at, k.size))
+		rc = c->get(c, &k, &d, DB_NEXT);	/* read in the last bite */
+	for (; rc == 0 && deleted < max; rc = c->get(c, &k, &d, DB_NEXT)) {
+		bool valid = k.size == CALL_ID_LEN, decoded;
 
-	if (n > 0)
-		s->delta.dead_swept += (uint64_t)n;
-	return n;
+		held = finished_held(s, true);
+		too_many = held > 0 && (uint64_t)held > keep_max;
+		if (!too_many && (!valid || memcmp(k.data, cutoff_id, CALL_ID_LEN) > 0)) {
+			/* enqueued after the cutoff: none of the rest died before it */
+			char first[CALL_ID_LEN + 1];
+
+			snprintf(first, sizeof first, "%.*s", (int)k.size, (char *)k.data);
+			if (valid && record_id_time(first) < pass->next_ms)
+				pass->next_ms = record_id_time(first);
+			ended = true;
+			break;
+		}
+		decoded = record_decode_call(d.data, d.size, &r, why, sizeof why) == 0;
+		snprintf(r.id, sizeof r.id, "%.*s", (int)k.size, (char *)k.data);
+		if (too_many || (decoded && r.when_ms < cutoff_ms)) {
+			if (!decoded)
+				r.idem_key[0] = '\0';	/* unknown: the record is damaged */
+			if (forget_finished(s, c, true, &r) < 0) {
+				c->close(c);
+				return -1;
+			}
+			deleted++;
+		} else if (decoded && r.when_ms < pass->next_ms) {
+			pass->next_ms = r.when_ms;	/* died too recently to go yet */
+		}
+		/* a damaged record goes only for keep_max: its age is unknown */
+		snprintf(pass->at, sizeof pass->at, "%s", r.id);
+		if (++read >= SWEEP_DEAD_READ_MAX ||
+		    (read % 32 == 0 && clock_mono_ms() >= until_ms))
+			break;
+	}
+	c->close(c);
+	if (rc == DB_NOTFOUND)
+		ended = true;
+	else if (rc)
+		return db_fail(s, "sweep dead calls", rc);
+	if (ended)
+		pass->at[0] = '\0';
+	s->delta.dead_swept += (uint64_t)deleted;
+	return deleted;
 }
 
 bool store_in_transaction(const struct store *s)

@@ -191,13 +191,28 @@ int store_list_attempts(struct store *s, const char *id,
  */
 int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max);
 
+/* Where a pass over dead.db is, between the bites of store_sweep_dead(). */
+struct store_sweep_pass {
+	char at[CALL_ID_LEN + 1];	/* the last id read; "" between passes */
+	/* a new pass for age is pointless until the cutoff reaches this:
+	 * the earliest death of a call the pass read and kept, of a call it
+	 * did not read, or of a call dying after it started; INT64_MIN at
+	 * first */
+	int64_t next_ms;
+};
+
 /*
- * The same for dead.db: up to max dead calls that died before cutoff_ms
- * (INT64_MIN: none for their age), and the oldest while dead.db holds more
- * than keep_max (UINT64_MAX: no limit).  A call's Idempotency-Key goes only
- * where it still maps to that call, as in store_delete_dead().
+ * One bite of a pass over dead.db, in id order: deletes up to max dead
+ * calls that died before cutoff_ms (INT64_MIN: none for their age), and
+ * the oldest ids while dead.db holds more than keep_max (UINT64_MAX: no
+ * limit), with their attempts and their Idempotency-Keys in idem.db (where
+ * they still map to the call; keys in delivered.db stay, as for done
+ * calls).  A bite reads a bounded number of records and leaves pass->at
+ * where the next one resumes; "" once the pass ended.  Returns the number
+ * deleted, or -1 (then start the pass over).
  */
-int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max);
+int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max,
+		     struct store_sweep_pass *pass);
 
 /* True when writes wait for store_commit(). */
 bool store_in_transaction(const struct store *s);

@@ -87,5 +87,9 @@ ok $? "and alwaysfail's call ran again"
 equal "cagectl retry without a module is a usage error" "$?" 2
 "$CAGECTL" retry -q a/b alwaysfail > /dev/null 2>&1
 equal "and with a queue name that is not one" "$?" 2
+"$CAGECTL" retry -q > /dev/null 2>&1
+equal "and with -q but no queue (not taken for the module)" "$?" 2
+"$CAGECTL" retry -q default -q other alwaysfail > /dev/null 2>&1
+equal "and with -q given twice" "$?" 2
 
 done_testing

@@ -394,8 +394,7 @@ START_TEST(dead_pages_requeue_and_delete_what_the_filter_selects)
 }
 END_TEST
 
-/* a part of a transaction that is undone takes nothing else with it, and
- * the dead-call count follows what commits */
+/* Appends r's id's last 2 digits to the string arg. */
 static bool append_id(const struct call_record *r, void *arg)
 {
 	char *ids = arg;
@@ -405,10 +404,25 @@ static bool append_id(const struct call_record *r, void *arg)
 	return false;
 }
 
-/* Every page of pending calls of limit, from the first: their ids'
- * last 2 digits, pages separated by '|'. */
-static void pending_pages(struct store *s, const struct call_filter *f, int limit,
-			  char *ids)
+/* Calls at their first attempt, as the scheduler would give them. */
+struct new_calls {
+	struct call_record calls[32];
+	int count;
+};
+
+static void each_new(const void *src, void (*visit)(const struct call_record *r, void *arg),
+		     void *arg)
+{
+	const struct new_calls *n = src;
+
+	for (int i = n->count - 1; i >= 0; i--)	/* in no particular order */
+		visit(&n->calls[i], arg);
+}
+
+/* Every page of pending calls of limit, from the first: their ids' last 2
+ * digits, pages separated by '|'. */
+static void pending_pages(struct store *s, const struct new_calls *fresh,
+			  const struct call_filter *f, int limit, char *ids)
 {
 	char next[CALL_ID_LEN + 1] = "", after[CALL_ID_LEN + 1];
 
@@ -416,7 +430,8 @@ static void pending_pages(struct store *s, const struct call_filter *f, int limi
 	for (int page = 0; page < 50; page++) {
 		snprintf(after, sizeof after, "%s", next);
 		ck_assert_int_ge(call_page_list_pending(s, f, after[0] ? after : NULL, limit,
-							append_id, ids, next), 0);
+							each_new, fresh, append_id, ids, next),
+				 0);
 		if (!next[0])
 			return;
 		strcat(ids, "| ");
@@ -428,29 +443,35 @@ START_TEST(pending_pages_merge_new_calls_in_id_order)
 {
 	struct store *s = open_store();
 	struct call_filter any = { NULL, NULL, NULL }, flaky = { NULL, "flaky", NULL };
+	struct new_calls fresh = { .count = 0 };
 	char ids[1024], id[CALL_ID_LEN + 1];
 
-	/* calls.db: 01 03 05; new.db: 02 04 06 and 10-20 (more than 2 pages) */
+	/* calls.db: 01 03 05; new: 02 04 06 and 10-20 (more than 2 pages), and
+	 * 03 (its outcome just stored in calls.db: listed once) */
 	for (int n = 1; n <= 20; n++) {
 		snprintf(id, sizeof id, "00000000000000%02d", n);
-		if (n <= 6 || n >= 10)
-			add_to(s, id, 1000, NULL, n % 2 == 0 || n >= 10);
+		if (n % 2 && n <= 5)
+			add(s, id, 1000, NULL);
+		if ((n % 2 == 0 && n <= 6) || n >= 10 || n == 3)
+			fresh.calls[fresh.count++] = pending(id, 1000);
 	}
 	ck_assert_int_eq(store_commit(s), 0);
-	pending_pages(s, &any, 100, ids);
+	pending_pages(s, &fresh, &any, 100, ids);
 	ck_assert_str_eq(ids, "01 02 03 04 05 06 10 11 12 13 14 15 16 17 18 19 20 ");
-	pending_pages(s, &any, 2, ids);
+	pending_pages(s, &fresh, &any, 2, ids);
 	ck_assert_str_eq(ids, "01 02 | 03 04 | 05 06 | 10 11 | 12 13 | 14 15 | 16 17 | 18 19 "
 			      "| 20 ");
-	pending_pages(s, &any, 3, ids);
+	pending_pages(s, &fresh, &any, 3, ids);
 	ck_assert_str_eq(ids, "01 02 03 | 04 05 06 | 10 11 12 | 13 14 15 | 16 17 18 | 19 20 ");
-	pending_pages(s, &flaky, 3, ids);
+	pending_pages(s, &fresh, &flaky, 3, ids);
 	ck_assert_str_eq(ids, "");
 	store_close(&s);
 	remove_dir();
 }
 END_TEST
 
+/* a part of a transaction that is undone takes nothing else with it, and
+ * the dead-call count follows what commits */
 START_TEST(an_undone_part_undoes_nothing_else)
 {
 	struct store *s = open_store();
@@ -816,11 +837,29 @@ static uint64_t dead_now(struct store *s, uint64_t *swept)
 	return st.dead_calls;
 }
 
+/* A whole pass of store_sweep_dead() in bites of up to max deletions, each
+ * committed; returns how many went. */
+static int sweep_dead_pass(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max,
+			   struct store_sweep_pass *pass)
+{
+	int total = 0, n, bites = 0;
+
+	do {
+		n = store_sweep_dead(s, cutoff_ms, keep_max, max, pass);
+		ck_assert_int_ge(n, 0);
+		ck_assert_int_eq(store_commit(s), 0);
+		total += n;
+		ck_assert_int_lt(++bites, 100);
+	} while (pass->at[0]);
+	return total;
+}
+
 START_TEST(dead_calls_are_swept_by_age_and_by_count)
 {
 	struct store *s = open_store();
 	const char *ids[] = { "0000000000010000", "0000000000020000", "0000000000030000",
-			      "0000000000040000", "0000000000050000" };
+			      "0000000000040000", "0000000000050000", "0000000000060000" };
+	struct store_sweep_pass pass = { "", INT64_MIN };
 	struct call_record r;
 	char id[CALL_ID_LEN + 1];
 	uint64_t swept;
@@ -828,37 +867,70 @@ START_TEST(dead_calls_are_swept_by_age_and_by_count)
 
 	add_dead_since(s, ids[0], 2000, "k1");
 	add_dead_since(s, ids[1], 3000, "k2");
-	add_dead_since(s, ids[2], 100000, NULL);
+	add_dead_since(s, ids[2], 100000, NULL);	/* enqueued early, died late */
+	add_dead_since(s, ids[3], 4000, NULL);
 	/* neither limit set: nothing goes */
-	ck_assert_int_eq(store_sweep_dead(s, INT64_MIN, UINT64_MAX, 100), 0);
-	ck_assert_int_eq(store_commit(s), 0);
-	/* by age: the two that died before 50 s; undone, nothing changed */
-	ck_assert_int_eq(store_sweep_dead(s, 50000, UINT64_MAX, 100), 2);
+	ck_assert_int_eq(sweep_dead_pass(s, INT64_MIN, UINT64_MAX, 100, &pass), 0);
+	/* by age: the three that died before 50 s; a bite undone changes nothing */
+	pass = (struct store_sweep_pass){ "", INT64_MIN };
+	ck_assert_int_eq(store_sweep_dead(s, 50000, UINT64_MAX, 100, &pass), 3);
 	store_abort(s);
-	ck_assert_uint_eq(dead_now(s, &swept), 3);
+	ck_assert_uint_eq(dead_now(s, &swept), 4);
 	ck_assert_uint_eq(swept, 0);
-	ck_assert_int_eq(store_sweep_dead(s, 50000, UINT64_MAX, 100), 2);
-	ck_assert_int_eq(store_commit(s), 0);
+	/* bites of one deletion each resume where the last stopped */
+	pass = (struct store_sweep_pass){ "", INT64_MIN };
+	ck_assert_int_eq(sweep_dead_pass(s, 50000, UINT64_MAX, 1, &pass), 3);
 	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[0], &r, &buf), 1);
 	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[1], &r, &buf), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[3], &r, &buf), 1);
 	ck_assert_int_eq(attempts_of(s, ids[0]), 0);
 	ck_assert_int_eq(store_find_idem(s, "k1", id), 1);	/* the key is free again */
 	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[2], &r, &buf), 0);
 	free(buf);
 	ck_assert_int_eq(attempts_of(s, ids[2]), 2);
 	ck_assert_uint_eq(dead_now(s, &swept), 1);
-	ck_assert_uint_eq(swept, 2);
-	/* by count: of 3 recent ones, the oldest 2 go */
-	add_dead_since(s, ids[3], 100000, NULL);
-	add_dead_since(s, ids[4], 100000, NULL);
-	ck_assert_int_eq(store_sweep_dead(s, INT64_MIN, 1, 100), 2);
+	ck_assert_uint_eq(swept, 3);
+	/* the call passed over died at 100 s: no pass for age before that */
+	ck_assert_int_eq(pass.next_ms, 100000);
+	ck_assert_int_eq(store_sweep_dead(s, 99999, UINT64_MAX, 100, &pass), 0);
+	ck_assert_int_eq(store_sweep_dead(s, 100001, UINT64_MAX, 100, &pass), 1);
 	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_str_eq(pass.at, "");
+	/* by count: of 3 recent ones, the oldest 2 go */
+	add_dead_since(s, ids[2], 200000, NULL);
+	add_dead_since(s, ids[4], 200000, NULL);
+	add_dead_since(s, ids[5], 200000, NULL);
+	ck_assert_int_eq(sweep_dead_pass(s, INT64_MIN, 1, 100, &pass), 2);
 	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[2], &r, &buf), 1);
-	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[3], &r, &buf), 1);
-	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[4], &r, &buf), 0);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[4], &r, &buf), 1);
+	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[5], &r, &buf), 0);
 	free(buf);
 	ck_assert_uint_eq(dead_now(s, &swept), 1);
-	ck_assert_uint_eq(swept, 4);
+	ck_assert_uint_eq(swept, 6);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(a_swept_dead_delivery_keeps_its_delivered_key)
+{
+	struct store *s = open_store();
+	struct store_sweep_pass pass = { "", INT64_MIN };
+	struct call_record r = pending("00000000000000c4", 1000);
+	char id[CALL_ID_LEN + 1];
+
+	/* a call another cage delivered: that cage may send it again until
+	 * it says it will not, and the key must still find it then */
+	snprintf(r.idem_key, sizeof r.idem_key, "cage-0123456789abcdef-here-00000000000000a1");
+	r.delivery = true;
+	ck_assert_int_eq(store_add_call(s, &r, false), 0);
+	r.state = CALL_DEAD;
+	r.when_ms = 2000;
+	ck_assert_int_eq(store_finish_call(s, &r, false), 0);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(sweep_dead_pass(s, 50000, UINT64_MAX, 100, &pass), 1);
+	ck_assert_int_eq(store_find_delivery(s, r.idem_key, id), 0);
+	ck_assert_str_eq(id, "00000000000000c4");
 	store_close(&s);
 	remove_dir();
 }
@@ -1142,6 +1214,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, sweep_removes_only_old_done_calls);
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
 	tcase_add_test(tc, dead_calls_are_swept_by_age_and_by_count);
+	tcase_add_test(tc, a_swept_dead_delivery_keeps_its_delivered_key);
 	tcase_add_test(tc, pending_pages_merge_new_calls_in_id_order);
 	tcase_add_test(tc, ids_increase_across_restarts);
 	tcase_add_test(tc, second_host_on_the_same_dir_is_refused);
