@@ -315,8 +315,12 @@ static void sweep_bite(struct batch *b)
 			log_error("removing old %s calls: %s (tried again with the next sweep)",
 				  what, store_error(b->store));
 		store_abort(b->store);
-		if (which == SWEEP_DEAD)
-			b->dead_pass.at[0] = '\0';	/* the pass starts over */
+		if (which == SWEEP_DEAD) {
+			/* the pass starts over, and runs whatever its gate said:
+			 * an undone bite's deletions are still to make */
+			b->dead_pass.at[0] = '\0';
+			b->dead_pass.next_ms = INT64_MIN;
+		}
 	} else if (b->sweep_failing[which]) {
 		log_info("removing old %s calls works again", what);
 	}

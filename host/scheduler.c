@@ -44,6 +44,7 @@ struct attempt {
 	const struct queue_conf *queue;
 	int64_t started_ms;		/* wall clock */
 	bool is_new;			/* its record is in new.db (see scheduler.h) */
+	bool listed;			/* is_new, stored, and no outcome handed on */
 	bool outcome_lost;		/* its outcome could not be recorded (memory) */
 	bool dies;			/* its outcome makes the call dead */
 	int64_t retry_ms;		/* its outcome's next attempt (0: none) */
@@ -151,7 +152,7 @@ void scheduler_each_new(const void *sched, void (*visit)(const struct call_recor
 
 	for (int i = 0; i < BUCKETS; i++)
 		for (const struct attempt *a = s->buckets[i]; a; a = a->next_in_bucket)
-			if (a->is_new)
+			if (a->listed)
 				visit(&a->rec, arg);
 }
 
@@ -342,6 +343,7 @@ static void attempt_done(struct job *job, struct job_result *res)
 		}
 	}
 	a->dies = rec.state == CALL_DEAD;
+	a->listed = false;	/* the outcome's record is what counts now */
 	rec.payload = a->job.payload;
 	rec.payload_len = a->job.payload_len;
 	/* a call done at its first attempt needs no history record: the done
@@ -691,6 +693,7 @@ static void new_committed(bool ok, void *arg)
 {
 	struct attempt *a = arg;
 
+	a->listed = ok;
 	if (ok && a->sched->started)
 		start(a, clock_wall_ms());
 	else	/* not stored; or the host is stopping: new.db keeps it, and the

@@ -78,11 +78,10 @@ void scheduler_kick(struct scheduler *s);
 bool scheduler_is_running(const struct scheduler *s, const char *id);
 
 /*
- * Calls visit() for each call at its first attempt (its record in new.db),
- * from the scheduler's own copy, in no order: at most the attempts in
- * flight.  A call whose outcome was just committed may still be among
- * them until its commit is answered.  (sched is a struct scheduler; the
- * form is call_pages.h's call_source.)
+ * Calls visit() for each call at its first attempt whose record is in
+ * new.db (committed, no outcome recorded yet), from the scheduler's own
+ * copy, in no order: at most the attempts in flight.  (sched is a struct
+ * scheduler; the form is call_pages.h's call_source.)
  */
 void scheduler_each_new(const void *sched, void (*visit)(const struct call_record *r, void *arg),
 			void *arg);

@@ -74,6 +74,9 @@ struct store {
 	bool busy;		/* the last failure was a lock another process holds */
 	uint64_t done_count;	/* records in done.db (counted at open) */
 	struct txn_counts delta;	/* what the open transaction changed */
+	/* the earliest death stored since the last pass over dead.db ended
+	 * (store_sweep_dead's gate); INT64_MAX: none */
+	int64_t deaths_min_ms;
 	char flush_error[256];	/* why the last log flush failed */
 	long shm_key;		/* base System V key of the regions */
 	u_int32_t recorded_log;	/* log file named in cagehost.state */
@@ -809,6 +812,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		snprintf(err, err_size, "out of memory");
 		return -1;
 	}
+	s->deaths_min_ms = INT64_MAX;
 	s->lock_fd = -1;
 	pthread_mutex_init(&s->removal_lock, NULL);
 	snprintf(s->dir, sizeof s->dir, "%s", dir);
@@ -1044,10 +1048,15 @@ int store_finish_call(struct store *s, const struct call_record *r, bool was_new
 
 	if (del(s, was_new ? s->new_calls : s->calls, "remove call", r->id, strlen(r->id)) < 0)
 		return -1;
-	if (dead)
+	if (dead) {
 		s->delta.dead++;
-	else
+		/* stamped on the loop, maybe before a pass began; or a clock
+		 * set back: the next pass must not wait past it */
+		if (r->when_ms < s->deaths_min_ms)
+			s->deaths_min_ms = r->when_ms;
+	} else {
 		s->delta.done++;
+	}
 	return put_call(s, dead ? s->dead : s->done, dead ? "keep dead call" : "keep done call",
 			r, dead, 0);
 }
@@ -1562,10 +1571,11 @@ int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 	DBC *c;
 	DBT k, d;
 
-	if (!pass->at[0] && !too_many && cutoff_ms < pass->next_ms)
+	if (!pass->at[0] && !too_many &&
+	    cutoff_ms < (pass->next_ms < s->deaths_min_ms ? pass->next_ms : s->deaths_min_ms))
 		return 0;	/* none can have died long enough ago yet */
 	if (!pass->at[0])
-		pass->next_ms = clock_wall_ms();	/* the calls dying from now on */
+		pass->pass_min_ms = INT64_MAX;
 	snprintf(cutoff_id, sizeof cutoff_id, "%016" PRIx64,
 		 (uint64_t)(cutoff_ms < 0 ? 0 : cutoff_ms) << 16);
 	if (!txn(s) || open_cursor(s, s->dead, &c) < 0)
@@ -1586,8 +1596,8 @@ int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 			char first[CALL_ID_LEN + 1];
 
 			snprintf(first, sizeof first, "%.*s", (int)k.size, (char *)k.data);
-			if (valid && record_id_time(first) < pass->next_ms)
-				pass->next_ms = record_id_time(first);
+			if (valid && record_id_time(first) < pass->pass_min_ms)
+				pass->pass_min_ms = record_id_time(first);
 			ended = true;
 			break;
 		}
@@ -1601,8 +1611,8 @@ int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 				return -1;
 			}
 			deleted++;
-		} else if (decoded && r.when_ms < pass->next_ms) {
-			pass->next_ms = r.when_ms;	/* died too recently to go yet */
+		} else if (decoded && r.when_ms < pass->pass_min_ms) {
+			pass->pass_min_ms = r.when_ms;	/* died too recently to go yet */
 		}
 		/* a damaged record goes only for keep_max: its age is unknown */
 		snprintf(pass->at, sizeof pass->at, "%s", r.id);
@@ -1615,8 +1625,14 @@ int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 		ended = true;
 	else if (rc)
 		return db_fail(s, "sweep dead calls", rc);
-	if (ended)
+	if (ended) {
+		/* what the pass kept, and what died meanwhile; a pass that
+		 * failed (its bites undone) leaves the gate as it was */
 		pass->at[0] = '\0';
+		pass->next_ms = pass->pass_min_ms < s->deaths_min_ms ? pass->pass_min_ms
+								     : s->deaths_min_ms;
+		s->deaths_min_ms = INT64_MAX;
+	}
 	s->delta.dead_swept += (uint64_t)deleted;
 	return deleted;
 }

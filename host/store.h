@@ -194,11 +194,12 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 /* Where a pass over dead.db is, between the bites of store_sweep_dead(). */
 struct store_sweep_pass {
 	char at[CALL_ID_LEN + 1];	/* the last id read; "" between passes */
-	/* a new pass for age is pointless until the cutoff reaches this:
-	 * the earliest death of a call the pass read and kept, of a call it
-	 * did not read, or of a call dying after it started; INT64_MIN at
-	 * first */
+	/* a new pass for age is pointless until the cutoff reaches this (or
+	 * a death stored since, which the store keeps): the earliest death
+	 * of a call the last pass kept, or of a call it did not read.  Set
+	 * when a pass ends; INT64_MIN at first, and after a bite failed */
 	int64_t next_ms;
+	int64_t pass_min_ms;		/* the same, gathered by this pass */
 };
 
 /*
