@@ -557,7 +557,7 @@ struct batch *batch_new(struct event_base *base, struct store *store)
 	if (!b)
 		return NULL;
 	b->store = store;
-	b->dead_pass.next_ms = INT64_MIN;	/* the first pass is worth making */
+	b->dead_pass = (struct store_sweep_pass)STORE_SWEEP_PASS_INIT;
 	b->groups_tail = &b->groups;
 	turn_list_init(&b->submitted);
 	turn_list_init(&b->applied);

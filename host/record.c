@@ -213,6 +213,23 @@ static int parse_time(const char *text, int64_t *ms)
 	return clock_parse_iso(text, strlen(text), ms);
 }
 
+int record_when(const void *data, size_t len, int64_t *when_ms)
+{
+	static const char *const prefixes[] = { "cagecall/1 next=", "cagecall/1 done=",
+						"cagecall/1 dead=" };
+	const char *p = data, *end;
+
+	for (size_t i = 0; i < 3; i++) {
+		size_t n = strlen(prefixes[i]);
+
+		if (len <= n || memcmp(p, prefixes[i], n) != 0)
+			continue;
+		end = memchr(p + n, ' ', len - n);
+		return clock_parse_iso(p + n, (size_t)((end ? end : p + len) - (p + n)), when_ms);
+	}
+	return -1;
+}
+
 int record_decode_call(const void *data, size_t len, struct call_record *r,
 		       char *err, size_t err_size)
 {

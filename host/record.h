@@ -112,6 +112,14 @@ int record_cage_of(const void *data, size_t len, const char **name, size_t *name
 /* The enqueue time (ms) a call id starts with. */
 int64_t record_id_time(const char *id);
 
+/*
+ * The time of a call record's first field (next=, done= or dead=), from
+ * its first RECORD_WHEN_BYTES bytes or more: a sweep reads no further.
+ * Returns 0, or -1 when they do not hold one.
+ */
+#define RECORD_WHEN_BYTES 48
+int record_when(const void *data, size_t len, int64_t *when_ms);
+
 /* Copies text into out (size bytes) with control characters made spaces. */
 void record_clean_text(char *out, size_t size, const char *text);
 

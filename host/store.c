@@ -1551,43 +1551,73 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 	return deleted;
 }
 
+/* Forgets the dead call id under cursor c, read whole for its key. */
+static int forget_dead_here(struct store *s, DBC *c, const char *id)
+{
+	struct call_record r;
+	char why[128];
+	DBT k, d;
+	int rc;
+
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
+	rc = c->get(c, &k, &d, DB_CURRENT);
+	if (rc)
+		return db_fail(s, "sweep dead calls", rc);
+	if (record_decode_call(d.data, d.size, &r, why, sizeof why) < 0)
+		memset(&r, 0, sizeof r);	/* damaged: its key is unknown */
+	snprintf(r.id, sizeof r.id, "%s", id);
+	return forget_finished(s, c, true, &r);
+}
+
 /*
  * One bite of a pass over dead.db (see store.h).  A call's id holds its
  * enqueue time, not its death: a call that expired died a lifetime after
  * it was enqueued, so the calls before the cutoff's id include calls too
  * recent to go, which every pass reads again.  So a pass resumes where the
  * last bite stopped, reads at most SWEEP_DEAD_READ_MAX records or for
- * SWEEP_DEAD_BITE_MS a bite, and a new pass for age starts only once the
- * cutoff has reached the earliest death it passed over (pass->next_ms).
+ * SWEEP_DEAD_BITE_MS a bite (and of each record only its death, unless it
+ * goes), and a new pass for age starts only once the cutoff has reached
+ * the earliest death it passed over (pass->next_ms), and no sooner than 19
+ * times the last pass's reading time after it.
  */
 int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int max,
 		     struct store_sweep_pass *pass)
 {
-	char cutoff_id[CALL_ID_LEN + 1], why[128];
-	int64_t until_ms = clock_mono_ms() + SWEEP_DEAD_BITE_MS, held = finished_held(s, true);
+	char cutoff_id[CALL_ID_LEN + 1];
+	int64_t started_ms = clock_mono_ms(), until_ms = started_ms + SWEEP_DEAD_BITE_MS;
+	int64_t held = finished_held(s, true);
 	bool too_many = held > 0 && (uint64_t)held > keep_max, ended = false;
-	struct call_record r;
 	int deleted = 0, read = 0, rc;
 	DBC *c;
 	DBT k, d;
 
+	if (!pass->at[0] && started_ms < pass->not_before_ms)
+		return 0;	/* the last pass was long: wait */
 	if (!pass->at[0] && !too_many &&
 	    cutoff_ms < (pass->next_ms < s->deaths_min_ms ? pass->next_ms : s->deaths_min_ms))
 		return 0;	/* none can have died long enough ago yet */
-	if (!pass->at[0])
+	if (!pass->at[0]) {
 		pass->pass_min_ms = INT64_MAX;
+		pass->pass_read_ms = 0;
+	}
 	snprintf(cutoff_id, sizeof cutoff_id, "%016" PRIx64,
 		 (uint64_t)(cutoff_ms < 0 ? 0 : cutoff_ms) << 16);
 	if (!txn(s) || open_cursor(s, s->dead, &c) < 0)
 		return -1;
+	/* a record's first field is its death: read no more of it, unless
+	 * it goes */
 	memset(&d, 0, sizeof d);
+	d.flags = DB_DBT_PARTIAL;
+	d.dlen = RECORD_WHEN_BYTES;
 	/* the oldest go first while there are more than keep_max */
 	dbt_bytes(&k, pass->at, strlen(pass->at));
 	rc = c->get(c, &k, &d, too_many || !pass->at[0] ? DB_FIRST : DB_SET_RANGE);
 	if (rc == 0 && !too_many && k.size == strlen(pass->at) && !memcmp(k.data, pass->at, k.size))
 		rc = c->get(c, &k, &d, DB_NEXT);	/* read in the last bite */
 	for (; rc == 0 && deleted < max; rc = c->get(c, &k, &d, DB_NEXT)) {
-		bool valid = k.size == CALL_ID_LEN, decoded;
+		bool valid = k.size == CALL_ID_LEN, dated;
+		int64_t died;
 
 		held = finished_held(s, true);
 		too_many = held > 0 && (uint64_t)held > keep_max;
@@ -1601,21 +1631,18 @@ int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 			ended = true;
 			break;
 		}
-		decoded = record_decode_call(d.data, d.size, &r, why, sizeof why) == 0;
-		snprintf(r.id, sizeof r.id, "%.*s", (int)k.size, (char *)k.data);
-		if (too_many || (decoded && r.when_ms < cutoff_ms)) {
-			if (!decoded)
-				r.idem_key[0] = '\0';	/* unknown: the record is damaged */
-			if (forget_finished(s, c, true, &r) < 0) {
+		dated = record_when(d.data, d.size, &died) == 0;
+		snprintf(pass->at, sizeof pass->at, "%.*s", (int)k.size, (char *)k.data);
+		if (too_many || (dated && died < cutoff_ms)) {
+			if (forget_dead_here(s, c, pass->at) < 0) {
 				c->close(c);
 				return -1;
 			}
 			deleted++;
-		} else if (decoded && r.when_ms < pass->pass_min_ms) {
-			pass->pass_min_ms = r.when_ms;	/* died too recently to go yet */
+		} else if (dated && died < pass->pass_min_ms) {
+			pass->pass_min_ms = died;	/* died too recently to go yet */
 		}
 		/* a damaged record goes only for keep_max: its age is unknown */
-		snprintf(pass->at, sizeof pass->at, "%s", r.id);
 		if (++read >= SWEEP_DEAD_READ_MAX ||
 		    (read % 32 == 0 && clock_mono_ms() >= until_ms))
 			break;
@@ -1625,10 +1652,12 @@ int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 		ended = true;
 	else if (rc)
 		return db_fail(s, "sweep dead calls", rc);
+	pass->pass_read_ms += clock_mono_ms() - started_ms;
 	if (ended) {
 		/* what the pass kept, and what died meanwhile; a pass that
 		 * failed (its bites undone) leaves the gate as it was */
 		pass->at[0] = '\0';
+		pass->not_before_ms = clock_mono_ms() + 19 * pass->pass_read_ms;
 		pass->next_ms = pass->pass_min_ms < s->deaths_min_ms ? pass->pass_min_ms
 								     : s->deaths_min_ms;
 		s->deaths_min_ms = INT64_MAX;

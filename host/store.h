@@ -200,7 +200,13 @@ struct store_sweep_pass {
 	 * when a pass ends; INT64_MIN at first, and after a bite failed */
 	int64_t next_ms;
 	int64_t pass_min_ms;		/* the same, gathered by this pass */
+	/* a pass reads all of dead.db before the cutoff's id: the next starts
+	 * no sooner than 19 times the last one's reading time after it
+	 * ended (CLOCK_MONOTONIC ms), so that sweeping takes at most about
+	 * 5 % of the writer */
+	int64_t pass_read_ms, not_before_ms;
 };
+#define STORE_SWEEP_PASS_INIT { "", INT64_MIN, 0, 0, 0 }
 
 /*
  * One bite of a pass over dead.db, in id order: deletes up to max dead

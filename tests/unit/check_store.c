@@ -844,6 +844,7 @@ static int sweep_dead_pass(struct store *s, int64_t cutoff_ms, uint64_t keep_max
 {
 	int total = 0, n, bites = 0;
 
+	pass->not_before_ms = 0;	/* the duty gate has a test of its own */
 	do {
 		n = store_sweep_dead(s, cutoff_ms, keep_max, max, pass);
 		ck_assert_int_ge(n, 0);
@@ -859,7 +860,7 @@ START_TEST(dead_calls_are_swept_by_age_and_by_count)
 	struct store *s = open_store();
 	const char *ids[] = { "0000000000010000", "0000000000020000", "0000000000030000",
 			      "0000000000040000", "0000000000050000", "0000000000060000" };
-	struct store_sweep_pass pass = { "", INT64_MIN, 0 };
+	struct store_sweep_pass pass = STORE_SWEEP_PASS_INIT;
 	struct call_record r;
 	char id[CALL_ID_LEN + 1];
 	uint64_t swept;
@@ -872,13 +873,13 @@ START_TEST(dead_calls_are_swept_by_age_and_by_count)
 	/* neither limit set: nothing goes */
 	ck_assert_int_eq(sweep_dead_pass(s, INT64_MIN, UINT64_MAX, 100, &pass), 0);
 	/* by age: the three that died before 50 s; a bite undone changes nothing */
-	pass = (struct store_sweep_pass){ "", INT64_MIN, 0 };
+	pass = (struct store_sweep_pass)STORE_SWEEP_PASS_INIT;
 	ck_assert_int_eq(store_sweep_dead(s, 50000, UINT64_MAX, 100, &pass), 3);
 	store_abort(s);
 	ck_assert_uint_eq(dead_now(s, &swept), 4);
 	ck_assert_uint_eq(swept, 0);
 	/* bites of one deletion each resume where the last stopped */
-	pass = (struct store_sweep_pass){ "", INT64_MIN, 0 };
+	pass = (struct store_sweep_pass)STORE_SWEEP_PASS_INIT;
 	ck_assert_int_eq(sweep_dead_pass(s, 50000, UINT64_MAX, 1, &pass), 3);
 	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[0], &r, &buf), 1);
 	ck_assert_int_eq(store_get_call(s, TABLE_DEAD, ids[1], &r, &buf), 1);
@@ -892,13 +893,20 @@ START_TEST(dead_calls_are_swept_by_age_and_by_count)
 	ck_assert_uint_eq(swept, 3);
 	/* the call passed over died at 100 s: no pass for age before that */
 	ck_assert_int_eq(pass.next_ms, 100000);
+	ck_assert_int_ge(pass.not_before_ms, pass.pass_read_ms);
+	pass.not_before_ms = 0;
 	ck_assert_int_eq(store_sweep_dead(s, 99999, UINT64_MAX, 100, &pass), 0);
+	/* after a long pass, the next waits its turn even with work to do */
+	pass.not_before_ms = clock_mono_ms() + 60000;
+	ck_assert_int_eq(store_sweep_dead(s, 100001, UINT64_MAX, 100, &pass), 0);
+	pass.not_before_ms = 0;
 	ck_assert_int_eq(store_sweep_dead(s, 100001, UINT64_MAX, 100, &pass), 1);
 	ck_assert_int_eq(store_commit(s), 0);
 	ck_assert_str_eq(pass.at, "");
 	/* a death stored after that pass, though stamped before it (on the
 	 * loop, before a slow commit; or a clock set back), opens the gate */
 	add_dead_since(s, ids[3], 3000, NULL);
+	pass.not_before_ms = 0;
 	ck_assert_int_eq(store_sweep_dead(s, 2999, UINT64_MAX, 100, &pass), 0);
 	ck_assert_int_eq(store_sweep_dead(s, 4000, UINT64_MAX, 100, &pass), 1);
 	ck_assert_int_eq(store_commit(s), 0);
@@ -922,7 +930,7 @@ END_TEST
 START_TEST(a_swept_dead_delivery_keeps_its_delivered_key)
 {
 	struct store *s = open_store();
-	struct store_sweep_pass pass = { "", INT64_MIN, 0 };
+	struct store_sweep_pass pass = STORE_SWEEP_PASS_INIT;
 	struct call_record r = pending("00000000000000c4", 1000);
 	char id[CALL_ID_LEN + 1];
 
