@@ -69,8 +69,8 @@ int call_page_list(struct store *s, enum store_table table, const struct call_fi
 struct collected {
 	struct call_record *calls;
 	int count, cap;
-	int matched;				/* new.db's: kept or not */
-	const struct call_filter *filter;	/* new.db's: the page's own test */
+	int matched;				/* first attempts': kept or not */
+	const struct call_filter *filter;	/* first attempts': the page's test */
 	const char *after, *until;		/* ids in (after, until]; NULL: no bound */
 };
 
@@ -79,14 +79,13 @@ static int by_id(const void *a, const void *b)
 	return strcmp(((const struct call_record *)a)->id, ((const struct call_record *)b)->id);
 }
 
-static bool keep(struct collected *c, const struct call_record *r)
+static void keep(struct collected *c, const struct call_record *r)
 {
 	if (c->count == c->cap)
-		return false;
+		return;
 	c->calls[c->count] = *r;
-	c->calls[c->count].payload = NULL;	/* borrowed from the store */
+	c->calls[c->count].payload = NULL;	/* borrowed: not kept */
 	c->count++;
-	return true;
 }
 
 static bool collect_listed(const struct call_record *r, void *arg)
@@ -128,7 +127,7 @@ int call_page_list_pending(struct store *s, const struct call_filter *f, const c
 		goto out;
 	if (call_page_list(s, TABLE_CALLS, f, after, limit, collect_listed, &waiting, next) < 0)
 		goto out;
-	/* calls.db was read up to next: new.db's calls past it belong to a
+	/* calls.db was read up to next: first attempts past it belong to a
 	 * later page */
 	fresh.until = next[0] ? next : NULL;
 	new_calls(src, collect_new, &fresh);
@@ -146,7 +145,7 @@ int call_page_list_pending(struct store *s, const struct call_filter *f, const c
 		r = order <= 0 ? &waiting.calls[i++] : &fresh.calls[j++];
 		listed++;
 		if (visit(r, arg) || listed == limit) {
-			/* the kept calls of new.db are the first by id of those matched */
+			/* the first attempts kept are the first by id of those matched */
 			if (i < waiting.count || j < fresh.matched)
 				snprintf(next, CALL_ID_LEN + 1, "%s", r->id);
 			break;
