@@ -1507,6 +1507,12 @@ static void module_outcomes(const char *module, const uint64_t n[3], void *arg)
 				    "%" PRIu64 "\n", module, outcomes[i], n[i]);
 }
 
+static void queue_in_flight(const char *queue, int in_flight, void *arg)
+{
+	evbuffer_add_printf(arg, "cagehost_queue_attempts_in_flight{queue=\"%s\"} %d\n", queue,
+			    in_flight);
+}
+
 static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 {
 	struct evbuffer *out = evbuffer_new();
@@ -1613,6 +1619,12 @@ static void handle_metrics(struct http_api *api, struct evhttp_request *req)
 		"module and outcome (calls to other cages are not in it).\n"
 		"# TYPE cagehost_module_attempts_total counter\n");
 	scheduler_each_module(api->d.scheduler, module_outcomes, out);
+	evbuffer_add_printf(out,
+		"# HELP cagehost_queue_attempts_in_flight Attempts of queued calls under way "
+		"(with a worker, or being delivered to another cage), by queue; the queue's "
+		"concurrency caps it when set.\n"
+		"# TYPE cagehost_queue_attempts_in_flight gauge\n");
+	scheduler_each_queue(api->d.scheduler, queue_in_flight, out);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	send_reply(req, 200, "OK", out);

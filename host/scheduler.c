@@ -1099,6 +1099,13 @@ void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stat
 	stats->deliveries_in_flight = s->deliveries;
 }
 
+void scheduler_each_queue(const struct scheduler *s,
+			  void (*visit)(const char *queue, int in_flight, void *arg), void *arg)
+{
+	for (int i = 0; i < s->queue_count; i++)
+		visit(s->queues[i]->name, s->queue_running[i], arg);
+}
+
 void scheduler_each_module(const struct scheduler *s,
 			   void (*visit)(const char *module, const uint64_t outcomes[3], void *arg),
 			   void *arg)

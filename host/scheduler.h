@@ -116,6 +116,11 @@ void scheduler_get_stats(const struct scheduler *s, struct scheduler_stats *stat
  * their own; the rest are counted together under the name "(other)".
  */
 #define SCHEDULER_MODULES_MAX 64
+/* Calls visit() for each configured queue with its attempts in flight
+ * (with a worker, or being delivered; `concurrency` caps them when set). */
+void scheduler_each_queue(const struct scheduler *s,
+			  void (*visit)(const char *queue, int in_flight, void *arg), void *arg);
+
 void scheduler_each_module(const struct scheduler *s,
 			   void (*visit)(const char *module, const uint64_t outcomes[3], void *arg),
 			   void *arg);

@@ -124,10 +124,19 @@ equal "pages of 2 give the same 4 calls" \
 	"$(tail -3 "$T/ids"; echo "$running")"
 equal "a module filter selects it alone" "$("$CAGECTL" pending -m crashy | cut -d' ' -f1)" \
 	"$running"
+equal "cagehost_queue_attempts_in_flight counts it in queue other" \
+	"$(metric 'cagehost_queue_attempts_in_flight{queue="other"}')" 1
+equal "and nothing in queue default" \
+	"$(metric 'cagehost_queue_attempts_in_flight{queue="default"}')" 0
 touch "$T/release"
 wait_until "crashy.slow to be done" state_is "$running" done
 ok $? "it is done once released"
 equal "and no longer listed" "$(list "state=pending&module=crashy")" '{"calls": [], "next": null}'
+in_flight_other_is_0() {
+	[ "$(metric 'cagehost_queue_attempts_in_flight{queue="other"}')" = 0 ]
+}
+wait_until "queue other to have no attempt in flight" in_flight_other_is_0
+ok $? "nor counted in flight"
 
 # the count survives a restart (counted from dead.db at open)
 stop_host
