@@ -243,6 +243,17 @@ static int parse_listen(struct parser *p, const char *value)
 	return 0;
 }
 
+/* A number of calls to keep, from 0 to 100,000,000. */
+static int parse_keep_max(struct parser *p, const char *key, const char *value, uint64_t *out)
+{
+	long n;
+
+	if (parse_int(p, key, value, 0, 100000000, &n) < 0)
+		return -1;
+	*out = (uint64_t)n;
+	return 0;
+}
+
 static int host_key(struct parser *p, const char *key, const char *value)
 {
 	struct host_conf *c = p->conf;
@@ -278,20 +289,12 @@ static int host_key(struct parser *p, const char *key, const char *value)
 		return parse_duration(p, key, value, 1, &c->sync_timeout_ms);
 	if (!strcmp(key, "done_retention"))
 		return parse_duration(p, key, value, 0, &c->done_retention_ms);
-	if (!strcmp(key, "done_keep_max")) {
-		if (parse_int(p, key, value, 0, 100000000, &n) < 0)
-			return -1;
-		c->done_keep_max = (uint64_t)n;
-		return 0;
-	}
+	if (!strcmp(key, "done_keep_max"))
+		return parse_keep_max(p, key, value, &c->done_keep_max);
 	if (!strcmp(key, "dead_retention"))
 		return parse_duration(p, key, value, 0, &c->dead_retention_ms);
-	if (!strcmp(key, "dead_keep_max")) {
-		if (parse_int(p, key, value, 0, 100000000, &n) < 0)
-			return -1;
-		c->dead_keep_max = (uint64_t)n;
-		return 0;
-	}
+	if (!strcmp(key, "dead_keep_max"))
+		return parse_keep_max(p, key, value, &c->dead_keep_max);
 	if (!strcmp(key, "checkpoint_interval"))
 		return parse_duration(p, key, value, 100, &c->checkpoint_interval_ms);
 	if (!strcmp(key, "token")) {

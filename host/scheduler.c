@@ -901,6 +901,13 @@ static void on_new_version(const char *module, const char *version, void *arg)
 	scheduler_wake_module(arg, module, version);
 }
 
+/* Has count grown past told, and is the last line about it (at told_ms,
+ * monotonic; 0: none yet) every_ms old? */
+static bool time_to_tell(uint64_t count, uint64_t told, int64_t told_ms, int64_t every_ms)
+{
+	return count > told && (!told_ms || clock_mono_ms() - told_ms >= every_ms);
+}
+
 /* Dead calls past dead_retention or dead_keep_max, if either is set: the
  * writer deletes them, in a pass over dead.db every DEAD_SWEEP_EVERY_MS
  * (dead calls are not in death order: a pass reads more than it deletes);
@@ -919,9 +926,8 @@ static void sweep_dead(struct scheduler *s, const struct store_stats *st)
 				 c->dead_keep_max ? c->dead_keep_max : UINT64_MAX, SWEEP_PER_TICK);
 		s->dead_swept_ms = clock_mono_ms();
 	}
-	if (st->dead_swept == s->dead_swept_told ||
-	    (s->dead_swept_told_ms &&
-	     clock_mono_ms() - s->dead_swept_told_ms < DEAD_SWEEP_TELL_MS))
+	if (!time_to_tell(st->dead_swept, s->dead_swept_told, s->dead_swept_told_ms,
+			  DEAD_SWEEP_TELL_MS))
 		return;
 	if (c->dead_keep_max)
 		snprintf(keep_max, sizeof keep_max, "%sbeyond dead_keep_max = %" PRIu64,
@@ -954,9 +960,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	sweep_dead(s, &st);
 	/* done_keep_max cutting done_retention short also cuts how long
 	 * Idempotency-Keys are known: say so (the metric counts it too) */
-	if (st.done_swept_early > s->swept_early_told &&
-	    (!s->swept_early_told_ms ||
-	     clock_mono_ms() - s->swept_early_told_ms >= EARLY_SWEEP_WARN_MS)) {
+	if (time_to_tell(st.done_swept_early, s->swept_early_told, s->swept_early_told_ms,
+			 EARLY_SWEEP_WARN_MS)) {
 		log_warning("done_keep_max (%" PRIu64 ") made the host forget %" PRIu64 " finished "
 			    "call(s) before done_retention (%s) had passed, and their "
 			    "Idempotency-Keys with them: a repeated key now makes a new call. "

@@ -1468,14 +1468,15 @@ static int delete_attempts(struct store *s, const char *id)
 	return delete_prefixed(s, s->attempts, "delete attempts", prefix, NULL) < 0 ? -1 : 0;
 }
 
-/* How many records done.db (or dead.db) holds with this transaction's
- * writes counted. */
-static int64_t finished_held(const struct store *s, bool dead)
+/* Does done.db (or dead.db) hold more than keep_max records, this
+ * transaction's writes counted? */
+static bool over_keep_max(const struct store *s, bool dead, uint64_t keep_max)
 {
-	if (dead)
-		return (int64_t)__atomic_load_n(&s->stats.dead_calls, __ATOMIC_RELAXED) +
-		       s->delta.dead;
-	return (int64_t)s->done_count + s->delta.done;
+	int64_t held = dead ? (int64_t)__atomic_load_n(&s->stats.dead_calls, __ATOMIC_RELAXED) +
+				      s->delta.dead
+			    : (int64_t)s->done_count + s->delta.done;
+
+	return held > 0 && (uint64_t)held > keep_max;
 }
 
 /* Forgets the finished call under cursor c, with its attempts and its
@@ -1526,8 +1527,7 @@ int store_sweep_done(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 	for (rc = c->get(c, &k, &d, DB_FIRST); rc == 0 && deleted < max;
 	     rc = c->get(c, &k, &d, DB_NEXT)) {
 		/* the oldest go first while there are more than keep_max */
-		int64_t held = finished_held(s, false);
-		bool too_many = held > 0 && (uint64_t)held > keep_max;
+		bool too_many = over_keep_max(s, false, keep_max);
 
 		if (!too_many && (k.size != CALL_ID_LEN ||
 				  memcmp(k.data, cutoff_id, CALL_ID_LEN) > 0))
@@ -1586,8 +1586,7 @@ int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 {
 	char cutoff_id[CALL_ID_LEN + 1];
 	int64_t started_ms = clock_mono_ms(), until_ms = started_ms + SWEEP_DEAD_BITE_MS;
-	int64_t held = finished_held(s, true);
-	bool too_many = held > 0 && (uint64_t)held > keep_max, ended = false;
+	bool too_many = over_keep_max(s, true, keep_max), ended = false;
 	int deleted = 0, read = 0, rc;
 	DBC *c;
 	DBT k, d;
@@ -1619,8 +1618,7 @@ int store_sweep_dead(struct store *s, int64_t cutoff_ms, uint64_t keep_max, int 
 		bool valid = k.size == CALL_ID_LEN, dated;
 		int64_t died;
 
-		held = finished_held(s, true);
-		too_many = held > 0 && (uint64_t)held > keep_max;
+		too_many = over_keep_max(s, true, keep_max);
 		if (!too_many && (!valid || memcmp(k.data, cutoff_id, CALL_ID_LEN) > 0)) {
 			/* enqueued after the cutoff: none of the rest died before it */
 			char first[CALL_ID_LEN + 1];
