@@ -1486,16 +1486,13 @@ static int forget_finished(struct store *s, DBC *c, bool dead, const struct call
 {
 	int rc;
 
-	if (dead) {
-		/* a key in delivered.db stays: it guards against the other
-		 * cage sending the call again, until that cage says it will
-		 * not (store_forget_deliveries) */
-		if (r->idem_key[0] && delete_key_of(s, s->idem, r->idem_key, r->id) < 0)
-			return -1;
-	} else if (r->idem_key[0] && del(s, s->idem, "sweep idempotency key", r->idem_key,
-					 strlen(r->idem_key)) < 0) {
+	/* only the key that maps to this call: a delivered call's key lives
+	 * in delivered.db, and the same string in idem.db is another call's.
+	 * A key in delivered.db stays: it guards against the other cage
+	 * sending the call again, until that cage says it will not
+	 * (store_forget_deliveries) */
+	if (r->idem_key[0] && delete_key_of(s, s->idem, r->idem_key, r->id) < 0)
 		return -1;
-	}
 	if (delete_attempts(s, r->id) < 0)
 		return -1;
 	rc = c->del(c, 0);

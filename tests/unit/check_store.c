@@ -927,6 +927,32 @@ START_TEST(dead_calls_are_swept_by_age_and_by_count)
 }
 END_TEST
 
+/* A client may send, without being a cage, a key of a delivery's form:
+ * it is an ordinary key in idem.db, and sweeping the delivered call with
+ * the same string must not free it (the client's retry would then make a
+ * second call). */
+START_TEST(sweeping_a_delivery_leaves_a_local_call_with_the_same_key)
+{
+	const char *key = "cage-x-peer-0000000000000011";
+	struct store *s = open_store();
+	char id[CALL_ID_LEN + 1];
+
+	add_delivery(s, "00000000000000a1", key);
+	add(s, "00000000000000b1", 1000, key);
+	ck_assert_int_eq(store_commit(s), 0);
+	finish(s, "00000000000000a1", 2000);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_sweep_done(s, 5000, 100, 100), 1);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_find_idem(s, key, id), 0);
+	ck_assert_str_eq(id, "00000000000000b1");
+	ck_assert_int_eq(store_find_delivery(s, key, id), 0);
+	ck_assert_str_eq(id, "00000000000000a1");
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
 START_TEST(a_swept_dead_delivery_keeps_its_delivered_key)
 {
 	struct store *s = open_store();
@@ -1230,6 +1256,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, sweep_keeps_at_most_keep_max_done_calls);
 	tcase_add_test(tc, dead_calls_are_swept_by_age_and_by_count);
 	tcase_add_test(tc, a_swept_dead_delivery_keeps_its_delivered_key);
+	tcase_add_test(tc, sweeping_a_delivery_leaves_a_local_call_with_the_same_key);
 	tcase_add_test(tc, pending_pages_merge_new_calls_in_id_order);
 	tcase_add_test(tc, ids_increase_across_restarts);
 	tcase_add_test(tc, second_host_on_the_same_dir_is_refused);
