@@ -605,6 +605,47 @@ static int find_delivery(struct store *store, const char *key, const char *sende
 }
 
 /*
+ * Reads the query string of req into params (initialised by the caller,
+ * who clears it with evhttp_clear_headers) and points value[i] at the value
+ * of option name[i], or NULL when it is not given.  A malformed query, an
+ * option not in name (usage then says what the endpoint takes) or one given
+ * twice is answered 400 here; returns false then.
+ */
+static bool query_options(struct evhttp_request *req, struct evkeyvalq *params,
+			  const char *const name[], const char *value[], size_t count,
+			  const char *usage)
+{
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyval *kv;
+
+	for (size_t i = 0; i < count; i++)
+		value[i] = NULL;
+	if (!query || !query[0])
+		return true;
+	if (evhttp_parse_query_str(query, params) < 0) {
+		reply_error(req, 400, "Bad Request", "malformed query string");
+		return false;
+	}
+	TAILQ_FOREACH(kv, params, next) {
+		size_t i = 0;
+
+		while (i < count && strcmp(kv->key, name[i]) != 0)
+			i++;
+		if (i == count) {
+			reply_error(req, 400, "Bad Request", "unknown option %.64s; %s", kv->key,
+				    usage);
+			return false;
+		}
+		if (value[i]) {
+			reply_error(req, 400, "Bad Request", "%s is given more than once", name[i]);
+			return false;
+		}
+		value[i] = kv->value;
+	}
+	return true;
+}
+
+/*
  * The options of an enqueue, from the query string: delay=DURATION (as in
  * the config: "90s", "10m", "2h") puts the first attempt off by that long.
  * A delay the call would not outlive, an unknown option or a malformed
@@ -613,45 +654,24 @@ static int find_delivery(struct store *store, const char *key, const char *sende
 static bool enqueue_options(struct evhttp_request *req, const struct queue_conf *q,
 			    int64_t *delay_ms)
 {
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	static const char *const name[] = { "delay" };
+	const char *delay;
 	struct evkeyvalq params;
-	struct evkeyval *kv;
 	char err[128], life[32];
-	bool ok = true;
+	bool ok;
 
 	*delay_ms = 0;
-	if (!query || !query[0])
-		return true;
 	TAILQ_INIT(&params);
-	if (evhttp_parse_query_str(query, &params) < 0) {
-		reply_error(req, 400, "Bad Request", "malformed query string");
-		return false;
-	}
-	TAILQ_FOREACH(kv, &params, next) {
-		if (strcmp(kv->key, "delay") != 0) {
-			reply_error(req, 400, "Bad Request",
-				    "unknown option %.64s; enqueue takes delay=DURATION", kv->key);
-			ok = false;
-			break;
-		}
-		if (kv != TAILQ_FIRST(&params)) {
-			reply_error(req, 400, "Bad Request", "delay is given more than once");
-			ok = false;
-			break;
-		}
-		if (duration_parse(kv->value, delay_ms, err, sizeof err) < 0) {
-			reply_error(req, 400, "Bad Request", "delay=%.64s: %s", kv->value, err);
-			ok = false;
-			break;
-		}
-		if (*delay_ms > q->retry.lifetime_ms) {
-			reply_error(req, 400, "Bad Request",
-				    "delay=%.64s is longer than the lifetime of queue %s (%s): the "
-				    "call would expire before its first attempt", kv->value, q->name,
-				    duration_format(q->retry.lifetime_ms, life, sizeof life));
-			ok = false;
-			break;
-		}
+	ok = query_options(req, &params, name, &delay, 1, "enqueue takes delay=DURATION");
+	if (ok && delay && duration_parse(delay, delay_ms, err, sizeof err) < 0) {
+		reply_error(req, 400, "Bad Request", "delay=%.64s: %s", delay, err);
+		ok = false;
+	} else if (ok && *delay_ms > q->retry.lifetime_ms) {
+		reply_error(req, 400, "Bad Request",
+			    "delay=%.64s is longer than the lifetime of queue %s (%s): the call "
+			    "would expire before its first attempt", delay, q->name,
+			    duration_format(q->retry.lifetime_ms, life, sizeof life));
+		ok = false;
 	}
 	evhttp_clear_headers(&params);
 	return ok;
@@ -1063,37 +1083,23 @@ static bool list_call_visit(const struct call_record *r, void *arg)
 static bool call_page_options(struct evhttp_request *req, struct evkeyvalq *params,
 			      struct call_page *p)
 {
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	const char *state = NULL, *limit = NULL;
-	struct evkeyval *kv;
+	enum { STATE, QUEUE, MODULE, METHOD, AFTER, LIMIT, OPTIONS };
+	static const char *const name[OPTIONS] = { "state", "queue", "module",
+						   "method", "after", "limit" };
+	const char *value[OPTIONS], *state, *limit;
 	char *end;
 	long n;
 
 	memset(p, 0, sizeof *p);
-	if (query && evhttp_parse_query_str(query, params) < 0) {
-		reply_error(req, 400, "Bad Request", "malformed query string");
+	if (!query_options(req, params, name, value, OPTIONS,
+			   "/v1/calls takes state, queue, module, method, after and limit"))
 		return false;
-	}
-	TAILQ_FOREACH(kv, params, next) {
-		const char **slot = !strcmp(kv->key, "state")	 ? &state
-				    : !strcmp(kv->key, "queue")	 ? &p->filter.queue
-				    : !strcmp(kv->key, "module") ? &p->filter.module
-				    : !strcmp(kv->key, "method") ? &p->filter.method
-				    : !strcmp(kv->key, "after")	 ? &p->after
-				    : !strcmp(kv->key, "limit")	 ? &limit
-								 : NULL;
-
-		if (!slot) {
-			reply_error(req, 400, "Bad Request", "unknown option %.64s; /v1/calls takes "
-				    "state, queue, module, method, after and limit", kv->key);
-			return false;
-		}
-		if (*slot) {
-			reply_error(req, 400, "Bad Request", "%s is given more than once", kv->key);
-			return false;
-		}
-		*slot = kv->value;
-	}
+	state = value[STATE];
+	limit = value[LIMIT];
+	p->filter.queue = value[QUEUE];
+	p->filter.module = value[MODULE];
+	p->filter.method = value[METHOD];
+	p->after = value[AFTER];
 	if (!state || (strcmp(state, "dead") != 0 && strcmp(state, "pending") != 0)) {
 		reply_error(req, 400, "Bad Request",
 			    "/v1/calls takes state=pending (calls not finished yet) or "
@@ -1383,34 +1389,22 @@ static void handle_dead_call(struct http_api *api, struct evhttp_request *req, c
 static void handle_retry(struct http_api *api, struct evhttp_request *req)
 {
 	static const char *const names[] = { "module", "queue", "method" };
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	const char *value[3] = { NULL, NULL, NULL };
+	static const char usage[] = "/v1/calls/retry takes module=NAME, and may take "
+				    "queue=NAME and method=NAME: the calls they select that "
+				    "wait for a retry are retried now";
+	const char *value[3];
 	struct evkeyvalq params;
-	struct evkeyval *p;
 	struct evbuffer *body;
-	bool known = true;
 
 	TAILQ_INIT(&params);
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		reply_wrong_method(req, "POST");
 		return;
 	}
-	if (query && evhttp_parse_query_str(query, &params) < 0)
-		known = false;
-	TAILQ_FOREACH(p, &params, next) {
-		size_t i = 0;
-
-		while (i < 3 && strcmp(p->key, names[i]) != 0)
-			i++;
-		if (i == 3 || value[i])
-			known = false;	/* unknown, or given twice */
-		else
-			value[i] = p->value;
-	}
-	if (!known || !value[0]) {
-		reply_error(req, 400, "Bad Request", "/v1/calls/retry takes module=NAME, and may "
-			    "take queue=NAME and method=NAME: the calls they select that wait for "
-			    "a retry are retried now");
+	if (!query_options(req, &params, names, value, 3, usage))
+		goto out;
+	if (!value[0]) {
+		reply_error(req, 400, "Bad Request", "%s", usage);
 		goto out;
 	}
 	for (size_t i = 0; i < 3; i++)

@@ -42,7 +42,10 @@ rm "$T/gate"
 equal "GET is no retry" "$(status GET "/v1/calls/retry?module=flaky")" 405
 equal "a retry needs module=" "$(status POST "/v1/calls/retry")" 400
 equal "an unknown option is refused" "$(status POST "/v1/calls/retry?module=flaky&color=red")" 400
+contains "the reason names it, and what the endpoint takes" "$(body)" \
+	"unknown option color; /v1/calls/retry takes module=NAME"
 equal "so is one given twice" "$(status POST "/v1/calls/retry?module=flaky&module=echo")" 400
+contains "and the reason says which" "$(body)" "module is given more than once"
 equal "and a queue without a module" "$(status POST "/v1/calls/retry?queue=other")" 400
 equal "a module name is checked" "$(status POST "/v1/calls/retry?module=..")" 400
 equal "and a queue name" "$(status POST "/v1/calls/retry?module=flaky&queue=a/b")" 400
