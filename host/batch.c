@@ -338,7 +338,7 @@ static void *writer_loop(void *arg)
 {
 	struct batch *b = arg;
 	struct turn_list work;
-	bool flush;
+	bool flush, now;
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
@@ -359,8 +359,11 @@ static void *writer_loop(void *arg)
 
 		pthread_mutex_lock(&b->lock);
 		flush = false;
-		for (struct turn *t = work.head; t; t = t->next)
+		now = false;
+		for (struct turn *t = work.head; t; t = t->next) {
 			flush |= t->ok && t->durable.count > 0;
+			now |= !t->ok || t->committed.count > 0;
+		}
 		if (flush) {
 			b->requested++;
 			pthread_cond_signal(&b->flush_wake);
@@ -370,7 +373,11 @@ static void *writer_loop(void *arg)
 		turn_list_splice(&b->applied, &work);
 		b->writing = false;
 		pthread_cond_broadcast(&b->idle);
-		wake_loop(b);
+		/* turns that only wait for the disk (enqueues) are answered
+		 * when the flusher wakes the loop: waking it now as well
+		 * would cost it a turn per commit, for nothing */
+		if (now || !flush)
+			wake_loop(b);
 		if (sweep_wanted(b) && b->submitted.head &&
 		    clock_mono_ms() - b->last_bite_ms >= SWEEP_STARVED_MS)
 			sweep_bite(b);
