@@ -27,6 +27,10 @@
 #define MAX_PLUGIN_BYTES ((size_t)256 << 20)
 #define HASH_LEN 16
 #define RETIRED_CHECK_MS 1000	/* how often retired copies are looked at */
+/* a file that could not be read or copied for want of descriptors, memory
+ * or space is read again this long after, the wait doubling up to the max */
+#define PASSING_RETRY_MS 1000
+#define PASSING_RETRY_MAX_MS 30000
 
 struct file_state {
 	bool valid;
@@ -49,14 +53,16 @@ struct module {
 
 	struct file_state seen;		/* the file as last evaluated */
 	struct timeval looked_at;	/* the loop turn of the last look before a job */
-	char refused_hash[HASH_LEN + 1];
+	char refused_hash[HASH_LEN + 1];	/* bytes a probe refused, and why */
+	char refused_hash_why[512];
 	char refused_why[512];		/* the file's last refusal, while none is good */
 	bool probing, recheck;
 	char probe_hash[HASH_LEN + 1];
 	char probe_path[PATH_MAX];
 	struct job probe;
 
-	struct event *debounce;
+	struct event *debounce;		/* evaluates after file events, or a retry */
+	int retry_ms;			/* the wait of that retry; 0: none */
 	TAILQ_HEAD(, job) parked;	/* jobs waiting for the probe */
 	struct module *next;
 };
@@ -135,9 +141,12 @@ static struct module *find(struct plugin_dir *p, const char *name)
 
 static void on_debounce(evutil_socket_t fd, short what, void *arg)
 {
+	struct module *m = arg;
+
 	(void)fd;
 	(void)what;
-	evaluate(arg, false);
+	/* a retry reads the file though it has not changed */
+	evaluate(m, m->retry_ms > 0);
 }
 
 static struct module *find_or_add(struct plugin_dir *p, const char *name)
@@ -221,8 +230,43 @@ static void refuse(struct module *m, const char *why)
 			    m->name);
 }
 
-/* Reads the whole file; NULL and why on failure, NULL and why "" if it changed. */
-static unsigned char *read_plugin(struct module *m, size_t *len, char *why, size_t why_size)
+/* errno values that say nothing about the file, and may be gone soon */
+static bool passing_error(int e)
+{
+	return e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOSPC || e == EDQUOT ||
+	       e == EAGAIN || e == EINTR;
+}
+
+/*
+ * The file could not be read or copied for want of descriptors, memory or
+ * disk space (passing_error): it is refused for now, logged once for that
+ * reason, and read again PASSING_RETRY_MS later (last_wait_ms after an
+ * earlier such retry: twice that, up to PASSING_RETRY_MAX_MS), until it can
+ * be or the file changes.  A version in service stays meanwhile.
+ */
+static void refuse_for_now(struct module *m, const char *why, int last_wait_ms)
+{
+	char text[sizeof m->refused_why];
+	struct timeval later;
+
+	snprintf(text, sizeof text, "%s (read again, at most %d s apart, until it can be)", why,
+		 PASSING_RETRY_MAX_MS / 1000);
+	if (strcmp(m->refused_why, text) != 0)
+		refuse(m, text);
+	m->retry_ms = last_wait_ms ? 2 * last_wait_ms : PASSING_RETRY_MS;
+	if (m->retry_ms > PASSING_RETRY_MAX_MS)
+		m->retry_ms = PASSING_RETRY_MAX_MS;
+	later.tv_sec = m->retry_ms / 1000;
+	later.tv_usec = m->retry_ms % 1000 * 1000;
+	evtimer_add(m->debounce, &later);
+}
+
+/*
+ * Reads the whole file; NULL and why on failure (*err: an errno when that
+ * is the cause, else 0), NULL and why "" if it changed.
+ */
+static unsigned char *read_plugin(struct module *m, size_t *len, char *why, size_t why_size,
+				  int *err)
 {
 	struct stat before, after;
 	unsigned char *data = NULL;
@@ -230,8 +274,10 @@ static unsigned char *read_plugin(struct module *m, size_t *len, char *why, size
 	int fd;
 
 	why[0] = '\0';
+	*err = 0;
 	fd = open(m->file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
+		*err = errno;
 		snprintf(why, why_size, "cannot open: %s", strerror(errno));
 		return NULL;
 	}
@@ -245,6 +291,7 @@ static unsigned char *read_plugin(struct module *m, size_t *len, char *why, size
 	}
 	data = malloc((size_t)before.st_size + 1);
 	if (!data) {
+		*err = ENOMEM;
 		snprintf(why, why_size, "out of memory");
 		goto fail;
 	}
@@ -271,8 +318,10 @@ fail:
 	return NULL;
 }
 
+/* Writes the private copy at path; -1 and why (and the errno in *err) on
+ * failure. */
 static int write_copy(const char *path, const unsigned char *data, size_t len,
-		      char *why, size_t why_size)
+		      char *why, size_t why_size, int *err)
 {
 	char tmp[PATH_MAX + 16];
 	int fd;
@@ -283,10 +332,12 @@ static int write_copy(const char *path, const unsigned char *data, size_t len,
 	unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
 	if (fd < 0) {
+		*err = errno;
 		snprintf(why, why_size, "cannot create private copy %.300s: %s", tmp, strerror(errno));
 		return -1;
 	}
 	if (write_all(fd, data, len) < 0) {
+		*err = errno;
 		snprintf(why, why_size, "cannot write private copy: %s", strerror(errno));
 		close(fd);
 		unlink(tmp);
@@ -294,6 +345,7 @@ static int write_copy(const char *path, const unsigned char *data, size_t len,
 	}
 	close(fd);
 	if (rename(tmp, path) < 0) {
+		*err = errno;
 		snprintf(why, why_size, "cannot install private copy: %s", strerror(errno));
 		unlink(tmp);
 		return -1;
@@ -406,8 +458,10 @@ static void probe_done(struct job *job, struct job_result *res)
 		}
 	} else {
 		snprintf(m->refused_hash, sizeof m->refused_hash, "%s", m->probe_hash);
+		snprintf(m->refused_hash_why, sizeof m->refused_hash_why, "%.500s",
+			 res->error[0] ? res->error : "probe failed");
 		retire(p, m->probe_path);	/* a copy jobs still name stays until they are done */
-		refuse(m, res->error[0] ? res->error : "probe failed");
+		refuse(m, m->refused_hash_why);
 	}
 	if (m->recheck) {
 		m->recheck = false;
@@ -476,6 +530,7 @@ static void evaluate(struct module *m, bool force)
 	struct plugin_dir *p = m->dir;
 	char why[512], hash[HASH_LEN + 1];
 	unsigned char *data;
+	int last_wait_ms, err;
 	struct stat st;
 	size_t len;
 
@@ -483,8 +538,9 @@ static void evaluate(struct module *m, bool force)
 		m->recheck = true;
 		return;
 	}
-	evtimer_del(m->debounce);
 	if (stat(m->file, &st) < 0) {
+		evtimer_del(m->debounce);
+		m->retry_ms = 0;
 		m->seen.valid = false;
 		m->refused_hash[0] = '\0';
 		m->refused_why[0] = '\0';
@@ -492,7 +548,10 @@ static void evaluate(struct module *m, bool force)
 		return;
 	}
 	if (!force && same_file(&m->seen, &st))
-		return;
+		return;	/* a retry armed by refuse_for_now() stays armed */
+	evtimer_del(m->debounce);
+	last_wait_ms = m->retry_ms;
+	m->retry_ms = 0;
 	remember(&m->seen, &st);
 	if (!S_ISREG(st.st_mode)) {
 		refuse(m, "not a regular file");
@@ -502,18 +561,25 @@ static void evaluate(struct module *m, bool force)
 		refuse(m, why);
 		return;
 	}
-	data = read_plugin(m, &len, why, sizeof why);
+	data = read_plugin(m, &len, why, sizeof why, &err);
 	if (!data) {
-		if (why[0])
-			refuse(m, why);
-		else
+		if (!why[0])
 			m->seen.valid = false;	/* changed while read: look again */
+		else if (passing_error(err))
+			refuse_for_now(m, why, last_wait_ms);
+		else
+			refuse(m, why);
 		return;
 	}
 	snprintf(hash, sizeof hash, "%016" PRIx64, fnv1a64(data, len));
 	if ((m->good && !strcmp(hash, m->hash)) || !strcmp(hash, m->refused_hash)) {
+		/* content already judged (touch, rewrite of same bytes): the
+		 * reason it was refused for, not a refusal in between (the
+		 * file unreadable for a moment), is the one to give */
+		if (!strcmp(hash, m->refused_hash))
+			snprintf(m->refused_why, sizeof m->refused_why, "%s", m->refused_hash_why);
 		free(data);
-		return;	/* content already judged (touch, rewrite of same bytes) */
+		return;
 	}
 	if (elf_check_shared_object(data, len, why, sizeof why) < 0) {
 		/* a file being copied in looks like this until it is complete */
@@ -527,9 +593,12 @@ static void evaluate(struct module *m, bool force)
 		refuse(m, "path of the private copy is too long");
 		return;
 	}
-	if (write_copy(m->probe_path, data, len, why, sizeof why) < 0) {
+	if (write_copy(m->probe_path, data, len, why, sizeof why, &err) < 0) {
 		free(data);
-		refuse(m, why);
+		if (passing_error(err))
+			refuse_for_now(m, why, last_wait_ms);
+		else
+			refuse(m, why);
 		return;
 	}
 	free(data);

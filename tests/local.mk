@@ -26,6 +26,7 @@ E2E_TESTS = \
 	tests/e2e/sync_calls.sh \
 	tests/e2e/crashing_plugins.sh \
 	tests/e2e/bad_plugins.sh \
+	tests/e2e/plugin_read_again.sh \
 	tests/e2e/kill9_restart.sh \
 	tests/e2e/expiry.sh \
 	tests/e2e/retention.sh \
