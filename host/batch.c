@@ -7,10 +7,11 @@
  * and it hands the turn to the writer thread.  The writer applies every
  * turn queued so far in one transaction, commits it without waiting for the
  * disk, asks the flusher thread for an fdatasync when a turn has durable
- * waiters, and wakes the loop through an eventfd.  The loop then answers
- * the turns' waiters in order: those that need only the commit at once,
- * the durable ones (an enqueue's 202) when the flush covering them is done.
- * The flusher signals the same eventfd.
+ * waiters, and wakes the loop through an eventfd - unless every turn of the
+ * transaction waits only for that flush, which wakes the loop itself.  The
+ * loop then answers the turns' waiters in order: those that need only the
+ * commit at once, the durable ones (an enqueue's 202) when the flush
+ * covering them is done.  The flusher signals the same eventfd.
  *
  * Sweeps of finished calls (batch_sweep_done, batch_sweep_dead) also run
  * on the writer, a bite of SWEEP_BITE calls per transaction, when no turn
@@ -338,7 +339,7 @@ static void *writer_loop(void *arg)
 {
 	struct batch *b = arg;
 	struct turn_list work;
-	bool flush, now;
+	bool flush, wake_now;
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
@@ -359,10 +360,10 @@ static void *writer_loop(void *arg)
 
 		pthread_mutex_lock(&b->lock);
 		flush = false;
-		now = false;
+		wake_now = false;
 		for (struct turn *t = work.head; t; t = t->next) {
 			flush |= t->ok && t->durable.count > 0;
-			now |= !t->ok || t->committed.count > 0;
+			wake_now |= !t->ok || t->committed.count > 0;
 		}
 		if (flush) {
 			b->requested++;
@@ -376,7 +377,7 @@ static void *writer_loop(void *arg)
 		/* turns that only wait for the disk (enqueues) are answered
 		 * when the flusher wakes the loop: waking it now as well
 		 * would cost it a turn per commit, for nothing */
-		if (now || !flush)
+		if (wake_now || !flush)
 			wake_loop(b);
 		if (sweep_wanted(b) && b->submitted.head &&
 		    clock_mono_ms() - b->last_bite_ms >= SWEEP_STARVED_MS)

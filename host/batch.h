@@ -104,7 +104,9 @@ void batch_sync(struct batch *b);
 /* Makes the current turn end in a commit even without a waiter. */
 void batch_touch(struct batch *b);
 
-/* Runs on the loop after each transaction (e.g. to let the scheduler look again). */
+/* Runs on the loop after each transaction (e.g. to let the scheduler look
+ * again): after its commit, or after the flush that follows it when all
+ * its waiters wait for that flush. */
 void batch_after_commit(struct batch *b, void (*cb)(void *arg), void *arg);
 
 /* Commits and flushes now, answering every waiter (used at shutdown). */

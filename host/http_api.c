@@ -1388,11 +1388,12 @@ static void handle_dead_call(struct http_api *api, struct evhttp_request *req, c
  */
 static void handle_retry(struct http_api *api, struct evhttp_request *req)
 {
-	static const char *const names[] = { "module", "queue", "method" };
+	enum { MODULE, QUEUE, METHOD, OPTIONS };
+	static const char *const names[OPTIONS] = { "module", "queue", "method" };
 	static const char usage[] = "/v1/calls/retry takes module=NAME, and may take "
 				    "queue=NAME and method=NAME: the calls they select that "
 				    "wait for a retry are retried now";
-	const char *value[3];
+	const char *value[OPTIONS];
 	struct evkeyvalq params;
 	struct evbuffer *body;
 
@@ -1401,26 +1402,26 @@ static void handle_retry(struct http_api *api, struct evhttp_request *req)
 		reply_wrong_method(req, "POST");
 		return;
 	}
-	if (!query_options(req, &params, names, value, 3, usage))
+	if (!query_options(req, &params, names, value, OPTIONS, usage))
 		goto out;
-	if (!value[0]) {
+	if (!value[MODULE]) {
 		reply_error(req, 400, "Bad Request", "%s", usage);
 		goto out;
 	}
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < OPTIONS; i++)
 		if (value[i] && !check_name(req, names[i], value[i]))
 			goto out;
-	scheduler_retry_now(api->d.scheduler, value[0], value[1], value[2]);
+	scheduler_retry_now(api->d.scheduler, value[MODULE], value[QUEUE], value[METHOD]);
 	log_info("calls of %s%s%s%s%s that wait for a retry are retried now (asked over HTTP)",
-		 value[0], value[2] ? "." : "", value[2] ? value[2] : "",
-		 value[1] ? " in queue " : "", value[1] ? value[1] : "");
+		 value[MODULE], value[METHOD] ? "." : "", value[METHOD] ? value[METHOD] : "",
+		 value[QUEUE] ? " in queue " : "", value[QUEUE] ? value[QUEUE] : "");
 	body = evbuffer_new();
 	if (!body) {
 		reply_error(req, 500, "Internal Server Error", "out of memory");
 		goto out;
 	}
 	evbuffer_add_printf(body, "{");
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < OPTIONS; i++)
 		if (value[i])
 			json_field(body, names[i], value[i], i > 0);
 	evbuffer_add_printf(body, ", \"retrying\": true}\n");

@@ -30,7 +30,7 @@
 /* a file that could not be read or copied for want of descriptors, memory
  * or space is read again this long after, the wait doubling up to the max */
 #define PASSING_RETRY_MS 1000
-#define PASSING_RETRY_MAX_MS 30000
+#define PASSING_RETRY_MAX_MS 10000
 
 struct file_state {
 	bool valid;
@@ -53,16 +53,17 @@ struct module {
 
 	struct file_state seen;		/* the file as last evaluated */
 	struct timeval looked_at;	/* the loop turn of the last look before a job */
-	char refused_hash[HASH_LEN + 1];	/* bytes a probe refused, and why */
-	char refused_hash_why[512];
+	char refused_hash[HASH_LEN + 1];	/* the bytes a probe refused last */
+	char refused_hash_why[512];	/* the reason it gave */
 	char refused_why[512];		/* the file's last refusal, while none is good */
 	bool probing, recheck;
 	char probe_hash[HASH_LEN + 1];
 	char probe_path[PATH_MAX];
 	struct job probe;
 
-	struct event *debounce;		/* evaluates after file events, or a retry */
-	int retry_ms;			/* the wait of that retry; 0: none */
+	struct event *debounce;		/* evaluates after file events */
+	struct event *retry;		/* reads the file again (refuse_for_now) */
+	int retry_ms;			/* the wait of that retry; 0: none pending */
 	TAILQ_HEAD(, job) parked;	/* jobs waiting for the probe */
 	struct module *next;
 };
@@ -141,12 +142,16 @@ static struct module *find(struct plugin_dir *p, const char *name)
 
 static void on_debounce(evutil_socket_t fd, short what, void *arg)
 {
-	struct module *m = arg;
-
 	(void)fd;
 	(void)what;
-	/* a retry reads the file though it has not changed */
-	evaluate(m, m->retry_ms > 0);
+	evaluate(arg, false);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	evaluate(arg, true);	/* the file has not changed: read it all the same */
 }
 
 static struct module *find_or_add(struct plugin_dir *p, const char *name)
@@ -165,7 +170,12 @@ static struct module *find_or_add(struct plugin_dir *p, const char *name)
 		return NULL;
 	}
 	m->debounce = evtimer_new(p->base, on_debounce, m);
-	if (!m->debounce) {
+	m->retry = evtimer_new(p->base, on_retry, m);
+	if (!m->debounce || !m->retry) {
+		if (m->debounce)
+			event_free(m->debounce);
+		if (m->retry)
+			event_free(m->retry);
 		free(m);
 		return NULL;
 	}
@@ -230,19 +240,20 @@ static void refuse(struct module *m, const char *why)
 			    m->name);
 }
 
-/* errno values that say nothing about the file, and may be gone soon */
+/* errno values that say nothing about the file, and may be gone soon: no
+ * file descriptor, memory or disk space left */
 static bool passing_error(int e)
 {
-	return e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOSPC || e == EDQUOT ||
-	       e == EAGAIN || e == EINTR;
+	return e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOSPC || e == EDQUOT;
 }
 
 /*
  * The file could not be read or copied for want of descriptors, memory or
  * disk space (passing_error): it is refused for now, logged once for that
- * reason, and read again PASSING_RETRY_MS later (last_wait_ms after an
- * earlier such retry: twice that, up to PASSING_RETRY_MAX_MS), until it can
- * be or the file changes.  A version in service stays meanwhile.
+ * reason (until a read of it works), and read again PASSING_RETRY_MS later
+ * - last_wait_ms after a retry that failed so: twice that, up to
+ * PASSING_RETRY_MAX_MS - until it can be or the file changes.  A version
+ * in service stays meanwhile.
  */
 static void refuse_for_now(struct module *m, const char *why, int last_wait_ms)
 {
@@ -258,7 +269,7 @@ static void refuse_for_now(struct module *m, const char *why, int last_wait_ms)
 		m->retry_ms = PASSING_RETRY_MAX_MS;
 	later.tv_sec = m->retry_ms / 1000;
 	later.tv_usec = m->retry_ms % 1000 * 1000;
-	evtimer_add(m->debounce, &later);
+	evtimer_add(m->retry, &later);
 }
 
 /*
@@ -538,8 +549,9 @@ static void evaluate(struct module *m, bool force)
 		m->recheck = true;
 		return;
 	}
+	evtimer_del(m->debounce);
 	if (stat(m->file, &st) < 0) {
-		evtimer_del(m->debounce);
+		evtimer_del(m->retry);
 		m->retry_ms = 0;
 		m->seen.valid = false;
 		m->refused_hash[0] = '\0';
@@ -549,8 +561,9 @@ static void evaluate(struct module *m, bool force)
 	}
 	if (!force && same_file(&m->seen, &st))
 		return;	/* a retry armed by refuse_for_now() stays armed */
-	evtimer_del(m->debounce);
-	last_wait_ms = m->retry_ms;
+	evtimer_del(m->retry);
+	/* a changed file starts the retries afresh */
+	last_wait_ms = same_file(&m->seen, &st) ? m->retry_ms : 0;
 	m->retry_ms = 0;
 	remember(&m->seen, &st);
 	if (!S_ISREG(st.st_mode)) {
@@ -578,6 +591,8 @@ static void evaluate(struct module *m, bool force)
 		 * file unreadable for a moment), is the one to give */
 		if (!strcmp(hash, m->refused_hash))
 			snprintf(m->refused_why, sizeof m->refused_why, "%s", m->refused_hash_why);
+		else
+			m->refused_why[0] = '\0';
 		free(data);
 		return;
 	}
@@ -812,6 +827,7 @@ void plugins_free(struct plugin_dir **pp)
 		struct module *next = p->modules->next;
 
 		event_free(p->modules->debounce);
+		event_free(p->modules->retry);
 		free(p->modules);
 		p->modules = next;
 	}

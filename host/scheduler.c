@@ -710,7 +710,7 @@ bool scheduler_take_new(struct scheduler *s, const char *queue)
 	if (s->scan_needed || !s->started || clock_mono_ms() < s->paused_until_ms ||
 	    s->in_flight >= max_in_flight(s) ||
 	    (q->concurrency && s->queue_running[queue_index(s, q)] >= q->concurrency)) {
-		s->scan_needed = true;	/* a scan after the commit finds it */
+		s->scan_needed = true;	/* a scan after the commit (or its flush) finds it */
 		return false;
 	}
 	return true;

@@ -62,11 +62,7 @@ BS_PID=
 BS_DIR=
 BS_PORT=
 BS6_AHEAD=			# row 6's beanstalkd part already ran (in row 5)
-# row 1e's hosts keep their data in memory, where an fdatasync costs nothing
-RAM_W=
-if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
-	RAM_W=$(mktemp -d /dev/shm/cage-bench.XXXXXX 2>/dev/null) && chmod 755 "$RAM_W"
-fi
+RAM_W=				# row 1e's work directory, in memory (ram_dir)
 mkdir "$W/pids"			# one empty file per process started and running
 
 say() { echo "# $*" >&2; }
@@ -84,8 +80,12 @@ cleanup() {
 	done
 	wait 2>/dev/null
 	release_shm "$W"	# a host killed here leaves its shared memory
-	if [ -n "$RAM_W" ]; then release_shm "$RAM_W"; rm -rf "$RAM_W"; fi
-	if [ -n "${KEEP:-}" ]; then say "work directory kept: $W"; else rm -rf "$W"; fi
+	[ -n "$RAM_W" ] && release_shm "$RAM_W"
+	if [ -n "${KEEP:-}" ]; then
+		say "work directory kept: $W${RAM_W:+ (and $RAM_W)}"
+	else
+		rm -rf "$W" ${RAM_W:+"$RAM_W"}
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -161,6 +161,15 @@ listen_port() {
 
 rss_kib() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" /proc/"$1"/status; }
 disk_bytes() { du -sb "$1" | cut -f1; }
+
+# ram_dir: makes RAM_W, a work directory under /dev/shm, if it is a tmpfs
+# (where an fdatasync costs nothing); false when there is none
+ram_dir() {
+	[ -n "$RAM_W" ] && return 0
+	[ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] || return 1
+	RAM_W=$(mktemp -d /dev/shm/cage-bench.XXXXXX 2>/dev/null) || { RAM_W=; return 1; }
+	chmod 755 "$RAM_W"
+}
 
 # host_new [CONF LINES...]: a fresh data_dir and plugin_dir with echo.so,
 # under HOST_BASE (default W)
@@ -336,7 +345,7 @@ rows_1_3() {
 			say "run $i: enqueue echo.noop, run at once: $out"
 		fi
 		host_stop
-		if want_row 1 && [ -n "$RAM_W" ]; then
+		if want_row 1 && ram_dir; then
 			HOST_BASE=$RAM_W host_new
 			host_start
 			out=$(load "/v1/enqueue/default/echo/noop?delay=1h" --duration "$DURATION")

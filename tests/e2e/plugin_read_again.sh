@@ -20,17 +20,17 @@ check "the host's descriptor limit is lowered to $limit" \
 	prlimit --pid "$HOST_PID" --nofile="$limit:"
 # connections the host takes until it is out of descriptors (the rest
 # wait in its listen queue)
-bash -c 'for i in 1 2 3 4 5 6 7 8; do exec {fd}<>"/dev/tcp/127.0.0.1/$1"; done; sleep 120' \
-	sh "$PORT" &
+"$HOLDCONNS" "$PORT" 8 120 > "$T/hold.out" &
 holder=$!
 check "the connections take the host's last descriptors" wait_until "$limit open" fds_at "$limit"
 
+check "the host still has none free" fds_at "$limit"
 plugin "$PLUGINS/echo.so" mod
 check "mod.so is refused: no descriptor to open it" \
 	wait_until "the refusal" log_has "refused $T/plugins/mod.so: cannot open: Too many open files"
 line=$(grep "refused $T/plugins/mod.so" "$T/host.log" | head -1)
 echo "# ${line#* cagehost }"
-contains "the reason says it is read again" "$line" "read again, at most 30 s apart, until it can be"
+contains "the reason says it is read again" "$line" "read again, at most 10 s apart, until it can be"
 check "the host is alive" host_alive
 
 kill "$holder"
