@@ -93,6 +93,26 @@ fi
 refused "a file with mode 666" "$PLUGINS/echo.so" \
 	"file is writable by group or others (mode 666)" 666
 
+# symbolic links in a loop where mod.so was (mod.so -> .loop -> mod.so):
+# not a file the host can look at, so refused, with mod kept in service
+# (it used to be taken for a removed file, and mod for gone).  The link is
+# made elsewhere and moved in: mv refuses a source that resolves to its
+# target
+before=$(refusals_of mod)
+mkdir "$T/staging"
+ln -s mod.so "$T/plugins/.loop"
+ln -s .loop "$T/staging/mod.so"
+mv "$T/staging/mod.so" "$T/plugins/mod.so"
+wait_until "the refusal of a symbolic link loop" more_refusals mod "$before"
+ok $? "a loop of symbolic links as mod.so is refused"
+contains "with the reason, and mod@$good stays in service" \
+	"$(grep -- "refused $T/plugins/mod\.so: " "$T/host.log" | tail -1)" \
+	"mod.so: cannot stat: Too many levels of symbolic links; mod@$good stays in service"
+equal "mod.echo still replies 200" "$(status POST /v1/call/mod/echo loop)" 200
+equal "the refusal is logged once, however many calls come" \
+	"$(grep -c -- "mod.so: cannot stat" "$T/host.log")" 1
+plugin "$PLUGINS/echo.so" mod
+
 if grep -q "replaced mod@" "$T/host.log"; then
 	ok 1 "no bad file ever replaced mod"
 else
