@@ -4,9 +4,11 @@
 # Then an enqueue must get an error status with a reason (not 202, not a
 # dropped connection), the host must keep serving, every call acknowledged
 # before must still be there, and once a filler file made before the run is
-# deleted, enqueues must succeed again without a restart.  Last, a restart
-# on the same disk finds every acknowledged call.  With under 64 MB free the
-# host writes no log file ahead (log_ahead.c): that room is Berkeley DB's.
+# deleted, enqueues must succeed again without a restart, and a module
+# moved in while the disk was full (refused: no room for its private copy)
+# must load.  Last, a restart on the same disk finds every acknowledged
+# call.  With under 64 MB free the host writes no log file ahead
+# (log_ahead.c): that room is Berkeley DB's.
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/faults/faults.sh"
 
@@ -116,9 +118,22 @@ if [ -n "$HOST_PID" ]; then
 	equal "no blank log file made ahead takes any of the disk" "$(blank_logs)" 0
 	reap_host && echo "# the host died on a further enqueue: $(describe_status "$HOST_STATUS")"
 fi
+if [ -n "$HOST_PID" ]; then
+	# a new module moved in now: its private copy (data_dir/modules)
+	# cannot be written, on a disk filled to the last block, and the
+	# module is read again until it can be
+	dd if=/dev/zero of="$T/data/filler2" bs=4k status=none 2>/dev/null
+	plugin "$PLUGINS/echo.so" mod
+	wait_until "the refusal of mod" log_has "refused $T/plugins/mod.so: cannot .*private copy"
+	ok $? "a module moved in on the full disk is refused: no room for its private copy"
+	contains "for now: it is read again" \
+		"$(grep "refused $T/plugins/mod.so" "$T/host.log" | head -1)" \
+		"No space left on device (read again, at most 10 s apart, until it can be)"
+	reap_host && echo "# the host died with its disk filled up: $(describe_status "$HOST_STATUS")"
+fi
 
 # space returns: the filler goes, and enqueues must succeed again by themselves
-rm -f "$T/data/filler"
+rm -f "$T/data/filler" "$T/data/filler2"
 echo "# filler deleted: $(( $(used_k) / 1024 )) of $((size_k / 1024)) MiB used"
 if [ -n "$HOST_PID" ]; then
 	enqueue_ok() {
@@ -136,6 +151,9 @@ if [ -n "$HOST_PID" ]; then
 		"$URL/v1/enqueue/default/nomod/store")
 	[ "$code" = 202 ] && sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body" >> "$T/acked"
 	equal "and a 64 KiB call is acknowledged again" "$code" 202
+	wait_until "mod to load" log_has "loaded mod@"
+	ok $? "the module refused on the full disk loads once space returns, its file untouched"
+	equal "and serves" "$(status POST /v1/call/mod/echo back)" 200
 	reap_host && echo "# the host died after space returned: $(describe_status "$HOST_STATUS")"
 else
 	ok 1 "enqueues succeed again once space returns, without a restart (the host is dead)"
