@@ -885,9 +885,10 @@ void plugins_run(struct plugin_dir *p, struct job *job)
 	if (!m && name_is_valid(job->module, strlen(job->module))) {
 		char file[PATH_MAX + NAME_MAX_LEN + 8];
 
-		/* a file no event has told us about yet */
+		/* a file no event has told us about yet (lstat: a link that
+		 * cannot be followed is there too, and is refused with why) */
 		snprintf(file, sizeof file, "%s/%s.so", p->dir, job->module);
-		if (stat(file, &st) == 0)
+		if (lstat(file, &st) == 0)
 			m = find_or_add(p, job->module);
 	}
 	if (m) {

@@ -174,6 +174,16 @@ ok $? "an empty first version of module fresh2 is refused"
 equal "a sync call to fresh2 is 502" "$(status POST /v1/call/fresh2/work x)" 502
 contains "and says why" "$(body)" "module fresh2 has no good version: fresh2.so was refused: "
 
+# a new module whose file is a loop of symbolic links: there, so a caller
+# is told why it is not in service
+ln -s loop.so "$T/plugins/.loopn"
+ln -s .loopn "$T/staging/loop.so"
+mv "$T/staging/loop.so" "$T/plugins/loop.so"
+refused_loop() { [ "$(status POST /v1/call/loop/echo x)" = 502 ]; }
+wait_until "the refusal of loop.so" refused_loop
+ok $? "a sync call to a new module whose file is a loop of links is 502"
+contains "saying why" "$(body)" "loop.so was refused: cannot stat: Too many levels of symbolic links"
+
 check "the host process is still alive" host_alive
 
 done_testing
