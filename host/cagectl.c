@@ -10,6 +10,7 @@
  *   cagectl [-u URL] dead [-q QUEUE] [-m MODULE] [-f METHOD] [--requeue | --delete]
  *   cagectl [-u URL] pending [-q QUEUE] [-m MODULE] [-f METHOD]
  *   cagectl [-u URL] retry [-q QUEUE] [-f METHOD] MODULE
+ *   cagectl [-u URL] modules
  *
  * URL defaults to $CAGEHOST_URL or http://127.0.0.1:8610; a host with a
  * token set needs $CAGEHOST_TOKEN (sent as Authorization: Bearer).  A payload of
@@ -61,6 +62,8 @@ static void usage(int status)
 		"       cagectl [-u URL] retry [-q QUEUE] [-f METHOD] MODULE\n"
 		"               (its calls waiting for a retry, of that queue and method, are\n"
 		"               retried now)\n"
+		"       cagectl [-u URL] modules    (the modules: version in service, methods,\n"
+		"               and why a file was refused)\n"
 		"URL defaults to $CAGEHOST_URL, else http://127.0.0.1:8610;\n"
 		"$CAGEHOST_TOKEN, when set, is sent as Authorization: Bearer TOKEN\n");
 	exit(status);
@@ -484,6 +487,11 @@ int main(int argc, char **argv)
 			usage(2);
 		snprintf(path, sizeof path, "/v1/backup");
 		body = strdup("");
+	} else if (!strcmp(cmd, "modules")) {
+		if (argc - i != 0)
+			usage(2);
+		snprintf(path, sizeof path, "/v1/modules");
+		body = strdup("");
 	} else {
 		usage(2);
 	}
@@ -491,7 +499,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cagectl: cannot read the payload\n");
 		return 2;
 	}
-	rc = request(&t, !strcmp(cmd, "show") ? "GET" : !strcmp(cmd, "delete") ? "DELETE" : "POST",
+	rc = request(&t, !strcmp(cmd, "show") || !strcmp(cmd, "modules") ? "GET"
+			 : !strcmp(cmd, "delete")			     ? "DELETE"
+									     : "POST",
 		     path, headers, body, body_len, &res);
 	free(body);
 	if (rc < 0)

@@ -1431,6 +1431,93 @@ out:
 	evhttp_clear_headers(&params);
 }
 
+struct module_list {
+	struct evbuffer *out;
+	bool text;
+	int count;
+};
+
+/* One module of GET /v1/modules: a JSON object, or a line of text. */
+static void list_module(const struct module_view *v, void *arg)
+{
+	struct module_list *l = arg;
+	const char *state = v->version ? "loaded" : v->checking ? "checking" : "refused";
+
+	if (l->text) {
+		evbuffer_add_printf(l->out, "%s  %s  %s", v->name, v->version ? v->version : "-",
+				    v->version ? v->methods : state);
+		if (v->checking && v->version)
+			evbuffer_add_printf(l->out, "  (a new version is being checked)");
+		if (v->refused)
+			evbuffer_add_printf(l->out, "  %s.so %s: %s", v->name,
+					    v->version ? "now there was refused" : "was refused",
+					    v->refused);
+		evbuffer_add_printf(l->out, "\n");
+		l->count++;
+		return;
+	}
+	evbuffer_add_printf(l->out, "%s{", l->count++ ? ", " : "");
+	json_field(l->out, "name", v->name, false);
+	json_field(l->out, "state", state, true);
+	if (v->version)
+		json_field(l->out, "version", v->version, true);
+	else
+		evbuffer_add_printf(l->out, ", \"version\": null");
+	evbuffer_add_printf(l->out, ", \"methods\": [");
+	for (const char *m = v->methods; *m;) {
+		size_t len = strcspn(m, " ");
+
+		evbuffer_add_printf(l->out, "%s", m == v->methods ? "" : ", ");
+		json_string(l->out, m, len);
+		m += len;
+		m += strspn(m, " ");
+	}
+	evbuffer_add_printf(l->out, "], \"checking\": %s", v->checking ? "true" : "false");
+	if (v->refused)
+		json_field(l->out, "refused", v->refused, true);
+	else
+		evbuffer_add_printf(l->out, ", \"refused\": null");
+	evbuffer_add_printf(l->out, "}");
+}
+
+/*
+ * GET /v1/modules: the modules of the plugin directory in name order, each
+ * with its state, the version in service and its methods, and why the file
+ * now there was refused, if it was.
+ */
+static void handle_modules(struct http_api *api, struct evhttp_request *req)
+{
+	struct module_list l = { evbuffer_new(), wants_text(req), 0 };
+
+	if (!is_get(req)) {
+		reply_wrong_method(req, "GET, HEAD");
+		goto out;
+	}
+	if (!l.out) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	if (!l.text)
+		evbuffer_add_printf(l.out, "{\"modules\": [");
+	if (plugins_each(api->d.plugins, list_module, &l) < 0) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		goto out;
+	}
+	if (l.text) {
+		if (!l.count)
+			evbuffer_add_printf(l.out, "(no modules)\n");
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  "text/plain; charset=utf-8");
+		send_reply(req, 200, "OK", l.out);
+	} else {
+		evbuffer_add_printf(l.out, "]}\n");
+		reply_json(req, 200, "OK", l.out);
+	}
+out:
+	if (l.out)
+		evbuffer_free(l.out);
+}
+
 static void backup_done(const struct backup_result *res, void *arg)
 {
 	struct http_api *api = arg;
@@ -1770,10 +1857,14 @@ static void route(struct evhttp_request *req, void *arg)
 			handle_backup(api, req);
 			return;
 		}
+		if (n == 2 && !strcmp(parts[1], "modules")) {
+			handle_modules(api, req);
+			return;
+		}
 	}
 	reply_error(req, 404, "Not Found",
 		    "no such endpoint; see /v1/call/MODULE/METHOD, /v1/enqueue/QUEUE/MODULE/METHOD, "
-		    "/v1/calls/ID, /v1/backup, /healthz, /metrics");
+		    "/v1/calls/ID, /v1/modules, /v1/backup, /healthz, /metrics");
 }
 
 static bool is_loopback(const struct sockaddr_storage *addr)

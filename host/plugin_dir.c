@@ -924,3 +924,46 @@ int plugins_count(const struct plugin_dir *p)
 		n += m->good;
 	return n;
 }
+
+static bool worth_telling(const struct module *m)
+{
+	return m->good || m->probing || m->refused_why[0];
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp((*(const struct module *const *)a)->name,
+		      (*(const struct module *const *)b)->name);
+}
+
+int plugins_each(const struct plugin_dir *p,
+		 void (*visit)(const struct module_view *v, void *arg), void *arg)
+{
+	const struct module **list;
+	size_t n = 0;
+
+	for (const struct module *m = p->modules; m; m = m->next)
+		n += worth_telling(m);
+	list = malloc((n ? n : 1) * sizeof *list);
+	if (!list)
+		return -1;
+	n = 0;
+	for (const struct module *m = p->modules; m; m = m->next)
+		if (worth_telling(m))
+			list[n++] = m;
+	qsort(list, n, sizeof *list, by_name);
+	for (size_t i = 0; i < n; i++) {
+		const struct module *m = list[i];
+		struct module_view v = {
+			.name = m->name,
+			.version = m->good ? m->version : NULL,
+			.methods = m->good ? m->methods : "",
+			.refused = m->refused_why[0] ? m->refused_why : NULL,
+			.checking = m->probing,
+		};
+
+		visit(&v, arg);
+	}
+	free(list);
+	return 0;
+}

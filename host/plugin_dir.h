@@ -54,4 +54,22 @@ void plugins_run(struct plugin_dir *p, struct job *job);
 /* Number of modules with a good version. */
 int plugins_count(const struct plugin_dir *p);
 
+/* What plugins_each() tells of a module; the strings live until the loop
+ * runs again. */
+struct module_view {
+	const char *name;
+	const char *version;	/* the version in service, or NULL */
+	const char *methods;	/* its methods, space-separated ("" without one) */
+	const char *refused;	/* why the file now there was refused, or NULL */
+	bool checking;		/* a new version of the file is being probed */
+};
+
+/*
+ * Calls visit for each module in name order: those with a version in
+ * service, with a file being checked, or with a file that was refused.
+ * Returns -1 (having visited none) when out of memory, else 0.
+ */
+int plugins_each(const struct plugin_dir *p,
+		 void (*visit)(const struct module_view *v, void *arg), void *arg);
+
 #endif

@@ -92,6 +92,13 @@ fi
 # the good file itself, but writable by others: refused on its mode
 refused "a file with mode 666" "$PLUGINS/echo.so" \
 	"file is writable by group or others (mode 666)" 666
+equal "GET /v1/modules meanwhile is 200" "$(status GET /v1/modules)" 200
+contains "it shows mod loaded, and why the file now there was refused" "$(body)" \
+	'"state": "loaded", "version": "'"$good"'", "methods": ["echo", "upper"'
+contains "and why the file now there was refused" "$(body)" \
+	'"refused": "file is writable by group or others (mode 666)"'
+contains "as does cagectl modules" "$("$CAGECTL" modules)" \
+	"mod  $good  echo upper"
 
 # symbolic links in a loop where mod.so was (mod.so -> .loop -> mod.so):
 # not a file the host can look at, so refused, with mod kept in service
@@ -183,6 +190,32 @@ refused_loop() { [ "$(status POST /v1/call/loop/echo x)" = 502 ]; }
 wait_until "the refusal of loop.so" refused_loop
 ok $? "a sync call to a new module whose file is a loop of links is 502"
 contains "saying why" "$(body)" "loop.so was refused: cannot stat: Too many levels of symbolic links"
+
+# what GET /v1/modules and cagectl modules tell of each module, in name
+# order: fresh's file was removed, so it is not listed
+equal "GET /v1/modules is 200" "$(status GET /v1/modules)" 200
+mods=$(body)
+echo "# $mods"
+contains "fresh2 is listed as refused, with the reason" "$mods" \
+	'{"name": "fresh2", "state": "refused", "version": null, "methods": [], "checking": false, "refused": "not an ELF file (0 bytes)'
+contains "loop too" "$mods" '{"name": "loop", "state": "refused", "version": null'
+contains "mod is listed as loaded, with its version and its methods" "$mods" \
+	'{"name": "mod", "state": "loaded", "version": "2+'
+contains "its methods as a list" "$mods" '"methods": ["work", "fail", "gate"], "checking": false, "refused": null}'
+case $mods in
+*'"name": "fresh"'*) ok 1 "fresh, whose file was removed, is not listed" ;;
+*) ok 0 "fresh, whose file was removed, is not listed" ;;
+esac
+case $mods in
+*'"fresh2"'*'"loop"'*'"mod"'*) ok 0 "the modules come in name order" ;;
+*) ok 1 "the modules come in name order" ;;
+esac
+text=$("$CAGECTL" modules)
+echo "$text" | sed 's/^/# /'
+contains "cagectl modules: a line for mod, with its version and methods" "$text" \
+	"mod  2+"
+contains "and one for fresh2, with the reason" "$text" \
+	"fresh2  -  refused  fresh2.so was refused: not an ELF file (0 bytes)"
 
 check "the host process is still alive" host_alive
 
