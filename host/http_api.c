@@ -1431,11 +1431,23 @@ out:
 	evhttp_clear_headers(&params);
 }
 
+/* GET /v1/modules' answer as list_module() writes it */
 struct module_list {
 	struct evbuffer *out;
 	bool text;
 	int count;
 };
+
+/* s on one line of text: a control byte (a refusal may quote a plugin's
+ * own words) becomes a space. */
+static void text_add(struct evbuffer *out, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		evbuffer_add(out, c < 0x20 || c == 0x7f ? " " : s, 1);
+	}
+}
 
 /* One module of GET /v1/modules: a JSON object, or a line of text. */
 static void list_module(const struct module_view *v, void *arg)
@@ -1445,14 +1457,17 @@ static void list_module(const struct module_view *v, void *arg)
 
 	if (l->text) {
 		evbuffer_add_printf(l->out, "%s  %s  %s", v->name, v->version ? v->version : "-",
-				    v->version ? v->methods : state);
+				    !v->version ? state : v->methods[0] ? v->methods : "-");
 		if (v->checking && v->version)
-			evbuffer_add_printf(l->out, "  (a new version is being checked)");
-		if (v->refused)
-			evbuffer_add_printf(l->out, "  %s.so %s: %s", v->name,
-					    v->version ? "now there was refused" : "was refused",
-					    v->refused);
-		evbuffer_add_printf(l->out, "\n");
+			evbuffer_add_printf(l->out, "  (a new %s.so is being checked)", v->name);
+		if (v->refused) {
+			evbuffer_add_printf(l->out, v->version ? "  (%s.so now there was refused: "
+							       : "  %s.so was refused: ", v->name);
+			text_add(l->out, v->refused);
+			if (v->version)
+				evbuffer_add(l->out, ")", 1);
+		}
+		evbuffer_add(l->out, "\n", 1);
 		l->count++;
 		return;
 	}

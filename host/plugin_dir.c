@@ -55,7 +55,8 @@ struct module {
 	struct timeval looked_at;	/* the loop turn of the last look before a job */
 	char refused_hash[HASH_LEN + 1];	/* the bytes a probe refused last */
 	char refused_hash_why[512];	/* the reason it gave */
-	char refused_why[512];		/* the file's last refusal, while none is good */
+	char refused_why[512];		/* why the file was refused last; cleared when a
+					 * version of it passes, or it goes */
 	bool probing, recheck;
 	char probe_hash[HASH_LEN + 1];
 	char probe_path[PATH_MAX];
@@ -557,6 +558,8 @@ static void evaluate(struct module *m, bool force)
 			 * version kept, looked at again at the next event or
 			 * job */
 			snprintf(why, sizeof why, "cannot stat: %s", strerror(errno));
+			evtimer_del(m->retry);
+			m->retry_ms = 0;
 			m->seen.valid = false;
 			if (strcmp(m->refused_why, why) != 0)
 				refuse(m, why);
@@ -925,6 +928,8 @@ int plugins_count(const struct plugin_dir *p)
 	return n;
 }
 
+/* A module plugins_each() lists: one in service, being checked, or refused
+ * (a module whose file went is not). */
 static bool worth_telling(const struct module *m)
 {
 	return m->good || m->probing || m->refused_why[0];
@@ -958,7 +963,8 @@ int plugins_each(const struct plugin_dir *p,
 			.name = m->name,
 			.version = m->good ? m->version : NULL,
 			.methods = m->good ? m->methods : "",
-			.refused = m->refused_why[0] ? m->refused_why : NULL,
+			/* while a new file is probed, an old refusal is not its */
+			.refused = !m->probing && m->refused_why[0] ? m->refused_why : NULL,
 			.checking = m->probing,
 		};
 

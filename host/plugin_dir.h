@@ -60,7 +60,8 @@ struct module_view {
 	const char *name;
 	const char *version;	/* the version in service, or NULL */
 	const char *methods;	/* its methods, space-separated ("" without one) */
-	const char *refused;	/* why the file now there was refused, or NULL */
+	const char *refused;	/* why the file now there was refused, or NULL
+				 * (NULL while a file is being checked) */
 	bool checking;		/* a new version of the file is being probed */
 };
 

@@ -321,9 +321,19 @@ static void probe(const struct job *job, struct job_result *res)
 	/* a version string is at most 32 bytes (checked on load), the hash 8 */
 	snprintf(res->version, sizeof res->version, "%.32s+%.8s", loaded.desc->version,
 		 job->version);
-	for (int i = 0; loaded.desc->methods[i].name; i++)
-		n += (size_t)snprintf(res->methods + n, sizeof res->methods - n, "%s%s",
-				      i ? " " : "", loaded.desc->methods[i].name);
+	/* the list is for people (logs, GET /v1/modules): cut, with a mark,
+	 * where it would not fit */
+	for (int i = 0; loaded.desc->methods[i].name; i++) {
+		size_t left = sizeof res->methods - sizeof " ..." - n;
+		int w = snprintf(res->methods + n, left, "%s%s", i ? " " : "",
+				 loaded.desc->methods[i].name);
+
+		if (w < 0 || (size_t)w >= left) {
+			snprintf(res->methods + n, sizeof res->methods - n, " ...");
+			break;
+		}
+		n += (size_t)w;
+	}
 	res->status = WORKER_OK;
 }
 

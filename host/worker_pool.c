@@ -527,9 +527,16 @@ static bool plausible_result(const struct job *job, struct job_result *res)
 		return true;
 	if (!label_ok(res->version))
 		return false;
-	for (const char *m = res->methods; *m; m++)
-		if (*m != ' ' && !name_is_valid(m, 1))
+	/* method names, space-separated; the list may end in " ..." where
+	 * the worker cut it (worker_main.c) */
+	for (const char *m = res->methods; *m;) {
+		size_t len = strcspn(m, " ");
+
+		if (len && !name_is_valid(m, len) && strcmp(m, "...") != 0)
 			return false;
+		m += len;
+		m += strspn(m, " ");
+	}
 	return true;
 }
 

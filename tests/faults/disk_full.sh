@@ -29,6 +29,7 @@ fault_cleanup() {
 		HOST_PID=
 	fi
 	release_shm "$T"	# its record is on the tmpfs
+	umount "$T/data/modules" 2>/dev/null || umount -l "$T/data/modules" 2>/dev/null
 	umount "$T/data" 2>/dev/null || umount -l "$T/data" 2>/dev/null
 	cleanup
 }
@@ -119,11 +120,15 @@ if [ -n "$HOST_PID" ]; then
 	reap_host && echo "# the host died on a further enqueue: $(describe_status "$HOST_STATUS")"
 fi
 if [ -n "$HOST_PID" ]; then
-	# a new module moved in now: its private copy (data_dir/modules)
-	# cannot be written, on a disk filled to the last block, and the
-	# module is read again until it can be
-	dd if=/dev/zero of="$T/data/filler2" bs=4k status=none 2>/dev/null
+	# a new module moved in now: its private copy cannot be written in
+	# data_dir/modules, and the module is read again until it can be.
+	# That directory gets a full tmpfs of its own: the rest of the disk
+	# may get room back meanwhile (a checkpoint removing an old log file)
+	mount -t tmpfs -o size=1m,mode=700 tmpfs "$T/data/modules" ||
+		bail "cannot mount a tmpfs on $T/data/modules"
+	dd if=/dev/zero of="$T/data/modules/filler" bs=4k status=none 2>/dev/null
 	plugin "$PLUGINS/echo.so" mod
+	mod_sum=$(cksum < "$T/plugins/mod.so")
 	wait_until "the refusal of mod" log_has "refused $T/plugins/mod.so: cannot .*private copy"
 	ok $? "a module moved in on the full disk is refused: no room for its private copy"
 	contains "for now: it is read again" \
@@ -133,7 +138,7 @@ if [ -n "$HOST_PID" ]; then
 fi
 
 # space returns: the filler goes, and enqueues must succeed again by themselves
-rm -f "$T/data/filler" "$T/data/filler2"
+rm -f "$T/data/filler" "$T/data/modules/filler"
 echo "# filler deleted: $(( $(used_k) / 1024 )) of $((size_k / 1024)) MiB used"
 if [ -n "$HOST_PID" ]; then
 	enqueue_ok() {
@@ -152,8 +157,9 @@ if [ -n "$HOST_PID" ]; then
 	[ "$code" = 202 ] && sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/body" >> "$T/acked"
 	equal "and a 64 KiB call is acknowledged again" "$code" 202
 	wait_until "mod to load" log_has "loaded mod@"
-	ok $? "the module refused on the full disk loads once space returns, its file untouched"
-	equal "and serves" "$(status POST /v1/call/mod/echo back)" 200
+	ok $? "the module refused on the full disk loads once space returns"
+	equal "its file untouched meanwhile" "$(cksum < "$T/plugins/mod.so")" "$mod_sum"
+	equal "and it serves" "$(status POST /v1/call/mod/echo back)" 200
 	reap_host && echo "# the host died after space returned: $(describe_status "$HOST_STATUS")"
 else
 	ok 1 "enqueues succeed again once space returns, without a restart (the host is dead)"

@@ -22,6 +22,7 @@ check_LTLIBRARIES += \
 	tests/plugins/hangctor.la \
 	tests/plugins/nullfields.la \
 	tests/plugins/dupmethod.la \
+	tests/plugins/manymethods.la \
 	tests/plugins/alwaysfail.la \
 	tests/plugins/relayer.la
 
@@ -58,6 +59,10 @@ tests_plugins_hangctor_la_LDFLAGS = $(cage_test_plugin_ldflags)
 tests_plugins_dupmethod_la_SOURCES = tests/plugins/dupmethod.c
 tests_plugins_dupmethod_la_CPPFLAGS = $(cage_test_plugin_cppflags)
 tests_plugins_dupmethod_la_LDFLAGS = $(cage_test_plugin_ldflags)
+
+tests_plugins_manymethods_la_SOURCES = tests/plugins/manymethods.c
+tests_plugins_manymethods_la_CPPFLAGS = $(cage_test_plugin_cppflags)
+tests_plugins_manymethods_la_LDFLAGS = $(cage_test_plugin_ldflags)
 
 tests_plugins_nullfields_la_SOURCES = tests/plugins/nullfields.c
 tests_plugins_nullfields_la_CPPFLAGS = $(cage_test_plugin_cppflags)
