@@ -1503,11 +1503,18 @@ static void list_module(const struct module_view *v, void *arg)
 static void handle_modules(struct http_api *api, struct evhttp_request *req)
 {
 	struct module_list l = { evbuffer_new(), wants_text(req), 0 };
+	struct evkeyvalq params;
+	bool ok;
 
+	TAILQ_INIT(&params);
 	if (!is_get(req)) {
 		reply_wrong_method(req, "GET, HEAD");
 		goto out;
 	}
+	ok = query_options(req, &params, NULL, NULL, 0, "/v1/modules takes none");
+	evhttp_clear_headers(&params);
+	if (!ok)
+		goto out;
 	if (!l.out) {
 		reply_error(req, 500, "Internal Server Error", "out of memory");
 		return;

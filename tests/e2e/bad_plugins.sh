@@ -206,6 +206,8 @@ equal "and answers its name" "$(body)" "$last"
 
 # what GET /v1/modules and cagectl modules tell of each module, in name
 # order: fresh's file was removed, so it is not listed
+equal "GET /v1/modules with an option is 400" "$(status GET "/v1/modules?state=loaded")" 400
+contains "naming it" "$(body)" "unknown option state; /v1/modules takes none"
 equal "GET /v1/modules is 200" "$(status GET /v1/modules)" 200
 mods=$(body)
 echo "# $mods"
