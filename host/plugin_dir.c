@@ -710,7 +710,7 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
 	char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
 	struct timeval debounce = { 0, DEBOUNCE_MS * 1000 };
 	char name[NAME_MAX_LEN + 1];
-	bool rescan = false, lost = false;
+	bool rescan = false, lost = false, dir_changed = false;
 	ssize_t n;
 
 	(void)what;
@@ -724,8 +724,13 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
 				rescan = true;
 			if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))
 				lost = true;
-			if (!ev->len)
+			if (!ev->len) {
+				/* the directory's own mode or owner: a file
+				 * refused for them may pass now */
+				if (ev->mask & IN_ATTRIB)
+					dir_changed = true;
 				continue;
+			}
 			if (!module_file_name(ev->name, name, sizeof name)) {
 				if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO))
 					note_bad_file_name(p, ev->name);
@@ -734,6 +739,12 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
 			m = find_or_add(p, name);
 			if (m)
 				evtimer_add(m->debounce, &debounce);
+		}
+	}
+	if (dir_changed) {
+		for (struct module *m = p->modules; m; m = m->next) {
+			m->seen.valid = false;	/* read again, though unchanged */
+			evtimer_add(m->debounce, &debounce);
 		}
 	}
 	if (lost) {
