@@ -1438,17 +1438,6 @@ struct module_list {
 	int count;
 };
 
-/* s on one line of text: a control byte (a refusal may quote a plugin's
- * own words) becomes a space. */
-static void text_add(struct evbuffer *out, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		evbuffer_add(out, c < 0x20 || c == 0x7f ? " " : s, 1);
-	}
-}
-
 /* One module of GET /v1/modules: a JSON object, or a line of text. */
 static void list_module(const struct module_view *v, void *arg)
 {
@@ -1461,11 +1450,13 @@ static void list_module(const struct module_view *v, void *arg)
 		if (v->checking && v->version)
 			evbuffer_add_printf(l->out, "  (a new %s.so is being checked)", v->name);
 		if (v->refused) {
-			evbuffer_add_printf(l->out, v->version ? "  (%s.so now there was refused: "
-							       : "  %s.so was refused: ", v->name);
-			text_add(l->out, v->refused);
-			if (v->version)
-				evbuffer_add(l->out, ")", 1);
+			/* on one line: a refusal may quote a plugin's own words */
+			char refused[RECORD_ERROR_MAX + 1];
+
+			record_clean_text(refused, sizeof refused, v->refused);
+			evbuffer_add_printf(l->out, v->version ? "  (%s.so now there was refused: %s)"
+							       : "  %s.so was refused: %s",
+					    v->name, refused);
 		}
 		evbuffer_add(l->out, "\n", 1);
 		l->count++;

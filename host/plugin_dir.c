@@ -552,22 +552,21 @@ static void evaluate(struct module *m, bool force)
 	}
 	evtimer_del(m->debounce);
 	if (stat(m->file, &st) < 0) {
-		if (errno != ENOENT && errno != ENOTDIR) {
+		bool gone = errno == ENOENT || errno == ENOTDIR;
+
+		snprintf(why, sizeof why, "cannot stat: %s", strerror(errno));
+		evtimer_del(m->retry);
+		m->retry_ms = 0;
+		m->seen.valid = false;
+		if (!gone) {
 			/* there, but not a file the host can look at (a
 			 * symbolic link to itself, say): refused, a good
 			 * version kept, looked at again at the next event or
 			 * job */
-			snprintf(why, sizeof why, "cannot stat: %s", strerror(errno));
-			evtimer_del(m->retry);
-			m->retry_ms = 0;
-			m->seen.valid = false;
 			if (strcmp(m->refused_why, why) != 0)
 				refuse(m, why);
 			return;
 		}
-		evtimer_del(m->retry);
-		m->retry_ms = 0;
-		m->seen.valid = false;
 		m->refused_hash[0] = '\0';
 		m->refused_why[0] = '\0';
 		forget_version(m, "file removed");

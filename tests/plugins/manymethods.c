@@ -8,6 +8,7 @@
  */
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cage.h"
 
@@ -26,9 +27,10 @@ static cage_outcome answer_name(cage_call *call)
 __attribute__((constructor)) static void fill_table(void)
 {
 	for (int i = 0; i < METHODS; i++) {
-		/* "m000.xxx...": the number first, padded to NAME_LEN bytes */
-		snprintf(names[i], sizeof names[i], "m%03d.%.*s", i, NAME_LEN - 5,
-			 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		/* "m000.____": the number, a '.', then '_' up to NAME_LEN bytes */
+		snprintf(names[i], sizeof names[i], "m%03d.", i);
+		memset(names[i] + 5, '_', NAME_LEN - 5);
+		names[i][NAME_LEN] = '\0';
 		methods[i].name = names[i];
 		methods[i].handler = answer_name;
 	}
