@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,6 +380,22 @@ static void *writer_loop(void *arg)
 		 * would cost it a turn per commit, for nothing */
 		if (wake_now || !flush)
 			wake_loop(b);
+		/*
+		 * The flusher just woken may wait on this thread's CPU behind the
+		 * next transaction while the other CPU idles (perf sched showed
+		 * waits of half a millisecond, the loop idle meanwhile, waiting
+		 * for that flush): when that transaction is already queued, let
+		 * the flusher run first.  Delayed enqueues at 64 connections went
+		 * up about 4 % (7 of 8 paired runs).  Yielding after every flush
+		 * request did as well there, but seemed to slow enqueues of calls
+		 * that also run (about 3 %, within the noise): their dispatch
+		 * waits for the next commit.
+		 */
+		if (flush && b->submitted.head) {
+			pthread_mutex_unlock(&b->lock);
+			sched_yield();
+			pthread_mutex_lock(&b->lock);
+		}
 		if (sweep_wanted(b) && b->submitted.head &&
 		    clock_mono_ms() - b->last_bite_ms >= SWEEP_STARVED_MS)
 			sweep_bite(b);
