@@ -340,7 +340,7 @@ static void *writer_loop(void *arg)
 {
 	struct batch *b = arg;
 	struct turn_list work;
-	bool flush, wake_now;
+	bool flush, wake_now, more;
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
@@ -366,15 +366,19 @@ static void *writer_loop(void *arg)
 			flush |= t->ok && t->durable.count > 0;
 			wake_now |= !t->ok || t->committed.count > 0;
 		}
-		if (flush) {
+		if (flush)
 			b->requested++;
-			pthread_cond_signal(&b->flush_wake);
-		}
 		for (struct turn *t = work.head; t; t = t->next)
 			t->flush_gen = b->requested;
 		turn_list_splice(&b->applied, &work);
 		b->writing = false;
 		pthread_cond_broadcast(&b->idle);
+		more = b->submitted.head != NULL;
+		/* the threads woken here take b->lock first thing: signalled
+		 * while it is held, each would wake only to sleep on it again */
+		pthread_mutex_unlock(&b->lock);
+		if (flush)
+			pthread_cond_signal(&b->flush_wake);
 		/* turns that only wait for the disk (enqueues) are answered
 		 * when the flusher wakes the loop: waking it now as well
 		 * would cost it a turn per commit, for nothing */
@@ -391,11 +395,9 @@ static void *writer_loop(void *arg)
 		 * that also run (about 3 %, within the noise): their dispatch
 		 * waits for the next commit.
 		 */
-		if (flush && b->submitted.head) {
-			pthread_mutex_unlock(&b->lock);
+		if (flush && more)
 			sched_yield();
-			pthread_mutex_lock(&b->lock);
-		}
+		pthread_mutex_lock(&b->lock);
 		if (sweep_wanted(b) && b->submitted.head &&
 		    clock_mono_ms() - b->last_bite_ms >= SWEEP_STARVED_MS)
 			sweep_bite(b);
@@ -426,7 +428,9 @@ static void *flusher_loop(void *arg)
 			b->flushed = target;	/* batch_flush() may have gone ahead */
 		if (!ok)
 			b->flush_failed = true;
+		pthread_mutex_unlock(&b->lock);
 		wake_loop(b);
+		pthread_mutex_lock(&b->lock);
 	}
 	pthread_mutex_unlock(&b->lock);
 	return NULL;
@@ -532,8 +536,8 @@ static void submit(struct batch *b)
 	b->current = NULL;
 	pthread_mutex_lock(&b->lock);
 	turn_list_append(&b->submitted, t);
-	pthread_cond_signal(&b->work);
 	pthread_mutex_unlock(&b->lock);
+	pthread_cond_signal(&b->work);	/* after the unlock: see writer_loop() */
 }
 
 static void end_turn(evutil_socket_t fd, short what, void *arg)
