@@ -3,7 +3,8 @@
  *
  * The event loop does not write to the store itself.  The writes of one
  * loop turn (a new call, an attempt's outcome) are recorded here and, at
- * the end of the turn, handed to a writer thread, which applies them in one
+ * the end of the turn (or a few at a time, when enqueues keep coming: see
+ * batch_hand_over), handed to a writer thread, which applies them in one
  * transaction and commits it without waiting for the disk; when the writer
  * is still busy with earlier turns, it takes all that queued up and commits
  * them together.  A flusher thread makes commits durable (fdatasync of the
@@ -100,6 +101,18 @@ const char *batch_error(const struct batch *b);
  * once those are committed.
  */
 void batch_sync(struct batch *b);
+
+/*
+ * Hands the current turn's writes over to the writer now, when there are a
+ * few of them, rather than at the end of the loop turn: a turn that reads
+ * many requests then keeps the writer (and the flusher after it) busy from
+ * its start instead of leaving them idle until its end, and its first
+ * requests are answered sooner.  For code that records a request's or an
+ * outcome's writes, before it registers their waiter: never between
+ * batch_mark() and batch_undo().  Does nothing after batch_sync() in the
+ * same turn (the loop may be using the store).
+ */
+void batch_hand_over(struct batch *b);
 
 /* Makes the current turn end in a commit even without a waiter. */
 void batch_touch(struct batch *b);

@@ -785,6 +785,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	}
 	r->api = api;
 	r->req = req;
+	batch_hand_over(api->d.batch);
 	if (key) {
 		batch_sync(api->d.batch);
 		rc = answered_below ? find_delivery(api->d.store, key, sender, r->id)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -1085,6 +1086,16 @@ static bool stored(struct store *s, const char *id)
 	return rc == 0;
 }
 
+/* Stops b (its last turn flushed), then closes s and base. */
+static void close_all(struct event_base *base, struct batch *b, struct store *s)
+{
+	batch_flush(b);
+	batch_free(&b);
+	store_close(&s);
+	event_base_free(base);
+	remove_dir();
+}
+
 START_TEST(batch_undo_drops_only_the_writes_after_the_mark)
 {
 	struct event_base *base = event_base_new();
@@ -1118,11 +1129,68 @@ START_TEST(batch_undo_drops_only_the_writes_after_the_mark)
 	ck_assert(stored(s, "00000000000000a4"));
 	ck_assert(stored(s, "00000000000000a5"));
 	ck_assert(stored(s, "00000000000000a6"));
-	batch_flush(b);
-	batch_free(&b);
-	store_close(&s);
-	event_base_free(base);
-	remove_dir();
+	close_all(base, b, s);
+}
+END_TEST
+
+static uint64_t commits(struct store *s)
+{
+	struct store_stats st;
+
+	store_get_stats(s, &st);
+	return st.commits;
+}
+
+START_TEST(batch_hand_over_commits_part_of_a_long_turn_before_it_ends)
+{
+	struct event_base *base = event_base_new();
+	struct store *s = open_store();
+	struct batch *b = batch_new(base, s);
+	struct batch_mark mark;
+	uint64_t before;
+	int waited_ms = 0;
+
+	ck_assert_ptr_nonnull(b);
+	/* three writes are not worth handing over: they stay in the turn,
+	 * where an undo still reaches them */
+	mark = batch_mark(b);
+	batch_add(b, "00000000000000b0");
+	batch_add(b, "00000000000000b1");
+	batch_add(b, "00000000000000b2");
+	batch_hand_over(b);
+	batch_undo(b, mark);
+	/* four are: the writer commits them while the loop turn goes on */
+	before = commits(s);
+	batch_add(b, "00000000000000b3");
+	batch_add(b, "00000000000000b4");
+	batch_add(b, "00000000000000b5");
+	batch_add(b, "00000000000000b6");
+	batch_hand_over(b);
+	while (commits(s) == before && waited_ms < 10000) {
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+		waited_ms++;
+	}
+	ck_assert_uint_gt(commits(s), before);
+	/* after batch_sync() the loop may be using the store: nothing is
+	 * handed over until the turn ends */
+	batch_sync(b);
+	mark = batch_mark(b);
+	batch_add(b, "00000000000000b7");
+	batch_add(b, "00000000000000b8");
+	batch_add(b, "00000000000000b9");
+	batch_add(b, "00000000000000ba");
+	batch_hand_over(b);
+	batch_undo(b, mark);
+	batch_add(b, "00000000000000bb");
+	batch_commit(base, b);
+	ck_assert(!stored(s, "00000000000000b0"));
+	ck_assert(!stored(s, "00000000000000b2"));
+	ck_assert(stored(s, "00000000000000b3"));
+	ck_assert(stored(s, "00000000000000b6"));
+	ck_assert(!stored(s, "00000000000000b7"));
+	ck_assert(!stored(s, "00000000000000ba"));
+	ck_assert(stored(s, "00000000000000bb"));
+	close_all(base, b, s);
 }
 END_TEST
 
@@ -1267,6 +1335,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, a_drained_file_is_compacted_at_start);
 	tcase_add_test(tc, an_undone_part_undoes_nothing_else);
 	tcase_add_test(tc, batch_undo_drops_only_the_writes_after_the_mark);
+	tcase_add_test(tc, batch_hand_over_commits_part_of_a_long_turn_before_it_ends);
 	tcase_add_test(tc, a_backup_is_a_data_dir_with_every_commit);
 	tcase_add_test(tc, a_backup_dir_that_cannot_be_made_is_an_error);
 	suite_add_tcase(s, tc);
