@@ -107,6 +107,7 @@ struct batch {
 	struct store *store;
 	struct event *turn_end;
 	struct turn *current;		/* being recorded; NULL while empty */
+	uint64_t handed;		/* turns handed to the writer (batch_mark) */
 	struct group *groups, **groups_tail;	/* loop only */
 	void (*after)(void *arg);
 	void *after_arg;
@@ -536,6 +537,7 @@ static void submit(struct batch *b)
 	if (!t)
 		return;
 	b->current = NULL;
+	b->handed++;
 	pthread_mutex_lock(&b->lock);
 	turn_list_append(&b->submitted, t);
 	pthread_mutex_unlock(&b->lock);
@@ -543,15 +545,16 @@ static void submit(struct batch *b)
 }
 
 /*
- * Delayed enqueues at 64 connections: about +5 % against handing over whole
- * turns (7 of 10 paired runs, in alternating order).  Handing over 1, 2, 8
- * or 16 writes, or only while the writer waits, did no better than 4.
- * Handing over attempt outcomes too (scheduler.c) did not help.
+ * Delayed enqueues at 64 connections: +2 to +5 % against handing over
+ * whole turns (22 of 36 paired runs faster, in alternating order; runs
+ * vary by 10 % on the benchmark's VM).  Handing over 1, 2, 8 or 16 writes,
+ * or only while the writer waits, did no better than 4; handing over
+ * attempt outcomes too (scheduler.c) did not help.
  */
 void batch_hand_over(struct batch *b)
 {
-	if (b->current && b->current->op_count >= HAND_OVER_OPS && !b->loop_holds &&
-	    !store_in_transaction(b->store))
+	/* (the loop's direct writes, after batch_sync(), set loop_holds) */
+	if (b->current && b->current->op_count >= HAND_OVER_OPS && !b->loop_holds)
 		submit(b);
 }
 
@@ -769,7 +772,7 @@ void batch_sweep_dead(struct batch *b, int64_t cutoff_ms, uint64_t keep_max, int
 
 struct batch_mark batch_mark(const struct batch *b)
 {
-	struct batch_mark m = { b->current, b->current ? b->current->op_count : 0 };
+	struct batch_mark m = { b->handed, b->current ? b->current->op_count : 0 };
 
 	return m;
 }
@@ -781,9 +784,8 @@ void batch_undo(struct batch *b, struct batch_mark mark)
 
 	if (!t)
 		return;
-	/* a turn begun after the mark holds only later writes (mark.ops is
-	 * 0); any other turn than the marked one has gone to the writer */
-	if (mark.turn && mark.turn != t) {
+	/* a turn handed over since the mark may hold writes after it */
+	if (b->handed != mark.handed) {
 		log_error("storage: cannot undo writes already handed to the writer");
 		return;
 	}

@@ -62,13 +62,13 @@ int batch_forget_deliveries(struct batch *b, const char *prefix, const char *bel
  * after it: what must be stored whole or not at all (an attempt's outcome
  * with the calls its handler enqueued on other cages) is not stored in
  * part when memory runs out half way.  The two calls must come in the
- * same loop turn, with no batch_sync() between them (which hands the
- * turn to the writer: batch_undo() then logs the mistake and undoes
- * nothing).
+ * same loop turn, with no batch_sync() or batch_hand_over() between them
+ * (each may hand the turn to the writer: batch_undo() then logs the
+ * mistake and undoes nothing).
  */
 struct batch_mark {
-	const void *turn;	/* the turn marked; NULL when it had no write */
-	size_t ops;		/* writes it had */
+	uint64_t handed;	/* turns handed to the writer before it */
+	size_t ops;		/* writes the current turn had */
 };
 struct batch_mark batch_mark(const struct batch *b);
 void batch_undo(struct batch *b, struct batch_mark mark);

@@ -1190,6 +1190,19 @@ START_TEST(batch_hand_over_commits_part_of_a_long_turn_before_it_ends)
 	ck_assert(!stored(s, "00000000000000b7"));
 	ck_assert(!stored(s, "00000000000000ba"));
 	ck_assert(stored(s, "00000000000000bb"));
+	/* an undo across a hand-over, even from a mark taken before the turn
+	 * had a write, undoes nothing (and logs the mistake) */
+	mark = batch_mark(b);
+	batch_add(b, "00000000000000c0");
+	batch_add(b, "00000000000000c1");
+	batch_add(b, "00000000000000c2");
+	batch_add(b, "00000000000000c3");
+	batch_hand_over(b);
+	batch_add(b, "00000000000000c4");
+	batch_undo(b, mark);
+	batch_commit(base, b);
+	ck_assert(stored(s, "00000000000000c0"));
+	ck_assert(stored(s, "00000000000000c4"));
 	close_all(base, b, s);
 }
 END_TEST
