@@ -623,7 +623,8 @@ static bool query_options(struct evhttp_request *req, struct evkeyvalq *params,
 	if (!query || !query[0])
 		return true;
 	if (evhttp_parse_query_str(query, params) < 0) {
-		reply_error(req, 400, "Bad Request", "malformed query string");
+		reply_error(req, 400, "Bad Request",
+			    "malformed query string: options are NAME=VALUE, joined by &; %s", usage);
 		return false;
 	}
 	TAILQ_FOREACH(kv, params, next) {

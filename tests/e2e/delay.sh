@@ -61,6 +61,10 @@ contains "the reason names the missing unit" "$(body)" "no unit"
 equal "an unknown option is 400" \
 	"$(status POST '/v1/enqueue/default/echo/noop?dealy=30s' x)" 400
 contains "the reason names the option" "$(body)" "unknown option dealy"
+equal "an option without a value is 400" \
+	"$(status POST '/v1/enqueue/default/echo/noop?delay' x)" 400
+contains "the reason says how options are written and which there are" "$(body)" \
+	"malformed query string: options are NAME=VALUE, joined by &; enqueue takes delay=DURATION"
 equal "a delay longer than the queue's lifetime is 400" \
 	"$(status POST '/v1/enqueue/default/echo/noop?delay=3h' x)" 400
 contains "the reason names the lifetime" "$(body)" "lifetime of queue default (2h)"
