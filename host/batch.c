@@ -564,6 +564,11 @@ static void end_turn(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* the loop's direct writes, with no write or waiter recorded after
+	 * them, get a turn of their own: they commit now, not with whatever the
+	 * writer does next (a sweep that failed would abort them) */
+	if (!b->current && b->loop_holds && store_in_transaction(b->store))
+		current_turn(b);
 	submit(b);
 	if (b->loop_holds) {
 		pthread_mutex_lock(&b->lock);

@@ -1207,6 +1207,36 @@ START_TEST(batch_hand_over_commits_part_of_a_long_turn_before_it_ends)
 }
 END_TEST
 
+START_TEST(direct_writes_commit_at_the_end_of_their_turn)
+{
+	struct event_base *base = event_base_new();
+	struct store *s = open_store();
+	struct batch *b = batch_new(base, s);
+	struct call_record r = pending("00000000000000d0", 1000);
+	uint64_t before;
+	int waited_ms = 0;
+
+	ck_assert_ptr_nonnull(b);
+	/* a direct write after batch_sync(), and nothing recorded after it */
+	batch_sync(b);
+	before = commits(s);
+	r.payload = "d0";
+	r.payload_len = 2;
+	ck_assert_int_eq(store_add_call(s, &r, false), 0);
+	ck_assert(store_in_transaction(s));
+	/* the turn ends: the writer commits the write by itself */
+	while (commits(s) == before && waited_ms++ < 10000) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	ck_assert_uint_gt(commits(s), before);
+	batch_sync(b);
+	ck_assert(!store_in_transaction(s));
+	ck_assert(stored(s, "00000000000000d0"));
+	close_all(base, b, s);
+}
+END_TEST
+
 static void backup_finished(const struct backup_result *res, void *arg)
 {
 	*(struct backup_result *)arg = *res;
@@ -1349,6 +1379,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, an_undone_part_undoes_nothing_else);
 	tcase_add_test(tc, batch_undo_drops_only_the_writes_after_the_mark);
 	tcase_add_test(tc, batch_hand_over_commits_part_of_a_long_turn_before_it_ends);
+	tcase_add_test(tc, direct_writes_commit_at_the_end_of_their_turn);
 	tcase_add_test(tc, a_backup_is_a_data_dir_with_every_commit);
 	tcase_add_test(tc, a_backup_dir_that_cannot_be_made_is_an_error);
 	suite_add_tcase(s, tc);
