@@ -13,7 +13,7 @@ tests_bench_loadgen_LDADD = $(LIBEVENT_LIBS)
 
 tests_bench_fsyncrate_SOURCES = tests/bench/fsyncrate.c
 
-EXTRA_DIST += tests/bench/run.sh tests/bench/README
+EXTRA_DIST += tests/bench/run.sh tests/bench/compare.sh tests/bench/README
 
 bench: all $(check_LTLIBRARIES) $(EXTRA_PROGRAMS)
 	CAGE_BUILD='$(abs_top_builddir)' CAGE_SRC='$(abs_top_srcdir)' \
