@@ -112,6 +112,10 @@ static struct evconnlistener *listener;
 static bool listener_paused;
 static int64_t accept_resume_ms;	/* monotonic; 0: accept() works */
 static bool putting_back;		/* on_input: bytes evhttp has yet to read */
+/* while on_input scans: the input buffer, and where its first byte is in
+ * the stream (check_request_line reads the target from it) */
+static struct evbuffer *scan_input;
+static uint64_t scan_input_at;
 static uint64_t desyncs;		/* requests evhttp parsed that the guard did not pass */
 static struct evbuffer *scratch;	/* drop_tail's */
 
@@ -532,6 +536,42 @@ static void request_line_text(struct guard *g, const char *p, size_t n)
 }
 
 /*
+ * Does the request target (between the line's first and last spaces,
+ * version_at being where the version starts) parse as evhttp parses it?
+ * Only a target that does not start with a single '/' is looked at: a
+ * path always parses.  The target's bytes are still in the input buffer
+ * (evhttp takes a line only once it is whole).  CONNECT's target evhttp
+ * reads another way, and is left to it.
+ */
+static bool target_parses(const struct guard *g, size_t version_at)
+{
+	size_t len = version_at - g->first_space_at - 2;
+	uint64_t at = g->request_at + g->first_space_at + 1;
+	struct evbuffer_ptr ptr;
+	char head[2], *target;
+	struct evhttp_uri *uri;
+
+	if (!scan_input || at < scan_input_at || method_is(g, "connect ") ||
+	    evbuffer_ptr_set(scan_input, &ptr, (size_t)(at - scan_input_at), EVBUFFER_PTR_SET) < 0 ||
+	    evbuffer_copyout_from(scan_input, &ptr, head, len < 2 ? len : 2) < 1)
+		return true;	/* nothing to look at: evhttp will say */
+	if (head[0] == '/' && (len < 2 || head[1] != '/'))
+		return true;
+	target = malloc(len + 1);
+	if (!target || evbuffer_copyout_from(scan_input, &ptr, target, len) != (ev_ssize_t)len) {
+		free(target);
+		return true;
+	}
+	target[len] = '\0';
+	uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
+	free(target);
+	if (!uri)
+		return false;
+	evhttp_uri_free(uri);
+	return true;
+}
+
+/*
  * The request line is complete: is it one evhttp can read
  * (evhttp_parse_request_line)?  Trailing spaces dropped, at least
  * SHORTEST_LINE bytes, the method up to the first space, the version after
@@ -573,6 +613,11 @@ static void check_request_line(struct guard *g)
 	if (major > 1) {
 		refuse(g, 505, "HTTP Version Not Supported",
 		       "this host speaks HTTP/1.1 (and 1.0) on this port");
+		return;
+	}
+	if (!target_parses(g, at)) {
+		refuse(g, 400, "Bad Request",
+		       "a request target that is not a URI: send a path, such as /healthz");
 		return;
 	}
 	if (!known_method(g))
@@ -820,20 +865,24 @@ static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, v
 	end = g->scanned + left;
 	if (evbuffer_ptr_set(in, &at, evbuffer_get_length(in) - left, EVBUFFER_PTR_SET) < 0)
 		return;
+	scan_input = in;
+	scan_input_at = end - evbuffer_get_length(in);
 	while (left > 0) {
 		size_t n = left < sizeof chunk ? left : sizeof chunk;
 		ev_ssize_t got = evbuffer_copyout_from(in, &at, chunk, n);
 
 		if (got <= 0)
-			return;
+			break;
 		if (!scan(g, chunk, (size_t)got)) {
 			/* evhttp must never see this request */
+			scan_input = NULL;
 			settle_refusal(g, in, end);
 			return;
 		}
 		left -= (size_t)got;
 		evbuffer_ptr_set(in, &at, (size_t)got, EVBUFFER_PTR_ADD);
 	}
+	scan_input = NULL;
 }
 
 /* evhttp accepted a connection and asks for its bufferevent. */

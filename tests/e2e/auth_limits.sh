@@ -214,6 +214,22 @@ refused_json badversion 400 "a malformed request line: its last word must be the
 printf '\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' > "$T/emptyfirst.in"
 malformed emptyfirst "an empty line before the request line"
 refused_json emptyfirst 400 "a malformed request line"
+# a target evhttp cannot parse as a URI (an absolute one with a port that
+# is no number, a broken IPv6 address after //) is refused in JSON too;
+# a good absolute one is served
+printf 'GET http://h:x/healthz HTTP/1.1\r\nHost: x\r\n\r\n' > "$T/badport.in"
+malformed badport "a target with a port that is no number"
+refused_json badport 400 "a request target that is not a URI"
+printf 'GET //[::1/hea' > "$T/badhost.in.a"
+printf 'lthz HTTP/1.1\r\nHost: x\r\n\r\n' > "$T/badhost.in.b"
+malformed badhost "a target with a broken IPv6 address, in pieces"
+refused_json badhost 400 "a request target that is not a URI"
+printf 'GET http://h/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' > "$T/absolute.in"
+raw absolute
+wait_until "the absolute target to be answered" closed absolute
+equal "an absolute target that parses is served: 200" \
+	"$(first_line absolute | cut -d' ' -f2)" 200
+raw_close absolute
 # a request line longer than the bytes the guard looks at one by one, in
 # two pieces, without a version
 printf 'GET /v1/calls/%s' "$(head -c 40 /dev/zero | tr '\0' a)" > "$T/longnoversion.in.a"
