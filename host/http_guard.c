@@ -537,11 +537,11 @@ static void request_line_text(struct guard *g, const char *p, size_t n)
 
 /*
  * Does the request target (between the line's first and last spaces,
- * version_at being where the version starts) parse as evhttp parses it?
- * Only a target that does not start with a single '/' is looked at: a
- * path always parses.  The target's bytes are still in the input buffer
- * (evhttp takes a line only once it is whole).  CONNECT's target evhttp
- * reads another way, and is left to it.
+ * version_at being where the version starts) parse as evhttp parses it
+ * (but for CONNECT's, refused before)?  Only a target that does not start
+ * with a single '/' is looked at: a path always parses.  The target's
+ * bytes are still in the input buffer (evhttp takes a line only once it
+ * is whole).
  */
 static bool target_parses(const struct guard *g, size_t version_at)
 {
@@ -551,7 +551,7 @@ static bool target_parses(const struct guard *g, size_t version_at)
 	char head[2], *target;
 	struct evhttp_uri *uri;
 
-	if (!scan_input || at < scan_input_at || method_is(g, "connect ") ||
+	if (!scan_input || at < scan_input_at ||
 	    evbuffer_ptr_set(scan_input, &ptr, (size_t)(at - scan_input_at), EVBUFFER_PTR_SET) < 0 ||
 	    evbuffer_copyout_from(scan_input, &ptr, head, len < 2 ? len : 2) < 1)
 		return true;	/* nothing to look at: evhttp will say */
@@ -613,6 +613,12 @@ static void check_request_line(struct guard *g)
 	if (major > 1) {
 		refuse(g, 505, "HTTP Version Not Supported",
 		       "this host speaks HTTP/1.1 (and 1.0) on this port");
+		return;
+	}
+	if (method_is(g, "connect ")) {
+		/* evhttp reads its target as host:port, and answers one it
+		 * cannot read in HTML */
+		refuse(g, 501, "Not Implemented", "CONNECT: this host is not a proxy");
 		return;
 	}
 	if (!target_parses(g, at)) {

@@ -224,6 +224,11 @@ printf 'GET //[::1/hea' > "$T/badhost.in.a"
 printf 'lthz HTTP/1.1\r\nHost: x\r\n\r\n' > "$T/badhost.in.b"
 malformed badhost "a target with a broken IPv6 address, in pieces"
 refused_json badhost 400 "a request target that is not a URI"
+# CONNECT, whose target evhttp reads as host:port: 501 in JSON, whatever
+# the target (evhttp answered one it could not read in HTML)
+printf 'CONNECT h:x HTTP/1.1\r\nHost: x\r\n\r\n' > "$T/connect.in"
+malformed connect "CONNECT to a port that is no number"
+refused_json connect 501 "CONNECT: this host is not a proxy"
 printf 'GET http://h/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' > "$T/absolute.in"
 raw absolute
 wait_until "the absolute target to be answered" closed absolute
