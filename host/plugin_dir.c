@@ -241,6 +241,14 @@ static void refuse(struct module *m, const char *why)
 			    m->name);
 }
 
+/* refuse(), logged only when the reason is not the one given last (a file
+ * looked at again and again for the same cause) */
+static void refuse_once(struct module *m, const char *why)
+{
+	if (strcmp(m->refused_why, why) != 0)
+		refuse(m, why);
+}
+
 /* errno values that say nothing about the file, and may be gone soon: no
  * file descriptor, memory or disk space left */
 static bool passing_error(int e)
@@ -263,8 +271,7 @@ static void refuse_for_now(struct module *m, const char *why, int last_wait_ms)
 
 	snprintf(text, sizeof text, "%s (read again, at most %d s apart, until it can be)", why,
 		 PASSING_RETRY_MAX_MS / 1000);
-	if (strcmp(m->refused_why, text) != 0)
-		refuse(m, text);
+	refuse_once(m, text);
 	m->retry_ms = last_wait_ms ? 2 * last_wait_ms : PASSING_RETRY_MS;
 	if (m->retry_ms > PASSING_RETRY_MAX_MS)
 		m->retry_ms = PASSING_RETRY_MAX_MS;
@@ -563,8 +570,7 @@ static void evaluate(struct module *m, bool force)
 			 * symbolic link to itself, say): refused, a good
 			 * version kept, looked at again at the next event or
 			 * job */
-			if (strcmp(m->refused_why, why) != 0)
-				refuse(m, why);
+			refuse_once(m, why);
 			return;
 		}
 		m->refused_hash[0] = '\0';
