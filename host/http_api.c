@@ -1930,7 +1930,8 @@ struct http_api *http_api_new(struct event_base *base, const struct host_conf *c
 	if (!api->http)
 		goto fail;
 	/* every method reaches route(), which answers 405 in JSON (evhttp's own
-	 * refusal is a 501 in HTML) */
+	 * refusal is a 501 in HTML); CONNECT only on a connection the guard
+	 * does not watch (it answers CONNECT 501 itself) */
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 					      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 					      EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |

@@ -578,9 +578,9 @@ static bool target_parses(const struct guard *g, size_t version_at)
  * the last one, something between them, and a version sscanf reads as
  * HTTP/major.minor with major at most 1.  evhttp answers any other line
  * with an HTML 400; the guard answers it in JSON, and a later HTTP version
- * 505.  (A target evhttp then fails to parse as a URI still gets evhttp's
- * own 400.)  Then a method evhttp does not know gets 501, as evhttp would
- * say it.
+ * 505.  Then CONNECT gets 501, a target evhttp would not parse as a URI
+ * 400 (both also HTML from evhttp), and a method evhttp does not know 501,
+ * as evhttp would say it.
  */
 static void check_request_line(struct guard *g)
 {
