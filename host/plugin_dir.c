@@ -65,6 +65,7 @@ struct module {
 	struct event *debounce;		/* evaluates after file events */
 	struct event *retry;		/* reads the file again (refuse_for_now) */
 	int retry_ms;			/* the wait of that retry; 0: none pending */
+	int probe_wait_ms;		/* retry_ms before the probe (refuse_for_now) */
 	TAILQ_HEAD(, job) parked;	/* jobs waiting for the probe */
 	struct module *next;
 };
@@ -256,9 +257,22 @@ static bool passing_error(int e)
 	return e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOSPC || e == EDQUOT;
 }
 
+/* A probe's error names a passing_error() (the worker's dlopen() says
+ * "cannot open shared object file: Too many open files", say). */
+static bool passing_probe_error(const char *error)
+{
+	static const int passing[] = { EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT };
+
+	for (size_t i = 0; i < sizeof passing / sizeof *passing; i++)
+		if (strstr(error, strerror(passing[i])))
+			return true;
+	return false;
+}
+
 /*
- * The file could not be read or copied for want of descriptors, memory or
- * disk space (passing_error): it is refused for now, logged once for that
+ * The file could not be read, copied or loaded (by a worker's probe) for
+ * want of descriptors, memory or disk space (passing_error): it is refused
+ * for now, logged once for that
  * reason (until a read of it works), and read again PASSING_RETRY_MS later
  * - last_wait_ms after a retry that failed so: twice that, up to
  * PASSING_RETRY_MAX_MS - until it can be or the file changes.  A version
@@ -475,6 +489,11 @@ static void probe_done(struct job *job, struct job_result *res)
 			log_info("loaded %s@%s from %s (methods: %s)", m->name, m->version,
 				 m->file, m->methods);
 		}
+	} else if (passing_probe_error(res->error)) {
+		/* the worker had no descriptor or memory to load it: not these
+		 * bytes' fault, so they are not refused for good */
+		retire(p, m->probe_path);
+		refuse_for_now(m, res->error, m->probe_wait_ms);
 	} else {
 		snprintf(m->refused_hash, sizeof m->refused_hash, "%s", m->probe_hash);
 		snprintf(m->refused_hash_why, sizeof m->refused_hash_why, "%.500s",
@@ -646,6 +665,7 @@ static void evaluate(struct module *m, bool force)
 	m->probe.timeout_ms = PROBE_TIMEOUT_MS;
 	m->probe.done = probe_done;
 	m->probe.arg = m;
+	m->probe_wait_ms = last_wait_ms;
 	m->probing = true;
 	pool_submit(p->pool, &m->probe);
 }
