@@ -252,19 +252,23 @@ static void refuse_once(struct module *m, const char *why)
 
 /* errno values that say nothing about the file, and may be gone soon: no
  * file descriptor, memory or disk space left */
+static const int passing_errors[] = { EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT };
+#define PASSING_ERRORS (sizeof passing_errors / sizeof *passing_errors)
+
 static bool passing_error(int e)
 {
-	return e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOSPC || e == EDQUOT;
+	for (size_t i = 0; i < PASSING_ERRORS; i++)
+		if (e == passing_errors[i])
+			return true;
+	return false;
 }
 
 /* A probe's error names a passing_error() (the worker's dlopen() says
  * "cannot open shared object file: Too many open files", say). */
 static bool passing_probe_error(const char *error)
 {
-	static const int passing[] = { EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT };
-
-	for (size_t i = 0; i < sizeof passing / sizeof *passing; i++)
-		if (strstr(error, strerror(passing[i])))
+	for (size_t i = 0; i < PASSING_ERRORS; i++)
+		if (strstr(error, strerror(passing_errors[i])))
 			return true;
 	return false;
 }
@@ -272,11 +276,10 @@ static bool passing_probe_error(const char *error)
 /*
  * The file could not be read, copied or loaded (by a worker's probe) for
  * want of descriptors, memory or disk space (passing_error): it is refused
- * for now, logged once for that
- * reason (until a read of it works), and read again PASSING_RETRY_MS later
- * - last_wait_ms after a retry that failed so: twice that, up to
- * PASSING_RETRY_MAX_MS - until it can be or the file changes.  A version
- * in service stays meanwhile.
+ * for now, logged once for that reason (until a read of it works), and
+ * read again PASSING_RETRY_MS later - last_wait_ms after a retry that
+ * failed so: twice that, up to PASSING_RETRY_MAX_MS - until it can be or
+ * the file changes.  A version in service stays meanwhile.
  */
 static void refuse_for_now(struct module *m, const char *why, int last_wait_ms)
 {
