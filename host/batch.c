@@ -135,6 +135,7 @@ struct batch {
 	int64_t last_bite_ms;		/* writer only */
 	uint64_t requested, flushed;	/* flush generations */
 	bool flush_failed;
+	int flush_pause_ms;		/* CAGEHOST_TEST_FLUSH_PAUSE_MS (batch.h) */
 	int eventfd;			/* the threads' "look" signal to the loop */
 	struct event *wake_ev;
 };
@@ -425,6 +426,9 @@ static void *flusher_loop(void *arg)
 			break;
 		target = b->requested;
 		pthread_mutex_unlock(&b->lock);
+		if (b->flush_pause_ms > 0)
+			nanosleep(&(struct timespec){ b->flush_pause_ms / 1000,
+						      b->flush_pause_ms % 1000 * 1000000L }, NULL);
 		ok = store_flush_log(b->store) == 0;
 		pthread_mutex_lock(&b->lock);
 		if (target > b->flushed)
@@ -611,6 +615,8 @@ struct batch *batch_new(struct event_base *base, struct store *store)
 	b->store = store;
 	b->dead_pass = (struct store_sweep_pass)STORE_SWEEP_PASS_INIT;
 	b->groups_tail = &b->groups;
+	if (getenv("CAGEHOST_TEST_FLUSH_PAUSE_MS"))
+		b->flush_pause_ms = atoi(getenv("CAGEHOST_TEST_FLUSH_PAUSE_MS"));
 	turn_list_init(&b->submitted);
 	turn_list_init(&b->applied);
 	b->eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -20,6 +20,10 @@
  * until every write recorded so far is committed and the writer is idle,
  * and may use the store directly until it returns to the event loop.
  * Direct writes join the transaction that ends with the turn.
+ *
+ * For tests: CAGEHOST_TEST_FLUSH_PAUSE_MS in the host's environment makes
+ * the flusher wait that long before each flush, so that answers waiting
+ * for the disk surely wait while a test sends more on their connections.
  */
 #ifndef CAGEHOST_BATCH_H
 #define CAGEHOST_BATCH_H

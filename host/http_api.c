@@ -494,21 +494,24 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 }
 
 /*
- * Has done(arg) answer its request once this turn's writes are on disk;
- * until then it counts as unanswered (http_api_unanswered), and done()
- * uncounts it.
+ * Has done(arg) answer req once this turn's writes are on disk; until then
+ * it counts as unanswered (http_api_unanswered), and done() uncounts it.
+ * The connection reads ahead meanwhile (http_guard_read_ahead).
  */
-static int answer_when_durable(struct http_api *api, batch_done_fn done, void *arg)
+static int answer_when_durable(struct http_api *api, struct evhttp_request *req,
+			       batch_done_fn done, void *arg)
 {
 	if (batch_wait(api->d.batch, true, done, arg) < 0)
 		return -1;
 	api->replies_waiting++;
+	http_guard_read_ahead(req);
 	return 0;
 }
 
 static void enqueue_committed(bool ok, void *arg)
 {
 	struct enqueue_reply *r = arg;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
 	struct evbuffer *body = evbuffer_new();
 
 	r->api->replies_waiting--;
@@ -534,6 +537,7 @@ static void enqueue_committed(bool ok, void *arg)
 				    r->duplicate ? ", \"duplicate\": true" : "");
 		reply_json(r->req, 202, "Accepted", body);
 	}
+	http_guard_write_now(evcon);
 	if (body)
 		evbuffer_free(body);
 	free(r);
@@ -801,7 +805,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		if (rc == 0) {
 			/* the first call may not be durable yet: answer after the commit */
 			r->duplicate = true;
-			if (answer_when_durable(api, enqueue_committed, r) < 0)
+			if (answer_when_durable(api, req, enqueue_committed, r) < 0)
 				goto oom;
 			return;
 		}
@@ -822,7 +826,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	rec.when_ms += delay_ms;
 	snprintf(r->id, sizeof r->id, "%s", rec.id);
 	/* the waiter first: when it cannot wait, nothing is stored */
-	if (answer_when_durable(api, enqueue_committed, r) < 0) {
+	if (answer_when_durable(api, req, enqueue_committed, r) < 0) {
 		free(payload);
 		goto oom;
 	}
@@ -1183,6 +1187,7 @@ struct dead_page_reply {
 static void dead_page_committed(bool ok, void *arg)
 {
 	struct dead_page_reply *r = arg;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
 	struct evbuffer *body = ok ? evbuffer_new() : NULL;
 
 	r->api->replies_waiting--;
@@ -1207,6 +1212,7 @@ static void dead_page_committed(bool ok, void *arg)
 			evbuffer_add_printf(body, "null}\n");
 		reply_json(r->req, 200, "OK", body);
 	}
+	http_guard_write_now(evcon);
 	if (body)
 		evbuffer_free(body);
 	free(r);
@@ -1258,7 +1264,7 @@ static void handle_dead_page(struct http_api *api, struct evhttp_request *req,
 		if (requeue)
 			scheduler_kick(api->d.scheduler);
 	}
-	if (answer_when_durable(api, dead_page_committed, r) < 0) {
+	if (answer_when_durable(api, req, dead_page_committed, r) < 0) {
 		reply_error(req, 500, "Internal Server Error", "out of memory before the %d calls "
 			    "%s were on disk; GET /v1/calls?state=dead shows what took", r->count,
 			    r->done);
@@ -1311,6 +1317,7 @@ static void handle_show(struct http_api *api, struct evhttp_request *req, const 
 static void dead_call_committed(bool ok, void *arg)
 {
 	struct enqueue_reply *r = arg;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
 	struct evbuffer *body = ok ? evbuffer_new() : NULL;
 
 	r->api->replies_waiting--;
@@ -1324,6 +1331,7 @@ static void dead_call_committed(bool ok, void *arg)
 	else
 		reply_error(r->req, 503, "Service Unavailable", "could not %s %s: %s",
 			    r->deleted ? "delete" : "requeue", r->id, batch_error(r->api->d.batch));
+	http_guard_write_now(evcon);
 	free(r);
 }
 
@@ -1374,7 +1382,7 @@ static void handle_dead_call(struct http_api *api, struct evhttp_request *req, c
 	log_info("call %s %s from the dead store", id, requeue ? "requeued" : "deleted");
 	if (requeue)
 		scheduler_kick(api->d.scheduler);
-	if (answer_when_durable(api, dead_call_committed, r) < 0) {
+	if (answer_when_durable(api, req, dead_call_committed, r) < 0) {
 		/* done, but it cannot wait for the disk: say so now */
 		reply_error(req, 500, "Internal Server Error", "out of memory before the %s "
 			    "was on disk; GET /v1/calls/%s shows whether it took", verb, id);

@@ -18,6 +18,15 @@
  * out from evhttp's write callback, wrapped for the purpose, once the last
  * of those answers is written; the sweep is the backstop.
  *
+ * evhttp stops reading a connection when a request with a body is in, and
+ * starts again once the answer is written; for an answer that waits for
+ * the disk, that took the socket out of epoll and put it back, and the
+ * answer waited for the loop to find the socket writable.  The API instead
+ * has the connection read ahead while such an answer waits (the guard's
+ * callbacks stand in for evhttp's, which must not see the input yet), and
+ * writes the answer at once when it comes; the guard then treats evhttp
+ * as busy until it reads again.
+ *
  * Every connection gets its slot when it is accepted: evhttp asks for a
  * bufferevent (new_connection), which the guard holds a reference to until
  * the end of that turn (adopt), when evhttp has made its connection; the
@@ -56,6 +65,7 @@ enum guard_state { HEAD, BODY, REJECTED };
 #define REJECT_LINGER_MS 2000	/* a refused client's time to read the answer */
 #define OVER_LIMIT_ANSWERS 64	/* connections past max_connections still answered 503 */
 #define ACCEPT_PAUSE_MS 1000	/* after accept() failed */
+#define READ_AHEAD_MAX (64 * 1024)	/* input read while evhttp does not parse it */
 
 /* the guard's own answer to a request evhttp never sees */
 struct refusal {
@@ -148,6 +158,52 @@ static struct guard *guard_for(struct bufferevent *bev)
 	if (fd < 0 || (size_t)fd >= guard_count || guards[fd].bev != bev)
 		return NULL;
 	return &guards[fd];
+}
+
+/*
+ * While an answer waits (http_guard_read_ahead), the connection reads on
+ * with these callbacks instead of evhttp's, which must not see the input
+ * before it has answered.  on_input stops the reading once READ_AHEAD_MAX
+ * bytes wait; an end of stream, error or timeout also stops it (the
+ * bufferevent does that itself), and evhttp sees it again when it reads
+ * next.
+ */
+static void read_ahead_input(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	(void)arg;
+}
+
+static void read_ahead_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	(void)arg;
+}
+
+/* An answer of evhttp's waits: the connection reads ahead. */
+static bool answer_waits(const struct guard *g)
+{
+	bufferevent_data_cb readcb;
+
+	bufferevent_getcb(g->bev, &readcb, NULL, NULL, NULL);
+	return readcb == read_ahead_input;
+}
+
+/* evhttp takes the input as it comes: it is not writing an answer (its read
+ * callback is unset then) and no answer of its waits. */
+static bool evhttp_parses(const struct guard *g)
+{
+	bufferevent_data_cb readcb;
+
+	bufferevent_getcb(g->bev, &readcb, NULL, NULL, NULL);
+	return readcb && readcb != read_ahead_input;
+}
+
+/* evhttp reads the connection: it has answered every request it took. */
+static bool evhttp_reading(const struct guard *g)
+{
+	return (bufferevent_get_enabled(g->bev) & EV_READ) && !answer_waits(g);
 }
 
 /* Accepting stops while connections (counting those accepted this turn)
@@ -265,7 +321,7 @@ static void send_when_answered(struct guard *g, bool from_sweep)
 	struct evbuffer *in = bufferevent_get_input(g->bev);
 	size_t unread = evbuffer_get_length(in);
 	bool idle = evbuffer_get_length(bufferevent_get_output(g->bev)) == 0 &&
-		    (bufferevent_get_enabled(g->bev) & EV_READ);
+		    evhttp_reading(g);
 
 	if (idle && unread == 0) {
 		send_refusal(g);
@@ -341,8 +397,7 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
 		/* only while evhttp reads: a request's next one may have begun
 		 * to arrive while evhttp handles it, not reading on */
 		if (g->state == HEAD && g->head_len > 0 &&
-		    now - g->head_started_ms > header_timeout_ms &&
-		    (bufferevent_get_enabled(g->bev) & EV_READ))
+		    now - g->head_started_ms > header_timeout_ms && evhttp_reading(g))
 			answer(g, 408, "Request Timeout",
 			       "request headers did not arrive within header_timeout");
 		if (g->state == REJECTED && g->refusal_held)
@@ -419,6 +474,42 @@ bool http_guard_admit(struct evhttp_request *req)
 		  " passed on this connection); refused, and the connection closed", g->passed);
 	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
 	return false;
+}
+
+void http_guard_read_ahead(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	struct guard *g = bev ? guard_for(bev) : NULL;
+
+	if (!g || g->state == REJECTED)
+		return;
+	bufferevent_setcb(bev, read_ahead_input, NULL, read_ahead_event, evcon);
+	if (evbuffer_get_length(bufferevent_get_input(bev)) < READ_AHEAD_MAX)
+		bufferevent_enable(bev, EV_READ);
+}
+
+void http_guard_write_now(struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	struct guard *g = bev ? guard_for(bev) : NULL;
+	struct evbuffer *out;
+	bufferevent_data_cb writecb;
+	void *cbarg;
+
+	if (!g || !(bufferevent_get_enabled(bev) & EV_WRITE))
+		return;
+	out = bufferevent_get_output(bev);
+	if (evbuffer_get_length(out) == 0 || evbuffer_write(out, bufferevent_getfd(bev)) <= 0 ||
+	    evbuffer_get_length(out) > 0)
+		return;	/* the bufferevent writes the rest, or meets the error, as usual */
+	/* what the bufferevent does once its output is written: run the write
+	 * callback (evhttp's, or after_answer_written, which on_output may
+	 * have set just now); evhttp finishes the request, and may free the
+	 * connection, and stops writing, so no write event is left waiting */
+	bufferevent_getcb(bev, NULL, &writecb, NULL, &cbarg);
+	if (writecb)
+		writecb(bev, cbarg);
 }
 
 uint64_t http_guard_desyncs(void)
@@ -835,6 +926,7 @@ static bool drop_tail(struct evbuffer *in, size_t n)
  * in the buffer end.  Bytes before that request that evhttp has yet to read
  * are earlier requests, complete: they stay, and the refusal waits until
  * evhttp has answered them (after_answer_written; the sweep as backstop).
+ * So does a refusal that came while an answer of evhttp's waited.
  * Everything from the refused request on is dropped.
  */
 static void settle_refusal(struct guard *g, struct evbuffer *in, uint64_t end)
@@ -843,7 +935,7 @@ static void settle_refusal(struct guard *g, struct evbuffer *in, uint64_t end)
 	uint64_t start = end - buffered;
 	size_t earlier = g->request_at > start ? (size_t)(g->request_at - start) : 0;
 
-	if (earlier && drop_tail(in, buffered - earlier)) {
+	if ((earlier || answer_waits(g)) && drop_tail(in, buffered - earlier)) {
 		g->refusal_held = true;
 		g->held_input = 0;
 		evbuffer_add_cb(bufferevent_get_output(g->bev), on_output, g->bev);
@@ -889,6 +981,8 @@ static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, v
 		evbuffer_ptr_set(in, &at, (size_t)got, EVBUFFER_PTR_ADD);
 	}
 	scan_input = NULL;
+	if (evbuffer_get_length(in) >= READ_AHEAD_MAX && !evhttp_parses(g))
+		bufferevent_disable(g->bev, EV_READ);	/* evhttp reads on after its answer */
 }
 
 /* evhttp accepted a connection and asks for its bufferevent. */

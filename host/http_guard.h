@@ -38,6 +38,7 @@ struct event_base;
 
 struct evconnlistener;
 struct evhttp;
+struct evhttp_connection;
 struct evhttp_request;
 
 /* Installs the guard on every new connection of http.  reserve_fds: file
@@ -71,6 +72,31 @@ size_t http_guard_unsent(int *connections);
  * and the event logged.  True for connections the guard does not serve.
  */
 bool http_guard_admit(struct evhttp_request *req);
+
+/*
+ * For a request answered in a later loop turn, once evhttp has handed it
+ * over: the connection goes on reading while the answer waits, instead of
+ * stopping until it is written (what evhttp does after a request with a
+ * body), which spares taking its socket out of epoll and putting it back
+ * for every such request.  What arrives meanwhile waits in the input, up
+ * to 64 KiB, and is checked as it comes; evhttp reads it once it has
+ * answered.  A refusal of a request that came meanwhile waits for that
+ * answer too.  An end of stream or error is left for evhttp to see then.
+ * evhttp's answer ends the read-ahead.  Nothing happens on a connection
+ * the guard does not serve, or one it has refused.
+ */
+void http_guard_read_ahead(struct evhttp_request *req);
+
+/*
+ * For an answer evhttp_send_reply() has just queued on evcon from outside
+ * evhttp's callbacks (an answer that waited): writes it to the socket now,
+ * not when the loop next finds the socket writable, and once all of it is
+ * written, lets evhttp finish the request as it does after any write, which
+ * may free the connection.  Spares two epoll changes and a loop wakeup per
+ * answer.  What the socket does not take, or an error, is left to the
+ * usual write.  Nothing happens on a connection the guard does not serve.
+ */
+void http_guard_write_now(struct evhttp_connection *evcon);
 
 /* How many times http_guard_admit() has said false (for tests). */
 uint64_t http_guard_desyncs(void);

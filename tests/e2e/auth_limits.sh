@@ -1,8 +1,9 @@
 #!/bin/sh
 # auth_limits.sh - who may call and how much they may ask: the bearer token
 # (401 without it, required off loopback), header_timeout (408),
-# max_connections (503), malformed and oversized requests, the plugin
-# directory's permissions, and the drop to `user` when started as root.
+# max_connections (503), malformed and oversized requests, requests that
+# arrive while an answer waits for the disk, the plugin directory's
+# permissions, and the drop to `user` when started as root.
 . "${CAGE_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 
 TOKEN=0123456789abcdef0123
@@ -592,7 +593,68 @@ else
 fi
 stop_host
 
-# ---- (g) user = nobody -----------------------------------------------------
+# ---- (g) while an answer waits for the disk ---------------------------------
+# Each flush waits 2.5 s, so the answer to an enqueue (or a deletion) waits
+# that long, and what a piece sent 50 ms after it brings arrives meanwhile:
+# the connection reads on, but answers go out in request order.
+CAGEHOST_TEST_FLUSH_PAUSE_MS=2500
+export CAGEHOST_TEST_FLUSH_PAUSE_MS
+write_conf "header_timeout = 1s"
+start_host
+unset CAGEHOST_TEST_FLUSH_PAUSE_MS
+ENQUEUE_PIECE='POST /v1/enqueue/default/echo/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nwait'
+printf "$ENQUEUE_PIECE" > "$T/wait_next.in.a"
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' > "$T/wait_next.in.b"
+raw wait_next
+printf "$ENQUEUE_PIECE" > "$T/wait_bad.in.a"
+printf 'POST /v1/call/echo/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n' \
+	> "$T/wait_bad.in.b"
+raw wait_bad
+# the next request's headers stall: header_timeout (1 s) passes while the
+# answer before it waits, but its 408 must come after that answer
+printf "$ENQUEUE_PIECE" > "$T/wait_slow.in.a"
+printf 'GET /healthz HTTP/1.1\r\nHo' > "$T/wait_slow.in.b"
+raw wait_slow
+# more than the 64 KiB read ahead: 2,000 requests of 37 bytes
+printf "$ENQUEUE_PIECE" > "$T/wait_many.in.a"
+for i in $(seq 1999); do printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'; done > "$T/wait_many.in.b"
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >> "$T/wait_many.in.b"
+raw wait_many 40
+# the client closes its sending side right after the enqueue
+printf "$ENQUEUE_PIECE" > "$T/wait_half.in"
+"$HALFCLOSE" "$PORT" "$T/wait_half.in" 20 > "$T/wait_half.out" &
+half_pid=$!
+RAW_PIDS="$RAW_PIDS $half_pid"
+wait_until "the enqueue and the request after it to be answered" closed wait_next
+wait_until "the enqueue and the refusal after it to be answered" closed wait_bad
+wait_until "the enqueue and the 408 after it to be answered" closed wait_slow
+WAIT_LIMIT=40 wait_until "the enqueue and 2,000 requests to be answered" closed wait_many
+equal "a request that came while an enqueue's answer waited: answered after it" \
+	"$(statuses wait_next)" "202 200 "
+equal "a refused one (411): refused after it" "$(statuses wait_bad)" "202 411 "
+id=$(sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' "$T/wait_bad.out")
+equal "and the enqueued call is stored" "$(hreq GET "/v1/calls/$id")" 200
+equal "headers that stalled meanwhile: 408 only after the answer" \
+	"$(statuses wait_slow)" "202 408 "
+equal "2,000 requests sent meanwhile (past the read-ahead): the enqueue's 202 first" \
+	"$(statuses wait_many | cut -d' ' -f1)" 202
+equal "then 2,000 answers 200" "$(grep -c '^HTTP/1.1 200 ' "$T/wait_many.out")" 2000
+wait "$half_pid"
+equal "a client that shut its sending side after an enqueue gets the 202" \
+	"$(statuses wait_half)" "202 "
+# a deletion (a request without a body) waits for the disk too
+id=$(enqueue default echo fail doomed)
+wait_until "the failing call to be dead" state_is "$id" dead
+printf 'DELETE /v1/calls/%s HTTP/1.1\r\nHost: x\r\n\r\n' "$id" > "$T/wait_delete.in.a"
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' > "$T/wait_delete.in.b"
+raw wait_delete
+wait_until "the deletion and the request after it to be answered" closed wait_delete
+equal "a request that came while a deletion's answer waited: answered after it" \
+	"$(statuses wait_delete)" "200 200 "
+check "the host is alive" host_alive
+stop_host
+
+# ---- (h) user = nobody -----------------------------------------------------
 # others_reach DIR: every directory above DIR lets others through
 others_reach() {
 	d=$1
