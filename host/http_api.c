@@ -511,7 +511,7 @@ static int answer_when_durable(struct http_api *api, struct evhttp_request *req,
 static void enqueue_committed(bool ok, void *arg)
 {
 	struct enqueue_reply *r = arg;
-	struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
+	struct http_guard_conn conn = http_guard_conn_of(r->req);
 	struct evbuffer *body = evbuffer_new();
 
 	r->api->replies_waiting--;
@@ -537,7 +537,7 @@ static void enqueue_committed(bool ok, void *arg)
 				    r->duplicate ? ", \"duplicate\": true" : "");
 		reply_json(r->req, 202, "Accepted", body);
 	}
-	http_guard_write_now(evcon);
+	http_guard_write_now(conn);
 	if (body)
 		evbuffer_free(body);
 	free(r);
@@ -1187,7 +1187,7 @@ struct dead_page_reply {
 static void dead_page_committed(bool ok, void *arg)
 {
 	struct dead_page_reply *r = arg;
-	struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
+	struct http_guard_conn conn = http_guard_conn_of(r->req);
 	struct evbuffer *body = ok ? evbuffer_new() : NULL;
 
 	r->api->replies_waiting--;
@@ -1212,7 +1212,7 @@ static void dead_page_committed(bool ok, void *arg)
 			evbuffer_add_printf(body, "null}\n");
 		reply_json(r->req, 200, "OK", body);
 	}
-	http_guard_write_now(evcon);
+	http_guard_write_now(conn);
 	if (body)
 		evbuffer_free(body);
 	free(r);
@@ -1317,7 +1317,7 @@ static void handle_show(struct http_api *api, struct evhttp_request *req, const 
 static void dead_call_committed(bool ok, void *arg)
 {
 	struct enqueue_reply *r = arg;
-	struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
+	struct http_guard_conn conn = http_guard_conn_of(r->req);
 	struct evbuffer *body = ok ? evbuffer_new() : NULL;
 
 	r->api->replies_waiting--;
@@ -1331,7 +1331,7 @@ static void dead_call_committed(bool ok, void *arg)
 	else
 		reply_error(r->req, 503, "Service Unavailable", "could not %s %s: %s",
 			    r->deleted ? "delete" : "requeue", r->id, batch_error(r->api->d.batch));
-	http_guard_write_now(evcon);
+	http_guard_write_now(conn);
 	free(r);
 }
 

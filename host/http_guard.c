@@ -81,6 +81,7 @@ struct guard {
 	struct refusal refusal;		/* when REJECTED */
 	bool refusal_held;		/* not sent yet: evhttp has requests before it */
 	int64_t head_started_ms;	/* monotonic; first byte of these headers */
+	bool head_paused;		/* evhttp stopped reading since (sweep) */
 	int64_t rejected_ms;		/* monotonic; when the guard answered */
 	bool read_shut;			/* closing: evhttp was made to see EOF */
 	enum guard_state state;
@@ -394,12 +395,21 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
 
 		if (!g->bev)
 			continue;
-		/* only while evhttp reads: a request's next one may have begun
-		 * to arrive while evhttp handles it, not reading on */
-		if (g->state == HEAD && g->head_len > 0 &&
-		    now - g->head_started_ms > header_timeout_ms && evhttp_reading(g))
+		/* headers time out only while evhttp reads: a request's next one
+		 * may have begun to arrive while evhttp handled it, not reading
+		 * on (or reading ahead, at most READ_AHEAD_MAX), and the rest of
+		 * it may wait in the socket; their time counts again from the
+		 * first sweep that finds evhttp reading */
+		if (!evhttp_reading(g)) {
+			g->head_paused = true;
+		} else if (g->head_paused) {
+			g->head_paused = false;
+			g->head_started_ms = now;
+		} else if (g->state == HEAD && g->head_len > 0 &&
+			   now - g->head_started_ms > header_timeout_ms) {
 			answer(g, 408, "Request Timeout",
 			       "request headers did not arrive within header_timeout");
+		}
 		if (g->state == REJECTED && g->refusal_held)
 			send_when_answered(g, true);
 		if (g->state == REJECTED && !g->refusal_held && !g->read_shut &&
@@ -485,23 +495,43 @@ void http_guard_read_ahead(struct evhttp_request *req)
 	if (!g || g->state == REJECTED)
 		return;
 	bufferevent_setcb(bev, read_ahead_input, NULL, read_ahead_event, evcon);
+	g->head_paused = true;
 	if (evbuffer_get_length(bufferevent_get_input(bev)) < READ_AHEAD_MAX)
 		bufferevent_enable(bev, EV_READ);
 }
 
-void http_guard_write_now(struct evhttp_connection *evcon)
+struct http_guard_conn http_guard_conn_of(struct evhttp_request *req)
 {
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-	struct guard *g = bev ? guard_for(bev) : NULL;
+
+	if (!bev || !guard_for(bev))
+		return (struct http_guard_conn){ -1, NULL };
+	return (struct http_guard_conn){ bufferevent_getfd(bev), bev };
+}
+
+void http_guard_write_now(struct http_guard_conn conn)
+{
+	struct bufferevent *bev;
 	struct evbuffer *out;
 	bufferevent_data_cb writecb;
 	void *cbarg;
+	int written;
 
-	if (!g || !(bufferevent_get_enabled(bev) & EV_WRITE))
+	/* the slot still holds that bufferevent: the connection was not freed
+	 * meanwhile (conn.bev is only compared, never followed, until then) */
+	if (conn.fd < 0 || (size_t)conn.fd >= guard_count || guards[conn.fd].bev != conn.bev)
 		return;
+	bev = guards[conn.fd].bev;
 	out = bufferevent_get_output(bev);
-	if (evbuffer_get_length(out) == 0 || evbuffer_write(out, bufferevent_getfd(bev)) <= 0 ||
-	    evbuffer_get_length(out) > 0)
+	if (!(bufferevent_get_enabled(bev) & EV_WRITE) || evbuffer_get_length(out) == 0)
+		return;
+	/* as the bufferevent writes: it keeps the buffer's start frozen
+	 * between its writes */
+	evbuffer_unfreeze(out, 1);
+	written = evbuffer_write(out, conn.fd);
+	evbuffer_freeze(out, 1);
+	if (written <= 0 || evbuffer_get_length(out) > 0)
 		return;	/* the bufferevent writes the rest, or meets the error, as usual */
 	/* what the bufferevent does once its output is written: run the write
 	 * callback (evhttp's, or after_answer_written, which on_output may
@@ -981,8 +1011,10 @@ static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, v
 		evbuffer_ptr_set(in, &at, (size_t)got, EVBUFFER_PTR_ADD);
 	}
 	scan_input = NULL;
-	if (evbuffer_get_length(in) >= READ_AHEAD_MAX && !evhttp_parses(g))
+	if (evbuffer_get_length(in) >= READ_AHEAD_MAX && !evhttp_parses(g)) {
 		bufferevent_disable(g->bev, EV_READ);	/* evhttp reads on after its answer */
+		g->head_paused = true;
+	}
 }
 
 /* evhttp accepted a connection and asks for its bufferevent. */

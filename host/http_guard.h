@@ -38,7 +38,6 @@ struct event_base;
 
 struct evconnlistener;
 struct evhttp;
-struct evhttp_connection;
 struct evhttp_request;
 
 /* Installs the guard on every new connection of http.  reserve_fds: file
@@ -87,16 +86,25 @@ bool http_guard_admit(struct evhttp_request *req);
  */
 void http_guard_read_ahead(struct evhttp_request *req);
 
+/* A connection as the guard knows it, to write an answer to once made. */
+struct http_guard_conn {
+	int fd;			/* -1: a connection the guard does not serve */
+	const void *bev;	/* its bufferevent, compared, never followed */
+};
+
+/* req's connection: taken before answering req, which may free it. */
+struct http_guard_conn http_guard_conn_of(struct evhttp_request *req);
+
 /*
- * For an answer evhttp_send_reply() has just queued on evcon from outside
+ * For an answer evhttp_send_reply() has just queued on conn from outside
  * evhttp's callbacks (an answer that waited): writes it to the socket now,
  * not when the loop next finds the socket writable, and once all of it is
  * written, lets evhttp finish the request as it does after any write, which
  * may free the connection.  Spares two epoll changes and a loop wakeup per
  * answer.  What the socket does not take, or an error, is left to the
- * usual write.  Nothing happens on a connection the guard does not serve.
+ * usual write.  Nothing happens if conn is gone or not the guard's.
  */
-void http_guard_write_now(struct evhttp_connection *evcon);
+void http_guard_write_now(struct http_guard_conn conn);
 
 /* How many times http_guard_admit() has said false (for tests). */
 uint64_t http_guard_desyncs(void);

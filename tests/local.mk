@@ -9,7 +9,8 @@ if HAVE_CHECK
 check_PROGRAMS += tests/unit/units.test
 tests_unit_units_test_SOURCES = \
 	tests/unit/check_main.c tests/unit/check_retry.c tests/unit/check_parse.c \
-	tests/unit/check_record.c tests/unit/check_store.c tests/unit/check_log.c
+	tests/unit/check_record.c tests/unit/check_store.c tests/unit/check_log.c \
+	tests/unit/check_http_guard.c
 tests_unit_units_test_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_units_test_LDADD = host/libcagehost.la $(CHECK_LIBS)
 TESTS += tests/unit/units.test

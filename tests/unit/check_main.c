@@ -13,6 +13,7 @@ Suite *elf_check_suite(void);
 Suite *wire_suite(void);
 Suite *store_suite(void);
 Suite *log_suite(void);
+Suite *http_guard_suite(void);
 
 int main(void)
 {
@@ -26,6 +27,7 @@ int main(void)
 	srunner_add_suite(sr, wire_suite());
 	srunner_add_suite(sr, store_suite());
 	srunner_add_suite(sr, log_suite());
+	srunner_add_suite(sr, http_guard_suite());
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
