@@ -82,6 +82,7 @@ struct guard {
 	bool refusal_held;		/* not sent yet: evhttp has requests before it */
 	int64_t head_started_ms;	/* monotonic; first byte of these headers */
 	bool head_paused;		/* evhttp stopped reading since (sweep) */
+	struct event *keep_read;	/* keep_reading()'s, made when first needed */
 	int64_t rejected_ms;		/* monotonic; when the guard answered */
 	bool read_shut;			/* closing: evhttp was made to see EOF */
 	enum guard_state state;
@@ -118,6 +119,11 @@ static size_t guard_count;
 static struct bufferevent **adopting;
 static size_t adopt_count, adopt_cap;
 static struct event *adopt_event;
+
+/* sockets keep_reading() holds until the end of this turn */
+static evutil_socket_t *kept;
+static size_t kept_count, kept_cap;
+static struct event *release_event;
 
 static struct evconnlistener *listener;
 static bool listener_paused;
@@ -430,6 +436,9 @@ static void on_connection_close(struct evhttp_connection *evcon, void *arg)
 
 	(void)arg;
 	if (g) {
+		if (g->keep_read)
+			event_free(g->keep_read);	/* before evhttp closes the socket */
+		g->keep_read = NULL;
 		g->bev = NULL;
 		live_connections--;
 		steer_listener();
@@ -905,6 +914,62 @@ static size_t header_bytes(struct guard *g, const char *p, size_t n)
 	return len;
 }
 
+static void never_runs(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/*
+ * A request with a body has just come in whole.  evhttp, taking it, stops
+ * reading the socket, and for an answer that waits the API has it read on
+ * (http_guard_read_ahead) before the turn ends: libevent would still make
+ * an epoll_ctl of the two.  A second read event on the socket, held until
+ * the end of the turn, keeps the socket's interest in epoll unchanged
+ * meanwhile; it is released before the loop polls again, so it never runs.
+ */
+static void keep_reading(struct guard *g)
+{
+	evutil_socket_t fd = bufferevent_getfd(g->bev);
+
+	if (!release_event || fd < 0)
+		return;
+	if (!g->keep_read &&
+	    !(g->keep_read = event_new(bufferevent_get_base(g->bev), fd, EV_READ, never_runs, NULL)))
+		return;
+	if (event_pending(g->keep_read, EV_READ, NULL))
+		return;
+	if (kept_count == kept_cap) {
+		size_t cap = kept_cap ? kept_cap * 2 : 64;
+		evutil_socket_t *grown = realloc(kept, cap * sizeof *grown);
+
+		if (!grown)
+			return;
+		kept = grown;
+		kept_cap = cap;
+	}
+	if (event_add(g->keep_read, NULL) < 0)
+		return;
+	kept[kept_count++] = fd;
+	event_active(release_event, EV_TIMEOUT, 0);
+}
+
+/* The end of the turn: the read events keep_reading() added go. */
+static void release_kept(evutil_socket_t unused, short what, void *arg)
+{
+	(void)unused;
+	(void)what;
+	(void)arg;
+	for (size_t i = 0; i < kept_count; i++) {
+		struct guard *g = (size_t)kept[i] < guard_count ? &guards[kept[i]] : NULL;
+
+		if (g && g->bev && g->keep_read)
+			event_del(g->keep_read);
+	}
+	kept_count = 0;
+}
+
 /* Runs the state machine over n new bytes; false once rejected. */
 static bool scan(struct guard *g, const char *p, size_t n)
 {
@@ -916,8 +981,10 @@ static bool scan(struct guard *g, const char *p, size_t n)
 		if (g->state == BODY) {
 			used = n - i < g->body_left ? n - i : (size_t)g->body_left;
 			g->body_left -= used;
-			if (g->body_left == 0)
+			if (g->body_left == 0) {
 				g->state = HEAD;
+				keep_reading(g);
+			}
 		} else {
 			used = header_bytes(g, p + i, n - i);
 		}
@@ -1078,6 +1145,8 @@ void http_guard_install(struct evhttp *http, struct event_base *base, size_t max
 	evhttp_set_bevcb(http, new_connection, NULL);
 	if (!adopt_event)
 		adopt_event = event_new(base, -1, 0, adopt, NULL);
+	if (!release_event)
+		release_event = event_new(base, -1, 0, release_kept, NULL);
 	if (!scratch)
 		scratch = evbuffer_new();
 	if (!sweeper) {
