@@ -123,7 +123,8 @@ static struct event *adopt_event;
 /* sockets keep_reading() holds until the end of this turn */
 static evutil_socket_t *kept;
 static size_t kept_count, kept_cap;
-static struct event *release_event;
+static struct event *release_event;	/* made only on a base of one priority */
+static struct event *sweeper;
 
 static struct evconnlistener *listener;
 static bool listener_paused;
@@ -983,7 +984,8 @@ static bool scan(struct guard *g, const char *p, size_t n)
 			g->body_left -= used;
 			if (g->body_left == 0) {
 				g->state = HEAD;
-				keep_reading(g);
+				if (!answer_waits(g))
+					keep_reading(g);
 			}
 		} else {
 			used = header_bytes(g, p + i, n - i);
@@ -1135,7 +1137,6 @@ static int connection_limit(int wanted, int reserve)
 void http_guard_install(struct evhttp *http, struct event_base *base, size_t max_header_bytes,
 			size_t max_body_bytes, int64_t header_timeout, int max_conns, int reserve_fds)
 {
-	static struct event *sweeper;
 	struct timeval second = { 1, 0 };
 
 	guard_limit = max_header_bytes;
@@ -1145,7 +1146,9 @@ void http_guard_install(struct evhttp *http, struct event_base *base, size_t max
 	evhttp_set_bevcb(http, new_connection, NULL);
 	if (!adopt_event)
 		adopt_event = event_new(base, -1, 0, adopt, NULL);
-	if (!release_event)
+	/* release_kept must run in the turn keep_reading() was called in: with
+	 * one priority, an event made active runs in the same turn */
+	if (!release_event && event_base_get_npriorities(base) == 1)
 		release_event = event_new(base, -1, 0, release_kept, NULL);
 	if (!scratch)
 		scratch = evbuffer_new();
@@ -1168,4 +1171,17 @@ void http_guard_close(void)
 	for (size_t i = 0; i < adopt_count; i++)
 		bufferevent_decref(adopting[i]);
 	adopt_count = 0;
+	release_kept(-1, 0, NULL);
+	/* the guard's events belong to this base: a later install may be on
+	 * another (the unit tests make one per test) */
+	if (adopt_event)
+		event_free(adopt_event);
+	if (release_event)
+		event_free(release_event);
+	if (sweeper)
+		event_free(sweeper);
+	adopt_event = release_event = sweeper = NULL;
+	free(kept);
+	kept = NULL;
+	kept_cap = 0;
 }

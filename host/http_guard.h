@@ -51,7 +51,8 @@ void http_guard_install(struct evhttp *http, struct event_base *base, size_t max
 void http_guard_listen(struct evconnlistener *listener);
 
 /* Before evhttp_free(): the guard lets go of the listener and of the
- * connections accepted this turn. */
+ * connections accepted this turn, and frees its events (a later install
+ * may be on another event base). */
 void http_guard_close(void);
 
 /*
