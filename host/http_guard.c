@@ -189,22 +189,28 @@ static void read_ahead_event(struct bufferevent *bev, short what, void *arg)
 	(void)arg;
 }
 
+/* The connection's read callback: evhttp's, read_ahead_input, or none
+ * while evhttp writes an answer. */
+static bufferevent_data_cb read_callback(const struct guard *g)
+{
+	bufferevent_data_cb readcb;
+
+	bufferevent_getcb(g->bev, &readcb, NULL, NULL, NULL);
+	return readcb;
+}
+
 /* An answer of evhttp's waits: the connection reads ahead. */
 static bool answer_waits(const struct guard *g)
 {
-	bufferevent_data_cb readcb;
-
-	bufferevent_getcb(g->bev, &readcb, NULL, NULL, NULL);
-	return readcb == read_ahead_input;
+	return read_callback(g) == read_ahead_input;
 }
 
-/* evhttp takes the input as it comes: it is not writing an answer (its read
- * callback is unset then) and no answer of its waits. */
+/* evhttp takes the input as it comes: it is not writing an answer and no
+ * answer of its waits. */
 static bool evhttp_parses(const struct guard *g)
 {
-	bufferevent_data_cb readcb;
+	bufferevent_data_cb readcb = read_callback(g);
 
-	bufferevent_getcb(g->bev, &readcb, NULL, NULL, NULL);
 	return readcb && readcb != read_ahead_input;
 }
 
@@ -481,43 +487,51 @@ static void adopt(evutil_socket_t unused, short what, void *arg)
 	steer_listener();
 }
 
-bool http_guard_admit(struct evhttp_request *req)
+/* The slot serving req's connection, or NULL. */
+static struct guard *guard_of(struct evhttp_request *req)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-	struct guard *g = bev ? guard_for(bev) : NULL;
+
+	return bev ? guard_for(bev) : NULL;
+}
+
+bool http_guard_admit(struct evhttp_request *req)
+{
+	struct guard *g = guard_of(req);
+	struct evbuffer *in;
 
 	if (!g || ++g->admitted <= g->passed)
 		return true;
 	desyncs++;
 	log_error("HTTP: evhttp read a request the guard did not see whole (%" PRIu64
 		  " passed on this connection); refused, and the connection closed", g->passed);
-	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+	in = bufferevent_get_input(g->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
 	return false;
 }
 
 void http_guard_read_ahead(struct evhttp_request *req)
 {
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-	struct guard *g = bev ? guard_for(bev) : NULL;
+	struct guard *g = guard_of(req);
 
 	if (!g || g->state == REJECTED)
 		return;
-	bufferevent_setcb(bev, read_ahead_input, NULL, read_ahead_event, evcon);
+	/* evhttp's callback argument is its connection */
+	bufferevent_setcb(g->bev, read_ahead_input, NULL, read_ahead_event,
+			  evhttp_request_get_connection(req));
 	g->head_paused = true;
-	if (evbuffer_get_length(bufferevent_get_input(bev)) < READ_AHEAD_MAX)
-		bufferevent_enable(bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(g->bev)) < READ_AHEAD_MAX)
+		bufferevent_enable(g->bev, EV_READ);
 }
 
 struct http_guard_conn http_guard_conn_of(struct evhttp_request *req)
 {
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	struct guard *g = guard_of(req);
 
-	if (!bev || !guard_for(bev))
+	if (!g)
 		return (struct http_guard_conn){ -1, NULL };
-	return (struct http_guard_conn){ bufferevent_getfd(bev), bev };
+	return (struct http_guard_conn){ bufferevent_getfd(g->bev), g->bev };
 }
 
 void http_guard_write_now(struct http_guard_conn conn)
