@@ -81,6 +81,7 @@ struct store {
 	long shm_key;		/* base System V key of the regions */
 	u_int32_t recorded_log;	/* log file named in cagehost.state */
 	uint64_t last_id;
+	uint64_t opened_max_id;	/* the largest call id stored at open */
 	int lock_fd;
 	struct store_stats stats;
 	char error[2048];
@@ -893,6 +894,7 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		s->last_id = last_key_id(s->done);
 	if (last_key_id(s->dead) > s->last_id)
 		s->last_id = last_key_id(s->dead);
+	s->opened_max_id = s->last_id;
 	*out = s;
 	return 0;
 fail:
@@ -1023,9 +1025,28 @@ static int put_call(struct store *s, DB *db, const char *what, const struct call
 	return rc;
 }
 
+/*
+ * A new call's id is above every id stored when the store opened, and
+ * store_new_id() never makes one twice: so a new call cannot overwrite a
+ * stored one, and its put needs no DB_NOOVERWRITE.  That flag costs a
+ * search of calls.db per enqueue on top of the one Berkeley DB makes for
+ * the indexes (17 % of the writer's instructions for a delayed enqueue,
+ * callgrind; enqueues/s +5 %, 8 of 10 paired runs faster).
+ */
+static bool is_new_id(const struct store *s, const char *id)
+{
+	char *end;
+	uint64_t n = strtoull(id, &end, 16);
+
+	return end == id + CALL_ID_LEN && !*end && n > s->opened_max_id;
+}
+
 int store_add_call(struct store *s, const struct call_record *r, bool is_new)
 {
-	if (put_call(s, is_new ? s->new_calls : s->calls, "add call", r, true, DB_NOOVERWRITE) < 0)
+	if (!is_new_id(s, r->id))
+		return fail(s, "add call %s: not a new call id (ids up to %016" PRIx64
+			    " were taken when %s opened)", r->id, s->opened_max_id, s->dir);
+	if (put_call(s, is_new ? s->new_calls : s->calls, "add call", r, true, 0) < 0)
 		return -1;
 	if (r->idem_key[0] &&
 	    put(s, r->delivery ? s->delivered : s->idem, "add idempotency key", r->idem_key,

@@ -89,7 +89,11 @@ void store_new_call(struct store *s, struct call_record *r, const char *queue,
 /*
  * Writes a new pending call (and its Idempotency-Key, if any): into
  * new.db when is_new (the caller runs its first attempt from memory and
- * needs no index entry), else into calls.db.
+ * needs no index entry), else into calls.db.  r->id must be new to the
+ * store, as store_new_id() makes them: the write does not look for a call
+ * of that id (an overwrite check costs a B-tree search per enqueue), so an
+ * id at or below the largest one stored when the store opened is refused
+ * instead.
  */
 int store_add_call(struct store *s, const struct call_record *r, bool is_new);
 

@@ -192,6 +192,42 @@ START_TEST(committed_calls_survive_reopen)
 }
 END_TEST
 
+/* Adding a call does not look for one of its id (store.h): an id that
+ * was taken when the store opened - pending, done or dead - is refused. */
+START_TEST(a_taken_call_id_is_refused)
+{
+	struct store *s = open_store();
+	struct call_record r, fresh;
+	void *buf;
+
+	add(s, "0000000000000005", 5000, NULL);
+	add(s, "0000000000000007", 6000, NULL);
+	finish(s, "0000000000000007", 7000);
+	ck_assert_int_eq(store_commit(s), 0);
+	store_close(&s);
+	s = open_store();
+	for (int i = 0; i < 2; i++) {
+		r = pending(i ? "0000000000000006" : "0000000000000005", 1000);
+		r.payload = "someone else's";
+		r.payload_len = strlen(r.payload);
+		ck_assert_int_eq(store_add_call(s, &r, false), -1);
+		ck_assert_msg(strstr(store_error(s), "not a new call id"), "%s", store_error(s));
+		store_abort(s);
+	}
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "0000000000000005", &r, &buf), 0);
+	ck_assert_uint_eq(r.payload_len, 16);	/* its own: the id */
+	free(buf);
+	ck_assert_int_eq(store_get_call(s, TABLE_CALLS, "0000000000000006", &r, &buf), 1);
+	/* the ids the store makes are new */
+	store_new_call(s, &fresh, "default", "echo", "echo");
+	ck_assert_str_gt(fresh.id, "0000000000000007");
+	ck_assert_int_eq(store_add_call(s, &fresh, false), 0);
+	ck_assert_int_eq(store_commit(s), 0);
+	store_close(&s);
+	remove_dir();
+}
+END_TEST
+
 START_TEST(due_calls_come_earliest_first)
 {
 	struct store *s = open_store();
@@ -1354,6 +1390,7 @@ Suite *store_suite(void)
 	tcase_add_checked_fixture(tc, make_dir, NULL);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, committed_calls_survive_reopen);
+	tcase_add_test(tc, a_taken_call_id_is_refused);
 	tcase_add_test(tc, due_calls_come_earliest_first);
 	tcase_add_test(tc, finished_calls_leave_the_due_index);
 	tcase_add_test(tc, new_calls_are_unindexed_until_a_restart_makes_them_due);
