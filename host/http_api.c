@@ -533,8 +533,13 @@ static void enqueue_committed(bool ok, void *arg)
 	} else if (!body) {
 		reply_error(r->req, 500, "Internal Server Error", "out of memory");
 	} else {
-		evbuffer_add_printf(body, "{\"id\": \"%s\"%s}\n", r->id,
-				    r->duplicate ? ", \"duplicate\": true" : "");
+		/* {"id": "ID"} or {"id": "ID", "duplicate": true}, put together
+		 * without a printf: this runs once per enqueue */
+		const char *end = r->duplicate ? "\", \"duplicate\": true}\n" : "\"}\n";
+
+		evbuffer_add(body, "{\"id\": \"", 8);
+		evbuffer_add(body, r->id, strlen(r->id));
+		evbuffer_add(body, end, strlen(end));
 		reply_json(r->req, 202, "Accepted", body);
 	}
 	http_guard_write_now(conn);
