@@ -210,8 +210,14 @@ static int open_db(struct store *s, DB **db, const char *file, DBTYPE type, bool
 	/* page checksums: damage on disk is found when a page is read, never
 	 * taken for data (ignored for a database created without them) */
 	(*db)->set_flags(*db, DB_CHKSUM);
-	/* done.db only grows at its end: bigger pages, fewer splits (new ones) */
-	if (!strcmp(file, "done.db"))
+	/*
+	 * calls.db and done.db grow at their end (ids go up with time):
+	 * bigger pages, a quarter of the splits, page allocations and page
+	 * writes (new files only; an existing one keeps its size).  For
+	 * calls.db, delayed enqueues/s +6 %, faster in 9 of 10 paired runs;
+	 * 64 KiB pages, or 16 KiB for due.db too, did no better.
+	 */
+	if (!strcmp(file, "calls.db") || !strcmp(file, "done.db"))
 		(*db)->set_pagesize(*db, 16384);
 	/* a handle is used by one thread at a time (batch.h): no DB_THREAD */
 	rc = (*db)->open(*db, NULL, file, NULL, type, DB_CREATE | DB_AUTO_COMMIT, 0600);
