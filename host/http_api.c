@@ -89,9 +89,18 @@ struct sync_call {
 	LIST_ENTRY(sync_call) link;
 };
 
-struct enqueue_reply {
+/*
+ * The start of every reply that waits for the disk (answer_when_durable):
+ * what answered_durably() does around the reply's own answer needs it.
+ */
+struct durable_reply {
 	struct http_api *api;
 	struct evhttp_request *req;
+	batch_done_fn answer;		/* answers req, and frees the reply */
+};
+
+struct enqueue_reply {
+	struct durable_reply d;
 	char id[CALL_ID_LEN + 1];
 	bool duplicate;
 	bool not_stored;		/* out of memory recording the call */
@@ -493,45 +502,58 @@ static void handle_call(struct http_api *api, struct evhttp_request *req, char *
 	plugins_run(api->d.plugins, &c->job);
 }
 
-/*
- * Has done(arg) answer req once this turn's writes are on disk; until then
- * it counts as unanswered (http_api_unanswered), and done() uncounts it.
- * The connection reads ahead meanwhile (http_guard_read_ahead).
- */
-static int answer_when_durable(struct http_api *api, struct evhttp_request *req,
-			       batch_done_fn done, void *arg)
+/* Runs a durable reply's answer, and writes it to the socket at once. */
+static void answered_durably(bool ok, void *arg)
 {
-	if (batch_wait(api->d.batch, true, done, arg) < 0)
+	struct durable_reply *d = arg;
+	/* taken before answering, which may free the connection */
+	struct http_guard_conn conn = http_guard_conn_of(d->req);
+
+	d->api->replies_waiting--;
+	d->answer(ok, d);
+	http_guard_write_now(conn);
+}
+
+/*
+ * Has answer(d) answer d->req once this turn's writes are on disk (d->api
+ * and d->req set; d is the first member of its reply, which answer()
+ * frees).  Until then the request counts as unanswered
+ * (http_api_unanswered), its connection reads ahead
+ * (http_guard_read_ahead), and the answer is written as soon as it is
+ * made (http_guard_write_now).
+ */
+static int answer_when_durable(struct durable_reply *d, batch_done_fn answer)
+{
+	d->answer = answer;
+	if (batch_wait(d->api->d.batch, true, answered_durably, d) < 0)
 		return -1;
-	api->replies_waiting++;
-	http_guard_read_ahead(req);
+	d->api->replies_waiting++;
+	http_guard_read_ahead(d->req);
 	return 0;
 }
 
 static void enqueue_committed(bool ok, void *arg)
 {
 	struct enqueue_reply *r = arg;
-	struct http_guard_conn conn = http_guard_conn_of(r->req);
 	struct evbuffer *body = evbuffer_new();
 
-	r->api->replies_waiting--;
 	/* counted once stored: a commit can still fail before */
 	if (ok && !r->not_stored) {
 		if (r->duplicate)
-			r->api->duplicates++;
+			r->d.api->duplicates++;
 		else
-			r->api->enqueued++;
+			r->d.api->enqueued++;
 	}
 	if (r->not_stored) {
-		reply_error(r->req, 500, "Internal Server Error",
+		reply_error(r->d.req, 500, "Internal Server Error",
 			    "out of memory: the call was not stored");
 	} else if (!ok) {
-		r->api->enqueues_failed++;
-		reply_error(r->req, 503, "Service Unavailable",
+		r->d.api->enqueues_failed++;
+		reply_error(r->d.req, 503, "Service Unavailable",
 			    "the call was not stored durably, so not accepted: %s",
-			    batch_error(r->api->d.batch));
+			    batch_error(r->d.api->d.batch));
 	} else if (!body) {
-		reply_error(r->req, 500, "Internal Server Error", "out of memory");
+		reply_error(r->d.req, 500, "Internal Server Error", "out of memory");
 	} else {
 		/* {"id": "ID"} or {"id": "ID", "duplicate": true}, put together
 		 * without a printf: this runs once per enqueue */
@@ -540,9 +562,8 @@ static void enqueue_committed(bool ok, void *arg)
 		evbuffer_add(body, "{\"id\": \"", 8);
 		evbuffer_add(body, r->id, strlen(r->id));
 		evbuffer_add(body, end, strlen(end));
-		reply_json(r->req, 202, "Accepted", body);
+		reply_json(r->d.req, 202, "Accepted", body);
 	}
-	http_guard_write_now(conn);
 	if (body)
 		evbuffer_free(body);
 	free(r);
@@ -793,8 +814,8 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		reply_error(req, 500, "Internal Server Error", "out of memory");
 		return;
 	}
-	r->api = api;
-	r->req = req;
+	r->d.api = api;
+	r->d.req = req;
 	batch_hand_over(api->d.batch);
 	if (key) {
 		batch_sync(api->d.batch);
@@ -810,7 +831,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 		if (rc == 0) {
 			/* the first call may not be durable yet: answer after the commit */
 			r->duplicate = true;
-			if (answer_when_durable(api, req, enqueue_committed, r) < 0)
+			if (answer_when_durable(&r->d, enqueue_committed) < 0)
 				goto oom;
 			return;
 		}
@@ -831,7 +852,7 @@ static void handle_enqueue(struct http_api *api, struct evhttp_request *req, cha
 	rec.when_ms += delay_ms;
 	snprintf(r->id, sizeof r->id, "%s", rec.id);
 	/* the waiter first: when it cannot wait, nothing is stored */
-	if (answer_when_durable(api, req, enqueue_committed, r) < 0) {
+	if (answer_when_durable(&r->d, enqueue_committed) < 0) {
 		free(payload);
 		goto oom;
 	}
@@ -1181,8 +1202,7 @@ static void handle_list(struct http_api *api, struct evhttp_request *req,
 
 /* A page of dead calls requeued or deleted, answered once on disk. */
 struct dead_page_reply {
-	struct http_api *api;
-	struct evhttp_request *req;
+	struct durable_reply d;
 	const char *done;	/* "requeued", "deleted" */
 	int count;
 	char next[CALL_ID_LEN + 1];
@@ -1192,32 +1212,29 @@ struct dead_page_reply {
 static void dead_page_committed(bool ok, void *arg)
 {
 	struct dead_page_reply *r = arg;
-	struct http_guard_conn conn = http_guard_conn_of(r->req);
 	struct evbuffer *body = ok ? evbuffer_new() : NULL;
 
-	r->api->replies_waiting--;
 	if (!ok) {
-		reply_error(r->req, 503, "Service Unavailable", "no call was %s: %s", r->done,
-			    batch_error(r->api->d.batch));
+		reply_error(r->d.req, 503, "Service Unavailable", "no call was %s: %s", r->done,
+			    batch_error(r->d.api->d.batch));
 	} else if (!body) {
-		reply_error(r->req, 500, "Internal Server Error", "out of memory after %d calls "
+		reply_error(r->d.req, 500, "Internal Server Error", "out of memory after %d calls "
 			    "were %s", r->count, r->done);
 	} else if (r->text) {
 		evbuffer_add_printf(body, "%s: %d\n", r->done, r->count);
 		if (r->next[0])
 			evbuffer_add_printf(body, "next: %s\n", r->next);
-		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
+		evhttp_add_header(evhttp_request_get_output_headers(r->d.req), "Content-Type",
 				  "text/plain; charset=utf-8");
-		send_reply(r->req, 200, "OK", body);
+		send_reply(r->d.req, 200, "OK", body);
 	} else {
 		evbuffer_add_printf(body, "{\"%s\": %d, \"next\": ", r->done, r->count);
 		if (r->next[0])
 			evbuffer_add_printf(body, "\"%s\"}\n", r->next);
 		else
 			evbuffer_add_printf(body, "null}\n");
-		reply_json(r->req, 200, "OK", body);
+		reply_json(r->d.req, 200, "OK", body);
 	}
-	http_guard_write_now(conn);
 	if (body)
 		evbuffer_free(body);
 	free(r);
@@ -1237,8 +1254,8 @@ static void handle_dead_page(struct http_api *api, struct evhttp_request *req,
 		reply_error(req, 500, "Internal Server Error", "out of memory");
 		return;
 	}
-	r->api = api;
-	r->req = req;
+	r->d.api = api;
+	r->d.req = req;
 	r->done = requeue ? "requeued" : "deleted";
 	r->text = wants_text(req);
 	batch_sync(api->d.batch);
@@ -1269,7 +1286,7 @@ static void handle_dead_page(struct http_api *api, struct evhttp_request *req,
 		if (requeue)
 			scheduler_kick(api->d.scheduler);
 	}
-	if (answer_when_durable(api, req, dead_page_committed, r) < 0) {
+	if (answer_when_durable(&r->d, dead_page_committed) < 0) {
 		reply_error(req, 500, "Internal Server Error", "out of memory before the %d calls "
 			    "%s were on disk; GET /v1/calls?state=dead shows what took", r->count,
 			    r->done);
@@ -1322,21 +1339,18 @@ static void handle_show(struct http_api *api, struct evhttp_request *req, const 
 static void dead_call_committed(bool ok, void *arg)
 {
 	struct enqueue_reply *r = arg;
-	struct http_guard_conn conn = http_guard_conn_of(r->req);
 	struct evbuffer *body = ok ? evbuffer_new() : NULL;
 
-	r->api->replies_waiting--;
 	if (body) {
 		evbuffer_add_printf(body, "{\"id\": \"%s\", \"state\": \"%s\"}\n", r->id,
 				    r->deleted ? "deleted" : "pending");
-		reply_json(r->req, r->deleted ? 200 : 202, r->deleted ? "OK" : "Accepted", body);
+		reply_json(r->d.req, r->deleted ? 200 : 202, r->deleted ? "OK" : "Accepted", body);
 		evbuffer_free(body);
 	} else if (ok)
-		reply_error(r->req, 500, "Internal Server Error", "out of memory");
+		reply_error(r->d.req, 500, "Internal Server Error", "out of memory");
 	else
-		reply_error(r->req, 503, "Service Unavailable", "could not %s %s: %s",
-			    r->deleted ? "delete" : "requeue", r->id, batch_error(r->api->d.batch));
-	http_guard_write_now(conn);
+		reply_error(r->d.req, 503, "Service Unavailable", "could not %s %s: %s",
+			    r->deleted ? "delete" : "requeue", r->id, batch_error(r->d.api->d.batch));
 	free(r);
 }
 
@@ -1380,14 +1394,14 @@ static void handle_dead_call(struct http_api *api, struct evhttp_request *req, c
 		free(r);
 		return;
 	}
-	r->api = api;
-	r->req = req;
+	r->d.api = api;
+	r->d.req = req;
 	r->deleted = !requeue;
 	snprintf(r->id, sizeof r->id, "%s", id);
 	log_info("call %s %s from the dead store", id, requeue ? "requeued" : "deleted");
 	if (requeue)
 		scheduler_kick(api->d.scheduler);
-	if (answer_when_durable(api, req, dead_call_committed, r) < 0) {
+	if (answer_when_durable(&r->d, dead_call_committed) < 0) {
 		/* done, but it cannot wait for the disk: say so now */
 		reply_error(req, 500, "Internal Server Error", "out of memory before the %s "
 			    "was on disk; GET /v1/calls/%s shows whether it took", verb, id);
