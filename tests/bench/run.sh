@@ -694,9 +694,8 @@ line() {
 	if [ -n "$c" ] && [ -n "$other" ]; then
 		# cut to two decimals, not rounded: 0.597 of a 0.60 target shows as
 		# 0.59, as it fails
-		ratio=$(awk -v a="$c" -v b="$other" \
-			'BEGIN { if (b > 0) printf "%.2f", int(a / b * 100 + 1e-9) / 100 }')
-		exact=$(awk -v a="$c" -v b="$other" 'BEGIN { if (b > 0) printf "%.6f", a / b }')
+		read -r ratio exact < <(awk -v a="$c" -v b="$other" 'BEGIN { if (b > 0)
+			printf "%.2f %.6f\n", int(a / b * 100 + 1e-9) / 100, a / b }')
 	fi
 	case $check in
 	ratio*) v=$exact ;;
