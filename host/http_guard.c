@@ -137,6 +137,25 @@ static uint64_t scan_input_at;
 static uint64_t desyncs;		/* requests evhttp parsed that the guard did not pass */
 static struct evbuffer *scratch;	/* drop_tail's */
 
+/*
+ * items, an array of *cap elements of size bytes of which count are used,
+ * with room for one more: items itself, or the array doubled (64 at
+ * first, *cap updated); NULL without memory, items then unchanged.
+ */
+static void *room_for_one(void *items, size_t count, size_t *cap, size_t size)
+{
+	size_t want;
+	void *grown;
+
+	if (count < *cap)
+		return items;
+	want = *cap ? *cap * 2 : 64;
+	grown = realloc(items, want * size);
+	if (grown)
+		*cap = want;
+	return grown;
+}
+
 /* The slot of socket fd, the table grown as needed; NULL without memory. */
 static struct guard *slot(evutil_socket_t fd)
 {
@@ -947,6 +966,7 @@ static void never_runs(evutil_socket_t fd, short what, void *arg)
 static void keep_reading(struct guard *g)
 {
 	evutil_socket_t fd = bufferevent_getfd(g->bev);
+	evutil_socket_t *room;
 
 	if (!release_event || fd < 0)
 		return;
@@ -955,15 +975,10 @@ static void keep_reading(struct guard *g)
 		return;
 	if (event_pending(g->keep_read, EV_READ, NULL))
 		return;
-	if (kept_count == kept_cap) {
-		size_t cap = kept_cap ? kept_cap * 2 : 64;
-		evutil_socket_t *grown = realloc(kept, cap * sizeof *grown);
-
-		if (!grown)
-			return;
-		kept = grown;
-		kept_cap = cap;
-	}
+	room = room_for_one(kept, kept_count, &kept_cap, sizeof *kept);
+	if (!room)
+		return;
+	kept = room;
 	if (event_add(g->keep_read, NULL) < 0)
 		return;
 	kept[kept_count++] = fd;
@@ -1104,6 +1119,7 @@ static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, v
 static struct bufferevent *new_connection(struct event_base *base, void *arg)
 {
 	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent **room;
 
 	(void)arg;
 	if (!bev)
@@ -1111,15 +1127,10 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
 	evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev);
 	if (!adopt_event)
 		return bev;	/* served unguarded */
-	if (adopt_count == adopt_cap) {
-		size_t cap = adopt_cap ? adopt_cap * 2 : 64;
-		struct bufferevent **grown = realloc(adopting, cap * sizeof *grown);
-
-		if (!grown)
-			return bev;	/* served unguarded */
-		adopting = grown;
-		adopt_cap = cap;
-	}
+	room = room_for_one(adopting, adopt_count, &adopt_cap, sizeof *adopting);
+	if (!room)
+		return bev;	/* served unguarded */
+	adopting = room;
 	bufferevent_incref(bev);	/* until adopt() has looked at it */
 	adopting[adopt_count++] = bev;
 	event_active(adopt_event, EV_TIMEOUT, 0);
