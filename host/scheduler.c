@@ -108,13 +108,19 @@ struct scheduler {
 	 */
 	bool scan_needed;
 	/*
-	 * Where the next scan of the due index starts: the due time of the
-	 * last call dispatched with only calls in flight before it.  Calls in
-	 * flight stay at the front of the index until their outcome commits,
-	 * and new due times are never earlier than now, so scans need not walk
-	 * over them again; the timer's tick and a failed commit start over.
+	 * Where the next scan of the due index starts: the due time and id
+	 * of the last call dispatched with only calls in flight before it
+	 * (the calls due at one time are in id order).  Calls in flight stay
+	 * at the front of the index until their outcome commits, and new due
+	 * times are never earlier than now, so scans need not walk over them
+	 * again; the timer's tick and a failed commit start over (resume "").
+	 * The id matters when many calls share a due time, as the 2,000 a
+	 * wake makes due at once do: with the time alone, every scan walked
+	 * over all of them still in flight, and the loop's CPU for the 10,000
+	 * calls of the benchmark's row 4 was 0.9-1.5 s instead of 0.3.
 	 */
 	char resume[CLOCK_ISO_LEN + 1];
+	char resume_id[CALL_ID_LEN + 1];
 	/* by [cage], in config order: the floor last handed to a durable
 	 * wait ("" when none, or when that wait failed); an unchanged floor
 	 * needs no new wait, and so no fdatasync of its own */
@@ -457,8 +463,10 @@ static int collect_due(const struct call_record *r, void *arg)
 	}
 	/* everything before this call is in flight or dispatched: the next
 	 * scan can start here (see resume in struct scheduler) */
-	if (!c->held_back)
+	if (!c->held_back) {
 		clock_format_iso(r->when_ms, s->resume, sizeof s->resume);
+		memcpy(s->resume_id, r->id, sizeof s->resume_id);
+	}
 	/* counted now, so the rest of this scan respects the limits */
 	a = track(s, r, q);
 	if (!a)
@@ -608,7 +616,8 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 	}
 	s->scan_needed = false;
 	batch_sync(s->batch);
-	if (store_scan_due(s->store, s->resume, now, c.room, in_flight, collect_due, &c) < 0) {
+	if (store_scan_due(s->store, s->resume, s->resume_id, now, c.room, in_flight, collect_due,
+			   &c) < 0) {
 		log_error("scheduler: %s", store_error(s->store));
 		s->scan_needed = true;
 	}

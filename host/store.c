@@ -64,6 +64,10 @@ struct store {
 	DB_ENV *env;
 	DB *calls, *due, *cages, *new_calls, *attempts, *done, *dead, *idem, *delivered,
 	   *quarantine;
+	/* due.db once more, not associated with calls.db: its entries as they
+	 * are (due time -> call id), where a read through `due` would fetch
+	 * each call's record too.  For reading only. */
+	DB *due_entries;
 	DB_TXN *txn;		/* the open batch, or NULL */
 	bool txn_failed;	/* an operation in it failed: abort, never commit */
 	struct {		/* during a part (store_part_begin): the batch's */
@@ -889,6 +893,8 @@ int store_open(struct store **out, const char *dir, char *err, size_t err_size)
 		db_fail(s, "cannot index calls.db by due time", rc);
 		goto fail;
 	}
+	if (open_db(s, &s->due_entries, "due.db", DB_BTREE, true))
+		goto fail;
 	if (check_integrity(s) < 0 || open_cage_index(s) < 0 || requeue_new_calls(s) < 0)
 		goto fail;
 	compact_drained_files(s);
@@ -919,8 +925,9 @@ void store_close(struct store **sp)
 	if (s->txn)
 		store_abort(s);
 	/* the secondaries close before their primary */
-	DB **dbs[] = { &s->due,  &s->cages, &s->calls, &s->new_calls, &s->attempts,
-		       &s->done, &s->dead,  &s->idem,  &s->delivered, &s->quarantine };
+	DB **dbs[] = { &s->due_entries, &s->due,  &s->cages, &s->calls,
+		       &s->new_calls,   &s->attempts, &s->done, &s->dead,
+		       &s->idem,        &s->delivered, &s->quarantine };
 	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
 		if (*dbs[i])
 			(*dbs[i])->close(*dbs[i], 0);
@@ -1335,7 +1342,7 @@ int store_next_due(struct store *s, int64_t after_ms, int64_t *due_ms)
 	DBT k, d;
 	int rc;
 
-	if (open_cursor(s, s->due, &c) < 0)
+	if (open_cursor(s, s->due_entries, &c) < 0)
 		return -1;
 	memset(&k, 0, sizeof k);
 	memset(&d, 0, sizeof d);
@@ -1381,46 +1388,96 @@ static void quarantine_call(struct store *s, const char *id)
 	free(d.data);
 }
 
-int store_scan_due(struct store *s, const char *from, int64_t now_ms, int max,
-		   bool (*skip)(const char *id, void *arg),
+/*
+ * Puts c on the first entry of due.db at or after (time from, call
+ * from_id): sorted duplicates keep the calls of one due time in id order.
+ */
+static int position_due(DBC *c, const char *from, const char *from_id, DBT *k, DBT *d)
+{
+	int rc;
+
+	if (!from[0])
+		return c->get(c, k, d, DB_FIRST);
+	dbt_bytes(k, from, strlen(from));
+	if (from_id[0]) {
+		dbt_bytes(d, from_id, strlen(from_id));
+		rc = c->get(c, k, d, DB_GET_BOTH_RANGE);
+		if (rc != DB_NOTFOUND)
+			return rc;
+		/* no call due at `from` comes at or after from_id (or none is
+		 * due then any more): the first call due later */
+		dbt_bytes(k, from, strlen(from));
+		memset(d, 0, sizeof *d);
+		rc = c->get(c, k, d, DB_SET_RANGE);
+		if (rc == 0 && k->size == strlen(from) && !memcmp(k->data, from, k->size))
+			rc = c->get(c, k, d, DB_NEXT_NODUP);
+		return rc;
+	}
+	memset(d, 0, sizeof *d);
+	return c->get(c, k, d, DB_SET_RANGE);
+}
+
+int store_scan_due(struct store *s, const char *from, const char *from_id, int64_t now_ms,
+		   int max, bool (*skip)(const char *id, void *arg),
 		   int (*visit)(const struct call_record *r, void *arg), void *arg)
 {
 	char id[CALL_ID_LEN + 1];
 	char now_iso[CLOCK_ISO_LEN + 1], why[128];
 	char broken[16][CALL_ID_LEN + 1];
 	struct call_record r;
-	DBC *c;
-	DBT sk, pk, pd;
-	int rc, seen = 0, nbroken = 0;
+	DBC *c, *calls;
+	DBT k, d, pk, pd;
+	int rc, got, seen = 0, nbroken = 0;
 
 	clock_format_iso(now_ms, now_iso, sizeof now_iso);
-	if (open_cursor(s, s->due, &c) < 0)
+	if (open_cursor(s, s->due_entries, &c) < 0)
 		return -1;
-	dbt_bytes(&sk, from, strlen(from));
-	memset(&pk, 0, sizeof pk);
+	if (open_cursor(s, s->calls, &calls) < 0) {
+		c->close(c);
+		return -1;
+	}
+	memset(&k, 0, sizeof k);
+	memset(&d, 0, sizeof d);
 	memset(&pd, 0, sizeof pd);
-	for (rc = c->pget(c, &sk, &pk, &pd, from[0] ? DB_SET_RANGE : DB_FIRST);
-	     rc == 0 && seen < max; rc = c->pget(c, &sk, &pk, &pd, DB_NEXT)) {
-		if (sk.size != CLOCK_ISO_LEN || memcmp(sk.data, now_iso, CLOCK_ISO_LEN) > 0)
+	/*
+	 * The index is walked on its own and a call's record read only when
+	 * skip() lets it through: a scan passes over the calls in flight at
+	 * the cost of a cursor step each, not of a read of calls.db.
+	 */
+	for (rc = position_due(c, from, from_id, &k, &d); rc == 0 && seen < max;
+	     rc = c->get(c, &k, &d, DB_NEXT)) {
+		if (k.size != CLOCK_ISO_LEN || memcmp(k.data, now_iso, CLOCK_ISO_LEN) > 0)
 			break;
-		if (skip && pk.size == CALL_ID_LEN) {
-			memcpy(id, pk.data, CALL_ID_LEN);
-			id[CALL_ID_LEN] = '\0';
-			if (skip(id, arg))
-				continue;
+		if (d.size != CALL_ID_LEN) {
+			log_error("due.db: an entry for %.*s names no call id (%u bytes)",
+				  (int)k.size, (char *)k.data, d.size);
+			continue;
+		}
+		memcpy(id, d.data, CALL_ID_LEN);
+		id[CALL_ID_LEN] = '\0';
+		if (skip && skip(id, arg))
+			continue;
+		dbt_bytes(&pk, id, CALL_ID_LEN);
+		got = calls->get(calls, &pk, &pd, DB_SET);
+		if (got == DB_NOTFOUND) {
+			log_error("due.db lists call %s, which calls.db does not hold", id);
+			continue;
+		}
+		if (got) {
+			rc = got;
+			break;
 		}
 		if (record_decode_call(pd.data, pd.size, &r, why, sizeof why) < 0) {
-			log_error("calls.db: unreadable record %.*s: %s", (int)pk.size,
-				  (char *)pk.data, why);
-			if (nbroken < 16 && pk.size <= CALL_ID_LEN)
-				snprintf(broken[nbroken++], CALL_ID_LEN + 1, "%.*s", (int)pk.size,
-					 (char *)pk.data);
+			log_error("calls.db: unreadable record %s: %s", id, why);
+			if (nbroken < 16)
+				memcpy(broken[nbroken++], id, sizeof id);
 			continue;
 		}
 		seen++;
 		if (visit(&r, arg))
 			break;
 	}
+	calls->close(calls);
 	c->close(c);
 	for (int i = 0; i < nbroken; i++)
 		quarantine_call(s, broken[i]);

@@ -160,14 +160,16 @@ int store_cage_floor(struct store *s, const char *cage, char id[CALL_ID_LEN + 1]
 int store_next_due(struct store *s, int64_t after_ms, int64_t *due_ms);
 
 /*
- * Calls visit() for pending calls due at or before now_ms, earliest first,
- * starting at due time `from` (an ISO key; "" = the earliest), until visit
- * returns nonzero or `max` calls were visited.  skip(), when given, sees
- * each call's id first and can pass it over unread (and uncounted).  The
- * record and its payload are valid during the call only.
+ * Calls visit() for pending calls due at or before now_ms, earliest first
+ * (calls due at the same time in id order), starting at due time `from`
+ * (an ISO key; "" = the earliest) and, among the calls due then, at id
+ * from_id ("" = the first), until visit returns nonzero or `max` calls
+ * were visited.  skip(), when given, sees each call's id first and can
+ * pass it over unread (and uncounted).  The record and its payload are
+ * valid during the call only.
  */
-int store_scan_due(struct store *s, const char *from, int64_t now_ms, int max,
-		   bool (*skip)(const char *id, void *arg),
+int store_scan_due(struct store *s, const char *from, const char *from_id, int64_t now_ms,
+		   int max, bool (*skip)(const char *id, void *arg),
 		   int (*visit)(const struct call_record *r, void *arg), void *arg);
 
 /*
