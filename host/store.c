@@ -1424,6 +1424,8 @@ int store_scan_due(struct store *s, const char *from, const char *from_id, int64
 	char id[CALL_ID_LEN + 1];
 	char now_iso[CLOCK_ISO_LEN + 1], why[128];
 	char broken[16][CALL_ID_LEN + 1];
+	/* (every scan passes an entry again: a line a second says it) */
+	static struct log_budget dangling = LOG_BUDGET(1, "due.db entries without a call");
 	struct call_record r;
 	DBC *c, *calls;
 	DBT k, d, pk, pd;
@@ -1449,8 +1451,9 @@ int store_scan_due(struct store *s, const char *from, const char *from_id, int64
 		if (k.size != CLOCK_ISO_LEN || memcmp(k.data, now_iso, CLOCK_ISO_LEN) > 0)
 			break;
 		if (d.size != CALL_ID_LEN) {
-			log_error("due.db: an entry for %.*s names no call id (%u bytes)",
-				  (int)k.size, (char *)k.data, d.size);
+			log_msg_budget(&dangling, LOG_ERROR, "due.db: an entry for %.*s names no "
+				       "call id (%u bytes); passed over", (int)k.size,
+				       (char *)k.data, d.size);
 			continue;
 		}
 		memcpy(id, d.data, CALL_ID_LEN);
@@ -1460,7 +1463,8 @@ int store_scan_due(struct store *s, const char *from, const char *from_id, int64
 		dbt_bytes(&pk, id, CALL_ID_LEN);
 		got = calls->get(calls, &pk, &pd, DB_SET);
 		if (got == DB_NOTFOUND) {
-			log_error("due.db lists call %s, which calls.db does not hold", id);
+			log_msg_budget(&dangling, LOG_ERROR, "due.db lists call %s, which calls.db "
+				       "does not hold; passed over", id);
 			continue;
 		}
 		if (got) {
