@@ -36,6 +36,7 @@
 #define EARLY_SWEEP_WARN_MS (10 * 60 * 1000)	/* at most one such warning per 10 min */
 #define DEAD_SWEEP_TELL_MS (60 * 1000)		/* dead calls deleted: a line a minute */
 #define DEAD_SWEEP_EVERY_MS 5000		/* a pass over dead.db at most this often */
+#define HELD_BACK_SLOTS 65536	/* held-back calls remembered (see struct held_back) */
 
 struct attempt {
 	struct scheduler *sched;
@@ -50,6 +51,23 @@ struct attempt {
 	int64_t retry_ms;		/* its outcome's next attempt (0: none) */
 	struct attempt *next_in_bucket;
 	struct attempt *next_new;	/* a scan's collection, or the stranded list */
+};
+
+/*
+ * The calls scans held back (their queue at its concurrency, or a delivery
+ * with MAX_DELIVERIES under way), so that later scans pass them over by id
+ * without reading them, as they pass the calls in flight.  A scan reads at
+ * most as many calls as it may dispatch; when more held-back calls than
+ * that were due, every scan stopped among them, and the calls behind them,
+ * of every queue, waited (new calls too: they wait their turn behind the
+ * calls due in the store).  An open-addressing table of ids; an entry whose
+ * reason is gone becomes a tombstone, and a full table is emptied (the next
+ * scans read those calls again and remember them anew).
+ */
+enum { HELD_FREE = -1, HELD_GONE = -2 };
+struct held_back {
+	char id[CALL_ID_LEN + 1];
+	int reason;			/* queue index; queue_count: deliveries */
 };
 
 struct wake {
@@ -82,6 +100,9 @@ struct scheduler {
 	int *queue_running;		/* by queue index */
 	const struct queue_conf **queues;
 	int queue_count;
+	struct held_back *held_back;	/* HELD_BACK_SLOTS; NULL until needed */
+	int held_back_used;		/* slots not free, tombstones included */
+	int *held_back_for;		/* by reason: live entries */
 	struct wake *wakes;
 	struct event *wake_timer;
 	/* new calls whose outcome could not be stored: their records are
@@ -129,13 +150,18 @@ struct scheduler {
 	unsigned short jitter_seed[3];	/* erand48's state, for retry_jitter */
 };
 
-static unsigned bucket_of(const char *id)
+static unsigned hash_id(const char *id)
 {
 	unsigned h = 5381;
 
 	for (; *id; id++)
 		h = h * 33 + (unsigned char)*id;
-	return h % BUCKETS;
+	return h;
+}
+
+static unsigned bucket_of(const char *id)
+{
+	return hash_id(id) % BUCKETS;
 }
 
 static struct attempt *find_attempt(const struct scheduler *s, const char *id)
@@ -168,6 +194,77 @@ static int queue_index(const struct scheduler *s, const struct queue_conf *q)
 		if (s->queues[i] == q)
 			return i;
 	return 0;
+}
+
+/* Is the reason for holding calls back still there? */
+static bool still_held(const struct scheduler *s, int reason)
+{
+	const struct queue_conf *q;
+
+	if (reason == s->queue_count)
+		return s->deliveries >= MAX_DELIVERIES;
+	q = s->queues[reason];
+	return q->concurrency && s->queue_running[reason] >= q->concurrency;
+}
+
+/* id's slot in the table: its entry, or the free slot where it would go. */
+static struct held_back *held_back_slot(const struct scheduler *s, const char *id)
+{
+	unsigned h = hash_id(id);
+
+	for (int i = 0; i < HELD_BACK_SLOTS; i++) {
+		struct held_back *e = &s->held_back[(h + (unsigned)i) % HELD_BACK_SLOTS];
+
+		if (e->reason == HELD_FREE || !strcmp(e->id, id))
+			return e;
+	}
+	return NULL;
+}
+
+/* Remembers that a scan held call id back for reason. */
+static void remember_held_back(struct scheduler *s, const char *id, int reason)
+{
+	struct held_back *e;
+
+	if (!s->held_back) {
+		s->held_back = malloc(HELD_BACK_SLOTS * sizeof *s->held_back);
+		if (!s->held_back)
+			return;
+		s->held_back_used = HELD_BACK_SLOTS;	/* emptied below */
+	}
+	if (s->held_back_used >= HELD_BACK_SLOTS * 3 / 4) {
+		for (int i = 0; i < HELD_BACK_SLOTS; i++)
+			s->held_back[i].reason = HELD_FREE;
+		memset(s->held_back_for, 0, ((size_t)s->queue_count + 1) * sizeof *s->held_back_for);
+		s->held_back_used = 0;
+	}
+	e = held_back_slot(s, id);
+	if (!e || e->reason >= 0)
+		return;		/* no room, or remembered already */
+	if (e->reason == HELD_FREE) {
+		memcpy(e->id, id, sizeof e->id);
+		s->held_back_used++;
+	}
+	e->reason = reason;	/* a free slot, or id's own tombstone */
+	s->held_back_for[reason]++;
+}
+
+/* Was call id held back, for a reason still there?  (An entry whose reason
+ * is gone becomes a tombstone: the call is read again.) */
+static bool held_back(struct scheduler *s, const char *id)
+{
+	struct held_back *e;
+
+	if (!s->held_back || s->held_back_used == 0)
+		return false;
+	e = held_back_slot(s, id);
+	if (!e || e->reason < 0)
+		return false;
+	if (still_held(s, e->reason))
+		return true;
+	s->held_back_for[e->reason]--;
+	e->reason = HELD_GONE;
+	return false;
 }
 
 /* The policy of queue name: a queue removed from the config has its calls
@@ -219,6 +316,13 @@ static void forget(struct attempt *a)
 	s->in_flight--;
 	s->deliveries -= a->rec.cage[0] != '\0';
 	s->queue_running[queue_index(s, a->queue)]--;
+	/* calls held back for this queue (or as deliveries) may go now: the
+	 * next scan starts over, to read them again */
+	if (s->held_back_for[queue_index(s, a->queue)] > 0 ||
+	    (a->rec.cage[0] && s->held_back_for[s->queue_count] > 0)) {
+		s->resume[0] = '\0';
+		s->scan_needed = true;
+	}
 	free(a->job.payload);
 	free(a);
 }
@@ -439,11 +543,13 @@ struct collect {
 	bool held_back;		/* a due call was left for later (concurrency) */
 };
 
-static bool in_flight(const char *id, void *arg)
+/* A scan passes over the calls in flight, and those held back before for
+ * a reason still there. */
+static bool passed_over(const char *id, void *arg)
 {
 	struct collect *c = arg;
 
-	return find_attempt(c->sched, id) != NULL;
+	return find_attempt(c->sched, id) != NULL || held_back(c->sched, id);
 }
 
 static int collect_due(const struct call_record *r, void *arg)
@@ -459,6 +565,7 @@ static int collect_due(const struct call_record *r, void *arg)
 	if ((q->concurrency && s->queue_running[qi] >= q->concurrency) ||
 	    (r->cage[0] && s->deliveries >= MAX_DELIVERIES)) {
 		c->held_back = true;
+		remember_held_back(s, r->id, still_held(s, qi) ? qi : s->queue_count);
 		return 0;
 	}
 	/* everything before this call is in flight or dispatched: the next
@@ -616,7 +723,7 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 	}
 	s->scan_needed = false;
 	batch_sync(s->batch);
-	if (store_scan_due(s->store, s->resume, s->resume_id, now, c.room, in_flight, collect_due,
+	if (store_scan_due(s->store, s->resume, s->resume_id, now, c.room, passed_over, collect_due,
 			   &c) < 0) {
 		log_error("scheduler: %s", store_error(s->store));
 		s->scan_needed = true;
@@ -1017,6 +1124,7 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->queue_count = n;
 	s->queues = calloc((size_t)n, sizeof *s->queues);
 	s->queue_running = calloc((size_t)n, sizeof *s->queue_running);
+	s->held_back_for = calloc((size_t)n + 1, sizeof *s->held_back_for);
 	for (const struct cage_conf *c = conf->cages; c; c = c->next)
 		s->cage_count++;
 	s->floors_asked = calloc((size_t)s->cage_count + 1, sizeof *s->floors_asked);
@@ -1025,7 +1133,8 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->wake_timer = evtimer_new(base, wake_tick, s);
 	s->strand_timer = evtimer_new(base, on_strand_timer, s);
 	s->sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, s);
-	if (!s->queues || !s->queue_running || !s->floors_asked || !s->timer || !s->kick ||
+	if (!s->queues || !s->queue_running || !s->held_back_for || !s->floors_asked ||
+	    !s->timer || !s->kick ||
 	    !s->wake_timer || !s->strand_timer || !s->sweep_timer ||
 	    event_add(s->sweep_timer, &(struct timeval){ SWEEP_TICK_MS / 1000,
 						     (SWEEP_TICK_MS % 1000) * 1000 }) < 0) {
@@ -1085,6 +1194,8 @@ void scheduler_free(struct scheduler **sp)
 		event_free(s->sweep_timer);
 	free(s->queues);
 	free(s->queue_running);
+	free(s->held_back_for);
+	free(s->held_back);
 	free(s->floors_asked);
 	free(s);
 	*sp = NULL;

@@ -46,7 +46,8 @@ E2E_TESTS = \
 	tests/e2e/dead_calls.sh \
 	tests/e2e/dead_retention.sh \
 	tests/e2e/removed_queue.sh \
-	tests/e2e/retry_now.sh
+	tests/e2e/retry_now.sh \
+	tests/e2e/queue_concurrency.sh
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/lib.sh tests/shm.sh
 
