@@ -103,6 +103,20 @@ struct scheduler {
 	struct held_back *held_back;	/* HELD_BACK_SLOTS; NULL until needed */
 	int held_back_used;		/* slots not free, tombstones included */
 	int *held_back_for;		/* by reason: live entries */
+	struct due_at {			/* a place in the due index */
+		char time[CLOCK_ISO_LEN + 1];
+		char id[CALL_ID_LEN + 1];
+	} *held_from;			/* by reason: the earliest held back */
+	/*
+	 * Where calls held back may go again (an attempt of their queue, or
+	 * a delivery, ended): the earliest held_from of those reasons; time
+	 * "" when none.  The next scan reads from there up to resume first:
+	 * a scan that started over walked the whole backlog of a queue at
+	 * its concurrency after each of its attempts (15,000 calls of 1 ms
+	 * kept the loop busy, and ran at 750 a second where 2,000 could).
+	 */
+	struct due_at release;
+	bool *released;			/* by reason: since release was set */
 	struct wake *wakes;
 	struct event *wake_timer;
 	/* new calls whose outcome could not be stored: their records are
@@ -207,6 +221,14 @@ static bool still_held(const struct scheduler *s, int reason)
 	return q->concurrency && s->queue_running[reason] >= q->concurrency;
 }
 
+/* Is place a before place b?  (A time "" is before every other.) */
+static bool due_before(const struct due_at *a, const struct due_at *b)
+{
+	int c = strcmp(a->time, b->time);
+
+	return c < 0 || (c == 0 && strcmp(a->id, b->id) < 0);
+}
+
 /* id's slot in the table: its entry, or the free slot where it would go. */
 static struct held_back *held_back_slot(const struct scheduler *s, const char *id)
 {
@@ -221,9 +243,11 @@ static struct held_back *held_back_slot(const struct scheduler *s, const char *i
 	return NULL;
 }
 
-/* Remembers that a scan held call id back for reason. */
-static void remember_held_back(struct scheduler *s, const char *id, int reason)
+/* Remembers that a scan held call r back for reason. */
+static void remember_held_back(struct scheduler *s, const struct call_record *r, int reason)
 {
+	const char *id = r->id;
+	struct due_at at;
 	struct held_back *e;
 
 	if (!s->held_back) {
@@ -246,7 +270,30 @@ static void remember_held_back(struct scheduler *s, const char *id, int reason)
 		s->held_back_used++;
 	}
 	e->reason = reason;	/* a free slot, or id's own tombstone */
-	s->held_back_for[reason]++;
+	clock_format_iso(r->when_ms, at.time, sizeof at.time);
+	memcpy(at.id, id, sizeof at.id);
+	if (s->held_back_for[reason]++ == 0 || due_before(&at, &s->held_from[reason]))
+		s->held_from[reason] = at;
+}
+
+/* Calls held back for reason may go again: the next scan reads them. */
+static void release_held_back(struct scheduler *s, int reason)
+{
+	if (s->held_back_for[reason] == 0)
+		return;
+	if (!s->release.time[0] || due_before(&s->held_from[reason], &s->release))
+		s->release = s->held_from[reason];
+	s->released[reason] = true;
+	s->scan_needed = true;
+}
+
+/* Has a reason released since release was set room for a call again? */
+static bool release_has_room(const struct scheduler *s)
+{
+	for (int i = 0; i <= s->queue_count; i++)
+		if (s->released[i] && !still_held(s, i))
+			return true;
+	return false;
 }
 
 /* Was call id held back, for a reason still there?  (An entry whose reason
@@ -316,13 +363,10 @@ static void forget(struct attempt *a)
 	s->in_flight--;
 	s->deliveries -= a->rec.cage[0] != '\0';
 	s->queue_running[queue_index(s, a->queue)]--;
-	/* calls held back for this queue (or as deliveries) may go now: the
-	 * next scan starts over, to read them again */
-	if (s->held_back_for[queue_index(s, a->queue)] > 0 ||
-	    (a->rec.cage[0] && s->held_back_for[s->queue_count] > 0)) {
-		s->resume[0] = '\0';
-		s->scan_needed = true;
-	}
+	/* calls held back for this queue (or as deliveries) may go now */
+	release_held_back(s, queue_index(s, a->queue));
+	if (a->rec.cage[0])
+		release_held_back(s, s->queue_count);
 	free(a->job.payload);
 	free(a);
 }
@@ -541,15 +585,28 @@ struct collect {
 	int room;
 	struct attempt *list;
 	bool held_back;		/* a due call was left for later (concurrency) */
+	bool behind_resume;	/* reading calls held back before resume */
 };
 
 /* A scan passes over the calls in flight, and those held back before for
- * a reason still there. */
-static bool passed_over(const char *id, void *arg)
+ * a reason still there; with nothing before them left behind, the next
+ * scan can start after them (calls held back: see release). */
+static int passed_over(const char *time, const char *id, void *arg)
 {
 	struct collect *c = arg;
+	struct scheduler *s = c->sched;
 
-	return find_attempt(c->sched, id) != NULL || held_back(c->sched, id);
+	if (find_attempt(s, id) == NULL && !held_back(s, id))
+		return 0;
+	/* behind resume, there is nothing else to find once the queues
+	 * that had room again have none */
+	if (c->behind_resume)
+		return release_has_room(s) ? 1 : -1;
+	if (!c->held_back) {
+		memcpy(s->resume, time, sizeof s->resume);
+		memcpy(s->resume_id, id, sizeof s->resume_id);
+	}
+	return 1;
 }
 
 static int collect_due(const struct call_record *r, void *arg)
@@ -565,14 +622,20 @@ static int collect_due(const struct call_record *r, void *arg)
 	if ((q->concurrency && s->queue_running[qi] >= q->concurrency) ||
 	    (r->cage[0] && s->deliveries >= MAX_DELIVERIES)) {
 		c->held_back = true;
-		remember_held_back(s, r->id, still_held(s, qi) ? qi : s->queue_count);
+		remember_held_back(s, r, still_held(s, qi) ? qi : s->queue_count);
 		return 0;
 	}
 	/* everything before this call is in flight or dispatched: the next
 	 * scan can start here (see resume in struct scheduler) */
-	if (!c->held_back) {
+	if (!c->held_back && !c->behind_resume) {
 		clock_format_iso(r->when_ms, s->resume, sizeof s->resume);
 		memcpy(s->resume_id, r->id, sizeof s->resume_id);
+	}
+	/* behind resume, the calls of this queue held back before this one
+	 * have gone: its next release can start here */
+	if (c->behind_resume && s->held_back_for[qi] > 0) {
+		clock_format_iso(r->when_ms, s->held_from[qi].time, sizeof s->held_from[qi].time);
+		memcpy(s->held_from[qi].id, r->id, sizeof s->held_from[qi].id);
 	}
 	/* counted now, so the rest of this scan respects the limits */
 	a = track(s, r, q);
@@ -696,7 +759,8 @@ static void refresh_floors(struct scheduler *s)
 static void dispatch(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
-	struct collect c = { s, 0, NULL, false };
+	struct collect c = { s, 0, NULL, false, false };
+	struct due_at resume_at;
 	int64_t now = clock_wall_ms();
 
 	(void)fd;
@@ -723,8 +787,26 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 	}
 	s->scan_needed = false;
 	batch_sync(s->batch);
-	if (store_scan_due(s->store, s->resume, s->resume_id, now, c.room, passed_over, collect_due,
-			   &c) < 0) {
+	/* calls held back before resume that may go again: from the earliest
+	 * of them up to resume (the room running out keeps the place) */
+	memcpy(resume_at.time, s->resume, sizeof resume_at.time);
+	memcpy(resume_at.id, s->resume_id, sizeof resume_at.id);
+	if (s->release.time[0] && s->resume[0] && due_before(&s->release, &resume_at)) {
+		c.behind_resume = true;
+		if (store_scan_due(s->store, s->release.time, s->release.id, s->resume,
+				   s->resume_id, now, c.room, passed_over, collect_due, &c) < 0) {
+			log_error("scheduler: %s", store_error(s->store));
+			s->scan_needed = true;
+		}
+		c.behind_resume = false;
+	}
+	if (c.room > 0) {
+		s->release.time[0] = '\0';
+		memset(s->released, 0, ((size_t)s->queue_count + 1) * sizeof *s->released);
+	}
+	if (c.room > 0 &&
+	    store_scan_due(s->store, s->resume, s->resume_id, "", "", now, c.room, passed_over,
+			   collect_due, &c) < 0) {
 		log_error("scheduler: %s", store_error(s->store));
 		s->scan_needed = true;
 	}
@@ -764,6 +846,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	struct scheduler *s = arg;
 
 	s->resume[0] = '\0';
+	s->release.time[0] = '\0';	/* a scan from the start reads them all */
+	memset(s->released, 0, ((size_t)s->queue_count + 1) * sizeof *s->released);
 	s->scan_needed = true;
 	s->timer_due_ms = INT64_MAX;
 	dispatch(fd, what, arg);
@@ -1125,6 +1209,8 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->queues = calloc((size_t)n, sizeof *s->queues);
 	s->queue_running = calloc((size_t)n, sizeof *s->queue_running);
 	s->held_back_for = calloc((size_t)n + 1, sizeof *s->held_back_for);
+	s->held_from = calloc((size_t)n + 1, sizeof *s->held_from);
+	s->released = calloc((size_t)n + 1, sizeof *s->released);
 	for (const struct cage_conf *c = conf->cages; c; c = c->next)
 		s->cage_count++;
 	s->floors_asked = calloc((size_t)s->cage_count + 1, sizeof *s->floors_asked);
@@ -1133,7 +1219,8 @@ struct scheduler *scheduler_new(struct event_base *base, const struct host_conf 
 	s->wake_timer = evtimer_new(base, wake_tick, s);
 	s->strand_timer = evtimer_new(base, on_strand_timer, s);
 	s->sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, s);
-	if (!s->queues || !s->queue_running || !s->held_back_for || !s->floors_asked ||
+	if (!s->queues || !s->queue_running || !s->held_back_for || !s->held_from || !s->released ||
+	    !s->floors_asked ||
 	    !s->timer || !s->kick ||
 	    !s->wake_timer || !s->strand_timer || !s->sweep_timer ||
 	    event_add(s->sweep_timer, &(struct timeval){ SWEEP_TICK_MS / 1000,
@@ -1195,6 +1282,8 @@ void scheduler_free(struct scheduler **sp)
 	free(s->queues);
 	free(s->queue_running);
 	free(s->held_back_for);
+	free(s->held_from);
+	free(s->released);
 	free(s->held_back);
 	free(s->floors_asked);
 	free(s);

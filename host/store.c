@@ -1417,11 +1417,32 @@ static int position_due(DBC *c, const char *from, const char *from_id, DBT *k, D
 	return c->get(c, k, d, DB_SET_RANGE);
 }
 
-int store_scan_due(struct store *s, const char *from, const char *from_id, int64_t now_ms,
-		   int max, bool (*skip)(const char *id, void *arg),
+/* Is the entry (k, d) at or after position (time, id)?  ("" time: never) */
+static bool at_or_after(const DBT *k, const DBT *d, const char *time, const char *id)
+{
+	size_t n = strlen(time);
+	int c;
+
+	if (!time[0])
+		return false;
+	c = memcmp(k->data, time, k->size < n ? k->size : n);
+	if (c == 0)
+		c = k->size < n ? -1 : k->size > n;
+	if (c == 0) {
+		n = strlen(id);
+		c = memcmp(d->data, id, d->size < n ? d->size : n);
+		if (c == 0)
+			c = d->size < n ? -1 : d->size > n;
+	}
+	return c >= 0;
+}
+
+int store_scan_due(struct store *s, const char *from, const char *from_id, const char *until,
+		   const char *until_id, int64_t now_ms, int max,
+		   int (*skip)(const char *time, const char *id, void *arg),
 		   int (*visit)(const struct call_record *r, void *arg), void *arg)
 {
-	char id[CALL_ID_LEN + 1];
+	char id[CALL_ID_LEN + 1], time[CLOCK_ISO_LEN + 1];
 	char now_iso[CLOCK_ISO_LEN + 1], why[128];
 	char broken[16][CALL_ID_LEN + 1];
 	/* (every scan passes an entry again: a line a second says it) */
@@ -1429,7 +1450,7 @@ int store_scan_due(struct store *s, const char *from, const char *from_id, int64
 	struct call_record r;
 	DBC *c, *calls;
 	DBT k, d, pk, pd;
-	int rc, got, seen = 0, nbroken = 0;
+	int rc, got, pass, seen = 0, nbroken = 0;
 
 	clock_format_iso(now_ms, now_iso, sizeof now_iso);
 	if (open_cursor(s, s->due_entries, &c) < 0)
@@ -1448,7 +1469,8 @@ int store_scan_due(struct store *s, const char *from, const char *from_id, int64
 	 */
 	for (rc = position_due(c, from, from_id, &k, &d); rc == 0 && seen < max;
 	     rc = c->get(c, &k, &d, DB_NEXT)) {
-		if (k.size != CLOCK_ISO_LEN || memcmp(k.data, now_iso, CLOCK_ISO_LEN) > 0)
+		if (k.size != CLOCK_ISO_LEN || memcmp(k.data, now_iso, CLOCK_ISO_LEN) > 0 ||
+		    at_or_after(&k, &d, until, until_id))
 			break;
 		if (d.size != CALL_ID_LEN) {
 			log_msg_budget(&dangling, LOG_ERROR, "due.db: an entry for %.*s names no "
@@ -1458,7 +1480,12 @@ int store_scan_due(struct store *s, const char *from, const char *from_id, int64
 		}
 		memcpy(id, d.data, CALL_ID_LEN);
 		id[CALL_ID_LEN] = '\0';
-		if (skip && skip(id, arg))
+		memcpy(time, k.data, CLOCK_ISO_LEN);
+		time[CLOCK_ISO_LEN] = '\0';
+		pass = skip ? skip(time, id, arg) : 0;
+		if (pass < 0)
+			break;
+		if (pass > 0)
 			continue;
 		dbt_bytes(&pk, id, CALL_ID_LEN);
 		got = calls->get(calls, &pk, &pd, DB_SET);

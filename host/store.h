@@ -163,13 +163,16 @@ int store_next_due(struct store *s, int64_t after_ms, int64_t *due_ms);
  * Calls visit() for pending calls due at or before now_ms, earliest first
  * (calls due at the same time in id order), starting at due time `from`
  * (an ISO key; "" = the earliest) and, among the calls due then, at id
- * from_id ("" = the first), until visit returns nonzero or `max` calls
- * were visited.  skip(), when given, sees each call's id first and can
- * pass it over unread (and uncounted).  The record and its payload are
- * valid during the call only.
+ * from_id ("" = the first), and up to (not including) due time `until`
+ * and id until_id ("" until: no bound but now_ms), until visit returns
+ * nonzero or `max` calls were visited.  skip(), when given, sees each
+ * call's due time (ISO) and id first: it returns 0 to have the call read,
+ * more to pass it over unread (and uncounted), less to end the scan.  The
+ * record and its payload are valid during the call only.
  */
-int store_scan_due(struct store *s, const char *from, const char *from_id, int64_t now_ms,
-		   int max, bool (*skip)(const char *id, void *arg),
+int store_scan_due(struct store *s, const char *from, const char *from_id, const char *until,
+		   const char *until_id, int64_t now_ms, int max,
+		   int (*skip)(const char *time, const char *id, void *arg),
 		   int (*visit)(const struct call_record *r, void *arg), void *arg);
 
 /*

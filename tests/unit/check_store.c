@@ -246,18 +246,26 @@ START_TEST(due_calls_come_earliest_first)
 	ck_assert_int_eq(store_next_due(s, 2000, &due), 0);
 	ck_assert_int_eq(due, 3000);
 	ck_assert_int_eq(store_next_due(s, 9000, &due), 1);
-	ck_assert_int_eq(store_scan_due(s, "", "", 5000, 100, NULL, collect, seen), 0);
+	ck_assert_int_eq(store_scan_due(s, "", "", "", "", 5000, 100, NULL, collect, seen), 0);
 	ck_assert_str_eq(seen, "00000000000000bb,00000000000000aa,");
 	store_close(&s);
 	remove_dir();
 }
 END_TEST
 
-static bool skip_listed(const char *id, void *arg)
+static int skip_listed(const char *time, const char *id, void *arg)
 {
+	(void)time;
 	strcat(arg, id);
 	strcat(arg, ",");
-	return true;
+	return 1;
+}
+
+static int stop_at_cc(const char *time, const char *id, void *arg)
+{
+	(void)time;
+	(void)arg;
+	return strcmp(id, "00000000000000cc") == 0 ? -1 : 0;
 }
 
 /* A scan resumes at a due time and an id: calls due at the same time come
@@ -276,27 +284,41 @@ START_TEST(a_due_scan_resumes_at_a_time_and_an_id)
 	ck_assert_int_eq(store_commit(s), 0);
 	clock_format_iso(2000, t2000, sizeof t2000);
 	clock_format_iso(1500, t1500, sizeof t1500);
-	ck_assert_int_eq(store_scan_due(s, t2000, "", 5000, 100, NULL, collect, seen), 0);
+	ck_assert_int_eq(store_scan_due(s, t2000, "", "", "", 5000, 100, NULL, collect, seen), 0);
 	ck_assert_str_eq(seen, "00000000000000bb,00000000000000cc,00000000000000dd,"
 			       "00000000000000ee,");
 	seen[0] = '\0';
-	ck_assert_int_eq(store_scan_due(s, t2000, "00000000000000cc", 5000, 100, NULL, collect,
+	ck_assert_int_eq(store_scan_due(s, t2000, "00000000000000cc", "", "", 5000, 100, NULL, collect,
 					seen), 0);
 	ck_assert_str_eq(seen, "00000000000000cc,00000000000000dd,00000000000000ee,");
 	/* past the last call due at 2000: on to the next time */
 	seen[0] = '\0';
-	ck_assert_int_eq(store_scan_due(s, t2000, "00000000000000de", 5000, 100, NULL, collect,
+	ck_assert_int_eq(store_scan_due(s, t2000, "00000000000000de", "", "", 5000, 100, NULL, collect,
 					seen), 0);
 	ck_assert_str_eq(seen, "00000000000000ee,");
 	/* a time no call is due at any more: the next one, from its first id */
 	seen[0] = '\0';
-	ck_assert_int_eq(store_scan_due(s, t1500, "00000000000000ff", 5000, 100, NULL, collect,
+	ck_assert_int_eq(store_scan_due(s, t1500, "00000000000000ff", "", "", 5000, 100, NULL, collect,
 					seen), 0);
 	ck_assert_str_eq(seen, "00000000000000bb,00000000000000cc,00000000000000dd,"
 			       "00000000000000ee,");
+	/* up to (not including) a time and an id */
+	seen[0] = '\0';
+	ck_assert_int_eq(store_scan_due(s, "", "", t2000, "00000000000000cc", 5000, 100, NULL,
+					collect, seen), 0);
+	ck_assert_str_eq(seen, "00000000000000aa,00000000000000bb,");
+	seen[0] = '\0';
+	ck_assert_int_eq(store_scan_due(s, t1500, "", t2000, "", 5000, 100, NULL, collect, seen),
+			 0);
+	ck_assert_str_eq(seen, "");
+	/* skip() can end the scan */
+	seen[0] = '\0';
+	ck_assert_int_eq(store_scan_due(s, "", "", "", "", 5000, 100, stop_at_cc, collect, seen),
+			 0);
+	ck_assert_str_eq(seen, "00000000000000aa,00000000000000bb,");
 	/* skip() sees each id in order up to now (2500); what it passes over
 	 * is not visited (collect would add it a second time) */
-	ck_assert_int_eq(store_scan_due(s, t2000, "00000000000000cc", 2500, 100, skip_listed,
+	ck_assert_int_eq(store_scan_due(s, t2000, "00000000000000cc", "", "", 2500, 100, skip_listed,
 					collect, skipped), 0);
 	ck_assert_str_eq(skipped, "00000000000000cc,00000000000000dd,");
 	store_close(&s);
@@ -353,7 +375,7 @@ START_TEST(new_calls_are_unindexed_until_a_restart_makes_them_due)
 	store_close(&s);
 	s = open_store();
 	ck_assert_int_eq(store_get_call(s, TABLE_NEW, "00000000000000aa", &r, &buf), 1);
-	ck_assert_int_eq(store_scan_due(s, "", "", 9000, 100, NULL, collect, seen), 0);
+	ck_assert_int_eq(store_scan_due(s, "", "", "", "", 9000, 100, NULL, collect, seen), 0);
 	ck_assert_str_eq(seen, "00000000000000aa,00000000000000bb,");
 	store_close(&s);
 	remove_dir();
@@ -383,7 +405,7 @@ START_TEST(a_restart_makes_every_new_call_due)
 	ck_assert_int_eq(store_next_due(s, INT64_MIN, &due), 1);
 	store_close(&s);
 	s = open_store();
-	ck_assert_int_eq(store_scan_due(s, "", "", 10000, 5000, NULL, count_visit, &n), 0);
+	ck_assert_int_eq(store_scan_due(s, "", "", "", "", 10000, 5000, NULL, count_visit, &n), 0);
 	ck_assert_int_eq(n, 1300);
 	store_close(&s);
 	remove_dir();
