@@ -154,8 +154,7 @@ struct scheduler {
 	 * over all of them still in flight, and the loop's CPU for the 10,000
 	 * calls of the benchmark's row 4 was 0.9-1.5 s instead of 0.3.
 	 */
-	char resume[CLOCK_ISO_LEN + 1];
-	char resume_id[CALL_ID_LEN + 1];
+	struct due_at resume;
 	/* by [cage], in config order: the floor last handed to a durable
 	 * wait ("" when none, or when that wait failed); an unchanged floor
 	 * needs no new wait, and so no fdatasync of its own */
@@ -243,11 +242,21 @@ static struct held_back *held_back_slot(const struct scheduler *s, const char *i
 	return NULL;
 }
 
+/* Where call r is in the due index. */
+static struct due_at due_at_of(const struct call_record *r)
+{
+	struct due_at at;
+
+	clock_format_iso(r->when_ms, at.time, sizeof at.time);
+	memcpy(at.id, r->id, sizeof at.id);
+	return at;
+}
+
 /* Remembers that a scan held call r back for reason. */
 static void remember_held_back(struct scheduler *s, const struct call_record *r, int reason)
 {
 	const char *id = r->id;
-	struct due_at at;
+	struct due_at at = due_at_of(r);
 	struct held_back *e;
 
 	if (!s->held_back) {
@@ -270,8 +279,6 @@ static void remember_held_back(struct scheduler *s, const struct call_record *r,
 		s->held_back_used++;
 	}
 	e->reason = reason;	/* a free slot, or id's own tombstone */
-	clock_format_iso(r->when_ms, at.time, sizeof at.time);
-	memcpy(at.id, id, sizeof at.id);
 	if (s->held_back_for[reason]++ == 0 || due_before(&at, &s->held_from[reason]))
 		s->held_from[reason] = at;
 }
@@ -294,6 +301,13 @@ static bool release_has_room(const struct scheduler *s)
 		if (s->released[i] && !still_held(s, i))
 			return true;
 	return false;
+}
+
+/* No calls held back wait to be read again. */
+static void clear_release(struct scheduler *s)
+{
+	s->release.time[0] = '\0';
+	memset(s->released, 0, ((size_t)s->queue_count + 1) * sizeof *s->released);
 }
 
 /* Was call id held back, for a reason still there?  (An entry whose reason
@@ -355,6 +369,7 @@ static void forget(struct attempt *a)
 {
 	struct scheduler *s = a->sched;
 	struct attempt **p = &s->buckets[bucket_of(a->rec.id)];
+	int qi = queue_index(s, a->queue);
 
 	while (*p && *p != a)
 		p = &(*p)->next_in_bucket;
@@ -362,9 +377,9 @@ static void forget(struct attempt *a)
 		*p = a->next_in_bucket;
 	s->in_flight--;
 	s->deliveries -= a->rec.cage[0] != '\0';
-	s->queue_running[queue_index(s, a->queue)]--;
+	s->queue_running[qi]--;
 	/* calls held back for this queue (or as deliveries) may go now */
-	release_held_back(s, queue_index(s, a->queue));
+	release_held_back(s, qi);
 	if (a->rec.cage[0])
 		release_held_back(s, s->queue_count);
 	free(a->job.payload);
@@ -388,7 +403,7 @@ static void after_commit(bool ok, void *arg)
 			       "stored; it will run again", a->rec.id, a->rec.attempts + 1);
 		/* the store is failing (full disk?): give it a moment, not a storm */
 		s->paused_until_ms = clock_mono_ms() + STORAGE_PAUSE_MS;
-		s->resume[0] = '\0';	/* the call is still at its old due time */
+		s->resume.time[0] = '\0';	/* the call is still at its old due time */
 		s->scan_needed = true;
 		if (a->is_new) {
 			strand(a);
@@ -603,8 +618,8 @@ static int passed_over(const char *time, const char *id, void *arg)
 	if (c->behind_resume)
 		return release_has_room(s) ? 1 : -1;
 	if (!c->held_back) {
-		memcpy(s->resume, time, sizeof s->resume);
-		memcpy(s->resume_id, id, sizeof s->resume_id);
+		memcpy(s->resume.time, time, sizeof s->resume.time);
+		memcpy(s->resume.id, id, sizeof s->resume.id);
 	}
 	return 1;
 }
@@ -615,28 +630,28 @@ static int collect_due(const struct call_record *r, void *arg)
 	struct scheduler *s = c->sched;
 	const struct queue_conf *q;
 	struct attempt *a;
-	int qi;
+	int qi, held_for;
 
 	q = queue_of(s, r->queue);
 	qi = queue_index(s, q);
-	if ((q->concurrency && s->queue_running[qi] >= q->concurrency) ||
-	    (r->cage[0] && s->deliveries >= MAX_DELIVERIES)) {
+	held_for = -1;
+	if (still_held(s, qi))
+		held_for = qi;
+	else if (r->cage[0] && still_held(s, s->queue_count))
+		held_for = s->queue_count;
+	if (held_for >= 0) {
 		c->held_back = true;
-		remember_held_back(s, r, still_held(s, qi) ? qi : s->queue_count);
+		remember_held_back(s, r, held_for);
 		return 0;
 	}
 	/* everything before this call is in flight or dispatched: the next
 	 * scan can start here (see resume in struct scheduler) */
-	if (!c->held_back && !c->behind_resume) {
-		clock_format_iso(r->when_ms, s->resume, sizeof s->resume);
-		memcpy(s->resume_id, r->id, sizeof s->resume_id);
-	}
+	if (!c->held_back && !c->behind_resume)
+		s->resume = due_at_of(r);
 	/* behind resume, the calls of this queue held back before this one
 	 * have gone: its next release can start here */
-	if (c->behind_resume && s->held_back_for[qi] > 0) {
-		clock_format_iso(r->when_ms, s->held_from[qi].time, sizeof s->held_from[qi].time);
-		memcpy(s->held_from[qi].id, r->id, sizeof s->held_from[qi].id);
-	}
+	if (c->behind_resume && s->held_back_for[qi] > 0)
+		s->held_from[qi] = due_at_of(r);
 	/* counted now, so the rest of this scan respects the limits */
 	a = track(s, r, q);
 	if (!a)
@@ -760,7 +775,6 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
 	struct collect c = { s, 0, NULL, false, false };
-	struct due_at resume_at;
 	int64_t now = clock_wall_ms();
 
 	(void)fd;
@@ -789,24 +803,20 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 	batch_sync(s->batch);
 	/* calls held back before resume that may go again: from the earliest
 	 * of them up to resume (the room running out keeps the place) */
-	memcpy(resume_at.time, s->resume, sizeof resume_at.time);
-	memcpy(resume_at.id, s->resume_id, sizeof resume_at.id);
-	if (s->release.time[0] && s->resume[0] && due_before(&s->release, &resume_at)) {
+	if (s->release.time[0] && s->resume.time[0] && due_before(&s->release, &s->resume)) {
 		c.behind_resume = true;
-		if (store_scan_due(s->store, s->release.time, s->release.id, s->resume,
-				   s->resume_id, now, c.room, passed_over, collect_due, &c) < 0) {
+		if (store_scan_due(s->store, s->release.time, s->release.id, s->resume.time,
+				   s->resume.id, now, c.room, passed_over, collect_due, &c) < 0) {
 			log_error("scheduler: %s", store_error(s->store));
 			s->scan_needed = true;
 		}
 		c.behind_resume = false;
 	}
-	if (c.room > 0) {
-		s->release.time[0] = '\0';
-		memset(s->released, 0, ((size_t)s->queue_count + 1) * sizeof *s->released);
-	}
+	if (c.room > 0)
+		clear_release(s);
 	if (c.room > 0 &&
-	    store_scan_due(s->store, s->resume, s->resume_id, "", "", now, c.room, passed_over,
-			   collect_due, &c) < 0) {
+	    store_scan_due(s->store, s->resume.time, s->resume.id, "", "", now, c.room,
+			   passed_over, collect_due, &c) < 0) {
 		log_error("scheduler: %s", store_error(s->store));
 		s->scan_needed = true;
 	}
@@ -845,9 +855,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
 
-	s->resume[0] = '\0';
-	s->release.time[0] = '\0';	/* a scan from the start reads them all */
-	memset(s->released, 0, ((size_t)s->queue_count + 1) * sizeof *s->released);
+	s->resume.time[0] = '\0';
+	clear_release(s);	/* a scan from the start reads them all */
 	s->scan_needed = true;
 	s->timer_due_ms = INT64_MAX;
 	dispatch(fd, what, arg);
@@ -909,7 +918,7 @@ bool scheduler_take_new(struct scheduler *s, const char *queue)
 	 * then waits its turn in calls.db, in due-time order */
 	if (s->scan_needed || !s->started || clock_mono_ms() < s->paused_until_ms ||
 	    s->in_flight >= max_in_flight(s) ||
-	    (q->concurrency && s->queue_running[queue_index(s, q)] >= q->concurrency)) {
+	    still_held(s, queue_index(s, q))) {
 		s->scan_needed = true;	/* a scan after the commit (or its flush) finds it */
 		return false;
 	}
@@ -942,7 +951,7 @@ static void moved(bool ok, void *arg)
 		return;
 	}
 	forget(a);
-	s->resume[0] = '\0';	/* it is due at its enqueue time, long past */
+	s->resume.time[0] = '\0';	/* it is due at its enqueue time, long past */
 	s->scan_needed = true;
 	schedule_dispatch(s);
 }
